@@ -1,0 +1,62 @@
+"""The exceptions tn_peft raises: one type per layer, each message naming what is at fault and the fix.
+
+- :class:`SpecError`: a graph spec or Network is malformed (file, line, node, leg).
+- :class:`ShapeError`: tensors passed at run time do not fit the built adapter.
+- :class:`CheckpointError`: a saved adapter or LoRA checkpoint cannot be read or converted.
+- :class:`MissingDependencyError`: an optional package is not installed (the message has the pip command).
+"""
+
+from __future__ import annotations
+
+
+class TnPeftError(Exception):
+    """Base class of every error tn_peft raises on purpose."""
+
+
+class SpecError(TnPeftError, ValueError):
+    """A graph spec or Network is invalid.
+
+    The message starts with where the fault is (``file:line``, node, leg) and ends with a fix.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
+                 node: str | None = None, leg: str | None = None, fix: str | None = None):
+        self.source, self.line, self.node, self.leg, self.fix = source, line, node, leg, fix
+        where = []
+        if source:
+            where.append(f"{source}:{line}" if line else str(source))
+        if node:
+            where.append(f"node {node!r}")
+        if leg:
+            where.append(f"leg {leg!r}")
+        text = (", ".join(where) + ": " if where else "") + message
+        if fix:
+            text += f" Fix: {fix}"
+        self.bare_message = message
+        super().__init__(text)
+
+
+class ShapeError(TnPeftError, ValueError):
+    """A tensor given at run time has a shape the adapter cannot take."""
+
+
+class CheckpointError(TnPeftError, ValueError):
+    """A checkpoint file is missing, corrupt, or not of the expected kind. Names the file and key."""
+
+
+class MissingDependencyError(TnPeftError, ImportError):
+    """An optional package is missing; the message carries the exact install command."""
+
+
+def require(module: str, pip_name: str | None = None, purpose: str = ""):
+    """Import ``module`` or raise :class:`MissingDependencyError` with the pip command to fix it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised by tests with monkeypatched imports
+        what = f" (needed for {purpose})" if purpose else ""
+        raise MissingDependencyError(
+            f"the optional package {module!r} is not installed{what}. "
+            f"Install it with: pip install {pip_name or module}"
+        ) from exc

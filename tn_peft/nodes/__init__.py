@@ -1,0 +1,10 @@
+"""Node kinds: each file holds one kind; importing this package registers them all.
+
+See :mod:`tn_peft.nodes.base` for the interface and how to add a kind of your own.
+"""
+
+from .base import REGISTRY, MatrixNode, Node, StiefelNode, create_node, node_kind  # noqa: F401
+from .dense import Dense  # noqa: F401
+from .diagonal import Diagonal  # noqa: F401
+
+__all__ = ["REGISTRY", "Node", "MatrixNode", "StiefelNode", "create_node", "node_kind", "Dense", "Diagonal"]

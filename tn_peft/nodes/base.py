@@ -1,0 +1,204 @@
+"""The node interface every node kind implements, and the open registry of kinds.
+
+A node is an ``nn.Module`` that owns parameters and produces one tensor whose axes are its legs:
+``node() -> Tensor`` of shape ``node.shape`` (one size per leg, in ``node.legs`` order).
+
+New kinds register themselves by subclassing with a keyword::
+
+    class MyNode(Node, kind="my_kind"):
+        def __init__(self, name, legs, shape, *, init="zeros"):   # options are keyword arguments
+            super().__init__(name, legs, shape)
+            ...
+        def forward(self):
+            ...
+
+The keyword arguments of ``__init__`` after ``shape`` are the kind's options: a graph spec sets them
+on the node entry, and an option the kind does not take is a :class:`~tn_peft.errors.SpecError`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import SpecError
+
+#: kind name -> class; filled by ``Node.__init_subclass__``.
+REGISTRY: dict[str, type["Node"]] = {}
+
+
+class Node(nn.Module):
+    """Base class of every node kind: parameters in, one tensor (axes = legs) out.
+
+    Interface (the same for every kind):
+
+    - ``forward() -> Tensor`` of shape ``self.shape``;
+    - ``num_parameters()``: trainable parameter count;
+    - ``right_inverse(tensor)``: set the parameters so that ``forward()`` returns ``tensor``,
+      where the map has an inverse (otherwise ``NotImplementedError``);
+    - ``as_network()``: for renormalized nodes (circuits of small gates) the gate network the
+      planner may contract instead of the dense tensor; ``None`` for ordinary nodes.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            other = REGISTRY.get(kind)
+            if other is not None and other.__qualname__ != cls.__qualname__:
+                raise ValueError(f"node kind {kind!r} is already registered by {other.__module__}.{other.__qualname__}")
+            cls.kind = kind
+            REGISTRY[kind] = cls
+
+    def __init__(self, name: str, legs: Sequence[str], shape: Sequence[int]) -> None:
+        super().__init__()
+        if len(legs) != len(shape):
+            raise SpecError(f"has {len(legs)} legs but {len(shape)} sizes", node=name)
+        self.name = name
+        self.legs = tuple(legs)
+        self.shape = tuple(int(s) for s in shape)
+
+    def forward(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def num_parameters(self) -> int:
+        """Number of trainable scalars this node owns."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def right_inverse(self, tensor: torch.Tensor) -> None:
+        """Set parameters so that ``forward()`` equals ``tensor``; kinds without an inverse refuse."""
+        raise NotImplementedError(f"node kind {self.kind!r} has no right inverse")
+
+    def as_network(self):
+        """The gate network of a renormalized node, or ``None`` (the node is contracted as one tensor)."""
+        return None
+
+    def extra_repr(self) -> str:
+        legs = ", ".join(f"{leg}={size}" for leg, size in zip(self.legs, self.shape))
+        return f"{self.name!r}, legs=({legs}), params={self.num_parameters()}"
+
+    @classmethod
+    def option_names(cls) -> dict[str, Any]:
+        """The options this kind takes, with their defaults (the keyword-only arguments of ``__init__``)."""
+        params = inspect.signature(cls.__init__).parameters
+        return {n: p.default for n, p in params.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def node_kind(kind: str, *, node: str | None = None, source: str | None = None) -> type[Node]:
+    """Look up a registered node kind, or raise a SpecError listing the known kinds."""
+    _load_builtin_kinds()
+    try:
+        return REGISTRY[kind]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise SpecError(f"unknown node kind {kind!r}", node=node, source=source,
+                        fix=f"use one of: {known}; or register a new kind by subclassing "
+                            f"tn_peft.nodes.Node with kind=...") from None
+
+
+def check_options(kind: str, options: dict[str, Any], *, node: str | None = None,
+                  source: str | None = None) -> None:
+    """Raise SpecError if ``options`` holds a key the node kind does not take."""
+    allowed = node_kind(kind, node=node, source=source).option_names()
+    for key in options:
+        if key not in allowed:
+            raise SpecError(f"node kind {kind!r} has no option {key!r}", node=node, source=source,
+                            fix=f"use one of: {', '.join(sorted(allowed)) or '(none)'}")
+
+
+def create_node(kind: str, name: str, legs: Sequence[str], shape: Sequence[int],
+                options: dict[str, Any] | None = None, *, source: str | None = None) -> Node:
+    """Instantiate a node of a registered kind, validating its options first."""
+    options = dict(options or {})
+    check_options(kind, options, node=name, source=source)
+    cls = node_kind(kind, node=name, source=source)
+    try:
+        return cls(name, legs, shape, **options)
+    except SpecError as err:
+        if err.node is None or err.source is None:
+            raise SpecError(err.bare_message, source=err.source or source, line=err.line,
+                            node=err.node or name, leg=err.leg, fix=err.fix) from None
+        raise
+
+
+def _load_builtin_kinds() -> None:
+    # Importing the package registers every built-in kind.
+    from .. import nodes  # noqa: F401
+
+
+class MatrixNode(Node):
+    """A node that is a matrix in disguise: some legs are rows, the rest columns.
+
+    Stiefel (orthonormal-column) kinds subclass this and implement ``matrix() -> (rows, cols)``;
+    ``forward`` reshapes it to the legs. The ``cols`` option names the column legs (default: the
+    last leg), e.g. a right-canonical TT core ``[r0, m, n, r1]`` uses ``cols: r0``.
+    """
+
+    def __init__(self, name: str, legs: Sequence[str], shape: Sequence[int],
+                 cols: str | Sequence[str] | None = None) -> None:
+        super().__init__(name, legs, shape)
+        if cols is None:
+            col_legs = (self.legs[-1],)
+        elif isinstance(cols, str):
+            col_legs = (cols,)
+        else:
+            col_legs = tuple(cols)
+        for leg in col_legs:
+            if leg not in self.legs:
+                raise SpecError(f"option cols names {leg!r}, which is not one of its legs {list(self.legs)}",
+                                node=name, leg=leg, fix="name column legs among the node's own legs")
+        self.col_legs = col_legs
+        self.row_legs = tuple(leg for leg in self.legs if leg not in col_legs)
+        size = dict(zip(self.legs, self.shape))
+        self.rows = math.prod(size[leg] for leg in self.row_legs)
+        self.cols = math.prod(size[leg] for leg in self.col_legs)
+        # permutation from (row legs..., col legs...) to the declared leg order
+        order = self.row_legs + self.col_legs
+        self._matrix_shape = tuple(size[leg] for leg in order)
+        self._to_legs = tuple(order.index(leg) for leg in self.legs)
+        self._from_legs = tuple(self.legs.index(leg) for leg in order)
+
+    def matrix(self) -> torch.Tensor:  # pragma: no cover - abstract
+        """The node as a (rows, cols) matrix."""
+        raise NotImplementedError
+
+    def set_matrix(self, matrix: torch.Tensor) -> None:
+        """Right inverse on the matrix view; kinds with an inverse override this."""
+        raise NotImplementedError(f"node kind {self.kind!r} has no right inverse")
+
+    def forward(self) -> torch.Tensor:
+        return self.matrix().reshape(self._matrix_shape).permute(self._to_legs)
+
+    def to_matrix(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Reshape a tensor laid out like this node's legs into its (rows, cols) matrix view."""
+        return tensor.permute(self._from_legs).reshape(self.rows, self.cols)
+
+    def right_inverse(self, tensor: torch.Tensor) -> None:
+        self.set_matrix(self.to_matrix(tensor))
+
+
+class StiefelNode(MatrixNode):
+    """A matrix node with orthonormal columns (rows >= cols): ``Q^T Q = I``."""
+
+    def __init__(self, name: str, legs: Sequence[str], shape: Sequence[int],
+                 cols: str | Sequence[str] | None = None) -> None:
+        super().__init__(name, legs, shape, cols)
+        if self.rows < self.cols:
+            raise SpecError(
+                f"is an orthonormal-column (Stiefel) node of {self.rows} rows x {self.cols} columns; "
+                f"it needs at least as many rows as columns",
+                node=name, leg=self.col_legs[0],
+                fix="lower the rank / bond size, or choose a dense node kind")
+
+    def orthonormality_error(self) -> float:
+        """max |Q^T Q - I|, a check of the parameterization's exactness."""
+        with torch.no_grad():
+            q = self.matrix()
+            eye = torch.eye(q.shape[1], dtype=q.dtype, device=q.device)
+            return float((q.T @ q - eye).abs().max())
