@@ -18,17 +18,20 @@ class Dense(Node, kind="dense"):
     """A dense tensor ``T[legs...]`` with ``prod(shape)`` parameters.
 
     Options: ``init`` one of zeros | normal | uniform | kaiming | identity, ``std`` for ``normal``
-    (default ``1/sqrt(fan_in)``, fan_in = product of all legs but the first). ``kaiming`` is LoRA's
+    (default ``1/sqrt(fan_in)``, fan_in = product of the last ``fan_in_legs`` legs, by default all
+    legs but the first). ``kaiming`` is LoRA's
     ``kaiming_uniform(a=sqrt(5))``: U(-1/sqrt(fan_in), 1/sqrt(fan_in)). ``identity`` needs the legs to
     split into two halves of equal size (out legs first), and gives the identity map.
     """
 
     def __init__(self, name: str, legs: Sequence[str], shape: Sequence[int], *,
-                 init: str = "normal", std: float | None = None) -> None:
+                 init: str = "normal", std: float | None = None,
+                 fan_in_legs: int | None = None) -> None:
         super().__init__(name, legs, shape)
         if init not in INITS:
             raise SpecError(f"init {init!r} is not known", node=name, fix=f"use one of {', '.join(INITS)}")
-        fan_in = math.prod(self.shape[1:]) if len(self.shape) > 1 else 1
+        trailing = len(self.shape) - 1 if fan_in_legs is None else int(fan_in_legs)
+        fan_in = math.prod(self.shape[len(self.shape) - trailing:]) if trailing > 0 else 1
         tensor = torch.empty(self.shape)
         if init == "zeros":
             tensor.zero_()
