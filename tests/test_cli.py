@@ -1,0 +1,31 @@
+import subprocess
+import sys
+
+from tn_peft.cli import main
+
+
+def test_check_prints_everything(capsys):
+    assert main(["check", "lora", "--in", "384", "--out", "1536", "--set", "rank=8"]) == 0
+    out = capsys.readouterr().out
+    assert "B  dense" in out and "out=1536, r=8" in out and "einsum: ab,bc->ac" in out
+    assert "trainable parameters: 15360" in out
+
+
+def test_errors_print_one_line_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nnodes:\n  - {name: A, kind: nope, legs: [out, in]}\n")
+    proc = subprocess.run([sys.executable, "-m", "tn_peft.cli", "check", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "unknown node kind 'nope'" in proc.stderr and str(bad) in proc.stderr
+
+
+def test_bad_set_value(capsys):
+    assert main(["check", "lora", "--set", "rank"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_draw_writes_png(tmp_path):
+    target = tmp_path / "tt.png"
+    assert main(["draw", "tt", "--in", "384", "--out", "384", "-o", str(target)]) == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,153 @@
+import json
+
+import pytest
+import torch
+
+from tn_peft.errors import SpecError
+from tn_peft.nodes import REGISTRY
+from tn_peft.spec import catalog, load_graph
+
+SHAPES = [(384, 384), (384, 1536), (768, 768), (4096, 4096)]
+EXPECTED = {"lora", "svd", "tt", "ttd", "lotr", "quanta", "kron", "quantum_peft"}
+
+
+def test_catalog_is_complete():
+    assert EXPECTED <= set(catalog())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("in_features,out_features", SHAPES)
+def test_catalog_builds_and_trains(name, in_features, out_features):
+    net = load_graph(name)
+    missing = [n.kind for n in net.nodes if n.kind not in REGISTRY]
+    assert not missing
+    try:
+        adapter = net.build(in_features, out_features)
+    except SpecError as err:  # a family may forbid a shape, but only with a clear message
+        assert "Fix:" in str(err)
+        return
+    x = torch.randn(2, in_features)
+    y = adapter(x)
+    assert y.shape == (2, out_features)
+    dw = adapter.delta_weight()
+    assert dw.shape == (out_features, in_features)
+    # every catalog adapter starts at dW = 0, so the adapted model equals the base model
+    assert float(dw.detach().abs().max()) == 0.0
+    (y.square().sum() + dw.sum()).backward()
+    grads = [p.grad for p in adapter.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_catalog_spec_round_trips(name):
+    net = load_graph(name)
+    spec = net.to_spec()
+    assert json.loads(json.dumps(spec)) == spec
+    again = load_graph(spec)
+    assert again.to_spec() == spec
+
+
+def test_overrides_change_parameters():
+    net = load_graph("tt", cores=4, rank=2)
+    assert [n.name for n in net.nodes] == ["G1", "G2", "G3", "G4"]
+    assert net.build(256, 256).sizes["r2"] == 2
+
+
+def _write(tmp_path, text, name="g.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+BASE = """
+name: t
+params: {rank: 2}
+sizes: {r: rank}
+nodes:
+  - {name: B, kind: dense, legs: [out, r]}
+  - {name: A, kind: dense, legs: [r, in]}
+"""
+
+
+def _error(tmp_path, text, **overrides):
+    path = _write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_graph(path, **overrides).build(8, 6)
+    return str(info.value), path
+
+
+def test_unknown_kind(tmp_path):
+    msg, path = _error(tmp_path, BASE.replace("kind: dense, legs: [r, in]", "kind: dens, legs: [r, in]"))
+    assert str(path) in msg and "node 'A'" in msg and "unknown node kind 'dens'" in msg and "dense" in msg
+
+
+def test_dangling_leg(tmp_path):
+    msg, _ = _error(tmp_path, BASE.replace("legs: [r, in]", "legs: [r, in, z]"))
+    assert "node 'A'" in msg and "leg 'z'" in msg and "not open" in msg and ":7" in msg
+
+
+def test_sizes_disagree(tmp_path):
+    text = BASE.replace("legs: [out, r]}", "legs: {out: out, r: 3}}")
+    msg, _ = _error(tmp_path, text)
+    assert "leg 'r'" in msg and "disagree" in msg and "= 2" in msg and "= 3" in msg
+
+
+def test_undefined_parameter(tmp_path):
+    msg, _ = _error(tmp_path, BASE.replace("{r: rank}", "{r: rnak}"))
+    assert "leg 'r'" in msg and "'rnak' is not defined" in msg
+
+
+def test_unknown_override(tmp_path):
+    msg, _ = _error(tmp_path, BASE, depth=3)
+    assert "no parameter 'depth'" in msg and "rank" in msg
+
+
+@pytest.mark.parametrize("size,word", [("rank - 2", "not positive"), ("rank / 4", "not an integer")])
+def test_bad_sizes(tmp_path, size, word):
+    msg, _ = _error(tmp_path, BASE.replace("{r: rank}", "{r: " + size + "}"))
+    assert "leg 'r'" in msg and word in msg
+
+
+def test_disconnected_node(tmp_path):
+    text = BASE + "  - {name: C, kind: dense, legs: [p, q]}\n  - {name: D, kind: dense, legs: [p, q]}\n"
+    msg, _ = _error(tmp_path, text)
+    assert "node 'C'" in msg and "disconnected" in msg
+
+
+def test_cannot_factor(tmp_path):
+    text = """
+name: f
+open: {out: [m1, m2], in: [n1, n2]}
+nodes:
+  - {name: G, kind: dense, legs: [m1, m2, n1, n2]}
+"""
+    path = _write(tmp_path, text)
+    with pytest.raises(SpecError, match="cannot split in = 7 into 2 factors"):
+        load_graph(path).build(7, 6)
+    with pytest.raises(SpecError, match="multiply to 6, but the layer's in size is 8"):
+        load_graph(path).with_params().set_size("n1", 2).set_size("n2", 3).build(8, 6)
+
+
+def test_yaml_syntax_error_has_line(tmp_path):
+    path = _write(tmp_path, "name: t\nnodes:\n  - {name: A, kind: dense, legs: [r, in]\n  - x\n")
+    with pytest.raises(SpecError) as info:
+        load_graph(path)
+    assert f"{path}:" in str(info.value) and "YAML syntax error" in str(info.value)
+
+
+def test_unknown_option_and_key(tmp_path):
+    msg, _ = _error(tmp_path, BASE.replace("legs: [r, in]}", "legs: [r, in], options: {innit: zeros}}"))
+    assert "no option 'innit'" in msg and "init" in msg
+    msg, _ = _error(tmp_path, BASE.replace("{name: A,", "{name: A, knd: x,"))
+    assert "unknown key 'knd'" in msg
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = _write(tmp_path, "!!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(SpecError, match="YAML"):
+        load_graph(path)
+
+
+def test_catalog_name_or_path_errors():
+    with pytest.raises(SpecError, match="neither a catalog graph nor a file"):
+        load_graph("no_such_graph")

@@ -1,0 +1,91 @@
+"""The ``tn-peft`` command line.
+
+Every subcommand lives in the module that owns its work and exposes ``add_arguments(parser)`` and
+``run(args)``; this file only wires them. Errors tn_peft raises on purpose (bad graph files, shapes,
+checkpoints, missing packages) print one message and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from .errors import TnPeftError
+
+#: subcommand -> (module, help). Modules are imported only when their command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("tn_peft.commands.check", "validate a graph and print its nodes, legs, sizes, parameters, einsum"),
+    "draw": ("tn_peft.commands.draw", "render a graph as a tensor-network diagram (PNG)"),
+    "plan": ("tn_peft.planner.cli", "print the contraction plan, its decisions, costs and generated source"),
+    "finetune": ("tn_peft.finetune.run", "fine-tune a real model on real data with a graph adapter (and LoRA)"),
+    "convert": ("tn_peft.convert.cli:convert", "convert a PEFT LoRA checkpoint to a tn_peft adapter"),
+    "export-lora": ("tn_peft.convert.cli:export_lora", "export a tn_peft adapter as a PEFT LoRA checkpoint"),
+    "inspect": ("tn_peft.convert.cli:inspect", "describe an adapter folder: layers, parameters, dW norms"),
+}
+
+#: benchmark name -> (module, help), run by ``tn-peft bench NAME``.
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "unitary": ("tn_peft.bench.unitary", "unitary maps vs torch's orthogonal parametrization"),
+    "planner": ("tn_peft.bench.planner", "our plans vs opt_einsum greedy/optimal and torch.einsum"),
+    "step": ("tn_peft.bench.step", "train-step time of Quantum-PEFT vs peft's LoRA on MiniLM"),
+}
+
+
+def _entry(target: str):
+    """Import ``module[:prefix]`` and return (add_arguments, run) for it."""
+    module_name, _, prefix = target.partition(":")
+    module = importlib.import_module(module_name)
+    add = getattr(module, f"add_{prefix}_arguments" if prefix else "add_arguments")
+    run = getattr(module, f"run_{prefix}" if prefix else "run")
+    return add, run
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser; only the subcommand named in ``argv`` imports its module."""
+    parser = argparse.ArgumentParser(prog="tn-peft", description="Tensor-network adapters for PEFT.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (target, text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=text, description=text)
+        if name == wanted:
+            add, run = _entry(target)
+            add(cmd)
+            cmd.set_defaults(handler=run)
+    bench = sub.add_parser("bench", help="run a benchmark: " + ", ".join(BENCHMARKS),
+                           description="Benchmarks print ratios measured side by side in one process.")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="NAME")
+    rest = [a for a in argv if not a.startswith("-")]
+    wanted_bench = rest[1] if wanted == "bench" and len(rest) > 1 else None
+    for name, (target, text) in BENCHMARKS.items():
+        cmd = bench_sub.add_parser(name, help=text, description=text)
+        if name == wanted_bench:
+            add, run = _entry(target)
+            add(cmd)
+            cmd.set_defaults(handler=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 for a tn_peft error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help()
+            return 1
+        result = handler(args)
+        return result if isinstance(result, int) else 0
+    except TnPeftError as err:
+        print(f"tn-peft: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        print("tn-peft: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
