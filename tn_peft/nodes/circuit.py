@@ -1,0 +1,304 @@
+"""Evaluate simplified-two-design circuits (qubits or mixed radix) without building the N x N matrix.
+
+Public functions:
+
+- :func:`pauli_unitary` -- first k columns of the Pauli (RY + CZ) circuit on q qubits, ``(2^q, k)``.
+- :func:`circuit_columns` -- the same on wires of any dimensions (``N = prod(wire_dims)``).
+- :func:`circuit_apply` -- the circuit's orthogonal matrix applied to a state: ``U @ x``.
+
+How it is fast (DESIGN.md: per-step cost is mostly dispatch): every gate entry the circuit needs is
+computed in one small *gate table* (cos/sin of all angles at once, one ``matrix_exp`` per qudit
+dimension); the gates of consecutive wires are multiplied into a dense ``D x D`` chunk matrix by one
+gather + one product (CZ signs folded in as an extra factor); a sublayer is then a few batched
+matmuls on the state reshaped to ``(P, D, rest)`` ("Kronecker shuffle"). The initial sublayer is
+merged into the first even sublayer, and for the first k columns that merged sublayer is itself a
+Kronecker product whose columns are built directly (an outer product of a head vector and a tail
+block), so a circuit with L layers costs ``2L - 1`` passes over an ``N x k`` state. Everything takes
+leading batch dimensions of angle sets, so nodes of the same shape can be evaluated as one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ShapeError
+from .circuit_layout import (CircuitLayout, Chunk, apply_chunks, circuit_layout, column_chunks,
+                             cz_sign, gate_params)
+
+
+@dataclass
+class _Group:
+    dim: int
+    index: torch.Tensor          # (n, factors, dim, dim) into the gate table
+
+
+@dataclass
+class _Plan:
+    """Index tables for one (circuit, mode, columns, device); built once, cached."""
+
+    layout: CircuitLayout
+    qubit_params: torch.Tensor | None          # (n2,) angle positions of the d=2 gates
+    qudit_groups: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]  # d, (n, p) idx, rows, cols
+    groups: dict[int, _Group]
+    merged: dict[int, tuple[torch.Tensor, torch.Tensor]]   # dim -> (even ids, initial ids) in group
+    handles: dict[Chunk, tuple[int, bool, int]]            # chunk -> (dim, is_merged, id)
+    steps: list[Chunk]                                     # state passes, in order
+    head: list[Chunk]                                      # columns mode: first-sublayer chunks
+    head_index: torch.Tensor | None = None                 # (factors, H) into the flat head table
+    tail_index: torch.Tensor | None = None                 # (factors, Dt, k)
+    head_rows: int = 1
+
+
+def _entry_tables(layout: CircuitLayout) -> tuple[list[np.ndarray], int]:
+    """Per gate a (d, d) array of its entries' positions in the gate table; and the table size."""
+    qubits = [g for g, gate in enumerate(layout.gates) if gate.dim == 2]
+    n2 = len(qubits)
+    tables: list[np.ndarray | None] = [None] * len(layout.gates)
+    for rank, g in enumerate(qubits):
+        tables[g] = np.array([[rank, 2 * n2 + rank], [n2 + rank, rank]])
+    pos = 3 * n2
+    for d in sorted({gate.dim for gate in layout.gates if gate.dim > 2}):
+        for g, gate in enumerate(layout.gates):
+            if gate.dim == d:
+                tables[g] = pos + np.arange(d * d).reshape(d, d)
+                pos += d * d
+    return tables, pos + 3  # constants ONE, MINUS, ZERO at the end
+
+
+def _digits(dims: Sequence[int]) -> np.ndarray:
+    """(prod dims, len dims) array of mixed-radix digits, first dim most significant."""
+    return np.stack(np.unravel_index(np.arange(math.prod(dims)), tuple(dims)), axis=1)
+
+
+def _chunk_index(layout, entries, size, sub, a, b, signs: bool, rows=None, cols=None) -> np.ndarray:
+    """Gather index (wires + 1, len rows, len cols) of the chunk matrix of sublayer ``sub`` on [a, b)."""
+    one, minus, zero = size - 3, size - 2, size - 1
+    dims = layout.wire_dims[a:b]
+    dig = _digits(dims)
+    rd = dig if rows is None else dig[rows]
+    cd = dig if cols is None else dig[cols]
+    out = np.empty((len(dims) + 1, len(rd), len(cd)), dtype=np.int64)
+    for f, w in enumerate(range(a, b)):
+        g = layout.gate_on(sub, w)
+        r, c = rd[:, f][:, None], cd[:, f][None, :]
+        out[f] = np.where(r == c, one, zero) if g is None else entries[g][r, c]
+    pairs = [(p - a, q - a) for p, q in layout.sublayers[sub].pairs if a <= p and q < b] if signs else []
+    sign = np.array([cz_sign(dims, d, pairs, 0) for d in cd])
+    out[-1] = np.where(sign > 0, one, minus)[None, :]
+    return out
+
+
+_PLANS: dict[tuple, _Plan] = {}
+
+
+def _plan(wire_dims: tuple[int, ...], layers: int, k: int | None, width: int, device) -> _Plan:
+    key = (wire_dims, layers, k, width, str(device))
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    layout = circuit_layout(wire_dims, layers)
+    entries, size = _entry_tables(layout)
+    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)  # noqa: E731
+    qubit = [gate.offset for gate in layout.gates if gate.dim == 2]
+    qudit = []
+    for d in sorted({gate.dim for gate in layout.gates if gate.dim > 2}):
+        offs = [gate.offset for gate in layout.gates if gate.dim == d]
+        rows, cols = np.tril_indices(d, -1)
+        qudit.append((d, as_t(np.array(offs)[:, None] + np.arange(gate_params(d))[None, :]),
+                      as_t(rows), as_t(cols)))
+    head = column_chunks(layout) if k is not None else []
+    steps = [c for c in apply_chunks(layout, width) if k is None or not (c.merged or c.sublayer == 0)]
+    # raw chunk matrices to build, grouped by dimension
+    raw: dict[int, list[np.ndarray]] = {}
+    handles: dict[Chunk, tuple[int, bool, int]] = {}
+    merged_ids: dict[int, tuple[list[int], list[int]]] = {}
+    for chunk in head + steps:
+        if chunk in handles:
+            continue
+        lst = raw.setdefault(chunk.dim, [])
+        if chunk.merged:
+            ev, init = merged_ids.setdefault(chunk.dim, ([], []))
+            ev.append(len(lst))
+            lst.append(_chunk_index(layout, entries, size, 1, chunk.start, chunk.stop, True))
+            init.append(len(lst))
+            lst.append(_chunk_index(layout, entries, size, 0, chunk.start, chunk.stop, False))
+            handles[chunk] = (chunk.dim, True, len(ev) - 1)
+        else:
+            lst.append(_chunk_index(layout, entries, size, chunk.sublayer, chunk.start, chunk.stop, True))
+            handles[chunk] = (chunk.dim, False, len(lst) - 1)
+    groups = {}
+    for d, lst in raw.items():
+        factors = max(x.shape[0] for x in lst)
+        padded = [np.concatenate([x, np.full((factors - x.shape[0],) + x.shape[1:], size - 3)]) for x in lst]
+        groups[d] = _Group(d, as_t(np.stack(padded)))
+    merged = {d: (as_t(np.array(ev)), as_t(np.array(init))) for d, (ev, init) in merged_ids.items()}
+    plan = _Plan(layout, as_t(np.array(qubit)) if qubit else None, qudit, groups, merged, handles, steps, head)
+    if k is not None:
+        _column_tables(plan, k, as_t)
+    _PLANS[key] = plan
+    return plan
+
+
+def _column_tables(plan: _Plan, k: int, as_t) -> None:
+    """Index tables building the first k columns of the Kronecker product of the head chunks."""
+    dims = [c.dim for c in plan.head]
+    offsets = np.cumsum([0] + [d * d for d in dims])
+    tail_start, suffix = len(dims) - 1, dims[-1]
+    while suffix < k:
+        tail_start -= 1
+        suffix *= dims[tail_start]
+    head_dims, tail_dims = dims[:tail_start], dims[tail_start:]
+    if head_dims:
+        dig = _digits(head_dims)
+        plan.head_index = as_t(np.stack([offsets[i] + dig[:, i] * dims[i] for i in range(len(head_dims))]))
+        plan.head_rows = len(dig)
+    dig = _digits(tail_dims)
+    cdig = dig[:k]
+    plan.tail_index = as_t(np.stack([
+        offsets[tail_start + i] + dig[:, i][:, None] * tail_dims[i] + cdig[:, i][None, :]
+        for i in range(len(tail_dims))]))
+
+
+def _gate_table(plan: _Plan, theta: torch.Tensor) -> torch.Tensor:
+    """All gate entries (cos, sin, -sin of half angles; qudit exp entries) then constants 1, -1, 0."""
+    parts = []
+    batch = theta.shape[:-1]
+    if plan.qubit_params is not None:
+        half = theta[..., plan.qubit_params] * 0.5
+        sin = torch.sin(half)
+        parts += [torch.cos(half), sin, -sin]
+    for d, idx, rows, cols in plan.qudit_groups:
+        t = theta[..., idx] * 0.5
+        lower = _lower(t, d, rows, cols)
+        parts.append(torch.linalg.matrix_exp(lower - lower.transpose(-1, -2)).flatten(-3))
+    parts.append(torch.tensor([1.0, -1.0, 0.0], dtype=theta.dtype, device=theta.device).expand(*batch, 3))
+    return torch.cat(parts, -1)
+
+
+def _lower(t: torch.Tensor, d: int, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(..., n, p) angles -> (..., n, d, d) strictly lower triangular matrices."""
+    flat = t.new_zeros(*t.shape[:-1], d * d)
+    flat = flat.index_copy(-1, rows * d + cols, t)
+    return flat.unflatten(-1, (d, d))
+
+
+def _chunk_matrices(plan: _Plan, table: torch.Tensor) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+    """dim -> (raw chunk matrices (..., n, D, D), merged products (..., m, D, D) or None)."""
+    out = {}
+    for d, group in plan.groups.items():
+        mats = table[..., group.index].prod(dim=-3)
+        prods = None
+        if d in plan.merged:
+            ev, init = plan.merged[d]
+            prods = mats.index_select(-3, ev) @ mats.index_select(-3, init)
+        out[d] = (mats, prods)
+    return out
+
+
+def _matrix(mats, plan: _Plan, chunk: Chunk) -> torch.Tensor:
+    d, merged, i = plan.handles[chunk]
+    raw, prods = mats[d]
+    return (prods if merged else raw)[..., i, :, :]
+
+
+def _apply_steps(plan: _Plan, mats, x: torch.Tensor) -> torch.Tensor:
+    """Apply the plan's state passes to x of shape (..., N, W)."""
+    dims = plan.layout.wire_dims
+    n, width = x.shape[-2], x.shape[-1]
+    batch = x.shape[:-2]
+    for chunk in plan.steps:
+        before = math.prod(dims[:chunk.start])
+        after = math.prod(dims[chunk.stop:]) * width
+        m = _matrix(mats, plan, chunk)
+        x = torch.matmul(m.unsqueeze(-3), x.reshape(*batch, before, chunk.dim, after))
+        x = x.reshape(*batch, n, width)
+    return x
+
+
+def _check_theta(wire_dims, layers, theta):
+    expected = circuit_layout(tuple(wire_dims), layers).num_params
+    if theta.shape[-1] != expected:
+        raise ShapeError(f"a circuit on wires {tuple(wire_dims)} with {layers} layers takes {expected} "
+                         f"angles, got a last dimension of {theta.shape[-1]}")
+
+
+def circuit_columns(wire_dims: Sequence[int], layers: int, theta: torch.Tensor, k: int | None = None) -> torch.Tensor:
+    """First k columns of the circuit's orthogonal matrix: ``U[:, :k]``, shape ``(..., N, k)``.
+
+    ``theta``: ``(..., num_params)`` flat angles in layout order (see :mod:`.circuit_layout`).
+    Never forms ``U``: cost O(2L N k D) for chunk size D.
+    """
+    wire_dims = tuple(int(d) for d in wire_dims)
+    _check_theta(wire_dims, layers, theta)
+    n = math.prod(wire_dims)
+    k = n if k is None else int(k)
+    if not 1 <= k <= n:
+        raise ShapeError(f"k must be in 1..{n}, got {k}")
+    plan = _plan(wire_dims, layers, k, n * k, theta.device)
+    table = _gate_table(plan, theta)
+    mats = _chunk_matrices(plan, table)
+    batch = theta.shape[:-1]
+    head_flat = torch.cat([_matrix(mats, plan, c).flatten(-2) for c in plan.head], -1)
+    tail = head_flat[..., plan.tail_index].prod(dim=-3)              # (..., Dt, k)
+    if plan.head_index is not None:
+        head = head_flat[..., plan.head_index].prod(dim=-2)           # (..., H)
+        x = head[..., :, None, None] * tail.unsqueeze(-3)
+    else:
+        x = tail
+    x = x.reshape(*batch, n, k)
+    return _apply_steps(plan, mats, x)
+
+
+def circuit_apply(wire_dims: Sequence[int], layers: int, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The circuit's orthogonal matrix applied to x: ``U @ x`` for x of shape ``(..., N, W)``.
+
+    ``theta`` of shape ``(..., num_params)`` broadcasts against x's leading dimensions.
+    """
+    wire_dims = tuple(int(d) for d in wire_dims)
+    _check_theta(wire_dims, layers, theta)
+    n = math.prod(wire_dims)
+    if x.shape[-2] != n:
+        raise ShapeError(f"the state has {x.shape[-2]} rows, the circuit acts on {n}")
+    plan = _plan(wire_dims, layers, None, n * x.shape[-1], theta.device)
+    mats = _chunk_matrices(plan, _gate_table(plan, theta))
+    batch = torch.broadcast_shapes(theta.shape[:-1], x.shape[:-2])
+    x = x.expand(*batch, *x.shape[-2:])
+    mats = {d: (r.expand(*batch, *r.shape[-3:]),
+                None if p is None else p.expand(*batch, *p.shape[-3:])) for d, (r, p) in mats.items()}
+    return _apply_steps(plan, mats, x)
+
+
+def pauli_theta(initial: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Flatten PennyLane-layout angles ``initial (..., q)``, ``weights (..., L, q-1, 2)`` to ``(..., P)``."""
+    q = initial.shape[-1]
+    if weights.dim() < 3 or weights.shape[-2:] != (max(q - 1, 0), 2):
+        raise ShapeError(f"weights must have shape (..., L, {max(q - 1, 0)}, 2) for q = {q} qubits, "
+                         f"got {tuple(weights.shape)}")
+    batch = torch.broadcast_shapes(initial.shape[:-1], weights.shape[:-3])
+    initial = initial.expand(*batch, q)
+    weights = weights.expand(*batch, *weights.shape[-3:])
+    return torch.cat([initial, weights.reshape(*batch, -1)], -1)
+
+
+def pauli_unitary(initial: torch.Tensor, weights: torch.Tensor, k: int | None = None) -> torch.Tensor:
+    """First k columns of the simplified-two-design circuit on q qubits, a real ``(..., 2^q, k)`` tensor.
+
+    ``U = prod_l [RY_odd CZ_odd RY_even CZ_even] RY_initial``, ``RY(t) = [[c, -s], [s, c]]`` with
+    ``c, s = cos(t/2), sin(t/2)``; qubit 0 is the most significant bit. ``initial``: ``(..., q)``;
+    ``weights``: ``(..., L, q-1, 2)`` -- PennyLane's ``SimplifiedTwoDesign`` layout (in layer l, pair j
+    runs over the even pairs, then the odd pairs; ``[..., 0]`` on the pair's first qubit). Leading
+    dimensions are a batch of angle sets evaluated together. Never builds the ``2^q x 2^q`` matrix.
+
+    >>> pauli_unitary(torch.zeros(3), torch.zeros(1, 2, 2), k=2).shape
+    torch.Size([8, 2])
+    """
+    q = initial.shape[-1]
+    if q < 1:
+        raise ShapeError("initial must hold at least one angle (one qubit)")
+    theta = pauli_theta(initial, weights)
+    return circuit_columns((2,) * q, weights.shape[-3], theta, k)
