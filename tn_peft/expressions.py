@@ -52,7 +52,7 @@ def evaluate(text: str | int | float, names: Mapping[str, Any]) -> Any:
     scope = {("in_" if k == "in" else k): v for k, v in names.items()}
     try:
         tree = ast.parse(_prepare(str(text)), mode="eval")
-    except SyntaxError as exc:
+    except SyntaxError:
         raise ExpressionError(f"cannot parse expression {text!r}") from None
     return _eval(tree.body, scope, str(text))
 

@@ -21,13 +21,11 @@ Example (LoRA, ``dW = (alpha/r) B A``)::
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .errors import SpecError
 from .expressions import ExpressionError, evaluate
-from .factorize import balanced_factors
 
 OPEN_GROUPS = ("out", "in")
 
@@ -212,105 +210,9 @@ class Network:
         Raises SpecError for undefined names, non-positive or non-integer sizes, sizes that
         disagree across a shared leg, and sizes that cannot be factored as asked.
         """
-        scope: dict[str, Any] = dict(self.params)
-        scope.update({"in": int(in_features), "out": int(out_features)})
-        declared: dict[str, list[tuple[str, Any]]] = {}
-        for leg, expr in self.sizes.items():
-            declared.setdefault(leg, []).append(("sizes", expr))
-        for n in self.nodes:
-            for leg, expr in n.leg_sizes.items():
-                declared.setdefault(leg, []).append((n.name, expr))
-        sizes: dict[str, int] = {}
-        for group, total in (("out", int(out_features)), ("in", int(in_features))):
-            legs = self.open[group]
-            if len(legs) == 1 and legs[0] not in declared:
-                declared.setdefault(legs[0], []).append(("open", group))
-        pending = dict(declared)
-        factored: set[str] = set()
-        # Sizes may refer to other legs (and to balanced factors of out/in): evaluate in passes.
-        while True:
-            progressed = self._size_pass(pending, scope, sizes)
-            for group, total in (("out", int(out_features)), ("in", int(in_features))):
-                legs = self.open[group]
-                if group not in factored and not any(leg in pending for leg in legs):
-                    self._factor_open(group, total, sizes)
-                    factored.add(group)
-                    progressed = True
-            if not pending and len(factored) == 2:
-                break
-            if not progressed:
-                leg = next(iter(pending))
-                raise SpecError(f"size {pending[leg][0][1]!r} refers to legs whose size is never given",
-                                source=self.source, leg=leg, fix="give those legs sizes under sizes:")
-        for leg, on in self.legs().items():
-            if leg not in sizes:
-                node = self.node(on[0])
-                raise SpecError("has no size", source=self.source, line=node.line, node=node.name, leg=leg,
-                                fix=f"add it under sizes: (e.g. {leg}: rank)")
-        return sizes
+        from .sizes import resolve_sizes
 
-    def _size_pass(self, pending: dict[str, list[tuple[str, Any]]], scope: Mapping[str, Any],
-                   sizes: dict[str, int]) -> bool:
-        progressed = False
-        for leg in list(pending):
-            values = []
-            for origin, expr in pending[leg]:
-                try:
-                    values.append((origin, expr, evaluate(expr, {**scope, **sizes})))
-                except ExpressionError as exc:
-                    if _undefined_leg(exc, self.legs()):
-                        break
-                    raise SpecError(str(exc), source=self.source, leg=leg,
-                                    node=None if origin in ("sizes", "open") else origin,
-                                    fix="define the name under params:, or fix the expression") from None
-            else:
-                sizes[leg] = self._check_size(leg, values)
-                del pending[leg]
-                progressed = True
-        return progressed
-
-    def _check_size(self, leg: str, values: list[tuple[str, Any, Any]]) -> int:
-        first = None
-        for origin, expr, value in values:
-            node = None if origin in ("sizes", "open") else origin
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise SpecError(f"size {expr!r} = {value!r} is not an integer", source=self.source,
-                                node=node, leg=leg, fix="use integer arithmetic (// instead of /)")
-            if value <= 0:
-                raise SpecError(f"size {expr!r} = {value} is not positive", source=self.source,
-                                node=node, leg=leg, fix="choose parameters that make every size >= 1")
-            if first is None:
-                first = (origin, expr, value)
-            elif value != first[2]:
-                raise SpecError(
-                    f"sizes disagree: {first[0]} says {first[1]!r} = {first[2]}, {origin} says {expr!r} = {value}",
-                    source=self.source, node=node, leg=leg, fix="give the leg one size everywhere")
-        return first[2]
-
-    def _factor_open(self, group: str, total: int, sizes: dict[str, int]) -> None:
-        legs = self.open[group]
-        known = [leg for leg in legs if leg in sizes]
-        unknown = [leg for leg in legs if leg not in sizes]
-        product = math.prod(sizes[leg] for leg in known)
-        if not unknown:
-            if product != total:
-                raise SpecError(
-                    f"the {group} factor legs {list(legs)} multiply to {product}, but the layer's {group} size is {total}",
-                    source=self.source, leg=legs[0], fix=f"choose factor sizes whose product is {total}, or leave them out "
-                                                           "to get a balanced factorization")
-            return
-        if total % product:
-            raise SpecError(f"the given {group} factors multiply to {product}, which does not divide {total}",
-                            source=self.source, leg=known[0], fix="choose factors that divide the layer size")
-        split = balanced_factors(total // product, len(unknown))
-        if split is None:
-            raise SpecError(
-                f"cannot split {group} = {total // product} into {len(unknown)} factors of at least 2",
-                source=self.source, leg=unknown[0],
-                fix="use fewer factors (e.g. fewer cores), or a family that does not fold this size")
-        sizes.update(zip(unknown, split))
+        return resolve_sizes(self, in_features, out_features)
 
     # ----------------------------------------------------------------- einsum
     def symbols(self) -> dict[str, str]:
@@ -401,8 +303,3 @@ def _where(source: str | None, line: int | None) -> str | None:
     if source and line:
         return f"{source}:{line}"
     return source
-
-
-def _undefined_leg(exc: ExpressionError, legs: Iterable[str]) -> bool:
-    text = str(exc)
-    return any(text.startswith(f"{leg!r} is not defined") for leg in legs)

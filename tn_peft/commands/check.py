@@ -16,7 +16,7 @@ def report(net, in_features: int, out_features: int) -> str:
     adapter = net.build(in_features, out_features)
     sizes = adapter.sizes
     lines = [f"graph {net.name}" + (f"  ({net.source})" if net.source else ""),
-             f"  params: " + ", ".join(f"{k}={v}" for k, v in net.params.items()),
+             "  params: " + ", ".join(f"{k}={v}" for k, v in net.params.items()),
              f"  layer: out={out_features} x in={in_features}, scale={adapter.scale:g}"
              + ("  (dW = T(theta) - T(theta_0))" if net.delta else ""),
              "  open legs: out=" + " x ".join(f"{leg}[{sizes[leg]}]" for leg in net.open["out"])
