@@ -1,0 +1,181 @@
+"""The adapter checkpoint format: two files per adapter, like Hugging Face PEFT.
+
+A directory holds ``adapter_model.safetensors`` and ``adapter_config.json``; adapters other than
+``default`` go in a subfolder named after the adapter (``<dir>/<name>/``), as PEFT does.
+
+``adapter_config.json`` (see :func:`make_config`) has ``peft_type: "TN_PEFT"``, ``tn_peft_version``,
+``graph`` (the full ``Network.to_spec()``, graph_args and alpha already applied), ``graph_args``,
+``target_modules``, ``exclude_modules``, ``modules_to_save``, ``alpha``, ``dropout``,
+``base_model_name_or_path``, ``inference_mode`` and ``targets`` (module name ->
+``{"type": "linear"|"conv1d"|"conv2d", "shape": [out, in]}``).
+
+Tensor names in ``adapter_model.safetensors`` are plain (never parametrization state), each a
+node's raw parameters (see :func:`node_keys`):
+
+- ``base_model.model.<module path>.tn_<node>`` for a node whose state is one tensor (dense ``weight``,
+  diagonal ``values``);
+- ``base_model.model.<module path>.tn_<node>.<param>`` for a node whose state is several tensors
+  (e.g. a Pauli node's ``initial`` and ``weights``);
+- ``base_model.model.<module path>.tn_initial_<node>``: theta_0's tensor of ``delta`` networks (QuanTA);
+- ``base_model.model.tn_shared.<out>x<in>.<node>`` (``.<param>`` as above): a node the spec marks
+  ``shared`` (LoTR), stored once per layer shape;
+- ``base_model.model.<module path>.<param>``: a ``modules_to_save`` module's own state, under its
+  ordinary names.
+
+The low-level functions here read and write those files and nothing else, so other code (LoRA
+conversion) can produce a checkpoint from plain tensors::
+
+    save_adapter_files(directory, config_dict, {"base_model.model.fc.tn_s": torch.zeros(4), ...})
+    config_dict, tensors = load_adapter_files(directory)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .errors import CheckpointError
+from .io import atomic_write, atomic_write_text
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+PEFT_TYPE = "TN_PEFT"
+PREFIX = "base_model.model."
+SHARED_PREFIX = PREFIX + "tn_shared."
+#: Fields every adapter_config.json carries.
+CONFIG_FIELDS = ("peft_type", "tn_peft_version", "graph", "graph_args", "target_modules", "exclude_modules",
+                 "modules_to_save", "alpha", "dropout", "base_model_name_or_path", "inference_mode", "targets")
+
+
+def adapter_directory(directory: str | Path, adapter_name: str = "default") -> Path:
+    """Where adapter ``adapter_name``'s files live: ``directory`` itself for ``default``, else a subfolder."""
+    directory = Path(directory)
+    return directory if adapter_name == "default" else directory / adapter_name
+
+
+def make_config(adapter_config: Mapping[str, Any], graph_spec: Mapping[str, Any],
+                targets: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The adapter_config.json dict from an :class:`~tn_peft.config.AdapterConfig` dict, the built graph's spec and targets."""
+    from . import __version__
+
+    config = {"peft_type": PEFT_TYPE, "tn_peft_version": __version__}
+    config.update({k: v for k, v in adapter_config.items() if k != "graph"})
+    config["graph"] = dict(graph_spec)
+    config["targets"] = {name: dict(info) for name, info in targets.items()}
+    return {k: config.get(k) for k in CONFIG_FIELDS} | {k: v for k, v in config.items() if k not in CONFIG_FIELDS}
+
+
+def node_keys(prefix: str, node_name: str, state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Checkpoint key for each entry of a node's ``state_dict()``.
+
+    One entry -> ``<prefix>tn_<node>``; several -> ``<prefix>tn_<node>.<param>``.
+
+    >>> node_keys("base_model.model.fc.", "B", {"weight": torch.zeros(2)})
+    {'weight': 'base_model.model.fc.tn_B'}
+    """
+    if len(state) == 1:
+        return {next(iter(state)): f"{prefix}tn_{node_name}"}
+    return {key: f"{prefix}tn_{node_name}.{key}" for key in state}
+
+
+def shared_prefix(out_features: int, in_features: int) -> str:
+    """Key prefix of the shared nodes of layers shaped (out, in): ``base_model.model.tn_shared.<out>x<in>.``."""
+    return f"{SHARED_PREFIX}{int(out_features)}x{int(in_features)}."
+
+
+def save_adapter_files(directory: str | Path, config: Mapping[str, Any],
+                       tensors: Mapping[str, torch.Tensor]) -> Path:
+    """Write ``adapter_model.safetensors`` then ``adapter_config.json`` into ``directory``, each atomically.
+
+    The weights go first, so a crash leaves either the previous pair's config or the new one, never a new
+    config beside missing weights. Tensors are saved contiguous on the CPU. Returns the directory.
+    Raises CheckpointError for a config that is not JSON-serializable or a tensor that is not a tensor.
+    """
+    from safetensors.torch import save_file
+
+    from . import __version__
+
+    directory = Path(directory)
+    try:
+        text = json.dumps(dict(config), indent=2, sort_keys=False)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{directory / CONFIG_NAME}: the config is not JSON-serializable ({exc})") from None
+    plain: dict[str, torch.Tensor] = {}
+    for key, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{directory / WEIGHTS_NAME}: key {key!r} holds a {type(tensor).__name__}, not a tensor")
+        plain[key] = tensor.detach().to("cpu").contiguous().clone()
+    metadata = {"format": "pt", "peft_type": PEFT_TYPE, "tn_peft_version": __version__}
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(plain, str(tmp), metadata=metadata))
+    atomic_write_text(directory / CONFIG_NAME, text + "\n")
+    return directory
+
+
+def read_adapter_config(directory: str | Path) -> dict[str, Any]:
+    """Read and check ``adapter_config.json``; CheckpointError naming the file for a missing/corrupt/foreign one."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file (is {Path(directory)} a tn_peft adapter directory?)")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: holds a {type(config).__name__}, not a JSON object")
+    if config.get("peft_type") != PEFT_TYPE:
+        raise CheckpointError(f"{path}: key 'peft_type' is {config.get('peft_type')!r}, not {PEFT_TYPE!r} "
+                              f"(a LoRA checkpoint from PEFT needs converting first)")
+    for key in ("graph", "targets"):
+        if not isinstance(config.get(key), dict):
+            raise CheckpointError(f"{path}: key {key!r} is missing or not an object")
+    return config
+
+
+def read_adapter_tensors(directory: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Read ``adapter_model.safetensors``; CheckpointError naming the file when missing, truncated or corrupt."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
+
+
+def check_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor],
+                  expected_shapes: Mapping[str, Any]) -> None:
+    """CheckpointError naming the file and key for a missing, unexpected or wrongly shaped tensor."""
+    missing = [k for k in expected_shapes if k not in tensors]
+    if missing:
+        raise CheckpointError(f"{path}: missing key {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                              + "; the checkpoint was saved from a different adapter or graph")
+    extra = [k for k in tensors if k not in expected_shapes]
+    if extra:
+        raise CheckpointError(f"{path}: unexpected key {extra[0]!r}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+                              + "; the checkpoint was saved from a different adapter, graph or model")
+    for key, shape in expected_shapes.items():
+        if tuple(tensors[key].shape) != tuple(shape):
+            raise CheckpointError(f"{path}: key {key!r} has shape {tuple(tensors[key].shape)}, "
+                                  f"the model expects {tuple(shape)}")
+
+
+
+def load_adapter_files(directory: str | Path, expected_shapes: Mapping[str, Any] | None = None, *,
+                       device: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(config_dict, tensors)`` from an adapter directory.
+
+    With ``expected_shapes`` (key -> shape), also checks that exactly those keys are present with
+    those shapes. Raises CheckpointError naming the file (and key) for every fault.
+    """
+    config = read_adapter_config(directory)
+    tensors = read_adapter_tensors(directory, device=device)
+    if expected_shapes is not None:
+        check_tensors(Path(directory) / WEIGHTS_NAME, tensors, expected_shapes)
+    return config, tensors

@@ -1,0 +1,282 @@
+"""Wrapped layers: ``y = base(x) + adapter(dropout(x))`` for the active adapter(s), with merge/unmerge.
+
+- :class:`TnLinear` wraps ``nn.Linear`` (weight ``out x in``);
+- :class:`TnConv1D` wraps transformers' GPT-2 ``Conv1D`` (weight stored ``in x out``: merging adds ``dW^T``);
+- :class:`TnConv2d` wraps ``nn.Conv2d``, adapted as the ``(out, in/groups * kh * kw)`` matrix of its weight;
+- :class:`ModulesToSave` keeps a trainable copy of a module per adapter (PEFT's ``modules_to_save``).
+
+Each layer holds its adapters in ``tn_adapters`` (name -> :class:`~tn_peft.adapters.Adapter`) and
+tracks ``active_adapters``, ``merged_adapters`` and ``disable_adapters``. Linear adapters are
+contracted straight into the activations (``x -> x V -> x V diag(s) U^T`` for the SVD graphs, the
+order opt_einsum picks for the token count), so dW is never built in the forward pass; merging
+builds it once.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Sequence
+
+import opt_einsum
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ShapeError
+
+_MAX_CACHED_EXPRESSIONS = 64
+
+
+def adapter_dtype(weight: torch.Tensor) -> torch.dtype:
+    """Adapters train in float32 (float64 if the base is float64), whatever the base's dtype."""
+    return weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+class TnLayer(nn.Module):
+    """Base class of the wrapped layers; subclasses say how dW maps onto the base weight."""
+
+    layer_type = ""
+
+    def __init__(self, base_layer: nn.Module, out_features: int, in_features: int) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.out_features, self.in_features = int(out_features), int(in_features)
+        self.tn_adapters = nn.ModuleDict()
+        self.tn_dropout = nn.ModuleDict()
+        self.active_adapters: list[str] = []
+        self.merged_adapters: list[str] = []
+        self.disable_adapters = False
+        # adapter name -> node tensors, filled by TnPeftModel for one forward pass (batched evaluation)
+        self.node_cache: dict[str, list[torch.Tensor]] | None = None
+        self._expressions: dict[Any, Any] = {}
+
+    # ---------------------------------------------------------------- setup
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base_layer.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base_layer.bias
+
+    @property
+    def merged(self) -> bool:
+        return bool(self.merged_adapters)
+
+    def update_layer(self, adapter_name: str, adapter: nn.Module, *, dropout: float = 0.0) -> None:
+        """Add a built :class:`~tn_peft.adapters.Adapter` (see :func:`build_adapter`) as ``adapter_name``."""
+        if (adapter.in_features, adapter.out_features) != (self.in_features, self.out_features):
+            raise ShapeError(f"adapter built for (out={adapter.out_features}, in={adapter.in_features}) "
+                             f"cannot go on a layer of (out={self.out_features}, in={self.in_features})")
+        self.tn_adapters[adapter_name] = adapter
+        self.tn_dropout[adapter_name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        if adapter_name in self.merged_adapters:
+            self.unmerge([adapter_name])
+        for store in (self.tn_adapters, self.tn_dropout):
+            if adapter_name in store:
+                del store[adapter_name]
+        self.active_adapters = [a for a in self.active_adapters if a != adapter_name]
+        self._expressions = {k: v for k, v in self._expressions.items() if k[0] != adapter_name}
+
+    # ---------------------------------------------------------------- dW
+    def node_tensors(self, adapter_name: str) -> list[torch.Tensor]:
+        """The adapter's node tensors: from this forward's batched cache, else evaluated now."""
+        cache = self.node_cache
+        if cache is not None and adapter_name in cache:
+            return cache[adapter_name]
+        return self.tn_adapters[adapter_name].node_tensors()
+
+    def delta_matrix(self, adapter_name: str, tensors: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """dW as the adapter's (out, in) matrix (``scale * contract(nodes)``, minus theta_0's for delta nets)."""
+        adapter = self.tn_adapters[adapter_name]
+        if tensors is None:
+            return adapter.delta_weight()
+        dw = adapter.contract_dense(list(tensors))
+        if adapter.network.delta:
+            dw = dw - adapter.contract_dense(adapter.initial_tensors())
+        return adapter.scale * dw
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """dW laid out like the base layer's weight (what merging adds)."""
+        return self.delta_matrix(adapter_name)
+
+    # ---------------------------------------------------------------- merge
+    def merge(self, adapter_names: Sequence[str] | None = None, safe_merge: bool = False) -> None:
+        """Add the adapters' dW into the base weight (``W += dW``); ``safe_merge`` checks for NaN/inf first."""
+        weight = self.base_layer.weight
+        for name in list(adapter_names or self.active_adapters):
+            if name in self.merged_adapters or name not in self.tn_adapters:
+                continue
+            with torch.no_grad():
+                delta = self.get_delta_weight(name).to(weight.dtype)
+                if safe_merge:
+                    merged = weight + delta
+                    if not torch.isfinite(merged).all():
+                        raise ShapeError(f"merging adapter {name!r} gives NaN/inf weights; the adapter is broken")
+                    weight.copy_(merged)
+                else:
+                    weight.add_(delta)
+            self.merged_adapters.append(name)
+
+    def unmerge(self, adapter_names: Sequence[str] | None = None) -> None:
+        """Subtract merged adapters' dW from the base weight, last merged first."""
+        weight = self.base_layer.weight
+        names = list(adapter_names) if adapter_names is not None else list(self.merged_adapters)
+        for name in reversed(list(self.merged_adapters)):
+            if name not in names:
+                continue
+            with torch.no_grad():
+                weight.sub_(self.get_delta_weight(name).to(weight.dtype))
+            self.merged_adapters.remove(name)
+
+    # -------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.disable_adapters:
+            if self.merged_adapters:
+                self.unmerge()
+            return self.base_layer(x, *args, **kwargs)
+        result = self.base_layer(x, *args, **kwargs)
+        if self.merged_adapters:
+            return result
+        for name in self.active_adapters:
+            if name in self.tn_adapters:
+                out = self.adapter_output(name, self.tn_dropout[name](x))
+                result = result + out.to(result.dtype)
+        return result
+
+    def adapter_output(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
+        """``x @ dW^T`` contracted into the activations (Linear and Conv1D)."""
+        adapter = self.tn_adapters[adapter_name]
+        tensors = self.node_tensors(adapter_name)
+        if adapter.network.delta:
+            dw = self.delta_matrix(adapter_name, tensors)
+            return F.linear(x.to(dw.dtype), dw)
+        if x.shape[-1] != self.in_features:
+            raise ShapeError(f"layer takes inputs with last dimension {self.in_features}, got shape {tuple(x.shape)}")
+        # Fold the scale into the smallest operand: one tiny op instead of one over the activations.
+        smallest = min(range(len(tensors)), key=lambda i: tensors[i].numel())
+        tensors = list(tensors)
+        tensors[smallest] = tensors[smallest] * adapter.scale
+        xb = x.to(tensors[0].dtype).reshape(-1, *adapter.in_factors)
+        key = (adapter_name, tuple(xb.shape))
+        expression = self._expressions.get(key)
+        if expression is None:
+            if len(self._expressions) >= _MAX_CACHED_EXPRESSIONS:
+                self._expressions.clear()
+            expression = opt_einsum.contract_expression(
+                adapter.activation_equation, tuple(xb.shape), *(tuple(t.shape) for t in tensors), optimize="auto-hq")
+            self._expressions[key] = expression
+        out = expression(xb, *tensors, backend="torch")
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"{self.layer_type}, out={self.out_features}, in={self.in_features}, "
+                f"adapters={list(self.tn_adapters)}, active={self.active_adapters}, merged={self.merged_adapters}")
+
+
+class TnLinear(TnLayer):
+    """``nn.Linear`` + adapters: ``y = x W^T + b + x dW^T``."""
+
+    layer_type = "linear"
+
+    def __init__(self, base_layer: nn.Linear) -> None:
+        super().__init__(base_layer, base_layer.out_features, base_layer.in_features)
+
+
+class TnConv1D(TnLayer):
+    """GPT-2 ``Conv1D`` + adapters. Its weight is stored ``in x out``, so merging adds ``dW^T``."""
+
+    layer_type = "conv1d"
+
+    def __init__(self, base_layer: nn.Module) -> None:
+        nx, nf = base_layer.weight.shape
+        super().__init__(base_layer, nf, nx)
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        return self.delta_matrix(adapter_name).T
+
+
+class TnConv2d(TnLayer):
+    """``nn.Conv2d`` + adapters; dW is the ``(out, in/groups * kh * kw)`` view of the kernel."""
+
+    layer_type = "conv2d"
+
+    def __init__(self, base_layer: nn.Conv2d) -> None:
+        kh, kw = base_layer.kernel_size
+        super().__init__(base_layer, base_layer.out_channels, base_layer.in_channels // base_layer.groups * kh * kw)
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        return self.delta_matrix(adapter_name).reshape(self.base_layer.weight.shape)
+
+    def adapter_output(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
+        dw = self.delta_matrix(adapter_name, self.node_tensors(adapter_name))
+        kernel = dw.reshape(self.base_layer.weight.shape)
+        return self.base_layer._conv_forward(x.to(kernel.dtype), kernel, None)
+
+
+def build_adapter(network, module: nn.Module, *, shared_nodes: dict[str, nn.Module] | None = None,
+                  name: str = "?") -> nn.Module:
+    """Build ``network`` for the shape of layer ``module`` (plain or wrapped), on its device, in its dtype."""
+    from .errors import SpecError
+    from .targets import layer_info
+
+    _, out_features, in_features = layer_info(module, name)
+    weight = module.weight
+    try:
+        return network.build(in_features, out_features, shared_nodes=shared_nodes,
+                             dtype=adapter_dtype(weight), device=weight.device)
+    except SpecError as err:
+        raise SpecError(f"building the adapter for module {name!r} (out={out_features}, in={in_features}): "
+                        f"{err.bare_message}", source=err.source, line=err.line, node=err.node, leg=err.leg,
+                        fix=err.fix) from None
+
+
+def wrap_layer(module: nn.Module) -> TnLayer:
+    """The tn_peft layer for ``module`` (its type was checked by :func:`tn_peft.targets.layer_info`)."""
+    from .targets import conv1d_class, layer_info
+
+    kind, _, _ = layer_info(module)
+    if kind == "linear":
+        return TnLinear(module)
+    if kind == "conv1d" and isinstance(module, conv1d_class()):
+        return TnConv1D(module)
+    return TnConv2d(module)
+
+
+class ModulesToSave(nn.Module):
+    """PEFT's ``modules_to_save``: a frozen original plus one trainable copy per adapter.
+
+    The forward uses the active adapter's copy, or the original when adapters are disabled (or the
+    active adapter has no copy).
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.original_module = module
+        self.modules_to_save = nn.ModuleDict()
+        self.active_adapter: str | None = None
+        self.disabled = False
+
+    def add(self, adapter_name: str) -> None:
+        copied = copy.deepcopy(self.original_module)
+        for param in copied.parameters():
+            param.requires_grad_(True)
+        self.modules_to_save[adapter_name] = copied
+
+    def active_module(self) -> nn.Module:
+        if self.disabled or self.active_adapter not in self.modules_to_save:
+            return self.original_module
+        return self.modules_to_save[self.active_adapter]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.active_module()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in ("original_module", "modules_to_save"):
+                raise
+            return getattr(self.active_module(), name)

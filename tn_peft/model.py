@@ -1,0 +1,433 @@
+"""Model integration: inject graph adapters into a PyTorch / Hugging Face model, the way PEFT does.
+
+>>> from torch import nn
+>>> base = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+>>> model = get_model(base, AdapterConfig(graph="lora", target_modules=["0"]))
+>>> model.targeted_module_names
+['0']
+
+:class:`TnPeftModel` mirrors ``peft.PeftModel``: ``add_adapter`` / ``set_adapter`` /
+``disable_adapter()``, ``merge_adapter`` / ``unmerge_adapter`` / ``merge_and_unload`` / ``unload``,
+``save_pretrained`` / ``from_pretrained`` / ``load_adapter``, ``print_trainable_parameters``.
+The checkpoint format is documented in :mod:`tn_peft.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .batching import evaluate_groups, plan_groups
+from .config import AdapterConfig
+from .errors import CheckpointError, SpecError
+from .layers import ModulesToSave, TnLayer, adapter_dtype, build_adapter, wrap_layer
+from .nodes.base import create_node
+from .targets import find_targets, layer_info, match_name
+
+
+def get_model(model: nn.Module, config: AdapterConfig, adapter_name: str = "default", *,
+              batch_nodes: bool = True) -> "TnPeftModel":
+    """Wrap ``model``: freeze it and add adapter ``adapter_name`` described by ``config`` (PEFT's ``get_peft_model``).
+
+    ``batch_nodes`` evaluates same-kind same-shape nodes of all layers together once per forward.
+    """
+    return TnPeftModel(model, config, adapter_name, batch_nodes=batch_nodes)
+
+
+class TnPeftModel(nn.Module):
+    """A model with tensor-network adapters in its layers; unknown attributes resolve on the base model."""
+
+    def __init__(self, model: nn.Module, config: AdapterConfig, adapter_name: str = "default", *,
+                 batch_nodes: bool = True, targets: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.base_model = model
+        self.tn_shared = nn.ModuleDict()  # adapter -> "<out>x<in>" -> node name -> node (LoTR's shared nodes)
+        self.peft_config: dict[str, AdapterConfig] = {}
+        self.targets: dict[str, dict[str, dict[str, Any]]] = {}
+        self.networks: dict[str, Any] = {}
+        self.active_adapter = adapter_name
+        self.batch_nodes = batch_nodes
+        self._disabled = False
+        self._frozen: set[int] = set()  # parameters a node kind keeps frozen on purpose
+        self._groups: list | None = None
+        for param in model.parameters():
+            param.requires_grad_(False)
+        self.add_adapter(adapter_name, config, targets=targets)
+        self.set_adapter(adapter_name)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_model":
+                raise
+            return getattr(self.base_model, name)
+
+    # ------------------------------------------------------------ modules
+    def tn_layers(self) -> Iterator[tuple[str, TnLayer]]:
+        """``(module name, layer)`` for every wrapped layer."""
+        for name, module in self.base_model.named_modules():
+            if isinstance(module, TnLayer):
+                yield name, module
+
+    def _saved_wrappers(self) -> Iterator[tuple[str, ModulesToSave]]:
+        for name, module in self.base_model.named_modules():
+            if isinstance(module, ModulesToSave):
+                yield name, module
+
+    def _replace(self, name: str, new: nn.Module) -> None:
+        parent_name, _, child = name.rpartition(".")
+        parent = self.base_model.get_submodule(parent_name) if parent_name else self.base_model
+        setattr(parent, child, new)
+
+    def get_base_model(self) -> nn.Module:
+        """The wrapped model (with adapter layers in it)."""
+        return self.base_model
+
+    @property
+    def active_adapters(self) -> list[str]:
+        return [self.active_adapter]
+
+    @property
+    def targeted_module_names(self) -> list[str]:
+        """Names of the adapted modules, over all adapters, in model order."""
+        names = {n for targets in self.targets.values() for n in targets}
+        return [n for n, _ in self.tn_layers() if n in names]
+
+    # ----------------------------------------------------------- adapters
+    def add_adapter(self, adapter_name: str, config: AdapterConfig, *, targets: Sequence[str] | None = None) -> None:
+        """Inject a new adapter (not made active: call :meth:`set_adapter`). ``targets`` forces exact module names."""
+        if adapter_name in self.peft_config:
+            raise SpecError(f"an adapter named {adapter_name!r} already exists", fix="choose another adapter_name")
+        if not adapter_name or "." in adapter_name:
+            raise SpecError(f"adapter name {adapter_name!r} must be non-empty and contain no '.'",
+                            fix="use e.g. 'default' or 'task_a'")
+        network = config.network()
+        if targets is None:
+            targets = find_targets(self.base_model, config.target_modules, config.exclude_modules,
+                                   config.modules_to_save)
+        modules = {name: self.base_model.get_submodule(name) for name in targets}
+        shared_specs = [spec for spec in network.nodes if spec.shared]
+        shared: dict[str, dict[str, nn.Module]] = {}
+        built, infos = {}, {}
+        # Build everything before touching the model, so an error leaves it unchanged.
+        for name, module in modules.items():
+            kind, out_features, in_features = layer_info(module, name)
+            infos[name] = {"type": kind, "shape": [out_features, in_features]}
+            shape_key = f"{out_features}x{in_features}"
+            if shared_specs and shape_key not in shared:
+                shared[shape_key] = self._make_shared(network, shared_specs, module, out_features, in_features)
+            built[name] = build_adapter(network, module, shared_nodes=shared.get(shape_key), name=name)
+        wrappers = self._find_modules_to_save(config, adapter_name)
+        for name, adapter in built.items():
+            self._frozen.update(id(p) for p in adapter.parameters() if not p.requires_grad)
+            module = modules[name]
+            layer = module if isinstance(module, TnLayer) else wrap_layer(module)
+            if layer is not module:
+                layer.active_adapters = [self.active_adapter]
+                self._replace(name, layer)
+            layer.update_layer(adapter_name, adapter, dropout=float(config.dropout))
+        if shared:
+            self.tn_shared[adapter_name] = nn.ModuleDict({k: nn.ModuleDict(v) for k, v in shared.items()})
+            self._frozen.update(id(p) for nodes in shared.values() for node in nodes.values()
+                                for p in node.parameters() if not p.requires_grad)
+        for name, module in wrappers:
+            wrapper = module if isinstance(module, ModulesToSave) else ModulesToSave(module)
+            if wrapper is not module:
+                wrapper.active_adapter = self.active_adapter
+                self._replace(name, wrapper)
+            wrapper.add(adapter_name)
+        if config.base_model_name_or_path is None:
+            model_config = getattr(self.base_model, "config", None)
+            config.base_model_name_or_path = getattr(model_config, "_name_or_path", None) or None
+        self.peft_config[adapter_name] = config
+        self.targets[adapter_name] = infos
+        self.networks[adapter_name] = network
+        self._groups = None
+        self._mark_trainable()
+
+    def _make_shared(self, network, specs, module, out_features: int, in_features: int) -> dict[str, nn.Module]:
+        sizes = network.resolve(in_features, out_features)
+        weight = module.weight
+        return {spec.name: create_node(spec.kind, spec.name, spec.legs, tuple(sizes[leg] for leg in spec.legs),
+                                       spec.options, source=network.source).to(adapter_dtype(weight), weight.device)
+                for spec in specs}
+
+    def _find_modules_to_save(self, config: AdapterConfig, adapter_name: str) -> list[tuple[str, nn.Module]]:
+        if not config.modules_to_save:
+            return []
+        found: list[tuple[str, nn.Module]] = []
+        for name, module in self.base_model.named_modules():
+            if not name or any(name.startswith(f"{taken}.") for taken, _ in found):
+                continue
+            if match_name(name, config.modules_to_save) and not isinstance(module, TnLayer):
+                found.append((name, module))
+        found = [(n, m) for n, m in found if not any(n.startswith(f"{o}.modules_to_save.") or
+                                                     n.startswith(f"{o}.original_module.") for o, _ in found)]
+        if not found:
+            raise SpecError(f"modules_to_save={config.modules_to_save!r} matched no module",
+                            fix="list module names or their last dotted parts, e.g. ['classifier']")
+        return found
+
+    def set_adapter(self, adapter_name: str) -> None:
+        """Make ``adapter_name`` the active (and only trainable) adapter; unmerges first if merged."""
+        if adapter_name not in self.peft_config:
+            raise SpecError(f"no adapter named {adapter_name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
+        if any(layer.merged for _, layer in self.tn_layers()):
+            warnings.warn("the model is merged; unmerging before switching adapters", stacklevel=2)
+            self.unmerge_adapter()
+        self.active_adapter = adapter_name
+        for _, layer in self.tn_layers():
+            layer.active_adapters = [adapter_name]
+        for _, wrapper in self._saved_wrappers():
+            wrapper.active_adapter = adapter_name
+        self._groups = None
+        self._mark_trainable()
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        """Remove an adapter everywhere (not the active one)."""
+        if adapter_name not in self.peft_config:
+            raise SpecError(f"no adapter named {adapter_name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
+        if adapter_name == self.active_adapter:
+            raise SpecError(f"adapter {adapter_name!r} is active", fix="set_adapter() another one first")
+        for _, layer in list(self.tn_layers()):
+            layer.delete_adapter(adapter_name)
+        for _, wrapper in self._saved_wrappers():
+            if adapter_name in wrapper.modules_to_save:
+                del wrapper.modules_to_save[adapter_name]
+        if adapter_name in self.tn_shared:
+            del self.tn_shared[adapter_name]
+        for store in (self.peft_config, self.targets, self.networks):
+            store.pop(adapter_name, None)
+        self._groups = None
+
+    def _mark_trainable(self) -> None:
+        active = self.active_adapter
+        trainable = active in self.peft_config and not self.peft_config[active].inference_mode
+
+        def mark(name: str, module: nn.Module) -> None:
+            for param in module.parameters():
+                param.requires_grad_(name == active and trainable and id(param) not in self._frozen)
+
+        for _, layer in self.tn_layers():
+            for name, adapter in layer.tn_adapters.items():
+                mark(name, adapter)
+        for name, nodes in self.tn_shared.items():
+            mark(name, nodes)
+        for _, wrapper in self._saved_wrappers():
+            wrapper.original_module.requires_grad_(False)
+            for name, module in wrapper.modules_to_save.items():
+                mark(name, module)
+
+    @contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        """Context manager: run the base model alone (merged adapters are unmerged first)."""
+        previous = self._disabled
+        self._set_disabled(True)
+        try:
+            yield
+        finally:
+            self._set_disabled(previous)
+
+    def disable_adapter_layers(self) -> None:
+        self._set_disabled(True)
+
+    def enable_adapter_layers(self) -> None:
+        self._set_disabled(False)
+
+    def _set_disabled(self, disabled: bool) -> None:
+        self._disabled = disabled
+        for _, layer in self.tn_layers():
+            if disabled and layer.merged:
+                layer.unmerge()
+            layer.disable_adapters = disabled
+        for _, wrapper in self._saved_wrappers():
+            wrapper.disabled = disabled
+
+    # ------------------------------------------------------------- merging
+    def merge_adapter(self, adapter_names: Sequence[str] | None = None, safe_merge: bool = False) -> None:
+        """Add the active (or named) adapters' dW into the base weights: ``W += dW``."""
+        for _, layer in self.tn_layers():
+            layer.merge(adapter_names, safe_merge=safe_merge)
+
+    def unmerge_adapter(self) -> None:
+        """Subtract every merged adapter's dW from the base weights."""
+        for _, layer in self.tn_layers():
+            layer.unmerge()
+
+    def merge_and_unload(self, safe_merge: bool = False, adapter_names: Sequence[str] | None = None) -> nn.Module:
+        """Merge, then return the base model with plain layers (and the active modules_to_save copies)."""
+        return self._unload(merge=True, safe_merge=safe_merge, adapter_names=adapter_names)
+
+    def unload(self) -> nn.Module:
+        """Return the base model with plain layers and original modules, without merging."""
+        return self._unload(merge=False)
+
+    def _unload(self, *, merge: bool, safe_merge: bool = False, adapter_names: Sequence[str] | None = None) -> nn.Module:
+        for name, layer in list(self.tn_layers()):
+            if merge:
+                layer.merge(adapter_names, safe_merge=safe_merge)
+            else:
+                layer.unmerge()
+            self._replace(name, layer.base_layer)
+        for name, wrapper in list(self._saved_wrappers()):
+            self._replace(name, wrapper.active_module() if merge else wrapper.original_module)
+        self.tn_shared = nn.ModuleDict()
+        self.peft_config, self.targets, self.networks = {}, {}, {}
+        self._groups = None
+        return self.base_model
+
+    # ------------------------------------------------------------- forward
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        with self._node_cache():
+            return self.base_model(*args, **kwargs)
+
+    @contextmanager
+    def _node_cache(self) -> Iterator[None]:
+        """Evaluate all of the active adapter's nodes at once (batched by kind and shape) for one forward."""
+        if not self.batch_nodes or self._disabled:
+            yield
+            return
+        if self._groups is None:
+            layers = [layer for _, layer in self.tn_layers() if self.active_adapter in layer.tn_adapters]
+            nodes = [node for layer in layers
+                     for node in layer.tn_adapters[self.active_adapter].node_modules().values()]
+            self._groups = (layers, plan_groups(nodes))
+        layers, groups = self._groups
+        if not layers or layers[0].merged:
+            yield
+            return
+        values = evaluate_groups(groups)
+        name = self.active_adapter
+        for layer in layers:
+            adapter = layer.tn_adapters[name]
+            layer.node_cache = {name: [values[id(adapter.node(op))] for op in adapter.operands]}
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.node_cache = None
+
+    # ------------------------------------------------------------ counting
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """``(trainable parameters, all parameters)``."""
+        params = list(self.parameters())
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+    def print_trainable_parameters(self) -> None:
+        """Print PEFT's line: ``trainable params: T || all params: A || trainable%: P``."""
+        trainable, total = self.get_nb_trainable_parameters()
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || "
+              f"trainable%: {100 * trainable / max(total, 1):.4f}")
+
+    # ---------------------------------------------------------- checkpoint
+    def adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
+        """Checkpoint key -> live tensor for one adapter (key names: :mod:`tn_peft.checkpoint`)."""
+        name = adapter_name or self.active_adapter
+        state: dict[str, torch.Tensor] = {}
+
+        def put(key: str, tensor: torch.Tensor) -> None:
+            if key in state:
+                raise CheckpointError(f"two tensors of adapter {name!r} map to checkpoint key {key!r}; "
+                                      "rename the graph's nodes so that no name is another's 'initial_' form")
+            state[key] = tensor
+
+        for module_name, layer in self.tn_layers():
+            if name not in layer.tn_adapters:
+                continue
+            prefix = f"{ckpt.PREFIX}{module_name}."
+            by_node: dict[str, dict[str, torch.Tensor]] = {}
+            for key, tensor in layer.tn_adapters[name].state_dict(keep_vars=True).items():
+                if key.startswith("nodes."):
+                    node, _, rest = key[len("nodes."):].partition(".")
+                    by_node.setdefault(node, {})[rest] = tensor
+                else:
+                    put(f"{prefix}tn_{key}", tensor)
+            for node, node_state in by_node.items():
+                for key, full in ckpt.node_keys(prefix, node, node_state).items():
+                    put(full, node_state[key])
+        if name in self.tn_shared:
+            for shape_key, nodes in self.tn_shared[name].items():
+                for node_name, node in nodes.items():
+                    node_state = node.state_dict(keep_vars=True)
+                    for key, full in ckpt.node_keys(f"{ckpt.SHARED_PREFIX}{shape_key}.", node_name, node_state).items():
+                        put(full, node_state[key])
+        for module_name, wrapper in self._saved_wrappers():
+            if name in wrapper.modules_to_save:
+                for key, tensor in wrapper.modules_to_save[name].state_dict(keep_vars=True).items():
+                    put(f"{ckpt.PREFIX}{module_name}.{key}", tensor)
+        return state
+
+    def save_pretrained(self, save_directory: str | Path, selected_adapters: Sequence[str] | None = None,
+                        **_: Any) -> None:
+        """Write each adapter's ``adapter_model.safetensors`` + ``adapter_config.json`` (non-default ones in subfolders)."""
+        for name in selected_adapters or list(self.peft_config):
+            if name not in self.peft_config:
+                raise SpecError(f"no adapter named {name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
+            config_dict = self.peft_config[name].to_dict()
+            config_dict["graph_args"] = dict(config_dict.get("graph_args") or {})
+            config = ckpt.make_config(config_dict, self.networks[name].to_spec(), self.targets[name])
+            ckpt.save_adapter_files(ckpt.adapter_directory(save_directory, name), config,
+                                    self.adapter_state_dict(name))
+
+    @classmethod
+    def from_pretrained(cls, model: nn.Module, model_id: str | Path, adapter_name: str = "default",
+                        is_trainable: bool = False, *, batch_nodes: bool = True) -> "TnPeftModel":
+        """Wrap ``model`` with the adapter saved in ``model_id`` (its ``adapter_name`` subfolder if there is one)."""
+        directory = _resolve_directory(model_id, adapter_name)
+        saved = ckpt.read_adapter_config(directory)
+        config = AdapterConfig.from_dict(saved)
+        config.inference_mode = not is_trainable
+        targets = _check_saved_targets(model, saved, directory)
+        peft_model = cls(model, config, adapter_name, batch_nodes=batch_nodes, targets=targets)
+        peft_model._load_weights(directory, adapter_name)
+        if not is_trainable:
+            peft_model.eval()
+        return peft_model
+
+    def load_adapter(self, model_id: str | Path, adapter_name: str, is_trainable: bool = False) -> None:
+        """Add the adapter saved in ``model_id`` (or its ``adapter_name`` subfolder) as ``adapter_name``."""
+        directory = _resolve_directory(model_id, adapter_name)
+        saved = ckpt.read_adapter_config(directory)
+        config = AdapterConfig.from_dict(saved)
+        config.inference_mode = not is_trainable
+        self.add_adapter(adapter_name, config, targets=_check_saved_targets(self.base_model, saved, directory))
+        self._load_weights(directory, adapter_name)
+        if not is_trainable:
+            self.eval()
+
+    def _load_weights(self, directory: Path, adapter_name: str) -> None:
+        live = self.adapter_state_dict(adapter_name)
+        _, tensors = ckpt.load_adapter_files(directory, {k: tuple(t.shape) for k, t in live.items()})
+        with torch.no_grad():
+            for key, tensor in live.items():
+                tensor.copy_(tensors[key].to(dtype=tensor.dtype, device=tensor.device))
+
+
+def _resolve_directory(model_id: str | Path, adapter_name: str) -> Path:
+    directory = Path(model_id)
+    sub = directory / adapter_name
+    if adapter_name != "default" and (sub / ckpt.CONFIG_NAME).is_file():
+        return sub
+    return directory
+
+
+def _check_saved_targets(model: nn.Module, saved: dict[str, Any], directory: Path) -> list[str]:
+    """The saved target module names, checked against ``model`` (CheckpointError naming the module)."""
+    path = directory / ckpt.CONFIG_NAME
+    names = dict(model.named_modules())
+    for name, info in saved["targets"].items():
+        if name not in names:
+            raise CheckpointError(f"{path}: target module {name!r} is not in the base model "
+                                  f"({type(model).__name__}); load onto the model the adapter was trained on")
+        kind, out_features, in_features = layer_info(names[name], name)
+        if list(info.get("shape", [])) != [out_features, in_features]:
+            raise CheckpointError(f"{path}: target module {name!r} was (out, in) = {info.get('shape')} when saved, "
+                                  f"the base model's is {[out_features, in_features]}")
+    return list(saved["targets"])

@@ -1,0 +1,154 @@
+"""Which modules an :class:`~tn_peft.config.AdapterConfig` adapts: PEFT's matching rules, and layer shapes.
+
+Matching (exactly as PEFT's ``check_target_module_exists``):
+
+- a string is a regex that must match the whole module name (``re.fullmatch``);
+- a list matches a name exactly or as a dotted suffix (``"query"`` matches ``...self.query``);
+- ``"all-linear"`` takes every ``nn.Linear`` and GPT-2 ``Conv1D`` except the output head;
+- ``exclude_modules`` (same rules) and modules listed in ``modules_to_save`` are never adapted.
+
+>>> match_name("encoder.layer.0.attention.self.query", ["query", "value"])
+True
+>>> match_name("encoder.layer.0.attention.self.query", "query")
+False
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+from torch import nn
+
+from .config import ALL_LINEAR
+from .errors import SpecError
+
+#: Head module names PEFT excludes from ``all-linear`` for classification models.
+CLASSIFIER_HEAD_NAMES = ("score", "classifier")
+
+
+def conv1d_class() -> type | None:
+    """transformers' GPT-2 ``Conv1D`` (weight stored ``in x out``), or None without transformers."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except Exception:  # pragma: no cover - transformers is optional
+        return None
+    return Conv1D
+
+
+def match_name(name: str, patterns: str | Iterable[str] | None) -> bool:
+    """True when ``name`` matches ``patterns`` (regex: whole name; list: exact or dotted suffix)."""
+    if not patterns:
+        return False
+    if isinstance(patterns, str):
+        return re.fullmatch(patterns, name) is not None
+    return any(name == p or name.endswith(f".{p}") for p in patterns)
+
+
+def in_modules_to_save(name: str, modules_to_save: Iterable[str] | None) -> bool:
+    """True when ``name`` is, or lies inside, a module listed in ``modules_to_save`` (PEFT's rule)."""
+    return any(re.match(rf"(^|.*\.){m}($|\..*)", name) for m in (modules_to_save or ()))
+
+
+def layer_info(module: nn.Module, name: str = "?") -> tuple[str, int, int]:
+    """``(layer_type, out_features, in_features)`` of an adaptable layer; SpecError for anything else.
+
+    ``conv2d`` layers are adapted as the (out_channels, in_channels/groups * kh * kw) matrix of
+    their weight.
+    """
+    from .layers import TnLayer
+
+    if isinstance(module, TnLayer):
+        return module.layer_type, module.out_features, module.in_features
+    conv1d = conv1d_class()
+    if isinstance(module, nn.Linear):
+        return "linear", module.out_features, module.in_features
+    if conv1d is not None and isinstance(module, conv1d):
+        nx, nf = module.weight.shape
+        return "conv1d", int(nf), int(nx)
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return "conv2d", module.out_channels, module.in_channels // module.groups * kh * kw
+    raise SpecError(
+        f"module {name!r} is a {type(module).__module__}.{type(module).__name__}, which tn_peft cannot adapt "
+        f"(it adapts nn.Linear, transformers' Conv1D and nn.Conv2d)",
+        fix="narrow target_modules to linear/conv layers (e.g. ['query', 'value']), or add the module to "
+            "exclude_modules")
+
+
+def is_linear(module: nn.Module) -> bool:
+    """An ``nn.Linear`` or GPT-2 ``Conv1D`` (or a tn_peft layer wrapping one)."""
+    from .layers import TnLayer
+
+    if isinstance(module, TnLayer):
+        return module.layer_type in ("linear", "conv1d")
+    conv1d = conv1d_class()
+    return isinstance(module, nn.Linear) or (conv1d is not None and isinstance(module, conv1d))
+
+
+def output_head_names(model: nn.Module) -> set[str]:
+    """Names of the output head's modules: output embeddings, and top-level ``score``/``classifier``."""
+    heads: list[nn.Module] = []
+    get_output = getattr(model, "get_output_embeddings", None)
+    if callable(get_output):
+        try:
+            out = get_output()
+        except Exception:  # some models raise NotImplementedError
+            out = None
+        if isinstance(out, nn.Module):
+            heads.append(out)
+    for attr in CLASSIFIER_HEAD_NAMES:
+        head = getattr(model, attr, None) if _is_pretrained(model) else None
+        if isinstance(head, nn.Module):
+            heads.append(head)
+    names: set[str] = set()
+    for head in heads:
+        for name, module in model.named_modules():
+            if module is head:
+                names.add(name)
+                names.update(f"{name}.{sub}" for sub, _ in head.named_modules() if sub)
+    return names
+
+
+def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = None,
+                 modules_to_save: Iterable[str] | None = None) -> list[str]:
+    """Module names of ``model`` to adapt, in ``named_modules`` order.
+
+    Raises SpecError when nothing matches (listing some module names), and, through
+    :func:`layer_info`, when a matched module is not a layer tn_peft can adapt.
+    """
+    from .layers import ModulesToSave, TnLayer
+
+    all_linear = isinstance(target_modules, str) and target_modules.lower() == ALL_LINEAR
+    heads = output_head_names(model) if all_linear else set()
+    inner: set[str] = set()  # modules inside our own wrappers are never targets
+    for name, module in model.named_modules():
+        if isinstance(module, (TnLayer, ModulesToSave)):
+            inner.update(f"{name}.{sub}" for sub, _ in module.named_modules() if sub)
+    found = []
+    for name, module in model.named_modules():
+        if not name or name in inner:
+            continue
+        if match_name(name, exclude_modules) or in_modules_to_save(name, modules_to_save):
+            continue
+        if all_linear:
+            if is_linear(module) and name not in heads:
+                found.append(name)
+        elif match_name(name, target_modules):
+            layer_info(module, name)
+            found.append(name)
+    if not found:
+        sample = [n for n, _ in model.named_modules() if n][:12]
+        raise SpecError(
+            f"target_modules={target_modules!r} matched no module of {type(model).__name__}",
+            fix="a list entry must equal a module name or its last dotted parts, a string is a regex over the whole "
+                f"name; module names look like: {', '.join(sample)}")
+    return found
+
+
+def _is_pretrained(model: nn.Module) -> bool:
+    try:
+        from transformers import PreTrainedModel
+    except Exception:  # pragma: no cover - transformers is optional
+        return False
+    return isinstance(model, PreTrainedModel)
