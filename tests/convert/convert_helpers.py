@@ -69,3 +69,22 @@ def outputs(model, batch) -> torch.Tensor:
     return out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
 
 
+
+
+from tn_peft.nodes.base import StiefelNode  # noqa: E402
+
+
+class QRStiefel(StiefelNode, kind="convert_test_qr"):
+    """A test Stiefel kind (reaches all of the Stiefel manifold): Q of QR(M) with sign(diag R) > 0."""
+
+    def __init__(self, name, legs, shape, *, cols=None):
+        super().__init__(name, legs, shape, cols)
+        self.raw = torch.nn.Parameter(torch.linalg.qr(torch.randn(self.rows, self.cols))[0])
+
+    def matrix(self):
+        q, r = torch.linalg.qr(self.raw)
+        return q * torch.sign(torch.diagonal(r))
+
+    def set_matrix(self, matrix):
+        with torch.no_grad():
+            self.raw.copy_(matrix.to(self.raw.dtype))

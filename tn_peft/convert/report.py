@@ -1,0 +1,79 @@
+"""What a conversion did, layer by layer: shapes, ranks, parameters, and how exact it was."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class LayerReport:
+    """One converted layer. ``relative_error`` = ||dW_new - dW||_F / ||dW||_F (fp64); fidelity = 1 - error."""
+
+    name: str
+    shape: tuple[int, int]
+    source_rank: int
+    source_parameters: int
+    parameters: int
+    relative_error: float
+    rank: int | None = None
+    note: str = ""
+
+    @property
+    def fidelity(self) -> float:
+        return 1.0 - self.relative_error
+
+    @property
+    def reduction(self) -> float:
+        """source parameters / converted parameters (> 1: the new form is smaller)."""
+        return self.source_parameters / max(self.parameters, 1)
+
+
+@dataclass
+class ConversionReport:
+    """Every layer of one conversion plus where it went; ``format()`` is what the CLI prints."""
+
+    source: str
+    destination: str
+    kind: str
+    graph: str
+    graph_args: dict[str, Any]
+    exact: bool
+    layers: list[LayerReport] = field(default_factory=list)
+    copied: list[str] = field(default_factory=list)
+
+    @property
+    def max_error(self) -> float:
+        return max((r.relative_error for r in self.layers), default=0.0)
+
+    @property
+    def source_parameters(self) -> int:
+        return sum(r.source_parameters for r in self.layers)
+
+    @property
+    def parameters(self) -> int:
+        return sum(r.parameters for r in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(max_error=self.max_error, source_parameters=self.source_parameters, parameters=self.parameters)
+        return data
+
+    def format(self, *, per_layer: bool = True) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.graph_args.items())
+        lines = [f"{self.kind}: {self.source} -> {self.destination}",
+                 f"  graph {self.graph} ({args}); {'exact' if self.exact else 'a fit'}"]
+        if per_layer and self.layers:
+            width = max(len(r.name) for r in self.layers)
+            lines.append(f"  {'layer':<{width}}  {'out x in':>11}  {'rank':>9}  {'params':>15}  {'reduction':>9}  rel.err(dW)")
+            for r in self.layers:
+                rank = f"{r.source_rank}->{r.rank}" if r.rank is not None else f"{r.source_rank}"
+                lines.append(f"  {r.name:<{width}}  {r.shape[0]:>5} x {r.shape[1]:<5}  {rank:>9}  "
+                             f"{r.source_parameters:>7}->{r.parameters:<7}  {r.reduction:>8.2f}x  {r.relative_error:.2e}"
+                             + (f"  {r.note}" if r.note else ""))
+        lines.append(f"  total: {len(self.layers)} layers, parameters {self.source_parameters:,} -> {self.parameters:,} "
+                     f"({self.source_parameters / max(self.parameters, 1):.2f}x fewer), max relative error of dW "
+                     f"{self.max_error:.2e}")
+        if self.copied:
+            lines.append(f"  copied through: {len(self.copied)} tensors of modules_to_save")
+        return "\n".join(lines)

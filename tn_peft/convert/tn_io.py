@@ -1,0 +1,165 @@
+"""tn_peft adapter folders for conversion: building per-layer adapters from a saved config, node
+state <-> checkpoint keys (the format of :mod:`tn_peft.checkpoint`), and safe output folders.
+
+Output folders are written whole into a hidden sibling folder and renamed into place, so a crash
+never leaves a half-written OUT_DIR; an existing non-empty OUT_DIR is refused unless ``force``, and
+an OUT_DIR that is (or contains) the input is refused always: input files are never modified.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from .. import checkpoint as ckpt
+from ..errors import CheckpointError
+
+
+# ------------------------------------------------------------------ output folders
+def check_output(out_dir: str | Path, *, force: bool = False, inputs: tuple[str | Path, ...] = ()) -> Path:
+    """Refuse an OUT_DIR that is a file, is non-empty without ``force``, or would overwrite an input."""
+    out = Path(out_dir)
+    resolved = out.resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if resolved == source or source.is_relative_to(resolved) or resolved.is_relative_to(source):
+            raise CheckpointError(f"{out}: the output folder overlaps the input {given}; input files are never "
+                                  f"modified, choose another OUT_DIR")
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise CheckpointError(f"{out}: exists and is not empty; pass --force (force=True) to replace it")
+    return out
+
+
+def write_folder(out_dir: str | Path, write: Callable[[Path], None], *, force: bool = False,
+                 inputs: tuple[str | Path, ...] = ()) -> Path:
+    """Call ``write(tmp_folder)``, then move the finished folder onto ``out_dir`` in one rename.
+
+    An existing ``out_dir`` (only with ``force``) is renamed aside first and deleted last.
+    """
+    out = check_output(out_dir, force=force, inputs=inputs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    old = None
+    try:
+        write(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            old.rmdir()
+            out.rename(old)
+        tmp.rename(out)
+    except BaseException:
+        if old is not None and not out.exists():
+            old.rename(out)
+            old = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+# ------------------------------------------------------------------ node state <-> keys
+def layer_prefix(module_name: str) -> str:
+    return f"{ckpt.PREFIX}{module_name}."
+
+
+def adapter_keys(module_name: str, adapter) -> dict[str, tuple[str, torch.Tensor]]:
+    """Checkpoint key -> (adapter state_dict key, live tensor) for one layer's own (non-shared) state."""
+    prefix = layer_prefix(module_name)
+    keys: dict[str, tuple[str, torch.Tensor]] = {}
+    by_node: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
+    for key, tensor in adapter.state_dict(keep_vars=True).items():
+        if key.startswith("nodes."):
+            node, _, rest = key[len("nodes."):].partition(".")
+            by_node.setdefault(node, {})[rest] = (key, tensor)
+        else:
+            keys[f"{prefix}tn_{key}"] = (key, tensor)
+    for node, state in by_node.items():
+        for rest, full in ckpt.node_keys(prefix, node, state).items():
+            keys[full] = state[rest]
+    return keys
+
+
+def adapter_tensors(module_name: str, adapter, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """One layer's checkpoint tensors (``base_model.model.<module>.tn_<node>[.<param>]``), cast to ``dtype``."""
+    out = {}
+    for full, (_, tensor) in adapter_keys(module_name, adapter).items():
+        tensor = tensor.detach()
+        out[full] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+    return out
+
+
+# ------------------------------------------------------------------ reading tn_peft folders
+def network_from_config(config: Mapping[str, Any], path: Path):
+    """The saved graph (``config['graph']``, parameters already applied) as a Network."""
+    from ..errors import SpecError
+    from ..network import Network
+
+    try:
+        return Network.from_spec(config["graph"], source=str(path))
+    except SpecError as exc:
+        raise CheckpointError(f"{path}: key 'graph' is not a valid graph spec ({exc})") from None
+
+
+def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
+    """Rebuild every adapted layer of a tn_peft folder without its base model.
+
+    Returns ``(config, network, layers, extra)``: ``layers`` maps module name -> a built
+    :class:`~tn_peft.adapters.Adapter` (parameters loaded, in ``dtype``), ``extra`` holds the
+    ``modules_to_save`` tensors under their checkpoint keys. CheckpointError names file and key.
+    """
+    from ..nodes.base import create_node
+
+    directory = Path(directory)
+    config, tensors = ckpt.load_adapter_files(directory)
+    path = directory / ckpt.WEIGHTS_NAME
+    network = network_from_config(config, directory / ckpt.CONFIG_NAME)
+    shared_specs = [spec for spec in network.nodes if spec.shared]
+    shared: dict[str, dict[str, Any]] = {}
+    layers: dict[str, Any] = {}
+    used: set[str] = set()
+    for name, info in sorted(config["targets"].items()):
+        try:
+            out_features, in_features = (int(v) for v in info["shape"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{directory / ckpt.CONFIG_NAME}: key 'targets.{name}.shape' must be [out, in]") from None
+        shape_key = f"{out_features}x{in_features}"
+        if shared_specs and shape_key not in shared:
+            sizes = network.resolve(in_features, out_features)
+            nodes = {spec.name: create_node(spec.kind, spec.name, spec.legs, tuple(sizes[leg] for leg in spec.legs),
+                                            spec.options, source=network.source).to(dtype) for spec in shared_specs}
+            prefix = ckpt.shared_prefix(out_features, in_features)
+            for node_name, node in nodes.items():
+                state = node.state_dict(keep_vars=True)
+                for rest, full in ckpt.node_keys(prefix, node_name, state).items():
+                    _copy(path, full, tensors, state[rest])
+                    used.add(full)
+            shared[shape_key] = nodes
+        adapter = network.build(in_features, out_features, shared_nodes=shared.get(shape_key), dtype=dtype)
+        for full, (_, live) in adapter_keys(name, adapter).items():
+            _copy(path, full, tensors, live)
+            used.add(full)
+        layers[name] = adapter
+    extra = {k: v for k, v in tensors.items() if k not in used}
+    saved = list(config.get("modules_to_save") or [])
+    for key in extra:
+        module = key[len(ckpt.PREFIX):] if key.startswith(ckpt.PREFIX) else key
+        if not any(module == m or module.startswith(m + ".") or f".{m}." in f".{module}" for m in saved):
+            raise CheckpointError(f"{path}: unexpected key {key!r} (not a node of a saved target, not in modules_to_save)")
+    return config, network, layers, extra
+
+
+def _copy(path: Path, key: str, tensors: Mapping[str, torch.Tensor], live: torch.Tensor) -> None:
+    if key not in tensors:
+        raise CheckpointError(f"{path}: missing key {key!r}; the checkpoint does not match its adapter_config.json graph")
+    value = tensors[key]
+    if tuple(value.shape) != tuple(live.shape):
+        raise CheckpointError(f"{path}: key {key!r} has shape {tuple(value.shape)}, its graph needs {tuple(live.shape)}")
+    with torch.no_grad():
+        live.copy_(value.to(live.dtype))
