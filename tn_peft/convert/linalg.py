@@ -60,11 +60,15 @@ def svd(dW: torch.Tensor):
     return u, s, vt.T
 
 
-def numerical_rank(s: torch.Tensor, shape: tuple[int, int]) -> int:
-    """Singular values above ``max(shape) * eps * s_max`` (numpy's matrix_rank rule), at least 1."""
+def numerical_rank(s: torch.Tensor, shape: tuple[int, int], eps: float = torch.finfo(torch.float32).eps) -> int:
+    """Singular values above ``max(shape) * eps * s_max`` (numpy's matrix_rank rule), at least 1.
+
+    ``eps`` is that of the precision the factors were *stored* in (float32 by default): rounding
+    them leaves singular values of about ``eps * s_max`` that are noise, not rank.
+    """
     if s.numel() == 0:
         return 1
-    tol = max(shape) * torch.finfo(torch.float64).eps * float(s.abs().max())
+    tol = max(shape) * float(eps) * float(s.abs().max())
     return max(1, int((s.abs() > tol).sum()))
 
 
