@@ -68,17 +68,18 @@ def make_config(adapter_config: Mapping[str, Any], graph_spec: Mapping[str, Any]
     return {k: config.get(k) for k in CONFIG_FIELDS} | {k: v for k, v in config.items() if k not in CONFIG_FIELDS}
 
 
-def node_keys(prefix: str, node_name: str, state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+def node_keys(prefix: str, node_name: str, state: Mapping[str, torch.Tensor], marker: str = "tn_") -> dict[str, str]:
     """Checkpoint key for each entry of a node's ``state_dict()``.
 
-    One entry -> ``<prefix>tn_<node>``; several -> ``<prefix>tn_<node>.<param>``.
+    One entry -> ``<prefix><marker><node>``; several -> ``<prefix><marker><node>.<param>``. Layer nodes
+    use the marker ``tn_``; shared nodes (under ``tn_shared.<out>x<in>.``) use none.
 
     >>> node_keys("base_model.model.fc.", "B", {"weight": torch.zeros(2)})
     {'weight': 'base_model.model.fc.tn_B'}
     """
     if len(state) == 1:
-        return {next(iter(state)): f"{prefix}tn_{node_name}"}
-    return {key: f"{prefix}tn_{node_name}.{key}" for key in state}
+        return {next(iter(state)): f"{prefix}{marker}{node_name}"}
+    return {key: f"{prefix}{marker}{node_name}.{key}" for key in state}
 
 
 def shared_prefix(out_features: int, in_features: int) -> str:

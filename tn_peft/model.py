@@ -156,7 +156,7 @@ class TnPeftModel(nn.Module):
         sizes = network.resolve(in_features, out_features)
         weight = module.weight
         return {spec.name: create_node(spec.kind, spec.name, spec.legs, tuple(sizes[leg] for leg in spec.legs),
-                                       spec.options, source=network.source).to(adapter_dtype(weight), weight.device)
+                                       spec.options, source=network.source).to(device=weight.device, dtype=adapter_dtype(weight))
                 for spec in specs}
 
     def _find_modules_to_save(self, config: AdapterConfig, adapter_name: str) -> list[tuple[str, nn.Module]]:
@@ -356,7 +356,8 @@ class TnPeftModel(nn.Module):
             for shape_key, nodes in self.tn_shared[name].items():
                 for node_name, node in nodes.items():
                     node_state = node.state_dict(keep_vars=True)
-                    for key, full in ckpt.node_keys(f"{ckpt.SHARED_PREFIX}{shape_key}.", node_name, node_state).items():
+                    for key, full in ckpt.node_keys(f"{ckpt.SHARED_PREFIX}{shape_key}.", node_name, node_state,
+                                                    marker="").items():
                         put(full, node_state[key])
         for module_name, wrapper in self._saved_wrappers():
             if name in wrapper.modules_to_save:

@@ -1,0 +1,26 @@
+"""Run in a fresh process: load a base model + a saved tn_peft adapter, write the outputs on a batch.
+
+usage: python load_worker.py KIND BASE_DIR ADAPTER_DIR BATCH_FILE OUT_FILE
+(KIND minilm loads the installed package; the tiny models load from BASE_DIR.)
+"""
+
+import os
+import sys
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+import tn_peft  # noqa: E402
+from model_helpers import minilm, outputs  # noqa: E402
+
+kind, base_dir, adapter_dir, batch_file, out_file = sys.argv[1:6]
+if kind == "minilm":
+    base = minilm()
+else:
+    base = transformers.AutoModelForCausalLM.from_pretrained(base_dir).eval()
+model = tn_peft.TnPeftModel.from_pretrained(base, adapter_dir)
+assert not any(p.requires_grad for p in model.parameters()), "is_trainable=False must freeze the adapter"
+torch.save(outputs(model, torch.load(batch_file)), out_file)
