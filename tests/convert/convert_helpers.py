@@ -88,3 +88,16 @@ class QRStiefel(StiefelNode, kind="convert_test_qr"):
     def set_matrix(self, matrix):
         with torch.no_grad():
             self.raw.copy_(matrix.to(self.raw.dtype))
+
+
+def stiefel_maps() -> list[str]:
+    """The real Stiefel maps registered so far (exp, cayley, householder), else the test kind."""
+    from tn_peft.nodes.base import REGISTRY, _load_builtin_kinds
+
+    _load_builtin_kinds()
+    real = [m for m in ("exp", "cayley", "householder") if m in REGISTRY]
+    return real or ["convert_test_qr"]
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max())

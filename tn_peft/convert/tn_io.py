@@ -137,7 +137,7 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
             prefix = ckpt.shared_prefix(out_features, in_features)
             for node_name, node in nodes.items():
                 state = node.state_dict(keep_vars=True)
-                for rest, full in ckpt.node_keys(prefix, node_name, state).items():
+                for rest, full in ckpt.node_keys(prefix, node_name, state, marker="").items():
                     _copy(path, full, tensors, state[rest])
                     used.add(full)
             shared[shape_key] = nodes
