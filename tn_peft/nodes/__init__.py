@@ -6,5 +6,9 @@ See :mod:`tn_peft.nodes.base` for the interface and how to add a kind of your ow
 from .base import REGISTRY, MatrixNode, Node, StiefelNode, create_node, node_kind  # noqa: F401
 from .dense import Dense  # noqa: F401
 from .diagonal import Diagonal  # noqa: F401
+from .circuit import circuit_apply, circuit_columns, pauli_unitary  # noqa: F401
+from .circuit_network import CircuitNetwork, CircuitOp  # noqa: F401
+from .pauli import PauliNode  # noqa: F401
 
-__all__ = ["REGISTRY", "Node", "MatrixNode", "StiefelNode", "create_node", "node_kind", "Dense", "Diagonal"]
+__all__ = ["REGISTRY", "Node", "MatrixNode", "StiefelNode", "create_node", "node_kind", "Dense", "Diagonal",
+           "pauli_unitary", "circuit_columns", "circuit_apply", "CircuitNetwork", "CircuitOp", "PauliNode"]

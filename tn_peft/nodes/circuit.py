@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import ShapeError
-from .circuit_layout import (CircuitLayout, Chunk, apply_chunks, circuit_layout, column_chunks,
+from .circuit_layout import (CircuitLayout, Chunk, apply_passes, circuit_layout, column_chunks,
                              cz_sign, gate_params)
 
 
@@ -47,7 +47,7 @@ class _Plan:
     groups: dict[int, _Group]
     merged: dict[int, tuple[torch.Tensor, torch.Tensor]]   # dim -> (even ids, initial ids) in group
     handles: dict[Chunk, tuple[int, bool, int]]            # chunk -> (dim, is_merged, id)
-    steps: list[Chunk]                                     # state passes, in order
+    passes: list[list[Chunk]]                              # state passes, in order
     head: list[Chunk]                                      # columns mode: first-sublayer chunks
     head_index: torch.Tensor | None = None                 # (factors, H) into the flat head table
     tail_index: torch.Tensor | None = None                 # (factors, Dt, k)
@@ -112,12 +112,14 @@ def _plan(wire_dims: tuple[int, ...], layers: int, k: int | None, width: int, de
         qudit.append((d, as_t(np.array(offs)[:, None] + np.arange(gate_params(d))[None, :]),
                       as_t(rows), as_t(cols)))
     head = column_chunks(layout) if k is not None else []
-    steps = [c for c in apply_chunks(layout, width) if k is None or not (c.merged or c.sublayer == 0)]
+    passes = apply_passes(layout, width)
+    if k is not None:  # the first pass is built directly as columns
+        passes = passes[1:]
     # raw chunk matrices to build, grouped by dimension
     raw: dict[int, list[np.ndarray]] = {}
     handles: dict[Chunk, tuple[int, bool, int]] = {}
     merged_ids: dict[int, tuple[list[int], list[int]]] = {}
-    for chunk in head + steps:
+    for chunk in head + [c for p in passes for c in p]:
         if chunk in handles:
             continue
         lst = raw.setdefault(chunk.dim, [])
@@ -137,7 +139,7 @@ def _plan(wire_dims: tuple[int, ...], layers: int, k: int | None, width: int, de
         padded = [np.concatenate([x, np.full((factors - x.shape[0],) + x.shape[1:], size - 3)]) for x in lst]
         groups[d] = _Group(d, as_t(np.stack(padded)))
     merged = {d: (as_t(np.array(ev)), as_t(np.array(init))) for d, (ev, init) in merged_ids.items()}
-    plan = _Plan(layout, as_t(np.array(qubit)) if qubit else None, qudit, groups, merged, handles, steps, head)
+    plan = _Plan(layout, as_t(np.array(qubit)) if qubit else None, qudit, groups, merged, handles, passes, head)
     if k is not None:
         _column_tables(plan, k, as_t)
     _PLANS[key] = plan
@@ -206,18 +208,33 @@ def _matrix(mats, plan: _Plan, chunk: Chunk) -> torch.Tensor:
     return (prods if merged else raw)[..., i, :, :]
 
 
-def _apply_steps(plan: _Plan, mats, x: torch.Tensor) -> torch.Tensor:
-    """Apply the plan's state passes to x of shape (..., N, W)."""
-    dims = plan.layout.wire_dims
-    n, width = x.shape[-2], x.shape[-1]
-    batch = x.shape[:-2]
-    for chunk in plan.steps:
-        before = math.prod(dims[:chunk.start])
-        after = math.prod(dims[chunk.stop:]) * width
-        m = _matrix(mats, plan, chunk)
-        x = torch.matmul(m.unsqueeze(-3), x.reshape(*batch, before, chunk.dim, after))
-        x = x.reshape(*batch, n, width)
-    return x
+def _apply_passes(plan: _Plan, mats, x: torch.Tensor, columns_last: bool) -> torch.Tensor:
+    """Apply the plan's passes to the flat state x (B?, N * W); returns it with the layout flag.
+
+    Layout ``columns_last``: axes (wire_0, ..., wire_{q-1}, W); otherwise (W, wire_0, ...). A pass in
+    the first layout multiplies the leading chunk and rotates it to the end, ``(D, rest)^T @ C^T``;
+    in the second it multiplies the trailing chunk and rotates it to the front, ``C @ (rest, D)^T``.
+    Either way each chunk is one GEMM with no copies, and each pass flips the layout.
+    """
+    lead = x.shape[:-1]
+    total = x.shape[-1]
+    for chunks in plan.passes:
+        order = chunks if columns_last else chunks[::-1]
+        for chunk in order:
+            m = _matrix(mats, plan, chunk)
+            if columns_last:
+                x = x.reshape(*lead, chunk.dim, total // chunk.dim).mT @ m.mT
+            else:
+                x = m @ x.reshape(*lead, total // chunk.dim, chunk.dim).mT
+        x = x.reshape(*lead, total)
+        columns_last = not columns_last
+    return x, columns_last
+
+
+def _unflatten(x: torch.Tensor, columns_last: bool, n: int, width: int) -> torch.Tensor:
+    if columns_last:
+        return x.unflatten(-1, (n, width))
+    return x.unflatten(-1, (width, n)).mT
 
 
 def _check_theta(wire_dims, layers, theta):
@@ -250,8 +267,8 @@ def circuit_columns(wire_dims: Sequence[int], layers: int, theta: torch.Tensor, 
         x = head[..., :, None, None] * tail.unsqueeze(-3)
     else:
         x = tail
-    x = x.reshape(*batch, n, k)
-    return _apply_steps(plan, mats, x)
+    x, last = _apply_passes(plan, mats, x.reshape(*batch, n * k), True)
+    return _unflatten(x, last, n, k)
 
 
 def circuit_apply(wire_dims: Sequence[int], layers: int, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -267,10 +284,13 @@ def circuit_apply(wire_dims: Sequence[int], layers: int, theta: torch.Tensor, x:
     plan = _plan(wire_dims, layers, None, n * x.shape[-1], theta.device)
     mats = _chunk_matrices(plan, _gate_table(plan, theta))
     batch = torch.broadcast_shapes(theta.shape[:-1], x.shape[:-2])
-    x = x.expand(*batch, *x.shape[-2:])
-    mats = {d: (r.expand(*batch, *r.shape[-3:]),
-                None if p is None else p.expand(*batch, *p.shape[-3:])) for d, (r, p) in mats.items()}
-    return _apply_steps(plan, mats, x)
+    width = x.shape[-1]
+    x = x.expand(*batch, n, width).reshape(*batch, n * width)
+    if theta.shape[:-1] != batch:
+        mats = {d: (r.expand(*batch, *r.shape[-3:]),
+                    None if p is None else p.expand(*batch, *p.shape[-3:])) for d, (r, p) in mats.items()}
+    x, last = _apply_passes(plan, mats, x, True)
+    return _unflatten(x, last, n, width)
 
 
 def pauli_theta(initial: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -155,65 +155,67 @@ def circuit_layout(wire_dims: tuple[int, ...], layers: int) -> CircuitLayout:
 
 # --- chunking -------------------------------------------------------------------------------------
 
-#: Cost model of applying one chunk of dimension D to a state of ``width`` entries (rows x columns),
-#: forward + backward, in seconds: DISPATCH + FLOP_TIME * width * D. Rough 2-core CPU numbers; they
-#: only steer the choice between few big matmuls and many small ones.
-DISPATCH_S = 30e-6
-FLOP_TIME_S = 0.25e-9
+#: Cost model of one state pass with a chunk of dimension D (a GEMM ``(rest, D) x (D, D)``, forward +
+#: backward) on a state of ``width`` entries: DISPATCH_S + width * chunk_ns(D) * 1e-9 seconds, plus
+#: BUILD_S per gathered entry of the chunk matrix. Measured on a 2-core CPU (MKL); it only steers the
+#: choice between many small GEMMs (poor BLAS efficiency below D ~ 12) and few large ones (D flops
+#: per entry).
+DISPATCH_S = 20e-6
+BUILD_S = 10e-9
 MAX_CHUNK_DIM = 256
 
 
-def partition(units: Sequence[tuple[int, int, bool]], wire_dims: Sequence[int], width: int,
-              max_dim: int = MAX_CHUNK_DIM) -> list[tuple[int, int]]:
-    """Cut a sublayer's units into chunks ``(start, stop)`` minimizing the cost model.
+def chunk_ns(dim: int) -> float:
+    """Nanoseconds per state entry of one forward + backward chunk pass of dimension ``dim``."""
+    return 1.5 + 0.08 * dim + 4.0 / math.sqrt(dim)
 
-    Chunks made only of idle wires are dropped (identity). Dynamic programming over unit prefixes.
+
+def partition(units: Sequence[tuple[int, int, bool]], wire_dims: Sequence[int], width: int,
+              max_dim: int | None = None) -> list[tuple[int, int]]:
+    """Cut a sublayer's units into consecutive chunks ``(start, stop)`` covering every wire.
+
+    Every chunk is one GEMM pass (idle wires ride along as identity factors, since each pass also
+    rotates the state's axes). Dynamic programming over unit prefixes with the cost model above.
     """
+    max_dim = MAX_CHUNK_DIM if max_dim is None else max_dim
     n = len(units)
     best = [0.0] + [math.inf] * n
     choice = [0] * (n + 1)
     for end in range(1, n + 1):
-        dim = 1
-        active = False
+        dim, wires = 1, 0
         for start in range(end - 1, -1, -1):
-            a, b, act = units[start]
+            a, b, _ = units[start]
             dim *= math.prod(wire_dims[a:b])
-            active = active or act
+            wires += b - a
             if dim > max_dim and start < end - 1:
                 break
-            cost = (DISPATCH_S + FLOP_TIME_S * width * dim) if active else 0.0
+            cost = DISPATCH_S + width * chunk_ns(dim) * 1e-9 + BUILD_S * (wires + 1) * dim * dim
             if best[start] + cost < best[end]:
                 best[end], choice[end] = best[start] + cost, start
     chunks, end = [], n
     while end > 0:
         start = choice[end]
-        if any(u[2] for u in units[start:end]):
-            chunks.append((units[start][0], units[end - 1][1]))
+        chunks.append((units[start][0], units[end - 1][1]))
         end = start
     return chunks[::-1]
 
 
-def apply_chunks(layout: CircuitLayout, width: int, max_dim: int = MAX_CHUNK_DIM) -> list[Chunk]:
-    """Chunks that apply the whole circuit to a state with ``width`` = N x columns entries.
+def apply_passes(layout: CircuitLayout, width: int, max_dim: int | None = None) -> list[list[Chunk]]:
+    """State passes (each a list of chunks covering all wires) applying the whole circuit.
 
     The initial sublayer is merged into the first even sublayer (a product of two matrices on the
-    same wires), so a circuit with L layers costs 2L state passes (1 when L = 0).
+    same wires), so a circuit with L layers costs 2L passes (1 when L = 0).
     """
     dims = layout.wire_dims
-    out: list[Chunk] = []
     if layout.layers == 0:
         units = [(w, w + 1, True) for w in range(len(dims))]
-        for a, b in partition(units, dims, width, max_dim):
-            out.append(Chunk(0, a, b, math.prod(dims[a:b])))
-        return out
-    # merged sublayer: even-0 units, where lone wires are active (they carry an initial gate)
-    merged_units = [(a, b, True) for a, b, _ in layout.units(1)]
-    for a, b in partition(merged_units, dims, width, max_dim):
-        out.append(Chunk(1, a, b, math.prod(dims[a:b]), merged=True))
+        return [[Chunk(0, a, b, math.prod(dims[a:b])) for a, b in partition(units, dims, width, max_dim)]]
+    passes = [[Chunk(1, a, b, math.prod(dims[a:b]), merged=True)
+               for a, b in partition(layout.units(1), dims, width, max_dim)]]
     for s in range(2, len(layout.sublayers)):
-        for a, b in partition(layout.units(s), dims, width, max_dim):
-            out.append(Chunk(s, a, b, math.prod(dims[a:b])))
-    return out
+        passes.append([Chunk(s, a, b, math.prod(dims[a:b]))
+                       for a, b in partition(layout.units(s), dims, width, max_dim)])
+    return passes
 
 
 def column_chunks(layout: CircuitLayout) -> list[Chunk]:
