@@ -1,0 +1,19 @@
+"""The contraction planner: optimal, autograd-aware plans for ``dW`` and ``x @ dW^T``.
+
+    from tn_peft.planner import Problem, make_plan
+    plan = make_plan(Problem.from_network(net, in_features, out_features, tokens=T))
+    print(plan.tree(), plan.decisions, plan.flops(), plan.saved_bytes())
+    print(plan.source())
+    y = plan(x, *node_tensors)
+
+Modules: :mod:`.problem` (what is contracted), :mod:`.cost` (the cost model), :mod:`.search`
+(exact DP on opt_einsum, cotengra beyond), :mod:`.emit` (generated torch source), :mod:`.plan`
+(the ``Plan`` object), :mod:`.dispatch` (token-aware plan families and per-call lookup),
+:mod:`.measure` (what torch really does), :mod:`.triton_kernels` (fused kernels on CUDA).
+"""
+
+from .cost import CostModel, StepCost
+from .plan import Plan, make_plan, reference
+from .problem import TOKENS, Operand, Problem
+
+__all__ = ["CostModel", "StepCost", "Plan", "make_plan", "reference", "Problem", "Operand", "TOKENS"]

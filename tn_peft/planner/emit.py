@@ -1,0 +1,304 @@
+"""Emission: a contraction tree -> straight-line torch source, and the exact list of what it keeps.
+
+Each pairwise step becomes one ``matmul`` / ``F.linear`` (or one broadcast ``*`` when nothing is
+summed), preceded only by the reshapes and permutes its operands need. The emitter tracks every
+tensor's leg order (``layout``) and physical shape, so it knows which reshapes are free views and
+which permutes copy, and which storage each op makes autograd keep. :class:`Emitted` carries the
+source lines and that op list; :mod:`~tn_peft.planner.plan` derives ``saved_bytes`` and
+``peak_bytes`` from it and compiles the source once with :func:`compile_source`.
+
+Example (LoRA contracted into x, ``y = ((x A^T) B^T) * scale`` with the scale folded into A)::
+
+    def program(x, B, A):
+        A_s = A * 2.0
+        t0 = F.linear(x, A_s)  # [T,in] . [r,in] -> [T,r]
+        t1 = F.linear(t0, B)  # [T,r] . [out,r] -> [T,out]
+        return t1
+"""
+
+from __future__ import annotations
+
+import keyword
+import linecache
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .problem import TOKENS, Problem
+
+
+@dataclass
+class Var:
+    """A tensor in the program: its Python name, leg order, physical dims (groups of legs), storage."""
+
+    name: str
+    layout: tuple[str, ...]
+    phys: tuple[tuple[str, ...], ...]
+    storage: str
+    grad: bool
+    leaf: bool = False
+
+
+@dataclass
+class Op:
+    """One emitted op: the storage it creates (bytes), the storages autograd keeps for it."""
+
+    kind: str
+    out: str | None = None
+    out_bytes: int = 0
+    saves: list[str] = field(default_factory=list)
+    reads: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Emitted:
+    """Source lines of a program body, its ops, and the byte size of every storage."""
+
+    lines: list[str] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
+    storage_bytes: dict[str, int] = field(default_factory=dict)
+    counted: set[str] = field(default_factory=set)   # storages whose bytes count (not node tensors)
+
+
+def identifier(name: str, taken: set[str]) -> str:
+    """A Python identifier for an operand name, unique among ``taken``."""
+    base = "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "t"
+    if base[0].isdigit() or keyword.iskeyword(base) or base in ("torch", "F", "x", "apply_circuit"):
+        base = "n_" + base
+    out, k = base, 1
+    while out in taken:
+        out, k = f"{base}_{k}", k + 1
+    taken.add(out)
+    return out
+
+
+class Emitter:
+    """Emits the steps of one tree over one problem into an :class:`Emitted` (shared by branches)."""
+
+    def __init__(self, problem: Problem, emitted: Emitted, prefix: str = "t"):
+        self.problem = problem
+        self.sizes = problem.size_dict
+        self.itemsize = problem.itemsize
+        self.out = emitted
+        self.prefix = prefix
+        self.count = 0
+
+    # --------------------------------------------------------------- helpers
+    def fresh(self) -> str:
+        name = f"{self.prefix}{self.count}"
+        self.count += 1
+        return name
+
+    def nbytes(self, legs: Sequence[str]) -> int:
+        return math.prod(self.sizes[leg] for leg in legs) * self.itemsize
+
+    def dim(self, legs: Sequence[str]) -> str:
+        """A reshape size: the product, or -1 for the one dimension holding the tokens."""
+        return "-1" if TOKENS in legs else str(math.prod(self.sizes[leg] for leg in legs))
+
+    def shape(self, groups: Sequence[Sequence[str]]) -> str:
+        return "(" + ", ".join(self.dim(g) for g in groups) + ("," if len(groups) == 1 else "") + ")"
+
+    def label(self, legs: Sequence[str]) -> str:
+        return "[" + ",".join("T" if leg == TOKENS else leg for leg in legs) + "]"
+
+    def new_storage(self, name: str, legs: Sequence[str], counted: bool = True) -> str:
+        self.out.storage_bytes[name] = self.nbytes(legs)
+        if counted:
+            self.out.counted.add(name)
+        return name
+
+    def leaf(self, index: int, var_name: str) -> Var:
+        op = self.problem.operands[index]
+        if op.kind == "x":
+            storage = self.new_storage(var_name, op.legs)
+            return Var(var_name, op.legs, ((TOKENS,), tuple(op.legs[1:])), storage, op.requires_grad)
+        storage = self.new_storage(var_name, op.legs, counted=False)
+        return Var(var_name, op.legs, tuple((leg,) for leg in op.legs), storage, op.requires_grad, leaf=True)
+
+    def view(self, v: Var, groups: Sequence[Sequence[str]]) -> tuple[str, bool]:
+        """Expression of v with physical dims ``groups`` (in v's leg order): (expr, made a copy?)."""
+        groups = tuple(tuple(g) for g in groups)
+        if groups == v.phys:
+            return v.name, False
+        return f"{v.name}.reshape{self.shape(groups)}", False
+
+    def arrange(self, v: Var, groups: Sequence[Sequence[str]]) -> tuple[str, str]:
+        """Expression of v laid out as ``groups`` (any leg order): (expr, storage it reads)."""
+        order = tuple(leg for g in groups for leg in g)
+        if order == v.layout:
+            expr, _ = self.view(v, groups)
+            return expr, v.storage
+        perm = tuple(v.layout.index(leg) for leg in order)
+        base, _ = self.view(v, tuple((leg,) for leg in v.layout))
+        name = self.fresh()
+        storage = self.new_storage(name, order)
+        self.out.lines.append(f"{name} = {base}.permute{perm}.reshape{self.shape(groups)}  # copy")
+        self.out.ops.append(Op("copy", storage, self.out.storage_bytes[storage], [], [v.storage]))
+        return name, storage
+
+    def sum_out(self, v: Var, legs: Sequence[str]) -> Var:
+        """Sum legs no other tensor needs."""
+        expr, _ = self.view(v, tuple((leg,) for leg in v.layout))
+        dims = tuple(v.layout.index(leg) for leg in legs)
+        keep = tuple(leg for leg in v.layout if leg not in legs)
+        name = self.fresh()
+        storage = self.new_storage(name, keep)
+        self.out.lines.append(f"{name} = {expr}.sum({dims})")
+        self.out.ops.append(Op("sum", storage, self.out.storage_bytes[storage], [], [v.storage]))
+        return Var(name, keep, tuple((leg,) for leg in keep), storage, v.grad)
+
+    # ------------------------------------------------------------------ steps
+    def contract(self, a: Var, b: Var, keep: frozenset[str]) -> Var:
+        """``C = contract(a, b)`` keeping legs ``keep``: one matmul, or one broadcast multiply."""
+        lonely_a = [leg for leg in a.layout if leg not in b.layout and leg not in keep]
+        lonely_b = [leg for leg in b.layout if leg not in a.layout and leg not in keep]
+        if lonely_a:
+            a = self.sum_out(a, lonely_a)
+        if lonely_b:
+            b = self.sum_out(b, lonely_b)
+        summed = [leg for leg in a.layout if leg in b.layout and leg not in keep]
+        lead = self.problem.output[0]
+        if lead in b.layout and lead not in a.layout:  # results start with T (or out): fewer final copies
+            a, b = b, a
+        if not summed:
+            return self.broadcast(a, b)
+        return self.matmul(a, b, keep)
+
+    def matmul(self, a: Var, b: Var, keep: frozenset[str]) -> Var:
+        left = [leg for leg in a.layout if leg not in b.layout]
+        right = [leg for leg in b.layout if leg not in a.layout]
+        best = None
+        for source in (a, b):  # take the order of shared legs from a or from b: fewer copied bytes
+            batch = [leg for leg in source.layout if leg in keep and leg in a.layout and leg in b.layout]
+            contr = [leg for leg in source.layout if leg not in keep and leg in a.layout and leg in b.layout]
+            copied = sum(self.nbytes(v.layout) for v, free in ((a, left), (b, right))
+                         if self.orientation(v, batch, free, contr) is None)
+            if best is None or copied < best[0]:
+                best = (copied, batch, contr)
+        _, batch, contr = best
+        a_ff = self.orientation(a, batch, left, contr)
+        b_ff = self.orientation(b, batch, right, contr)
+        if a_ff is None:
+            a_ff = True
+        if b_ff is None:
+            b_ff = not a_ff  # with a stored (contr, left), b as (right, contr) needs no transpose
+        a_expr, a_st = self.arrange(a, [g for g in ([batch] if batch else []) + ([left, contr] if a_ff else [contr, left])])
+        b_expr, b_st = self.arrange(b, [g for g in ([batch] if batch else []) + ([right, contr] if b_ff else [contr, right])])
+        name = self.fresh()
+        # a_ff: a is (left, contr); b_ff: b is (right, contr), the natural F.linear weight.
+        if not batch:
+            if a_ff and b_ff:
+                expr, rest = f"F.linear({a_expr}, {b_expr})", left + right
+            elif a_ff:
+                expr, rest = f"torch.matmul({a_expr}, {b_expr})", left + right
+            elif b_ff:
+                expr, rest = f"torch.matmul({b_expr}, {a_expr})", right + left
+            else:
+                expr, rest = f"torch.matmul({a_expr}.t(), {b_expr})", left + right
+        else:
+            if a_ff and not b_ff:
+                expr, rest = f"torch.matmul({a_expr}, {b_expr})", left + right
+            elif not a_ff and b_ff:
+                expr, rest = f"torch.matmul({b_expr}, {a_expr})", right + left
+            elif a_ff:
+                expr, rest = f"torch.matmul({a_expr}, {b_expr}.transpose(-1, -2))", left + right
+            else:
+                expr, rest = f"torch.matmul({a_expr}.transpose(-1, -2), {b_expr})", left + right
+        first, second = (left, right) if rest == left + right else (right, left)
+        layout = tuple(batch) + tuple(rest)
+        phys = tuple(tuple(g) for g in (batch, first, second) if g)
+        storage = self.new_storage(name, layout)
+        saves = ([a_st] if b.grad else []) + ([b_st] if a.grad else [])
+        self.out.lines.append(f"{name} = {expr}  # {self.label(a.layout)} . {self.label(b.layout)} -> "
+                              f"{self.label(layout)}")
+        self.out.ops.append(Op("matmul", storage, self.out.storage_bytes[storage], saves, [a_st, b_st]))
+        return Var(name, layout, phys or ((),), storage, a.grad or b.grad)
+
+    @staticmethod
+    def orientation(v: Var, batch: list[str], free: list[str], contr: list[str]) -> bool | None:
+        """True if v is laid out (batch, free, contr), False if (batch, contr, free), None if neither."""
+        if v.layout == tuple(batch + free + contr):
+            return True
+        if v.layout == tuple(batch + contr + free):
+            return False
+        return None
+
+    def broadcast(self, a: Var, b: Var) -> Var:
+        """``C = a * b`` with broadcasting (a diagonal scaling, or an outer product)."""
+        base, other = (a, b) if self.nbytes(a.layout) >= self.nbytes(b.layout) else (b, a)
+        extra = tuple(leg for leg in other.layout if leg not in base.layout)
+        layout = tuple(base.layout) + extra
+        per_leg = tuple((leg,) for leg in other.layout)
+        name = self.fresh()
+        head = base.phys[:len(base.phys) - len(per_leg)]
+        if not extra and len(per_leg) <= len(base.phys) and base.phys[len(head):] == per_leg:
+            # e.g. h[T, k] * s[k]: plain broadcasting on the trailing dims
+            base_expr, phys = base.name, base.phys
+            other_expr = self.view(other, per_leg)[0]
+        else:
+            dims = [self.dim((leg,)) for leg in base.layout] + ["1"] * len(extra)
+            if base.phys == tuple((leg,) for leg in base.layout) and not extra:
+                base_expr = base.name
+            else:
+                base_expr = f"{base.name}.reshape({', '.join(dims)}{',' if len(dims) == 1 else ''})"
+            other_expr = self.view(other, per_leg)[0]
+            order = [leg for leg in layout if leg in other.layout]
+            perm = tuple(other.layout.index(leg) for leg in order)
+            if perm != tuple(range(len(perm))):
+                other_expr += f".permute{perm}"
+            if len(order) < len(layout):
+                other_expr += "[" + ", ".join(":" if leg in other.layout else "None" for leg in layout) + "]"
+            phys = tuple((leg,) for leg in layout)
+        storage = self.new_storage(name, layout)
+        saves = ([a.storage] if b.grad else []) + ([b.storage] if a.grad else [])
+        self.out.lines.append(f"{name} = {base_expr} * {other_expr}  # {self.label(a.layout)} * "
+                              f"{self.label(b.layout)} -> {self.label(layout)}")
+        self.out.ops.append(Op("mul", storage, self.out.storage_bytes[storage], saves, [a.storage, b.storage]))
+        return Var(name, layout, phys, storage, a.grad or b.grad)
+
+    def circuit(self, q: Var, a: Var, op_index: int, keep: frozenset[str]) -> Var:
+        """A renormalized node ``q`` applied gate by gate to ``a`` (rows of a are states)."""
+        operand = self.problem.operands[op_index]
+        rows, col = tuple(operand.legs[:-1]), operand.legs[-1]
+        if all(leg in a.layout for leg in rows):   # a[..., rows] -> a[..., k] = a @ Q
+            rest = [leg for leg in a.layout if leg not in rows]
+            expr, st = self.arrange(a, [rest, list(rows)] if rest else [[], list(rows)])
+            call, layout = f"apply_circuit({q.name}, {expr}, transpose=True)", tuple(rest) + (col,)
+        else:                                      # a[..., k] -> a[..., rows] = a @ Q^T
+            rest = [leg for leg in a.layout if leg != col]
+            expr, st = self.arrange(a, [rest, [col]] if rest else [[], [col]])
+            call, layout = f"apply_circuit({q.name}, {expr}, transpose=False)", tuple(rest) + rows
+        if not rest:
+            expr = f"{expr}.reshape(1, -1)"
+        name = self.fresh()
+        storage = self.new_storage(name, layout)
+        self.out.lines.append(f"{name} = {call}  # {q.name} gate by gate on {self.label(a.layout)} -> "
+                              f"{self.label(layout)}")
+        passes = max(operand.gates, 1)
+        saves = [st] * passes if q.grad else []
+        self.out.ops.append(Op("circuit", storage, self.out.storage_bytes[storage], saves, [st]))
+        phys = (tuple(rest), tuple(layout[len(rest):])) if rest else (tuple(layout),)
+        return Var(name, layout, phys, storage, q.grad or a.grad)
+
+    def finish(self, v: Var, target: Sequence[Sequence[str]]) -> str:
+        """Bring v to the physical dims ``target`` (e.g. ``(T, out)``): the program's result."""
+        expr, _ = self.arrange(v, target)
+        return expr
+
+    def scale_leaf(self, v: Var, scale: float) -> Var:
+        name = f"{v.name}_s"
+        self.out.lines.append(f"{name} = {v.name} * {scale!r}")
+        storage = self.new_storage(name, v.layout)
+        self.out.ops.append(Op("scale", storage, self.out.storage_bytes[storage], [], [v.storage]))
+        return Var(name, v.layout, v.phys, storage, v.grad, leaf=True)
+
+
+def compile_source(source: str, name: str, namespace: dict[str, Any]) -> Callable:
+    """Compile generated source once into a function (registered in linecache for tracebacks)."""
+    filename = f"<tn_peft plan {name} #{abs(hash(source)) % 10**8}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    code = compile(source, filename, "exec")
+    scope = dict(namespace)
+    exec(code, scope)  # noqa: S102 - our own generated source
+    return scope["program"]

@@ -1,0 +1,391 @@
+"""``Plan``: a contraction tree plus the decisions taken, its predicted costs, and its program.
+
+    plan = make_plan(Problem.from_network(net, 4096, 4096, tokens=1024))
+    plan.flops(), plan.backward_flops(), plan.saved_bytes(), plan.peak_bytes()
+    print(plan.source())          # readable straight-line torch code, compiled once
+    y = plan(x, *node_tensors)    # y = x @ dW^T  (or dW itself for a plan without x)
+
+Decisions recorded in ``plan.decisions``: materialize dW then one matmul, or contract into x; for
+renormalized nodes (circuits) the dense matrix or gate by gate on the activations; diagonal nodes
+applied as scalings; for ``delta`` networks (QuanTA: ``T(theta) - T(theta_0)``) the difference taken
+of two dense dW, or of two outputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..errors import ShapeError
+from .cost import CostModel, StepCost, pair_cost, total
+from .emit import Emitted, Emitter, Op, Var, compile_source, identifier
+from .problem import TOKENS, Problem
+from .search import EXACT_LIMIT, Scorer, flops_path, hyper_path, optimal_path
+
+
+@dataclass
+class Branch:
+    """One tree over one problem: SSA ``path``, circuit operands applied gate by gate, step costs."""
+
+    problem: Problem
+    path: list[tuple[int, int]]
+    gates: frozenset[int] = frozenset()
+    steps: list[StepCost] = field(default_factory=list)
+    objective: float = 0.0
+
+    def signature(self) -> tuple:
+        return (tuple(self.path), tuple(sorted(self.gates)))
+
+
+def apply_circuit(circuit, state: torch.Tensor, transpose: bool) -> torch.Tensor:
+    """Apply a renormalized node's gate network to the rows of ``state`` (see nodes' ``as_network``).
+
+    ``transpose=True``: ``state @ Q`` (rows of length N -> k); else ``state @ Q^T`` (k -> N).
+    """
+    if transpose:
+        return circuit.apply_transpose_rows(state)
+    return circuit.apply_rows(state)
+
+
+_NAMESPACE = {"torch": torch, "F": torch.nn.functional, "apply_circuit": apply_circuit}
+
+
+class Plan:
+    """The central object of the engine (see module docstring). Build with :func:`make_plan`."""
+
+    def __init__(self, problem: Problem, model: CostModel, branches: list[Branch], *, delta: str | None = None,
+                 initial: Problem | None = None, method: str = "optimal"):
+        self.problem, self.model, self.branches = problem, model, branches
+        self.delta, self.initial, self.method = delta, initial, method
+        self.emitted = Emitted()
+        self._source, self.arguments = self._emit()
+        self.program: Callable = compile_source(self._source, problem.name, _NAMESPACE)
+        self.extra_steps: list[StepCost] = []
+        if delta == "dense" and problem.has_x:
+            sizes = problem.size_dict
+            x_legs = problem.operands[0].legs
+            self.extra_steps.append(pair_cost(model, x_legs, problem.out_legs + problem.in_legs, problem.output, sizes,
+                                              grad_a=problem.operands[0].requires_grad,
+                                              grad_b=any(op.requires_grad for op in problem.operands[1:]),
+                                              count_b=True, itemsize=problem.itemsize))
+
+    # ------------------------------------------------------------- emission
+    def _emit(self) -> tuple[str, list[str]]:
+        problem = self.problem
+        taken: set[str] = set()
+        names = ["x" if op.kind == "x" else identifier(op.name, taken) for op in problem.operands]
+        if problem.has_x:
+            taken.add("x")
+        args = list(names)
+        lines: list[str] = []
+        results = []
+        initial_names = []
+        if self.initial is not None:
+            start = 1 if problem.has_x else 0
+            initial_names = [identifier(op.name + "_0", taken) for op in problem.operands[start:]]
+            args += initial_names
+        for b, branch in enumerate(self.branches):
+            if b == 0:
+                branch_names = names if branch.problem.has_x == problem.has_x else names[1:]
+            else:
+                branch_names = (["x"] if branch.problem.has_x else []) + initial_names
+            results.append(self._emit_branch(branch, branch_names, prefix="t" if b == 0 else "u"))
+        body = self.emitted.lines
+        if len(results) == 1:
+            result = results[0]
+        else:
+            result = self._combine(results, body)
+        lines = [f"def program({', '.join(args)}):"]
+        lines += ["    " + line for line in body]
+        lines.append(f"    return {result}")
+        return "\n".join(lines) + "\n", args
+
+    def _combine(self, results: list[str], body: list[str]) -> str:
+        """Delta networks: ``y(theta) - y(theta_0)``, or ``x @ (dW(theta) - dW(theta_0))^T``."""
+        problem, emitted = self.problem, self.emitted
+        first, second = results
+        grad = any(op.requires_grad for op in problem.operands if op.kind != "x")
+        if self.delta == "dense" and problem.has_x:
+            body.append(f"dw = {first} - {second}")
+            emitted.storage_bytes["dw"] = problem.out_features * problem.in_features * problem.itemsize
+            emitted.counted.update(("dw", "x"))
+            emitted.storage_bytes["x"] = (problem.tokens or 0) * problem.in_features * problem.itemsize
+            emitted.ops.append(Op("sub", "dw", emitted.storage_bytes["dw"], [], []))
+            x_grad = problem.operands[0].requires_grad
+            saves = (["x"] if grad else []) + (["dw"] if x_grad else [])
+            out_bytes = (problem.tokens or 0) * problem.out_features * problem.itemsize
+            emitted.ops.append(Op("matmul", "y", out_bytes, saves, ["x", "dw"]))
+            return "F.linear(x, dw)"
+        out_bytes = emitted.ops[-1].out_bytes if emitted.ops else 0
+        emitted.ops.append(Op("sub", "y", out_bytes, [], []))
+        return f"{first} - {second}"
+
+    def _emit_branch(self, branch: Branch, names: Sequence[str], prefix: str) -> str:
+        problem = branch.problem
+        emitter = Emitter(problem, self.emitted, prefix=prefix)
+        vars_: list[Var] = [emitter.leaf(i, name) for i, name in enumerate(names)]
+        scale = problem.scale
+        if scale != 1.0:  # fold the scale into the smallest node tensor: one tiny op
+            candidates = [i for i, op in enumerate(problem.operands) if op.kind != "x" and i not in branch.gates]
+            if candidates:
+                smallest = min(candidates, key=lambda i: emitter.nbytes(problem.operands[i].legs))
+                vars_[smallest] = emitter.scale_leaf(vars_[smallest], scale)
+        scorer = Scorer(problem, self.model, branch.gates)
+        subsets = [1 << i for i in range(len(names))]
+        for i, j in branch.path:
+            keep = scorer.legs_of(subsets[i] | subsets[j])
+            a, b = vars_[i], vars_[j]
+            if i in branch.gates and subsets[i] == 1 << i:
+                out = emitter.circuit(a, b, i, keep)
+            elif j in branch.gates and subsets[j] == 1 << j:
+                out = emitter.circuit(b, a, j, keep)
+            else:
+                out = emitter.contract(a, b, keep)
+            vars_.append(out)
+            subsets.append(subsets[i] | subsets[j])
+        last = vars_[-1]
+        lonely = [leg for leg in last.layout if leg not in problem.output]
+        if lonely:
+            last = emitter.sum_out(last, lonely)
+        if problem.has_x:
+            target = [(TOKENS,), tuple(problem.out_legs)]
+        else:
+            target = [tuple(problem.out_legs), tuple(problem.in_legs)]
+        return emitter.finish(last, target)
+
+    # ---------------------------------------------------------------- costs
+    def steps(self) -> list[StepCost]:
+        return [s for b in self.branches for s in b.steps] + self.extra_steps
+
+    def cost(self) -> StepCost:
+        """All predicted costs summed over the steps (see :class:`~tn_peft.planner.cost.StepCost`)."""
+        return total(self.steps())
+
+    def flops(self) -> float:
+        """Forward FLOPs (a multiply-add counts 2)."""
+        return self.cost().flops
+
+    def backward_flops(self) -> float:
+        """FLOPs of the backward pass for the operands that need gradients."""
+        return self.cost().backward_flops
+
+    def predicted_time(self) -> float:
+        """Predicted seconds for forward + backward under the cost model."""
+        return self.cost().time
+
+    def objective(self) -> float:
+        """What the search minimized: ``(time + memory_weight * saved) * flop_rate``."""
+        return sum(b.objective for b in self.branches) + sum(s.objective(self.model) for s in self.extra_steps)
+
+    def saved_bytes(self) -> int:
+        """Bytes autograd keeps for backward: x and intermediates (node tensors excluded), by storage."""
+        saved = {s for op in self.emitted.ops for s in op.saves if s in self.emitted.counted}
+        return sum(self.emitted.storage_bytes[s] for s in saved)
+
+    def write(self) -> int:
+        """Bytes of every new tensor the forward pass makes."""
+        return sum(op.out_bytes for op in self.emitted.ops)
+
+    def size(self) -> int:
+        """Bytes of the largest tensor the forward pass makes."""
+        return max((op.out_bytes for op in self.emitted.ops), default=0)
+
+    def peak_bytes(self) -> int:
+        """Predicted peak of memory the program holds beyond its inputs, forward or backward."""
+        ops = self.emitted.ops
+        saved = {s for op in ops for s in op.saves}
+        last_read: dict[str, int] = {}
+        for k, op in enumerate(ops):
+            for s in op.reads:
+                last_read[s] = k
+        live: dict[str, int] = {}
+        peak = 0
+        for k, op in enumerate(ops):
+            if op.out is not None:
+                live[op.out] = op.out_bytes
+            peak = max(peak, sum(live.values()))
+            for s in op.reads:
+                if last_read.get(s) == k and s not in saved and s in live:
+                    del live[s]
+        kept = sum(self.emitted.storage_bytes[s] for s in saved if s in self.emitted.counted or s in live)
+        out_bytes = ops[-1].out_bytes if ops else 0
+        grads = max((sum(self.emitted.storage_bytes.get(s, 0) for s in op.reads) for op in ops), default=0)
+        return int(max(peak, kept + out_bytes + grads))
+
+    # ------------------------------------------------------------- decisions
+    @property
+    def decisions(self) -> list[str]:
+        """Human-readable decisions the plan took (see module docstring)."""
+        out = []
+        main = self.branches[0]
+        problem = main.problem
+        if problem.has_x:
+            root = main.path[-1] if main.path else (0,)
+            n = len(problem.operands)
+            nodes_only = _subset_of(main.path, n, max(root)) if main.path else 0
+            other = _subset_of(main.path, n, min(root)) if main.path else 0
+            if {nodes_only, other} & {1} and (nodes_only | other) == (1 << n) - 1:
+                out.append("materialize dW, then one matmul with x")
+            else:
+                largest = max((op.out_bytes for op in self.emitted.ops if op.kind != "scale"), default=0)
+                out.append(f"contract into x (largest intermediate {_fmt_bytes(largest)})")
+        else:
+            out.append("build dW (no activations)")
+        for i, op in enumerate(problem.operands):
+            if op.kind == "diagonal":
+                out.append(f"diagonal {op.name}: applied as a scaling (broadcast multiply)")
+            if op.kind == "circuit":
+                how = "gate by gate on the activations" if i in main.gates else "dense Stiefel matrix"
+                out.append(f"circuit {op.name}: {how}")
+        if self.delta == "dense":
+            out.append("delta: dW(theta) - dW(theta_0) built densely, then one matmul")
+        elif self.delta == "outputs":
+            out.append("delta: both networks contracted into x, outputs subtracted")
+        if problem.scale != 1.0:
+            out.append(f"scale {problem.scale:g} folded into the smallest node tensor")
+        return out
+
+    def tree(self) -> str:
+        """The contraction tree as indented text, one line per step with its legs and costs."""
+        lines = []
+        for b, branch in enumerate(self.branches):
+            if len(self.branches) > 1:
+                lines.append("theta:" if b == 0 else "theta_0:")
+            names = branch.problem.names
+            scorer = Scorer(branch.problem, self.model, branch.gates)
+            labels = list(names)
+            subsets = [1 << i for i in range(len(names))]
+            for k, (i, j) in enumerate(branch.path):
+                s = subsets[i] | subsets[j]
+                legs = ",".join("T" if leg == TOKENS else leg for leg in sorted(scorer.legs_of(s)))
+                cost = branch.steps[k] if k < len(branch.steps) else None
+                extra = f"  flops {_fmt(cost.flops)}  saved {_fmt_bytes(cost.saved)}" if cost else ""
+                lines.append(f"  s{k}: {labels[i]} . {labels[j]} -> [{legs}]{extra}")
+                labels.append(f"s{k}")
+                subsets.append(s)
+        return "\n".join(lines)
+
+    def source(self) -> str:
+        """The generated Python source of the program (compiled once into ``self.program``)."""
+        return self._source
+
+    def signature(self) -> tuple:
+        return (tuple(b.signature() for b in self.branches), self.delta)
+
+    # ---------------------------------------------------------------- running
+    def __call__(self, x: torch.Tensor | None = None, *tensors: Any) -> torch.Tensor:
+        """Run the program: ``x @ dW^T`` for x of shape ``(..., in)`` (or dW when planned without x)."""
+        if not self.problem.has_x:
+            if x is not None:
+                tensors = (x,) + tensors
+            return self.program(*tensors)
+        n = self.problem.in_features
+        if x.shape[-1] != n:
+            raise ShapeError(f"plan {self.problem.name!r} takes inputs with last dimension {n}, "
+                             f"got shape {tuple(x.shape)}")
+        lead = x.shape[:-1]
+        y = self.program(x.reshape(-1, n), *tensors)
+        return y.reshape(*lead, self.problem.out_features)
+
+    def to_dict(self) -> dict:
+        return {"problem": self.problem.name, "tokens": self.problem.tokens, "method": self.method,
+                "decisions": self.decisions, "flops": self.flops(), "backward_flops": self.backward_flops(),
+                "saved_bytes": self.saved_bytes(), "peak_bytes": self.peak_bytes(),
+                "predicted_time_s": self.predicted_time(), "paths": [b.path for b in self.branches]}
+
+    def __repr__(self) -> str:
+        return (f"Plan({self.problem.name!r}, T={self.problem.tokens}, flops={_fmt(self.flops())}, "
+                f"saved={_fmt_bytes(self.saved_bytes())}, decisions={self.decisions})")
+
+
+def _subset_of(path, n: int, node: int) -> int:
+    subsets = [1 << i for i in range(n)]
+    for i, j in path:
+        subsets.append(subsets[i] | subsets[j])
+    return subsets[node]
+
+
+def _fmt(x: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= size:
+            return f"{x / size:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _fmt_bytes(x: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(x) >= size:
+            return f"{x / size:.3g} {unit}"
+    return f"{int(x)} B"
+
+
+# ---------------------------------------------------------------- planning
+def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") -> Branch:
+    """The best tree for one problem, trying each circuit operand dense and gate by gate."""
+    circuits = [i for i, op in enumerate(problem.operands) if op.kind == "circuit"]
+    options = [frozenset()]
+    if problem.has_x:
+        options = [frozenset(c) for r in range(len(circuits) + 1) for c in itertools.combinations(circuits, r)]
+    best: Branch | None = None
+    for gates in options:
+        if optimize in ("greedy", "optimal", "dp") and not gates:
+            path = flops_path(problem, optimize)
+        elif optimize == "hyper" or (optimize == "auto" and len(problem.operands) > EXACT_LIMIT):
+            path, _ = hyper_path(problem, model, gates)
+        else:
+            path, _ = optimal_path(problem, model, gates)
+        scorer = Scorer(problem, model, gates)
+        steps = scorer.path_steps(path)
+        if any(s is None for s in steps):
+            continue
+        objective = sum(s.objective(model) for s in steps)
+        if best is None or objective < best.objective:
+            best = Branch(problem, path, gates, steps, objective)
+    assert best is not None
+    return best
+
+
+def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool = False,
+              optimize: str = "auto") -> Plan:
+    """Plan ``problem`` under ``model`` (default: the CPU profile).
+
+    ``initial``: the network is a ``delta`` network (QuanTA): the program also takes theta_0's
+    tensors and returns the difference. ``optimize``: ``"auto"`` (exact up to ``EXACT_LIMIT``
+    operands, then hyper), or a FLOP-only baseline ``"greedy"`` / ``"optimal"`` (opt_einsum's
+    paths, emitted by the same code generator).
+    """
+    model = model or CostModel()
+    problem.check()
+    if not initial:
+        return Plan(problem, model, [search_branch(problem, model, optimize)], method=optimize)
+    frozen = problem.with_grads(False)
+    if not problem.has_x:
+        return Plan(problem, model, [search_branch(problem, model, optimize),
+                                     search_branch(frozen, model, optimize)], delta="dense", initial=frozen,
+                    method=optimize)
+    outputs = Plan(problem, model, [search_branch(problem, model, optimize),
+                                    search_branch(frozen, model, optimize)], delta="outputs", initial=frozen,
+                   method=optimize)
+    dense = Plan(problem, model, [search_branch(problem.without_x(), model, optimize),
+                                  search_branch(frozen.without_x(), model, optimize)], delta="dense",
+                 initial=frozen, method=optimize)
+    return dense if dense.objective() < outputs.objective() else outputs
+
+
+def reference(problem: Problem, x: torch.Tensor | None, tensors: Sequence[torch.Tensor],
+              initial: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    """The contraction by one plain ``torch.einsum`` (a reference for tests): same output as a plan."""
+    ops = list(tensors)
+    if problem.has_x:
+        sizes = problem.size_dict
+        ops = [x.reshape(x.shape[0], *(sizes[leg] for leg in problem.in_legs))] + ops
+    out = torch.einsum(problem.equation(), *ops) * problem.scale
+    if initial is not None:
+        init = ([ops[0]] if problem.has_x else []) + list(initial)
+        out = out - torch.einsum(problem.equation(), *init) * problem.scale
+    if problem.has_x:
+        return out.reshape(x.shape[0], problem.out_features)
+    return out.reshape(problem.out_features, problem.in_features)
