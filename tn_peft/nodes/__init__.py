@@ -10,7 +10,10 @@ from .circuit import circuit_apply, circuit_columns, pauli_unitary  # noqa: F401
 from .circuit_network import CircuitNetwork, CircuitOp  # noqa: F401
 from .pauli import PauliNode  # noqa: F401
 from .lie import CayleyNode, ExpNode, TaylorNode, lie_columns  # noqa: F401
+from .householder import HouseholderNode, householder_columns  # noqa: F401
+from .givens import GivensNode, givens_columns  # noqa: F401
 
 __all__ = ["REGISTRY", "Node", "MatrixNode", "StiefelNode", "create_node", "node_kind", "Dense", "Diagonal",
            "pauli_unitary", "circuit_columns", "circuit_apply", "CircuitNetwork", "CircuitOp", "PauliNode",
-           "ExpNode", "CayleyNode", "TaylorNode", "lie_columns"]
+           "ExpNode", "CayleyNode", "TaylorNode", "lie_columns",
+           "HouseholderNode", "householder_columns", "GivensNode", "givens_columns"]
