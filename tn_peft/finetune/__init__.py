@@ -1,0 +1,11 @@
+"""Fine-tune a pretrained encoder on real text data with any graph adapter, side by side with LoRA.
+
+``tn-peft finetune`` is :func:`tn_peft.finetune.run.run`; its options are
+:func:`tn_peft.finetune.run.add_arguments`. The pieces: :mod:`.data` (offline data sets, grouped
+split, tokenization), :mod:`.methods` (the classifier and how it is adapted), :mod:`.train` (the
+loop, timing, peak memory), :mod:`.report` (table, metrics.json, curves.png).
+"""
+
+from .run import add_arguments, run  # noqa: F401
+
+__all__ = ["add_arguments", "run"]

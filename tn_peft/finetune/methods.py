@@ -1,0 +1,125 @@
+"""The models ``tn-peft finetune`` trains: an encoder (adapted or not) + a linear head on mean-pooled outputs.
+
+A :class:`Method` says how the encoder is adapted: with a tn_peft graph (``kind="graph"``), with
+peft's LoRA (``kind="lora"``) or not at all (``kind="head"``: frozen encoder, head only). Its
+learning rates are split by role: ``lr`` for the adapter's tensors, ``lr_diag`` for diagonal nodes
+(``s`` in ``U diag(s) V^T``), ``lr_head`` for the classifier head.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Method:
+    """One thing to train: a name for tables, how to adapt, and its optimizer settings."""
+
+    name: str
+    kind: str = "graph"  # graph | lora | head
+    graph: str = "quantum_peft"
+    graph_args: dict[str, Any] = field(default_factory=dict)
+    targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    rank: int = 4  # LoRA only
+    alpha: float = 8.0  # LoRA only (graphs carry their own alpha in graph_args)
+    lr: float = 1e-3
+    lr_diag: float | None = None
+    lr_head: float = 1e-3
+    steps: int = 200
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tn_peft_api():
+    """``(AdapterConfig, get_model, is_fallback)``: the real tn_peft API when it exists, else the stand-in."""
+    import tn_peft
+
+    from . import _fallback
+
+    _fallback.ensure_pauli_kind()
+    if hasattr(tn_peft, "get_model") and hasattr(tn_peft, "AdapterConfig"):
+        return tn_peft.AdapterConfig, tn_peft.get_model, False
+    return _fallback.AdapterConfig, _fallback.get_model, True
+
+
+def load_encoder(path: str | Path):
+    """The frozen pretrained encoder and its tokenizer from a local folder (never downloads)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from ..errors import require
+
+    transformers = require("transformers", "transformers", "tn-peft finetune")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    encoder = transformers.AutoModel.from_pretrained(str(path), local_files_only=True)
+    encoder.eval()
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return encoder, tokenizer
+
+
+class Classifier(nn.Module):
+    """``head(mean_pool(encoder(x)))``; the encoder's own parameters stay frozen."""
+
+    def __init__(self, encoder: nn.Module, hidden: int, num_labels: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(hidden, num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self.head(pooled)
+
+
+def build_classifier(method: Method, encoder: nn.Module, num_labels: int) -> tuple[Classifier, Any]:
+    """Adapt ``encoder`` as ``method`` says and put a head on it. Returns (classifier, adapted wrapper)."""
+    hidden = encoder.config.hidden_size
+    if method.kind == "head":
+        wrapped = encoder
+    elif method.kind == "lora":
+        from ..errors import require
+
+        peft = require("peft", "peft", "--compare lora")
+        config = peft.LoraConfig(r=method.rank, lora_alpha=method.alpha, lora_dropout=0.0,
+                                 target_modules=list(method.targets), bias="none")
+        wrapped = peft.get_peft_model(encoder, config)
+    elif method.kind == "graph":
+        AdapterConfig, get_model, _ = tn_peft_api()
+        config = AdapterConfig(graph=method.graph, graph_args=dict(method.graph_args),
+                               target_modules=list(method.targets))
+        wrapped = get_model(encoder, config)
+    else:
+        raise ValueError(f"unknown method kind {method.kind!r}: use graph, lora or head")
+    return Classifier(wrapped, hidden, num_labels), wrapped
+
+
+def adapter_parameter_count(model: Classifier) -> int:
+    """Trainable parameters outside the head (the adapters')."""
+    return sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head."))
+
+
+def parameter_groups(model: Classifier, method: Method) -> list[dict[str, Any]]:
+    """Optimizer groups: head, diagonal nodes (``lr_diag``), every other adapter tensor (``lr``)."""
+    from ..nodes.base import Node
+
+    diag_ids: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, Node) and module.kind == "diagonal":
+            diag_ids.update(id(p) for p in module.parameters())
+    groups: dict[str, list[nn.Parameter]] = {"head": [], "diag": [], "adapter": []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        role = "head" if name.startswith("head.") else "diag" if id(p) in diag_ids else "adapter"
+        groups[role].append(p)
+    lrs = {"head": method.lr_head, "diag": method.lr_diag if method.lr_diag is not None else method.lr,
+           "adapter": method.lr}
+    return [{"params": ps, "lr": lrs[role], "name": role} for role, ps in groups.items() if ps]

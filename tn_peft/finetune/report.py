@@ -1,0 +1,109 @@
+"""What a finetune run leaves behind: the results table, ``metrics.json`` and ``curves.png``."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..io import atomic_write_text
+
+COLUMNS = ("method", "adapter params", "test acc", "mean step", "peak mem")
+
+
+def _fmt_params(n: int) -> str:
+    return f"{n:,}"
+
+
+def table_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """One row per method: name, trainable adapter parameters, test accuracy, step time, peak memory."""
+    rows = []
+    for r in results:
+        acc = r.get("test_accuracy")
+        rows.append([r["method"]["name"], _fmt_params(r["adapter_parameters"]),
+                     "-" if acc is None else f"{100 * acc:.2f}%",
+                     f"{1000 * r['mean_step_seconds']:.0f} ms",
+                     f"{r['peak_memory_bytes'] / 2**20:,.0f} MiB"])
+    return rows
+
+
+def format_table(results: Sequence[dict[str, Any]], markdown: bool = False) -> str:
+    """The results table as aligned text (or a Markdown table)."""
+    rows = [list(COLUMNS)] + table_rows(results)
+    if markdown:
+        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+        return "\n".join(lines)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    out = []
+    for n, row in enumerate(rows):
+        out.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = list(values)
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def write_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
+    """Write ``metrics.json`` atomically."""
+    return atomic_write_text(path, json.dumps(metrics, indent=2, default=str) + "\n")
+
+
+def smooth(values: Sequence[float], window: int) -> list[float]:
+    """Trailing moving average (window shrinks at the start)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Two panels: train loss per step (raw, faint, and smoothed) and validation accuracy per method.
+
+    Each method's test accuracy is marked at its last step.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, r in enumerate(results):
+        color = colors[i % len(colors)]
+        label = f"{r['method']['name']} ({r['adapter_parameters']:,} params)"
+        steps, loss = r["steps"], r["train_loss"]
+        if steps:
+            ax_loss.plot(steps, loss, color=color, alpha=0.2, linewidth=0.8)
+            ax_loss.plot(steps, smooth(loss, max(1, len(loss) // 20)), color=color, label=label)
+        if r["eval_steps"]:
+            ax_acc.plot(r["eval_steps"], [100 * a for a in r["validation_accuracy"]], "o-", color=color,
+                        label=f"{r['method']['name']} validation")
+        if r.get("test_accuracy") is not None and steps:
+            ax_acc.plot([steps[-1]], [100 * r["test_accuracy"]], marker="*", markersize=14, color=color,
+                        linestyle="none", label=f"{r['method']['name']} test {100 * r['test_accuracy']:.1f}%")
+    ax_loss.set(xlabel="step", ylabel="train cross-entropy", title="training loss (faint: per batch)")
+    ax_acc.set(xlabel="step", ylabel="accuracy (%)", title="validation accuracy; star = final test")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
