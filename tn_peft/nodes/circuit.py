@@ -20,7 +20,7 @@ leading batch dimensions of angle sets, so nodes of the same shape can be evalua
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -35,6 +35,15 @@ from .circuit_layout import (CircuitLayout, Chunk, apply_passes, circuit_layout,
 class _Group:
     dim: int
     index: torch.Tensor          # (n, factors, dim, dim) into the gate table
+    const: torch.Tensor | None   # (n, dim, dim) signs x identity pattern of idle wires (float64)
+    _cast: dict = None
+
+    def const_as(self, dtype) -> torch.Tensor:
+        if self._cast is None:
+            self._cast = {}
+        if dtype not in self._cast:
+            self._cast[dtype] = self.const.to(dtype)
+        return self._cast[dtype]
 
 
 @dataclass
@@ -45,13 +54,14 @@ class _Plan:
     qubit_params: torch.Tensor | None          # (n2,) angle positions of the d=2 gates
     qudit_groups: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]  # d, (n, p) idx, rows, cols
     groups: dict[int, _Group]
-    merged: dict[int, tuple[torch.Tensor, torch.Tensor]]   # dim -> (even ids, initial ids) in group
+    merged: dict[int, int]                                 # dim -> number of merged chunks in group
     handles: dict[Chunk, tuple[int, bool, int]]            # chunk -> (dim, is_merged, id)
     passes: list[list[Chunk]]                              # state passes, in order
     head: list[Chunk]                                      # columns mode: first-sublayer chunks
     head_index: torch.Tensor | None = None                 # (factors, H) into the flat head table
     tail_index: torch.Tensor | None = None                 # (factors, Dt, k)
     head_rows: int = 1
+    cache: dict = field(default_factory=dict)                # per-dtype constants
 
 
 def _entry_tables(layout: CircuitLayout) -> tuple[list[np.ndarray], int]:
@@ -75,22 +85,29 @@ def _digits(dims: Sequence[int]) -> np.ndarray:
     return np.stack(np.unravel_index(np.arange(math.prod(dims)), tuple(dims)), axis=1)
 
 
-def _chunk_index(layout, entries, size, sub, a, b, signs: bool, rows=None, cols=None) -> np.ndarray:
-    """Gather index (wires + 1, len rows, len cols) of the chunk matrix of sublayer ``sub`` on [a, b)."""
-    one, minus, zero = size - 3, size - 2, size - 1
+def _chunk_index(layout, entries, size, sub, a, b, signs: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk matrix of sublayer ``sub`` on wires [a, b) as ``prod(table[index], 0) * const``.
+
+    ``index`` (gates, D, D) gathers the entries of the chunk's gates; ``const`` (D, D) holds the CZ
+    signs of the columns times the identity pattern of idle wires (kept out of the product so that
+    the product's backward never meets exact zeros).
+    """
     dims = layout.wire_dims[a:b]
     dig = _digits(dims)
-    rd = dig if rows is None else dig[rows]
-    cd = dig if cols is None else dig[cols]
-    out = np.empty((len(dims) + 1, len(rd), len(cd)), dtype=np.int64)
+    const = np.ones((len(dig), len(dig)))
+    factors = []
     for f, w in enumerate(range(a, b)):
         g = layout.gate_on(sub, w)
-        r, c = rd[:, f][:, None], cd[:, f][None, :]
-        out[f] = np.where(r == c, one, zero) if g is None else entries[g][r, c]
+        r, c = dig[:, f][:, None], dig[:, f][None, :]
+        if g is None:
+            const = const * (r == c)
+        else:
+            factors.append(entries[g][r, c])
+    if not factors:
+        factors.append(np.full(const.shape, size - 3))
     pairs = [(p - a, q - a) for p, q in layout.sublayers[sub].pairs if a <= p and q < b] if signs else []
-    sign = np.array([cz_sign(dims, d, pairs, 0) for d in cd])
-    out[-1] = np.where(sign > 0, one, minus)[None, :]
-    return out
+    const = const * np.array([cz_sign(dims, d, pairs, 0) for d in dig])[None, :]
+    return np.stack(factors), const
 
 
 _PLANS: dict[tuple, _Plan] = {}
@@ -115,30 +132,36 @@ def _plan(wire_dims: tuple[int, ...], layers: int, k: int | None, width: int, de
     passes = apply_passes(layout, width)
     if k is not None:  # the first pass is built directly as columns
         passes = passes[1:]
-    # raw chunk matrices to build, grouped by dimension
-    raw: dict[int, list[np.ndarray]] = {}
+    # chunk matrices to build, grouped by dimension; in each group the merged chunks' even halves
+    # come first, then their initial halves, then plain chunks, so that the merged products are
+    # one batched matmul of two contiguous slices (index_select's backward is pathologically slow
+    # on multi-threaded CPU)
+    evens: dict[int, list] = {}
+    inits: dict[int, list] = {}
+    plain: dict[int, list] = {}
     handles: dict[Chunk, tuple[int, bool, int]] = {}
-    merged_ids: dict[int, tuple[list[int], list[int]]] = {}
     for chunk in head + [c for p in passes for c in p]:
         if chunk in handles:
             continue
-        lst = raw.setdefault(chunk.dim, [])
+        d = chunk.dim
         if chunk.merged:
-            ev, init = merged_ids.setdefault(chunk.dim, ([], []))
-            ev.append(len(lst))
-            lst.append(_chunk_index(layout, entries, size, 1, chunk.start, chunk.stop, True))
-            init.append(len(lst))
-            lst.append(_chunk_index(layout, entries, size, 0, chunk.start, chunk.stop, False))
-            handles[chunk] = (chunk.dim, True, len(ev) - 1)
+            evens.setdefault(d, []).append(_chunk_index(layout, entries, size, 1, chunk.start, chunk.stop, True))
+            inits.setdefault(d, []).append(_chunk_index(layout, entries, size, 0, chunk.start, chunk.stop, False))
+            handles[chunk] = (d, True, len(evens[d]) - 1)
         else:
-            lst.append(_chunk_index(layout, entries, size, chunk.sublayer, chunk.start, chunk.stop, True))
-            handles[chunk] = (chunk.dim, False, len(lst) - 1)
+            plain.setdefault(d, []).append(
+                _chunk_index(layout, entries, size, chunk.sublayer, chunk.start, chunk.stop, True))
+            handles[chunk] = (d, False, len(plain[d]) - 1)
     groups = {}
-    for d, lst in raw.items():
-        factors = max(x.shape[0] for x in lst)
-        padded = [np.concatenate([x, np.full((factors - x.shape[0],) + x.shape[1:], size - 3)]) for x in lst]
-        groups[d] = _Group(d, as_t(np.stack(padded)))
-    merged = {d: (as_t(np.array(ev)), as_t(np.array(init))) for d, (ev, init) in merged_ids.items()}
+    merged = {}
+    for d in sorted(set(evens) | set(plain)):
+        lst = evens.get(d, []) + inits.get(d, []) + plain.get(d, [])
+        factors = max(x.shape[0] for x, _ in lst)
+        padded = [np.concatenate([x, np.full((factors - x.shape[0],) + x.shape[1:], size - 3)]) for x, _ in lst]
+        const = np.stack([c for _, c in lst])
+        groups[d] = _Group(d, as_t(np.stack(padded)),
+                           None if np.all(const == 1) else torch.as_tensor(const, device=device))
+        merged[d] = len(evens.get(d, []))
     plan = _Plan(layout, as_t(np.array(qubit)) if qubit else None, qudit, groups, merged, handles, passes, head)
     if k is not None:
         _column_tables(plan, k, as_t)
@@ -178,7 +201,10 @@ def _gate_table(plan: _Plan, theta: torch.Tensor) -> torch.Tensor:
         t = theta[..., idx] * 0.5
         lower = _lower(t, d, rows, cols)
         parts.append(torch.linalg.matrix_exp(lower - lower.transpose(-1, -2)).flatten(-3))
-    parts.append(torch.tensor([1.0, -1.0, 0.0], dtype=theta.dtype, device=theta.device).expand(*batch, 3))
+    key = ("constants", theta.dtype)
+    if key not in plan.cache:
+        plan.cache[key] = torch.tensor([1.0, -1.0, 0.0], dtype=theta.dtype, device=theta.device)
+    parts.append(plan.cache[key].expand(*batch, 3))
     return torch.cat(parts, -1)
 
 
@@ -189,23 +215,27 @@ def _lower(t: torch.Tensor, d: int, rows: torch.Tensor, cols: torch.Tensor) -> t
     return flat.unflatten(-1, (d, d))
 
 
-def _chunk_matrices(plan: _Plan, table: torch.Tensor) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
-    """dim -> (raw chunk matrices (..., n, D, D), merged products (..., m, D, D) or None)."""
+def _chunk_matrices(plan: _Plan, table: torch.Tensor) -> dict[int, tuple[tuple, tuple]]:
+    """dim -> (raw chunk matrices, merged products), each a tuple of (..., D, D) tensors.
+
+    Each group is unbound once (one backward op) instead of indexed per chunk.
+    """
     out = {}
     for d, group in plan.groups.items():
         mats = table[..., group.index].prod(dim=-3)
-        prods = None
-        if d in plan.merged:
-            ev, init = plan.merged[d]
-            prods = mats.index_select(-3, ev) @ mats.index_select(-3, init)
-        out[d] = (mats, prods)
+        if group.const is not None:
+            mats = mats * group.const_as(mats.dtype)
+        m = plan.merged[d]
+        prods = (mats[..., :m, :, :] @ mats[..., m:2 * m, :, :]).unbind(-3) if m else ()
+        mats = mats[..., 2 * m:, :, :]
+        out[d] = (mats.unbind(-3), prods)
     return out
 
 
 def _matrix(mats, plan: _Plan, chunk: Chunk) -> torch.Tensor:
     d, merged, i = plan.handles[chunk]
     raw, prods = mats[d]
-    return (prods if merged else raw)[..., i, :, :]
+    return (prods if merged else raw)[i]
 
 
 def _apply_passes(plan: _Plan, mats, x: torch.Tensor, columns_last: bool) -> torch.Tensor:
@@ -287,8 +317,8 @@ def circuit_apply(wire_dims: Sequence[int], layers: int, theta: torch.Tensor, x:
     width = x.shape[-1]
     x = x.expand(*batch, n, width).reshape(*batch, n * width)
     if theta.shape[:-1] != batch:
-        mats = {d: (r.expand(*batch, *r.shape[-3:]),
-                    None if p is None else p.expand(*batch, *p.shape[-3:])) for d, (r, p) in mats.items()}
+        mats = {d: (tuple(m.expand(*batch, d, d) for m in r), tuple(m.expand(*batch, d, d) for m in p))
+                for d, (r, p) in mats.items()}
     x, last = _apply_passes(plan, mats, x, True)
     return _unflatten(x, last, n, width)
 

@@ -61,7 +61,12 @@ def choose_construction(n: int) -> str:
 
 
 def init_angles(shape, init: str, scale: float) -> torch.Tensor:
-    """random: U(-pi s, pi s); normal: N(0, s^2); identity: zeros (the circuit is the identity)."""
+    """random: U(-pi s, pi s); normal: N(0, s^2); identity: zeros.
+
+    With zero angles every RY is the identity, so U is the product of the CZ layers: a diagonal of
+    signs, and ``Q = E_K`` up to column signs (csd too: its blocks are such circuits and its middle
+    rotations are then the identity).
+    """
     if init == "identity":
         return torch.zeros(shape)
     if init == "normal":
@@ -74,7 +79,8 @@ class PauliNode(StiefelNode, kind="pauli"):
 
     Options: ``cols`` (column legs), ``layers`` (L >= 0), ``construction`` auto | pauli | mixed_radix |
     csd, ``wires`` (explicit wire dimensions for mixed_radix, product N), ``init`` random | normal |
-    identity, ``init_scale`` (random: angles U(-pi s, pi s); normal: std s).
+    identity (zero angles: Q = E_K up to column signs, the CZ layers' signs), ``init_scale``
+    (random: angles U(-pi s, pi s); normal: std s).
     """
 
     def __init__(self, name: str, legs: Sequence[str], shape: Sequence[int], *, cols=None,
