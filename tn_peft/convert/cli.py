@@ -41,7 +41,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--center", type=int, default=1, help="ttd: the bond carrying the singular values (default 1)")
     parser.add_argument("--min-fidelity", type=float, default=None,
                         help="fail (writing nothing) when a layer's 1 - relative error of dW is below this")
-    parser.add_argument("--steps", type=int, default=300, help="pauli: optimizer steps of the fit (default 300)")
+    parser.add_argument("--steps", type=int, default=100, help="pauli: optimizer steps of the fit (default 100)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 

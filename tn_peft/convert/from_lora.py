@@ -35,7 +35,7 @@ EXACT = 1e-5
 
 def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map: str = "exp", layers: int = 1,
               rank: int | None = None, tolerance: float | None = None, cores: int = 3, center: int = 1,
-              min_fidelity: float | None = None, steps: int = 300, force: bool = False, base_model=None,
+              min_fidelity: float | None = None, steps: int = 100, force: bool = False, base_model=None,
               progress: bool = False) -> ConversionReport:
     """Convert the LoRA checkpoint in ``lora_dir`` into a tn_peft adapter written to ``out_dir``.
 
@@ -78,7 +78,9 @@ def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map
     reports: list[LayerReport] = []
     for name in bar:
         layer = lora.layers[name]
-        adapter = network.build(layer.in_features, layer.out_features, dtype=torch.float64)
+        # circuits are fitted in float32 (the stored precision; their float64 path is much slower)
+        dtype = torch.float32 if to == "pauli" else torch.float64
+        adapter = network.build(layer.in_features, layer.out_features, dtype=dtype)
         if to == "svd":
             fill.fill_svd(adapter, *factors[name], layer=name)
         elif to == "pauli":

@@ -1,0 +1,121 @@
+"""CLI, refusals and safety: --force, atomic output, inputs untouched, base-model shapes, Pauli fit report."""
+
+import copy
+import hashlib
+import json
+
+import pytest
+import torch
+
+from convert_helpers import make_lora, max_diff, outputs, stiefel_maps, token_batch
+from tn_peft.cli import main
+from tn_peft.convert import from_lora, inspect_dir, to_lora
+from tn_peft.errors import CheckpointError
+from tn_peft.model import TnPeftModel
+
+
+def digest(directory):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+@pytest.fixture
+def gpt2_lora(gpt2_base, tmp_path):
+    model = make_lora(gpt2_base, tmp_path / "lora", r=4, lora_alpha=8, target_modules=["c_attn", "c_proj"],
+                      fan_in_fan_out=True)
+    return model, tmp_path / "lora"
+
+
+def test_cli_convert_inspect_export(gpt2_lora, tmp_path, capsys):
+    _, lora_dir = gpt2_lora
+    before = digest(lora_dir)
+    assert main(["convert", str(lora_dir), str(tmp_path / "svd"), "--to", "svd", "--map", stiefel_maps()[0]]) == 0
+    out = capsys.readouterr().out
+    assert "svd: " in out and "exact" in out and "transformer.h.1.mlp.c_proj" in out
+    assert main(["inspect", str(tmp_path / "svd")]) == 0
+    out = capsys.readouterr().out
+    assert "tn_peft (svd)" in out and "orthonormality error" in out and "U=" in out and "|dW|_F" in out
+    assert main(["inspect", str(lora_dir), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["type"] == "PEFT LoRA" and len(info["layers"]) == 6
+    assert main(["export-lora", str(tmp_path / "svd"), str(tmp_path / "back"), "--rank", "0.999"]) == 0
+    assert (tmp_path / "back" / "adapter_model.safetensors").is_file()
+    # an existing non-empty OUT_DIR is refused (exit 2, one message), then replaced with --force
+    assert main(["convert", str(lora_dir), str(tmp_path / "svd")]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["convert", str(lora_dir), str(tmp_path / "svd"), "--force", "--map", stiefel_maps()[0]]) == 0
+    assert main(["convert", str(lora_dir), str(lora_dir), "--force"]) == 2  # never over the input
+    assert digest(lora_dir) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_inspect_matches_loaded_norms(gpt2_base, gpt2_lora, tmp_path):
+    model, lora_dir = gpt2_lora
+    from_lora(lora_dir, tmp_path / "svd", map=stiefel_maps()[0])
+    lora_info, tn_info = inspect_dir(lora_dir), inspect_dir(tmp_path / "svd")
+    for a, b in zip(lora_info["layers"], tn_info["layers"]):
+        assert a["name"] == b["name"] and abs(a["dW"]["fro"] - b["dW"]["fro"]) < 1e-4 * a["dW"]["fro"]
+        assert all(err < 1e-5 for err in b["unitary_nodes"].values()) and set(b["unitary_nodes"]) == {"U", "V"}
+
+
+def test_shape_mismatch_with_base_model(gpt2_lora, llama_base, gpt2_base, tmp_path):
+    _, lora_dir = gpt2_lora
+    with pytest.raises(CheckpointError, match=r"adapter_model.safetensors: key .*transformer.h.0.attn.c_attn"):
+        from_lora(lora_dir, tmp_path / "x", base_model=llama_base)
+    import transformers
+
+    wider = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=101))
+    with pytest.raises(CheckpointError, match=r"key 'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'.*\(192, 64\)"):
+        from_lora(lora_dir, tmp_path / "x", base_model=wider)
+    assert not (tmp_path / "x").exists()
+    from_lora(lora_dir, tmp_path / "svd", map=stiefel_maps()[0])
+    with pytest.raises(CheckpointError, match="c_attn"):
+        TnPeftModel.from_pretrained(wider, tmp_path / "svd")
+
+
+def test_corrupt_tn_folder_names_the_key(gpt2_lora, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    _, lora_dir = gpt2_lora
+    from_lora(lora_dir, tmp_path / "svd", map=stiefel_maps()[0])
+    tensors = load_file(tmp_path / "svd" / "adapter_model.safetensors")
+    key = next(k for k in tensors if k.endswith("tn_s"))
+    tensors[key] = torch.zeros(7)
+    save_file(tensors, tmp_path / "svd" / "adapter_model.safetensors")
+    with pytest.raises(CheckpointError, match=f"key '{key}' has shape"):
+        to_lora(tmp_path / "svd", tmp_path / "back")
+    del tensors[key]
+    save_file(tensors, tmp_path / "svd" / "adapter_model.safetensors")
+    with pytest.raises(CheckpointError, match=f"missing key '{key}'"):
+        inspect_dir(tmp_path / "svd")
+    (tmp_path / "svd" / "adapter_model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="adapter_model.safetensors"):
+        to_lora(tmp_path / "svd", tmp_path / "back")
+    with pytest.raises(CheckpointError, match="not 'LORA'"):
+        from_lora(tmp_path / "svd", tmp_path / "back")
+
+
+def test_pauli_is_a_reported_fit(gpt2_base, tmp_path):
+    lora = make_lora(gpt2_base, tmp_path / "lora", r=2, lora_alpha=4, target_modules=["c_proj"],
+                     fan_in_fan_out=True, layers_to_transform=[0])
+    report = from_lora(tmp_path / "lora", tmp_path / "pauli", "pauli", layers=1, steps=20)
+    assert not report.exact and len(report.layers) == 2
+    for row in report.layers:
+        assert 0 < row.relative_error <= 1.0 and row.reduction > 1
+    # the reported error is the error of the model that loads
+    tn = TnPeftModel.from_pretrained(copy.deepcopy(gpt2_base), tmp_path / "pauli")
+    for row in report.layers:
+        layer = dict(tn.tn_layers())[row.name]
+        dw = layer.delta_matrix("default").double()
+        exact = lora.base_model.model.get_submodule(row.name).get_delta_weight("default").double().T
+        assert abs(float(torch.linalg.norm(dw - exact) / torch.linalg.norm(exact)) - row.relative_error) < 1e-4
+    with pytest.raises(CheckpointError, match="min-fidelity 0.99"):
+        from_lora(tmp_path / "lora", tmp_path / "strict", "pauli", steps=5, min_fidelity=0.99)
+    assert not (tmp_path / "strict").exists()
+
+
+def test_tt_rank_cap_is_a_fit(gpt2_lora, tmp_path):
+    _, lora_dir = gpt2_lora
+    capped = from_lora(lora_dir, tmp_path / "tt2", "tt", rank=2)
+    assert not capped.exact and capped.graph_args["rank"] == 2
+    loose = from_lora(lora_dir, tmp_path / "tt_tol", "tt", tolerance=0.3)
+    assert all(row.relative_error <= 0.3 + 1e-6 for row in loose.layers)
