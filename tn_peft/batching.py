@@ -7,26 +7,41 @@ hooks (the default: each node is evaluated on its own):
 - ``batch_key(node) -> hashable``: nodes with equal keys (and the same class) can be evaluated together;
 - ``forward_many(nodes) -> list[Tensor]``: their tensors, in order, from one batched computation.
 
-:func:`evaluate_nodes` groups the nodes it is given and calls those hooks; shared nodes (LoTR) given
-several times are evaluated once.
+Kinds that do not define the hooks themselves may get them here, in :data:`BATCHERS` (the ``pauli``
+kind's circuits take a leading batch of angle sets, so all Pauli nodes of one circuit shape are one
+``circuit_columns`` call). :func:`evaluate_nodes` groups the nodes it is given and calls those hooks;
+shared nodes (LoTR) given several times are evaluated once.
 """
 
 from __future__ import annotations
 
-from typing import Hashable, Iterable
+from typing import Callable, Hashable, Iterable, Sequence
 
 import torch
 from torch import nn
 
 
+#: node class -> (batch_key, forward_many) for kinds that do not define the hooks themselves.
+BATCHERS: dict[type, tuple[Callable[[nn.Module], Hashable | None], Callable[[Sequence[nn.Module]], list]]] = {}
+
+
+def _hooks(cls: type) -> tuple[Callable | None, Callable | None]:
+    many = getattr(cls, "forward_many", None)
+    if many is not None:
+        return getattr(cls, "batch_key", None), many
+    for klass in cls.__mro__:
+        if klass in BATCHERS:
+            return BATCHERS[klass]
+    return None, None
+
+
 def batch_key(node: nn.Module) -> Hashable | None:
     """The node's batching key, or None when its kind cannot be batched."""
-    cls = type(node)
-    if getattr(cls, "forward_many", None) is None:
+    key_fn, many = _hooks(type(node))
+    if many is None:
         return None
-    key_fn = getattr(cls, "batch_key", None)
     key = key_fn(node) if key_fn is not None else tuple(getattr(node, "shape", ()))
-    return (cls, key)
+    return None if key is None else (type(node), key)
 
 
 def plan_groups(nodes: Iterable[nn.Module]) -> list[list[nn.Module]]:
@@ -53,7 +68,7 @@ def evaluate_groups(groups: list[list[nn.Module]]) -> dict[int, torch.Tensor]:
         if len(group) == 1:
             results[id(group[0])] = group[0]()
             continue
-        tensors = type(group[0]).forward_many(group)
+        tensors = _hooks(type(group[0]))[1](group)
         for node, tensor in zip(group, tensors):
             results[id(node)] = tensor
     return results
@@ -62,3 +77,34 @@ def evaluate_groups(groups: list[list[nn.Module]]) -> dict[int, torch.Tensor]:
 def evaluate_nodes(nodes: Iterable[nn.Module]) -> dict[int, torch.Tensor]:
     """``id(node) -> tensor`` for the given nodes, same-kind same-shape ones evaluated together."""
     return evaluate_groups(plan_groups(nodes))
+
+
+# ------------------------------------------------------------------ pauli
+def _pauli_key(node) -> Hashable | None:
+    if node.construction == "csd":
+        return None
+    theta = node.initial
+    return (node.construction, tuple(node.wire_dims), node.layers, node.cols, node._matrix_shape, node._to_legs,
+            theta.dtype, theta.device)
+
+
+def _pauli_many(nodes) -> list[torch.Tensor]:
+    """All nodes' first-k columns from one batched circuit evaluation: ``(B, N, k)``."""
+    from .nodes.circuit import circuit_columns
+
+    first = nodes[0]
+    theta = torch.stack([node.theta() for node in nodes])
+    columns = circuit_columns(first.wire_dims, first.layers, theta, first.cols)
+    shaped = columns.reshape(len(nodes), *first._matrix_shape).permute(0, *(i + 1 for i in first._to_legs))
+    return list(shaped.unbind(0))
+
+
+def _register_builtin() -> None:
+    try:
+        from .nodes.pauli import PauliNode
+    except ImportError:  # pragma: no cover - the pauli kind is part of tn_peft
+        return
+    BATCHERS.setdefault(PauliNode, (_pauli_key, _pauli_many))
+
+
+_register_builtin()

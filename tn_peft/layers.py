@@ -15,6 +15,7 @@ builds it once.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Sequence
 
 import opt_einsum
@@ -24,12 +25,29 @@ from torch import nn
 
 from .errors import ShapeError
 
-_MAX_CACHED_EXPRESSIONS = 64
+_MAX_CACHED_PROGRAMS = 64
 
 
 def adapter_dtype(weight: torch.Tensor) -> torch.dtype:
     """Adapters train in float32 (float64 if the base is float64), whatever the base's dtype."""
     return weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def pairwise_program(equation: str, shapes: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, ...], str]]:
+    """The cheapest pairwise contraction order for ``equation`` on operands of ``shapes`` (opt_einsum),
+    as ``(operand positions to pop, einsum equation)`` steps that :func:`run_program` executes."""
+    _, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize="auto-hq")
+    return [(tuple(step[0]), step[2]) for step in info.contraction_list]
+
+
+def run_program(program: list[tuple[tuple[int, ...], str]], operands: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Execute a :func:`pairwise_program` with plain ``torch.einsum`` calls (cheap to dispatch, traceable
+    by ``torch.compile``): each step pops its operands and appends the result."""
+    stack = list(operands)
+    for positions, equation in program:
+        picked = [stack.pop(i) for i in positions]
+        stack.append(torch.einsum(equation, *picked))
+    return stack[0]
 
 
 class TnLayer(nn.Module):
@@ -48,7 +66,7 @@ class TnLayer(nn.Module):
         self.disable_adapters = False
         # adapter name -> node tensors, filled by TnPeftModel for one forward pass (batched evaluation)
         self.node_cache: dict[str, list[torch.Tensor]] | None = None
-        self._expressions: dict[Any, Any] = {}
+        self._programs: dict[Any, Any] = {}
 
     # ---------------------------------------------------------------- setup
     @property
@@ -78,7 +96,7 @@ class TnLayer(nn.Module):
             if adapter_name in store:
                 del store[adapter_name]
         self.active_adapters = [a for a in self.active_adapters if a != adapter_name]
-        self._expressions = {k: v for k, v in self._expressions.items() if k[0] != adapter_name}
+        self._programs = {k: v for k, v in self._programs.items() if k[0] != adapter_name}
 
     # ---------------------------------------------------------------- dW
     def node_tensors(self, adapter_name: str) -> list[torch.Tensor]:
@@ -155,20 +173,21 @@ class TnLayer(nn.Module):
             return F.linear(x.to(dw.dtype), dw)
         if x.shape[-1] != self.in_features:
             raise ShapeError(f"layer takes inputs with last dimension {self.in_features}, got shape {tuple(x.shape)}")
-        # Fold the scale into the smallest operand: one tiny op instead of one over the activations.
-        smallest = min(range(len(tensors)), key=lambda i: tensors[i].numel())
-        tensors = list(tensors)
-        tensors[smallest] = tensors[smallest] * adapter.scale
-        xb = x.to(tensors[0].dtype).reshape(-1, *adapter.in_factors)
+        xb = x.reshape(-1, *adapter.in_factors)
         key = (adapter_name, tuple(xb.shape))
-        expression = self._expressions.get(key)
-        if expression is None:
-            if len(self._expressions) >= _MAX_CACHED_EXPRESSIONS:
-                self._expressions.clear()
-            expression = opt_einsum.contract_expression(
-                adapter.activation_equation, tuple(xb.shape), *(tuple(t.shape) for t in tensors), optimize="auto-hq")
-            self._expressions[key] = expression
-        out = expression(xb, *tensors, backend="torch")
+        cached = self._programs.get(key)
+        if cached is None:
+            if len(self._programs) >= _MAX_CACHED_PROGRAMS:
+                self._programs.clear()
+            shapes = [tuple(t.shape) for t in tensors]
+            # Fold the scale into the smallest operand: one tiny op instead of one over the activations.
+            smallest = shapes.index(min(shapes, key=math.prod))
+            cached = (pairwise_program(adapter.activation_equation, [tuple(xb.shape)] + shapes), smallest)
+            self._programs[key] = cached
+        program, smallest = cached
+        operands = list(tensors)
+        operands[smallest] = operands[smallest] * adapter.scale
+        out = run_program(program, [xb.to(operands[0].dtype), *operands])
         return out.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

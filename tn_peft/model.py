@@ -14,6 +14,8 @@ The checkpoint format is documented in :mod:`tn_peft.checkpoint`.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +40,23 @@ def get_model(model: nn.Module, config: AdapterConfig, adapter_name: str = "defa
     ``batch_nodes`` evaluates same-kind same-shape nodes of all layers together once per forward.
     """
     return TnPeftModel(model, config, adapter_name, batch_nodes=batch_nodes)
+
+
+class _SignedForward:
+    """``model.forward``: runs the base model; ``inspect.signature`` shows the base model's forward
+    signature (transformers' Trainer drops dataset columns the signature lacks)."""
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return TnPeftModel._forward
+        if torch.compiler.is_compiling():  # dynamo needs no signature and cannot trace setting one
+            return functools.partial(TnPeftModel._forward, obj)
+        bound = functools.partial(TnPeftModel._forward, obj)
+        try:
+            bound.__signature__ = inspect.signature(obj.base_model.forward)
+        except (TypeError, ValueError, AttributeError):  # builtins without signatures: keep (*args, **kwargs)
+            pass
+        return bound
 
 
 class TnPeftModel(nn.Module):
@@ -284,9 +303,11 @@ class TnPeftModel(nn.Module):
         return self.base_model
 
     # ------------------------------------------------------------- forward
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
+    def _forward(self, *args: Any, **kwargs: Any) -> Any:
         with self._node_cache():
             return self.base_model(*args, **kwargs)
+
+    forward = _SignedForward()  # the base model's signature, so Trainer keeps the right dataset columns
 
     @contextmanager
     def _node_cache(self) -> Iterator[None]:

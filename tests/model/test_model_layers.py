@@ -225,3 +225,22 @@ def test_errors_building_leave_the_model_untouched():
         tn_peft.get_model(net, tn_peft.AdapterConfig(graph="tt", graph_args={"cores": 3},
                                                      target_modules=["fc", "head"]))
     assert type(net.block.fc) is nn.Linear
+
+
+def test_batched_node_evaluation_matches_per_layer_evaluation():
+    from model_helpers import TARGETS, qpeft_config
+
+    gpt2 = tiny_gpt2()
+    batch = batch_for(gpt2, seed=9)
+    batched = tn_peft.get_model(gpt2, qpeft_config(TARGETS["gpt2"]))
+    perturb(batched)
+    expected = batched(**batch, labels=batch["input_ids"])
+    expected.loss.backward()
+    grads = {n: p.grad.clone() for n, p in batched.named_parameters() if p.requires_grad}
+    batched.zero_grad()
+    batched.batch_nodes = False
+    plain = batched(**batch, labels=batch["input_ids"])
+    plain.loss.backward()
+    torch.testing.assert_close(plain.logits, expected.logits, atol=1e-6, rtol=1e-6)
+    for name, grad in grads.items():
+        torch.testing.assert_close(dict(batched.named_parameters())[name].grad, grad, atol=1e-6, rtol=1e-5)

@@ -1,0 +1,31 @@
+"""One rank of the 2-process DDP test (gloo, CPU): load the shared start state, take one AdamW step on
+this rank's half of the global batch, save the gradients and the parameters after the step.
+
+usage: python ddp_worker.py RANK WORLD INIT_FILE STATE_FILE BATCH_FILE OUT_FILE
+"""
+
+import os
+import sys
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+
+from ddp_common import build_model, train_step  # noqa: E402
+
+rank, world = int(sys.argv[1]), int(sys.argv[2])
+init_file, state_file, batch_file, out_file = sys.argv[3:7]
+torch.set_num_threads(1)
+dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+model = build_model()
+model.load_state_dict(torch.load(state_file))
+ddp = DistributedDataParallel(model)
+batch = torch.load(batch_file)
+share = batch["input_ids"].shape[0] // world
+local = {k: v[rank * share:(rank + 1) * share] for k, v in batch.items()}
+grads, params = train_step(ddp, model, local)
+torch.save({"grads": grads, "params": params}, out_file)
+dist.destroy_process_group()

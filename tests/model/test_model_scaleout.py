@@ -1,0 +1,102 @@
+"""Scale-out on existing engines: 2-process DDP (gloo) == one process on the global batch; transformers'
+Trainer lowers the loss; torch.compile gives the eager outputs and gradients."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tn_peft
+from ddp_common import build_model, train_step
+from model_helpers import TARGETS, perturb, qpeft_config, tiny_gpt2, tiny_llama, token_batch
+
+HERE = Path(__file__).parent
+
+
+def test_ddp_two_processes_match_one_process_on_the_global_batch(tmp_path):
+    model = build_model()
+    perturb(model, scale=0.1)  # s != 0, so every node gets a gradient
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    batch = token_batch(101, seed=7, batch=4, length=9)
+    torch.save(batch, tmp_path / "batch.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), str(rank), "2", str(tmp_path / "init"),
+                               str(tmp_path / "state.pt"), str(tmp_path / "batch.pt"), str(tmp_path / f"rank{rank}.pt")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for rank in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    grads, params = train_step(model, model, batch)
+    assert any(g.abs().max() > 0 for g in grads.values())
+    for rank in range(2):
+        result = torch.load(tmp_path / f"rank{rank}.pt")
+        assert set(result["grads"]) == set(grads)
+        for name in grads:
+            torch.testing.assert_close(result["grads"][name], grads[name], atol=1e-6, rtol=1e-4, msg=name)
+            torch.testing.assert_close(result["params"][name], params[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+class _Tokens(torch.utils.data.Dataset):
+    def __init__(self, n=32, length=12):
+        g = torch.Generator().manual_seed(0)
+        base = torch.randint(0, 101, (4, length), generator=g)
+        self.ids = base.repeat(n // 4, 1)  # a small repeated set: learnable in a few steps
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+def test_trainer_lowers_the_loss(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    model = tn_peft.get_model(tiny_llama(), qpeft_config(TARGETS["llama"]))
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), max_steps=16, per_device_train_batch_size=8,
+                                          learning_rate=1e-1, lr_scheduler_type="constant", logging_steps=1, save_strategy="no", report_to=[],
+                                          use_cpu=True, disable_tqdm=True, seed=0)
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=_Tokens())
+    trainer.train()
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert len(losses) == 16
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.1, losses
+    base_weights = [p for n, p in model.named_parameters() if "tn_adapters" not in n]
+    assert not any(p.requires_grad for p in base_weights)
+
+
+def _compile_check(model, inputs, backend, fullgraph=False):
+    perturb(model, scale=0.1)
+    eager = model(**inputs)
+    loss = eager.loss if hasattr(eager, "loss") else eager.pow(2).mean()
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    compiled = torch.compile(model, backend=backend, fullgraph=fullgraph)
+    out = compiled(**inputs)
+    got = out.logits if hasattr(out, "logits") else out
+    torch.testing.assert_close(got, eager.logits if hasattr(eager, "logits") else eager, atol=1e-5, rtol=1e-5)
+    (out.loss if hasattr(out, "loss") else out.pow(2).mean()).backward()
+    for name, grad in grads.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, atol=1e-5, rtol=1e-4)
+
+
+def test_torch_compile_full_graph_matches_eager():
+    """No graph breaks in the adapter layers, the node batching or the wrapper's forward."""
+    from torch import nn
+
+    net = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 16))
+    model = tn_peft.get_model(net, qpeft_config(["0", "2"]))
+    _compile_check(model, {"input": torch.randn(4, 32)}, "aot_eager", fullgraph=True)
+
+
+@pytest.mark.slow
+def test_torch_compile_inductor_on_gpt2():
+    model = tn_peft.get_model(tiny_gpt2(), qpeft_config(TARGETS["gpt2"]))
+    ids = token_batch(101, seed=8, batch=2, length=6)["input_ids"]
+    _compile_check(model, {"input_ids": ids, "labels": ids}, "inductor")
