@@ -20,6 +20,7 @@ leading batch dimensions of angle sets, so nodes of the same shape can be evalua
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -110,13 +111,16 @@ def _chunk_index(layout, entries, size, sub, a, b, signs: bool) -> tuple[np.ndar
     return np.stack(factors), const
 
 
-_PLANS: dict[tuple, _Plan] = {}
+#: plans by (wires, layers, k, width, device), least recently used first; bounded
+_PLANS: "OrderedDict[tuple, _Plan]" = OrderedDict()
+MAX_PLANS = 512
 
 
 def _plan(wire_dims: tuple[int, ...], layers: int, k: int | None, width: int, device) -> _Plan:
     key = (wire_dims, layers, k, width, str(device))
     plan = _PLANS.get(key)
     if plan is not None:
+        _PLANS.move_to_end(key)
         return plan
     layout = circuit_layout(wire_dims, layers)
     entries, size = _entry_tables(layout)
@@ -166,6 +170,8 @@ def _plan(wire_dims: tuple[int, ...], layers: int, k: int | None, width: int, de
     if k is not None:
         _column_tables(plan, k, as_t)
     _PLANS[key] = plan
+    while len(_PLANS) > MAX_PLANS:
+        _PLANS.popitem(last=False)
     return plan
 
 

@@ -59,8 +59,10 @@ class CircuitNetwork:
         for op in ops:
             axes = [lead + w for w in op.wires]
             if op.kind == "gate":
-                g = op.tensor.T if transpose else op.tensor
-                psi = torch.movedim(torch.movedim(psi, axes[0], -1) @ g.T.to(psi.dtype), -1, axes[0])
+                g = (op.tensor.T if transpose else op.tensor).to(psi.dtype)
+                # broadcast multiply + sum rather than a GEMM: the gates are tiny (2 x 2 for qubits)
+                moved = torch.movedim(psi, axes[0], -1)
+                psi = torch.movedim((moved.unsqueeze(-2) * g).sum(-1), -1, axes[0])
             elif op.kind == "signs":
                 shape = [1] * len(self.wire_dims)
                 shape[op.wires[0]], shape[op.wires[1]] = op.tensor.shape

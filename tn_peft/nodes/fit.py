@@ -50,7 +50,9 @@ def fit_columns(node, target: torch.Tensor, *, steps: int = 300, lr: float = 0.0
         q = node.matrix().detach()
         return _result(q, target.to(q), 0, 0)
     target = target.detach().to(params[0])
-    best_state, best_loss, total = None, float("inf"), 0
+    with torch.no_grad():  # the starting point is a candidate too: fitting never makes things worse
+        best_loss = float(_loss(node.matrix(), target))
+    best_state, total = [p.detach().clone() for p in params], 0
     for attempt in range(restarts + 1):
         if attempt and reinit is not None:
             reinit()
