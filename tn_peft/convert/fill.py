@@ -29,6 +29,9 @@ def set_stiefel(node, matrix: torch.Tensor, *, layer: str, tolerance: float = 1e
     except NotImplementedError:
         raise CheckpointError(f"layer {layer!r}, node {node.name!r}: node kind {kind!r} has no right inverse; "
                               f"choose a map with one (exp, cayley, householder)") from None
+    except (ValueError, ArithmeticError, RuntimeError) as exc:  # e.g. the Stiefel log not converging
+        raise CheckpointError(f"layer {layer!r}, node {node.name!r}: the right inverse of map {kind!r} failed "
+                              f"({exc}); convert with --map householder, which reaches every orthonormal matrix") from None
     with torch.no_grad():
         got = node.matrix() if hasattr(node, "matrix") else node()
     error = float((got.to(torch.float64).reshape(matrix.shape) - matrix.to(torch.float64)).abs().max())
@@ -49,8 +52,15 @@ def positive_determinant(Q: torch.Tensor) -> bool:
 
 # ------------------------------------------------------------------------------ svd
 def svd_gauge(U: torch.Tensor, s: torch.Tensor, V: torch.Tensor):
-    """Flip column 0 of a square U or V with det < 0 (and s_0 with it): same dW, both in SO(n) when square."""
+    """Column signs that help the maps: diag of the top k x k block >= 0 (closer to the identity columns
+    E_k, where the exp map's log converges and Cayley's (I + Q1) is invertible), then det = +1 for a
+    square U or V by flipping column 0. Each flip negates s_i too: dW is unchanged."""
     U, s, V = U.clone(), s.clone(), V.clone()
+    k = s.numel()
+    for Q in (U, V):
+        flip = torch.diagonal(Q[:k]) < 0
+        Q[:, flip] = -Q[:, flip]
+        s[flip] = -s[flip]
     for Q in (U, V):
         if not positive_determinant(Q):
             Q[:, 0] = -Q[:, 0]
