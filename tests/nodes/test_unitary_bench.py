@@ -1,0 +1,19 @@
+"""tn_peft.bench.unitary runs end to end on tiny sizes and writes its JSON."""
+
+import json
+
+from tn_peft.bench import unitary
+
+
+def test_bench_unitary_tiny(tmp_path):
+    out = tmp_path / "unitary.json"
+    code = unitary.main(["--sizes", "8", "--ranks", "2", "--rounds", "2", "--budget", "1",
+                         "--taylor-orders", "1", "4", "--out", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    maps = {r["map"]: r for r in data["results"]}
+    assert set(maps) == set(unitary.OURS + unitary.TORCH)
+    assert maps["pauli"]["params"] == 3 * 3 - 2 and maps["exp"]["params"] == 8 * 2 - 3
+    assert maps["pauli"]["time_vs_pauli"] == 1.0
+    assert all(r["orthonormality_error"] < 1e-5 for name, r in maps.items() if name != "taylor")
+    assert [r["order"] for r in data["taylor"]] == [1, 4]
