@@ -99,5 +99,11 @@ def stiefel_maps() -> list[str]:
     return real or ["convert_test_qr"]
 
 
+def fast_map() -> str:
+    """The Stiefel map with the cheapest right inverse (householder: a QR), for tests not about maps."""
+    maps = stiefel_maps()
+    return "householder" if "householder" in maps else maps[0]
+
+
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max())

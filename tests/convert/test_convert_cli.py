@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from convert_helpers import make_lora, max_diff, outputs, stiefel_maps, token_batch
+from convert_helpers import fast_map, make_lora, max_diff, outputs, stiefel_maps, token_batch
 from tn_peft.cli import main
 from tn_peft.convert import from_lora, inspect_dir, to_lora
 from tn_peft.errors import CheckpointError
@@ -28,7 +28,7 @@ def gpt2_lora(gpt2_base, tmp_path):
 def test_cli_convert_inspect_export(gpt2_lora, tmp_path, capsys):
     _, lora_dir = gpt2_lora
     before = digest(lora_dir)
-    assert main(["convert", str(lora_dir), str(tmp_path / "svd"), "--to", "svd", "--map", stiefel_maps()[0]]) == 0
+    assert main(["convert", str(lora_dir), str(tmp_path / "svd"), "--to", "svd", "--map", fast_map()]) == 0
     out = capsys.readouterr().out
     assert "svd: " in out and "exact" in out and "transformer.h.1.mlp.c_proj" in out
     assert main(["inspect", str(tmp_path / "svd")]) == 0
@@ -42,7 +42,7 @@ def test_cli_convert_inspect_export(gpt2_lora, tmp_path, capsys):
     # an existing non-empty OUT_DIR is refused (exit 2, one message), then replaced with --force
     assert main(["convert", str(lora_dir), str(tmp_path / "svd")]) == 2
     assert "--force" in capsys.readouterr().err
-    assert main(["convert", str(lora_dir), str(tmp_path / "svd"), "--force", "--map", stiefel_maps()[0]]) == 0
+    assert main(["convert", str(lora_dir), str(tmp_path / "svd"), "--force", "--map", fast_map()]) == 0
     assert main(["convert", str(lora_dir), str(lora_dir), "--force"]) == 2  # never over the input
     assert digest(lora_dir) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
@@ -50,7 +50,7 @@ def test_cli_convert_inspect_export(gpt2_lora, tmp_path, capsys):
 
 def test_inspect_matches_loaded_norms(gpt2_base, gpt2_lora, tmp_path):
     model, lora_dir = gpt2_lora
-    from_lora(lora_dir, tmp_path / "svd", map=stiefel_maps()[0])
+    from_lora(lora_dir, tmp_path / "svd", map=fast_map())
     lora_info, tn_info = inspect_dir(lora_dir), inspect_dir(tmp_path / "svd")
     for a, b in zip(lora_info["layers"], tn_info["layers"]):
         assert a["name"] == b["name"] and abs(a["dW"]["fro"] - b["dW"]["fro"]) < 1e-4 * a["dW"]["fro"]
@@ -67,7 +67,7 @@ def test_shape_mismatch_with_base_model(gpt2_lora, llama_base, gpt2_base, tmp_pa
     with pytest.raises(CheckpointError, match=r"key 'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'.*\(192, 64\)"):
         from_lora(lora_dir, tmp_path / "x", base_model=wider)
     assert not (tmp_path / "x").exists()
-    from_lora(lora_dir, tmp_path / "svd", map=stiefel_maps()[0])
+    from_lora(lora_dir, tmp_path / "svd", map=fast_map())
     with pytest.raises(CheckpointError, match="c_attn"):
         TnPeftModel.from_pretrained(wider, tmp_path / "svd")
 
@@ -76,7 +76,7 @@ def test_corrupt_tn_folder_names_the_key(gpt2_lora, tmp_path):
     from safetensors.torch import load_file, save_file
 
     _, lora_dir = gpt2_lora
-    from_lora(lora_dir, tmp_path / "svd", map=stiefel_maps()[0])
+    from_lora(lora_dir, tmp_path / "svd", map=fast_map())
     tensors = load_file(tmp_path / "svd" / "adapter_model.safetensors")
     key = next(k for k in tensors if k.endswith("tn_s"))
     tensors[key] = torch.zeros(7)

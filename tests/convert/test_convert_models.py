@@ -7,7 +7,7 @@ import peft
 import pytest
 import torch
 
-from convert_helpers import make_lora, max_diff, outputs, stiefel_maps, token_batch
+from convert_helpers import fast_map, make_lora, max_diff, outputs, stiefel_maps, token_batch
 from tn_peft.convert import from_lora, to_lora
 from tn_peft.model import TnPeftModel
 
@@ -38,7 +38,7 @@ def test_llama_gqa_rslora(llama_base, tmp_path):
     lora = make_lora(llama_base, tmp_path / "lora", r=4, lora_alpha=16, use_rslora=True,
                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"],
                      rank_pattern={"k_proj": 3})
-    report = round_trip(llama_base, lora, tmp_path, token_batch(), map=stiefel_maps()[0])
+    report = round_trip(llama_base, lora, tmp_path, token_batch(), map=fast_map())
     shapes = {r.shape for r in report.layers}
     assert (32, 64) in shapes and (64, 96) in shapes  # GQA k/v and the MLP down projection
 
@@ -51,7 +51,7 @@ def test_minilm_modules_to_save(minilm_base, tmp_path):
     lora.save_pretrained(str(tmp_path / "lora"))
     batch = token_batch(vocab=1000, length=9)
     expected = lora(**batch).pooler_output.detach()
-    report = round_trip(minilm_base, lora, tmp_path, batch, map=stiefel_maps()[0])
+    report = round_trip(minilm_base, lora, tmp_path, batch, map=fast_map())
     assert report.copied == ["pooler.dense.bias", "pooler.dense.weight"]
     tn_model = TnPeftModel.from_pretrained(copy.deepcopy(minilm_base), tmp_path / "svd")
     assert max_diff(tn_model(**batch).pooler_output.detach(), expected) < TOL
@@ -61,6 +61,14 @@ def test_minilm_modules_to_save(minilm_base, tmp_path):
 def test_tt_full_rank_is_exact(gpt2_base, tmp_path, to):
     lora = make_lora(gpt2_base, tmp_path / "lora", r=3, lora_alpha=6, target_modules=["c_proj"],
                      fan_in_fan_out=True)
-    extra = {"map": stiefel_maps()[0], "center": 2} if to == "ttd" else {}
+    extra = {"map": fast_map(), "center": 2} if to == "ttd" else {}
     report = round_trip(gpt2_base, lora, tmp_path, token_batch(), to=to, **extra)
+    assert report.exact
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("map", stiefel_maps())
+def test_minilm_every_map(minilm_base, tmp_path, map):
+    lora = make_lora(minilm_base, tmp_path / "lora", r=8, lora_alpha=16, target_modules=["query", "value", "dense"])
+    report = round_trip(minilm_base, lora, tmp_path, token_batch(vocab=1000, length=9), map=map)
     assert report.exact
