@@ -109,3 +109,35 @@ def test_bbc_news_and_csv_loaders(tmp_path):
     csv_file.write_text('text,label\n"good, really",pos\nbad,neg\nfine,pos\n')
     mine = data_module.load_csv(csv_file)
     assert mine.label_names == ["neg", "pos"] and mine.labels == [1, 0, 1] and mine.texts[0] == "good, really"
+
+
+def test_length_grouped_batches_cover_the_epoch_once():
+    from tn_peft.finetune.data import Encoded
+    from tn_peft.finetune.train import length_grouped_batches
+
+    mask = torch.zeros(100, 12, dtype=torch.long)
+    for i in range(100):
+        mask[i, : 1 + i % 12] = 1
+    data = Encoded(mask.clone(), mask, torch.zeros(100, dtype=torch.long))
+    batches = length_grouped_batches(data, 10, torch.Generator().manual_seed(0), megabatch=5)
+    seen = torch.cat(batches).tolist()
+    assert len(batches) == 10 and sorted(seen) == list(range(100))
+    spread = [int(mask[b].sum(1).max() - mask[b].sum(1).min()) for b in batches]
+    assert sum(spread) / len(spread) < 11  # sorted within megabatches: less padding than random
+
+
+def test_summary_of_several_runs(tmp_path):
+    from tn_peft.finetune.report import format_summary_table, summarize_folders
+
+    def run_entry(seed, acc):
+        return {"method": {"name": "m"}, "seed": seed, "adapter_parameters": 10, "test_accuracy": acc,
+                "validation_accuracy": [acc], "mean_step_seconds": 0.1, "peak_memory_bytes": 2**20}
+
+    paths = []
+    for seed, acc in [(0, 0.70), (1, 0.72), (2, 0.74)]:
+        path = tmp_path / f"s{seed}.json"
+        path.write_text(json.dumps({"runs": [run_entry(seed, acc)]}))
+        paths.append(path)
+    (row,) = summarize_folders(paths)
+    assert row["seeds"] == [0, 1, 2] and abs(row["test"][0] - 0.72) < 1e-9 and abs(row["test"][1] - 0.02) < 1e-9
+    assert "72.00 ± 2.00" in format_summary_table([row])

@@ -107,3 +107,42 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def summarize_folders(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Per method, over the runs in several ``metrics.json`` files: seeds, params, mean ± std of the
+    test accuracy and of the final validation accuracy, mean step time, peak memory, CPU seconds."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for path in paths:
+        metrics = json.loads(Path(path).read_text())
+        for r in metrics["runs"]:
+            r = dict(r, cpu_seconds=metrics.get("cpu_seconds"), total_seconds=metrics.get("total_seconds"))
+            by_name.setdefault(r["method"]["name"], []).append(r)
+    rows = []
+    for name, runs in by_name.items():
+        test = [r["test_accuracy"] for r in runs if r.get("test_accuracy") is not None]
+        val = [r["validation_accuracy"][-1] for r in runs if r["validation_accuracy"]]
+        rows.append({"method": name, "runs": len(runs), "seeds": sorted(r["seed"] for r in runs),
+                     "adapter_parameters": runs[0]["adapter_parameters"],
+                     "test": mean_std(test), "validation": mean_std(val),
+                     "mean_step_seconds": statistics.fmean(r["mean_step_seconds"] for r in runs),
+                     "peak_memory_bytes": max(r["peak_memory_bytes"] for r in runs)})
+    return rows
+
+
+def format_summary_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of :func:`summarize_folders` rows (accuracies in %, mean ± std over seeds)."""
+    lines = ["| method | adapter params | seeds | validation acc | test acc | mean step | peak mem |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['adapter_parameters']:,} | {','.join(map(str, r['seeds']))} | "
+                     f"{100 * r['validation'][0]:.2f} ± {100 * r['validation'][1]:.2f} | "
+                     f"{100 * r['test'][0]:.2f} ± {100 * r['test'][1]:.2f} | "
+                     f"{1000 * r['mean_step_seconds']:.0f} ms | {r['peak_memory_bytes'] / 2**20:,.0f} MiB |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m tn_peft.finetune.report runs/*/metrics.json
+    import sys
+
+    print(format_summary_table(summarize_folders(sys.argv[1:])))

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g = parser.add_argument_group("what to train")
     g.add_argument("--graph", default=DEFAULT_GRAPH,
                    help="adapter graph: a catalog name (quantum_peft, lora, svd, tt, ...) or a path to a "
-                        "graph YAML file (default: %(default)s)")
+                        "graph YAML file; 'none' with --compare lora trains LoRA alone (default: %(default)s)")
     g.add_argument("--set", dest="graph_args", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
                    help="set a graph parameter, e.g. --set rank=8 --set layers=3 (repeatable)")
     g.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
@@ -117,11 +117,13 @@ def methods_from_args(args: argparse.Namespace, train_size: int) -> list[Method]
     graph_args = dict(args.graph_args)
     graph_name = Path(args.graph).stem if args.graph.endswith((".yaml", ".yml")) else args.graph
     label = graph_name + ("".join(f" {k}={v}" for k, v in graph_args.items()) if graph_args else "")
-    methods = [Method(label, kind="graph", graph=args.graph, graph_args=graph_args, targets=targets,
+    methods = [] if args.graph == "none" else [Method(label, kind="graph", graph=args.graph, graph_args=graph_args, targets=targets,
                       lr=args.lr if args.lr is not None else GRAPH_DEFAULTS["lr"],
                       lr_diag=args.lr_diag if args.lr_diag is not None else GRAPH_DEFAULTS["lr_diag"],
                       lr_head=args.lr_head if args.lr_head is not None else GRAPH_DEFAULTS["lr_head"],
                       steps=steps if steps is not None else GRAPH_DEFAULTS["steps"])]
+    if not methods and args.compare != "lora":
+        raise ValueError("--graph none trains nothing unless --compare lora is given")
     if args.compare == "lora":
         methods.append(Method(f"lora r{args.lora_rank}", kind="lora", targets=targets, rank=args.lora_rank,
                               alpha=args.lora_alpha,
@@ -174,6 +176,16 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{row['method']}: {row['adapter_parameters']:,} params, {acc}, {val} "
                      f"over seeds {row['seeds']}")
     return "\n".join(lines)
+
+
+def _cpu_seconds() -> float | None:
+    try:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    except (ImportError, OSError):  # pragma: no cover - not on POSIX
+        return None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -231,12 +243,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plot_title = f"{data.name}: {', '.join(m.name for m in methods)} (seed {seeds[0]})"
     metrics["plot"] = str(plot_curves(table_results, out / "curves.png", title=plot_title))
     metrics["total_seconds"] = time.perf_counter() - started
+    # CPU time of this process: on a shared machine it says more about the cost than wall time does
+    metrics["cpu_seconds"] = _cpu_seconds()
     write_metrics(out / "metrics.json", metrics)
     text = table + ("\n\n" + format_summary(summary) if len(seeds) > 1 else "")
     (out / "table.txt").write_text(text + "\n")
     print()
     print(text)
-    print(f"\nrun folder: {out}  (metrics.json, curves.png, adapters)   total {metrics['total_seconds']:.0f} s")
+    print(f"\nrun folder: {out}  (metrics.json, curves.png, adapters)   total {metrics['total_seconds']:.0f} s wall, "
+          f"{metrics['cpu_seconds'] or 0:.0f} s CPU")
     return metrics
 
 

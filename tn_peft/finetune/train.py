@@ -106,6 +106,26 @@ def lr_factor(step: int, total: int, warmup_fraction: float = 0.06) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+def length_grouped_batches(data: Encoded, batch_size: int, generator: torch.Generator,
+                           megabatch: int = 50) -> list[torch.Tensor]:
+    """One epoch of random batches whose texts have similar lengths (less padding, ~2x faster here).
+
+    As Hugging Face's ``group_by_length``: shuffle, cut into megabatches of ``megabatch`` batches,
+    sort each by length, cut into batches, shuffle the batches. Partial last batches are dropped.
+    """
+    lengths = data.attention_mask.sum(1)
+    order = torch.randperm(len(data), generator=generator)
+    size = batch_size * megabatch
+    batches = []
+    for start in range(0, len(order), size):
+        chunk = order[start:start + size]
+        chunk = chunk[torch.argsort(lengths[chunk], descending=True, stable=True)]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size)]
+    if not batches:  # fewer examples than one batch
+        batches = [order]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def train(model: Classifier, method: Method, train_data: Encoded, validation: Encoded | None,
           test: Encoded | None, *, batch_size: int = 32, eval_every: int = 50, seed: int = 0,
           device: torch.device | str = "cpu", progress: bool = True) -> History:
@@ -120,16 +140,15 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
     optimizer = torch.optim.AdamW(parameter_groups(model, method), weight_decay=0.0)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(train_data), generator=generator)
-    cursor, step_times, eval_time = 0, [], 0.0
+    batches: list[torch.Tensor] = []
+    step_times, eval_time = [], 0.0
     model.train()
     bar = tqdm(range(method.steps), desc=f"train {method.name}", disable=not progress, unit="step")
     with PeakMemory(device) as memory:
         for step in bar:
-            if cursor + batch_size > len(order):
-                order, cursor = torch.randperm(len(train_data), generator=generator), 0
-            idx = order[cursor:cursor + batch_size]
-            cursor += batch_size
+            if not batches:
+                batches = length_grouped_batches(train_data, batch_size, generator)
+            idx = batches.pop()
             ids, mask, labels = (t.to(device) for t in train_data.batch(idx))
             factor = lr_factor(step, method.steps)
             for group, lr in zip(optimizer.param_groups, base_lrs):
