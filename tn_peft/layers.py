@@ -35,9 +35,27 @@ def adapter_dtype(weight: torch.Tensor) -> torch.dtype:
 
 def pairwise_program(equation: str, shapes: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, ...], str]]:
     """The cheapest pairwise contraction order for ``equation`` on operands of ``shapes`` (opt_einsum),
-    as ``(operand positions to pop, einsum equation)`` steps that :func:`run_program` executes."""
+    as ``(operand positions to pop, einsum equation)`` steps that :func:`run_program` executes.
+
+    Each intermediate keeps its axes in the order of the final output (the token axis first), so every
+    step is a plain GEMM with no transposed copies (for ``x V diag(s) U^T`` that is LoRA's own cost).
+    """
     _, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize="auto-hq")
-    return [(tuple(step[0]), step[2]) for step in info.contraction_list]
+    inputs, final = equation.split("->")
+    terms = inputs.split(",")
+    program = []
+    for number, step in enumerate(info.contraction_list):
+        positions, opt_equation = tuple(step[0]), step[2]
+        picked = [terms.pop(i) for i in positions]
+        if number == len(info.contraction_list) - 1:
+            output = final
+        else:
+            wanted = set(opt_equation.split("->")[1])
+            later = "".join(terms)
+            output = "".join(sorted(wanted, key=lambda c: (final.index(c) if c in final else len(final) + later.find(c))))
+        terms.append(output)
+        program.append((positions, ",".join(picked) + "->" + output))
+    return program
 
 
 def run_program(program: list[tuple[tuple[int, ...], str]], operands: Sequence[torch.Tensor]) -> torch.Tensor:
