@@ -37,7 +37,9 @@ class CostModel:
     tensors of at least that many bytes cost an extra ``bytes / alloc_bandwidth`` (first touch).
     op_overhead: seconds per torch op dispatched (forward and backward alike). memory_weight:
     seconds charged per byte kept for backward (a tie-break between plans of equal time).
-    copy_operands: charge a permute copy for intermediate operands with 3+ legs.
+    copy_operands: charge a permute copy for intermediate operands with 3+ legs (in the search).
+    copy_half_run: a permute copy runs at ``bandwidth * run / (run + copy_half_run)`` for a
+    contiguous inner run of ``run`` elements.
     """
 
     name: str = "cpu"
@@ -49,6 +51,7 @@ class CostModel:
     op_overhead: float = 4e-6
     memory_weight: float = 2e-12
     copy_operands: bool = True
+    copy_half_run: float = 16.0
 
     @classmethod
     def for_device(cls, device: str = "cpu") -> "CostModel":
@@ -76,6 +79,11 @@ class CostModel:
     def fresh_seconds(self, nbytes: float) -> float:
         """Extra time of allocating a new tensor of ``nbytes`` (first touch of fresh pages)."""
         return nbytes / self.alloc_bandwidth if nbytes >= self.alloc_threshold else 0.0
+
+    def copy_seconds(self, nbytes: float, run: int) -> float:
+        """A permute copy of ``nbytes`` whose contiguous inner run is ``run`` elements long."""
+        rate = self.bandwidth * run / (run + self.copy_half_run)
+        return self.op_overhead + 2 * nbytes / rate + self.fresh_seconds(nbytes)
 
     def op_seconds(self, flops: float, moved_bytes: float, fresh_bytes: float = 0.0, dims: Iterable[int] = ()) -> float:
         """Time of one op: overhead + max(compute, memory) + first-touch of its new output."""
@@ -142,24 +150,26 @@ def pair_cost(model: CostModel, legs_a, legs_b, legs_out, sizes, *, grad_a: bool
 
 def _matmul_cost(model: CostModel, a, b, c, full, m, n, k, grad_a, grad_b, count_a, count_b,
                  copy_a, copy_b, itemsize) -> StepCost:
+    # inlined op_seconds (this runs for every pair the search looks at)
     flops = 2 * full
-    dims = (m, n, k)
-    time = model.op_seconds(flops, (a + b + c) * itemsize, c * itemsize, dims)
-    ops = 1
+    d = min(m, n, k)
+    compute = flops * (d + model.half_dim) / (d * model.flop_rate)
+    moved = (a + b + c) * itemsize / model.bandwidth
+    step = model.op_overhead + (compute if compute > moved else moved)
+    threshold, alloc = model.alloc_threshold, model.alloc_bandwidth
     grads = int(grad_a) + int(grad_b)
+    time = step * (1 + grads)
+    for size, needed in ((c, True), (a, grad_a), (b, grad_b)):
+        if needed and size * itemsize >= threshold:
+            time += size * itemsize / alloc
+    ops = 1 + grads
     for size, copy in ((a, copy_a), (b, copy_b)):
         if copy:  # permute + reshape: a copy forward, and its transpose backward
-            time += model.op_seconds(0, 2 * size * itemsize, size * itemsize)
-            ops += 1
-            if grad_a or grad_b:
-                time += model.op_seconds(0, 2 * size * itemsize, size * itemsize)
-                ops += 1
-    if grad_a:
-        time += model.op_seconds(flops, (c + b + a) * itemsize, a * itemsize, dims)
-    if grad_b:
-        time += model.op_seconds(flops, (c + a + b) * itemsize, b * itemsize, dims)
+            one = model.copy_seconds(size * itemsize, 1)
+            time += one * (1 + int(grads > 0))
+            ops += 1 + int(grads > 0)
     saved = (a * count_a * grad_b + b * count_b * grad_a) * itemsize
-    return StepCost(flops, flops * grads, saved, c * itemsize, c * itemsize, ops + grads, time)
+    return StepCost(flops, flops * grads, saved, c * itemsize, c * itemsize, ops, time)
 
 
 def _broadcast_cost(model: CostModel, a, b, c, full, grad_a, grad_b, count_a, count_b, itemsize) -> StepCost:

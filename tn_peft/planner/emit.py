@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from .cost import CostModel, circuit_cost, pair_cost
 from .problem import TOKENS, Problem
 
 
@@ -48,6 +49,9 @@ class Op:
     out_bytes: int = 0
     saves: list[str] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
+    flops: float = 0.0
+    backward_flops: float = 0.0
+    time: float = 0.0           # predicted seconds, forward + backward
 
 
 @dataclass
@@ -75,8 +79,10 @@ def identifier(name: str, taken: set[str]) -> str:
 class Emitter:
     """Emits the steps of one tree over one problem into an :class:`Emitted` (shared by branches)."""
 
-    def __init__(self, problem: Problem, emitted: Emitted, prefix: str = "t"):
+    def __init__(self, problem: Problem, emitted: Emitted, model: CostModel, prefix: str = "t"):
         self.problem = problem
+        self.model = model
+        self.views = 0  # view ops (reshape, t, permute for broadcasting) emitted since the last op
         self.sizes = problem.size_dict
         self.itemsize = problem.itemsize
         self.out = emitted
@@ -108,6 +114,12 @@ class Emitter:
             self.out.counted.add(name)
         return name
 
+    def record(self, op: Op, grad: bool) -> None:
+        """Append ``op``, charging the view ops emitted for it (forward, and backward if ``grad``)."""
+        op.time += self.views * self.model.op_overhead * (1 + int(grad))
+        self.views = 0
+        self.out.ops.append(op)
+
     def leaf(self, index: int, var_name: str) -> Var:
         op = self.problem.operands[index]
         if op.kind == "x":
@@ -121,6 +133,7 @@ class Emitter:
         groups = tuple(tuple(g) for g in groups)
         if groups == v.phys:
             return v.name, False
+        self.views += 1
         return f"{v.name}.reshape{self.shape(groups)}", False
 
     def arrange(self, v: Var, groups: Sequence[Sequence[str]]) -> tuple[str, str]:
@@ -134,7 +147,14 @@ class Emitter:
         name = self.fresh()
         storage = self.new_storage(name, order)
         self.out.lines.append(f"{name} = {base}.permute{perm}.reshape{self.shape(groups)}  # copy")
-        self.out.ops.append(Op("copy", storage, self.out.storage_bytes[storage], [], [v.storage]))
+        run = 1
+        for leg_a, leg_b in zip(reversed(order), reversed(v.layout)):  # contiguous inner run kept
+            if leg_a != leg_b:
+                break
+            run *= self.sizes[leg_a]
+        nbytes = self.out.storage_bytes[storage]
+        time = self.model.copy_seconds(nbytes, run) * (1 + int(v.grad))
+        self.record(Op("copy", storage, nbytes, [], [v.storage], time=time), v.grad)
         return name, storage
 
     def sum_out(self, v: Var, legs: Sequence[str]) -> Var:
@@ -145,7 +165,10 @@ class Emitter:
         name = self.fresh()
         storage = self.new_storage(name, keep)
         self.out.lines.append(f"{name} = {expr}.sum({dims})")
-        self.out.ops.append(Op("sum", storage, self.out.storage_bytes[storage], [], [v.storage]))
+        nbytes = self.nbytes(v.layout)
+        time = self.model.op_seconds(nbytes / self.itemsize, nbytes) * (1 + int(v.grad))
+        self.record(Op("sum", storage, self.out.storage_bytes[storage], [], [v.storage],
+                       nbytes / self.itemsize, nbytes / self.itemsize * v.grad, time), v.grad)
         return Var(name, keep, tuple((leg,) for leg in keep), storage, v.grad)
 
     # ------------------------------------------------------------------ steps
@@ -212,7 +235,18 @@ class Emitter:
         saves = ([a_st] if b.grad else []) + ([b_st] if a.grad else [])
         self.out.lines.append(f"{name} = {expr}  # {self.label(a.layout)} . {self.label(b.layout)} -> "
                               f"{self.label(layout)}")
-        self.out.ops.append(Op("matmul", storage, self.out.storage_bytes[storage], saves, [a_st, b_st]))
+        self.views += expr.count(".t()") + expr.count(".transpose(")
+        size = self.nbytes
+        m, n, k = (math.prod(self.sizes[leg] for leg in g) for g in (left, right, contr))
+        flops = 2.0 * m * n * k * math.prod(self.sizes[leg] for leg in batch)
+        ab, bb, cb = size(a.layout), size(b.layout), size(layout)
+        time = self.model.op_seconds(flops, ab + bb + cb, cb, (m, n, k))
+        if a.grad:
+            time += self.model.op_seconds(flops, ab + bb + cb, ab, (m, n, k))
+        if b.grad:
+            time += self.model.op_seconds(flops, ab + bb + cb, bb, (m, n, k))
+        self.record(Op("matmul", storage, cb, saves, [a_st, b_st], flops, flops * (a.grad + b.grad), time),
+                    a.grad or b.grad)
         return Var(name, layout, phys or ((),), storage, a.grad or b.grad)
 
     @staticmethod
@@ -254,7 +288,11 @@ class Emitter:
         saves = ([a.storage] if b.grad else []) + ([b.storage] if a.grad else [])
         self.out.lines.append(f"{name} = {base_expr} * {other_expr}  # {self.label(a.layout)} * "
                               f"{self.label(b.layout)} -> {self.label(layout)}")
-        self.out.ops.append(Op("mul", storage, self.out.storage_bytes[storage], saves, [a.storage, b.storage]))
+        self.views += other_expr.count(".permute") + other_expr.count("[") + base_expr.count(".reshape")
+        cost = pair_cost(self.model, a.layout, b.layout, layout, self.sizes, grad_a=a.grad, grad_b=b.grad,
+                         itemsize=self.itemsize)
+        self.record(Op("mul", storage, self.out.storage_bytes[storage], saves, [a.storage, b.storage],
+                       cost.flops, cost.backward_flops, cost.time), a.grad or b.grad)
         return Var(name, layout, phys, storage, a.grad or b.grad)
 
     def circuit(self, q: Var, a: Var, op_index: int, keep: frozenset[str]) -> Var:
@@ -277,7 +315,11 @@ class Emitter:
                               f"{self.label(layout)}")
         passes = max(operand.gates, 1)
         saves = [st] * passes if q.grad else []
-        self.out.ops.append(Op("circuit", storage, self.out.storage_bytes[storage], saves, [st]))
+        width = math.prod(self.sizes[leg] for leg in rows)
+        cost = circuit_cost(self.model, max(self.nbytes(rest) // self.itemsize, 1), width, passes, operand.chunk,
+                            a.grad, q.grad, self.itemsize)
+        self.record(Op("circuit", storage, self.out.storage_bytes[storage], saves, [st], cost.flops,
+                       cost.backward_flops, cost.time), a.grad or q.grad)
         phys = (tuple(rest), tuple(layout[len(rest):])) if rest else (tuple(layout),)
         return Var(name, layout, phys, storage, q.grad or a.grad)
 
@@ -290,7 +332,10 @@ class Emitter:
         name = f"{v.name}_s"
         self.out.lines.append(f"{name} = {v.name} * {scale!r}")
         storage = self.new_storage(name, v.layout)
-        self.out.ops.append(Op("scale", storage, self.out.storage_bytes[storage], [], [v.storage]))
+        nbytes = self.out.storage_bytes[storage]
+        time = self.model.op_seconds(nbytes / self.itemsize, 2 * nbytes) * (1 + int(v.grad))
+        self.record(Op("scale", storage, nbytes, [], [v.storage], nbytes / self.itemsize,
+                       nbytes / self.itemsize * v.grad, time), v.grad)
         return Var(name, v.layout, v.phys, storage, v.grad, leaf=True)
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import ShapeError
-from .cost import CostModel, StepCost, pair_cost, total
+from .cost import CostModel, StepCost, pair_cost
 from .emit import Emitted, Emitter, Op, Var, compile_source, identifier
 from .problem import TOKENS, Problem
 from .search import EXACT_LIMIT, Scorer, flops_path, hyper_path, optimal_path
@@ -46,8 +46,8 @@ def apply_circuit(circuit, state: torch.Tensor, transpose: bool) -> torch.Tensor
     ``transpose=True``: ``state @ Q`` (rows of length N -> k); else ``state @ Q^T`` (k -> N).
     """
     if transpose:
-        return circuit.apply_transpose_rows(state)
-    return circuit.apply_rows(state)
+        return circuit.apply(state)
+    return circuit.apply_transpose(state)
 
 
 _NAMESPACE = {"torch": torch, "F": torch.nn.functional, "apply_circuit": apply_circuit}
@@ -62,15 +62,14 @@ class Plan:
         self.delta, self.initial, self.method = delta, initial, method
         self.emitted = Emitted()
         self._source, self.arguments = self._emit()
-        self.program: Callable = compile_source(self._source, problem.name, _NAMESPACE)
-        self.extra_steps: list[StepCost] = []
-        if delta == "dense" and problem.has_x:
-            sizes = problem.size_dict
-            x_legs = problem.operands[0].legs
-            self.extra_steps.append(pair_cost(model, x_legs, problem.out_legs + problem.in_legs, problem.output, sizes,
-                                              grad_a=problem.operands[0].requires_grad,
-                                              grad_b=any(op.requires_grad for op in problem.operands[1:]),
-                                              count_b=True, itemsize=problem.itemsize))
+        self._program: Callable | None = None
+
+    @property
+    def program(self) -> Callable:
+        """The generated source compiled (once, on first use) into a function."""
+        if self._program is None:
+            self._program = compile_source(self._source, self.problem.name, _NAMESPACE)
+        return self._program
 
     # ------------------------------------------------------------- emission
     def _emit(self) -> tuple[str, list[str]]:
@@ -117,15 +116,19 @@ class Plan:
             x_grad = problem.operands[0].requires_grad
             saves = (["x"] if grad else []) + (["dw"] if x_grad else [])
             out_bytes = (problem.tokens or 0) * problem.out_features * problem.itemsize
-            emitted.ops.append(Op("matmul", "y", out_bytes, saves, ["x", "dw"]))
+            step = pair_cost(self.model, problem.operands[0].legs, problem.out_legs + problem.in_legs, problem.output,
+                             problem.size_dict, grad_a=x_grad, grad_b=grad, itemsize=problem.itemsize)
+            emitted.ops.append(Op("matmul", "y", out_bytes, saves, ["x", "dw"], step.flops, step.backward_flops,
+                                  step.time))
             return "F.linear(x, dw)"
         out_bytes = emitted.ops[-1].out_bytes if emitted.ops else 0
-        emitted.ops.append(Op("sub", "y", out_bytes, [], []))
+        emitted.ops.append(Op("sub", "y", out_bytes, [], [], out_bytes / problem.itemsize, 0,
+                              self.model.op_seconds(0, 3 * out_bytes, out_bytes) * 2))
         return f"{first} - {second}"
 
     def _emit_branch(self, branch: Branch, names: Sequence[str], prefix: str) -> str:
         problem = branch.problem
-        emitter = Emitter(problem, self.emitted, prefix=prefix)
+        emitter = Emitter(problem, self.emitted, self.model, prefix=prefix)
         vars_: list[Var] = [emitter.leaf(i, name) for i, name in enumerate(names)]
         scale = problem.scale
         if scale != 1.0:  # fold the scale into the smallest node tensor: one tiny op
@@ -157,12 +160,11 @@ class Plan:
         return emitter.finish(last, target)
 
     # ---------------------------------------------------------------- costs
-    def steps(self) -> list[StepCost]:
-        return [s for b in self.branches for s in b.steps] + self.extra_steps
-
     def cost(self) -> StepCost:
-        """All predicted costs summed over the steps (see :class:`~tn_peft.planner.cost.StepCost`)."""
-        return total(self.steps())
+        """Predicted costs of the emitted program (see :class:`~tn_peft.planner.cost.StepCost`)."""
+        ops = self.emitted.ops
+        return StepCost(sum(o.flops for o in ops), sum(o.backward_flops for o in ops), self.saved_bytes(),
+                        self.write(), self.size(), len(ops), sum(o.time for o in ops))
 
     def flops(self) -> float:
         """Forward FLOPs (a multiply-add counts 2)."""
@@ -177,8 +179,8 @@ class Plan:
         return self.cost().time
 
     def objective(self) -> float:
-        """What the search minimized: ``(time + memory_weight * saved) * flop_rate``."""
-        return sum(b.objective for b in self.branches) + sum(s.objective(self.model) for s in self.extra_steps)
+        """``(time + memory_weight * saved) * flop_rate`` of the emitted program: what plans are ranked by."""
+        return self.cost().objective(self.model)
 
     def saved_bytes(self) -> int:
         """Bytes autograd keeps for backward: x and intermediates (node tensors excluded), by storage."""
@@ -222,7 +224,9 @@ class Plan:
         out = []
         main = self.branches[0]
         problem = main.problem
-        if problem.has_x:
+        if self.delta == "dense" and self.problem.has_x:
+            out.append("materialize dW, then one matmul with x")
+        elif problem.has_x:
             root = main.path[-1] if main.path else (0,)
             n = len(problem.operands)
             nodes_only = _subset_of(main.path, n, max(root)) if main.path else 0
@@ -348,19 +352,63 @@ def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") ->
     return best
 
 
+#: Deviate from the FLOP-optimal tree only when the model predicts at least this much gain.
+ANCHOR_MARGIN = 0.10
+
+
+def dense_first_path(problem: Problem, model: CostModel) -> list[tuple[int, int]]:
+    """The tree that builds dW from the nodes (its own best tree), then contracts x with it."""
+    sub = search_branch(problem.without_x(), model).path
+    n = len(problem.operands)
+    path = [(i + 1, j + 1) for i, j in sub]  # x is operand 0: every id shifts by one
+    return path + [(0, n + len(sub) - 1 if sub else 1)]
+
+
+def _branch(problem: Problem, model: CostModel, path: list[tuple[int, int]]) -> Branch:
+    steps = Scorer(problem, model).path_steps(path)
+    return Branch(problem, path, frozenset(), steps, sum(s.objective(model) for s in steps))
+
+
 def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool = False,
-              optimize: str = "auto") -> Plan:
+              optimize: str = "auto", anchor_margin: float = ANCHOR_MARGIN) -> Plan:
     """Plan ``problem`` under ``model`` (default: the CPU profile).
 
-    ``initial``: the network is a ``delta`` network (QuanTA): the program also takes theta_0's
-    tensors and returns the difference. ``optimize``: ``"auto"`` (exact up to ``EXACT_LIMIT``
-    operands, then hyper), or a FLOP-only baseline ``"greedy"`` / ``"optimal"`` (opt_einsum's
-    paths, emitted by the same code generator).
+    ``optimize="auto"``: the exact optimum of the step-cost objective (cotengra beyond
+    ``EXACT_LIMIT`` operands), then the candidates (that tree, the FLOP-optimal and greedy trees,
+    dW-first) are emitted and ranked by the cost of their emitted programs (layout copies
+    included); the FLOP-optimal tree is kept unless another is predicted ``anchor_margin`` better.
+    ``"greedy"`` / ``"optimal"``: opt_einsum's FLOP-only trees, emitted by the same generator.
+    ``initial``: a ``delta`` network (QuanTA): the program also takes theta_0's tensors and returns
+    the difference.
     """
     model = model or CostModel()
     problem.check()
-    if not initial:
-        return Plan(problem, model, [search_branch(problem, model, optimize)], method=optimize)
+    if initial:
+        return _delta_plan(problem, model, optimize)
+    if optimize in ("greedy", "optimal", "dp"):
+        return Plan(problem, model, [_branch(problem, model, flops_path(problem, optimize))], method=optimize)
+    best = search_branch(problem, model, optimize)
+    plans = {best.signature(): Plan(problem, model, [best], method=optimize)}
+    if best.gates or len(problem.operands) < 3:
+        return next(iter(plans.values()))
+    anchor = None
+    candidates = [("optimal", flops_path(problem, "optimal")), ("greedy", flops_path(problem, "greedy"))]
+    if problem.has_x and len(problem.operands) > 2:
+        candidates.append(("dense", dense_first_path(problem, model)))
+    for name, path in candidates:
+        branch = _branch(problem, model, path)
+        if any(step is None for step in branch.steps):
+            continue
+        plan = plans.setdefault(branch.signature(), Plan(problem, model, [branch], method=optimize))
+        if name == "optimal":
+            anchor = plan
+    chosen = min(plans.values(), key=Plan.objective)
+    if anchor is not None and anchor.objective() <= chosen.objective() * (1 + anchor_margin):
+        chosen = anchor
+    return chosen
+
+
+def _delta_plan(problem: Problem, model: CostModel, optimize: str) -> Plan:
     frozen = problem.with_grads(False)
     if not problem.has_x:
         return Plan(problem, model, [search_branch(problem, model, optimize),

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 from typing import Sequence
 
 import opt_einsum
 from opt_einsum.paths import DynamicProgramming, _dp_calc_legs
 
-from .cost import CostModel, StepCost, circuit_cost, pair_cost
+from .cost import CostModel, StepCost, _broadcast_cost, _matmul_cost, circuit_cost
 from .problem import Problem
 
 #: Operand counts up to which the search is exact (beyond: cotengra's hyper-optimizer).
@@ -33,37 +34,68 @@ INFEASIBLE = math.inf
 class Scorer:
     """Costs of merging operand subsets (bitmaps) of one problem, cached.
 
+    Legs are bits of an int mask (``leg_names`` maps back), so a step's cost is a few integer ops.
     ``circuit_gates``: indices of circuit operands applied gate by gate (others are dense tensors).
     """
 
     def __init__(self, problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset()):
         self.problem, self.model = problem, model
-        self.sizes = problem.size_dict
         self.n = len(problem.operands)
-        self.legs = [frozenset(op.legs) for op in problem.operands]
-        self.output = frozenset(problem.output)
+        sizes = problem.size_dict
+        self.leg_names = sorted({leg for op in problem.operands for leg in op.legs} | set(problem.output))
+        index = {leg: i for i, leg in enumerate(self.leg_names)}
+        self.leg_sizes = [sizes[leg] for leg in self.leg_names]
+        self.op_masks = [sum(1 << index[leg] for leg in op.legs) for op in problem.operands]
+        self.out_mask = sum(1 << index[leg] for leg in problem.output)
+        self.carriers = [0] * len(self.leg_names)
+        for i, mask in enumerate(self.op_masks):
+            for b in _bits(mask):
+                self.carriers[b] |= 1 << i
         self.grad_mask = sum(1 << i for i, op in enumerate(problem.operands) if op.requires_grad)
         # saving a node tensor costs nothing (it is alive anyway); saving x or an intermediate does
         self.leaf_nodes = sum(1 << i for i, op in enumerate(problem.operands) if op.kind != "x")
         self.gates = frozenset(circuit_gates)
-        self.leg_mask: dict[str, int] = {}
-        for i, legs in enumerate(self.legs):
-            for leg in legs:
-                self.leg_mask[leg] = self.leg_mask.get(leg, 0) | (1 << i)
-        self._legs_of: dict[int, frozenset[str]] = {1 << i: legs for i, legs in enumerate(self.legs)}
+        self.itemsize = problem.itemsize
+        self._legs_of: dict[int, int] = {1 << i: m for i, m in enumerate(self.op_masks)}
+        self._size: dict[int, int] = {0: 1}
+        self._by_bit = {1 << i: size for i, size in enumerate(self.leg_sizes)}
+        self._carriers_by_bit = {1 << i: c for i, c in enumerate(self.carriers)}
+        self._op_by_bit = {1 << i: m for i, m in enumerate(self.op_masks)}
         self._pairs: dict[tuple[int, int], StepCost | None] = {}
 
-    def legs_of(self, subset: int) -> frozenset[str]:
-        """Legs of the tensor made by contracting ``subset``: those still needed outside it."""
+    def size(self, mask: int) -> int:
+        """Product of the sizes of the legs in ``mask``."""
+        out = self._size.get(mask)
+        if out is None:
+            out, m, by_bit = 1, mask, self._by_bit
+            while m:
+                low = m & -m
+                out *= by_bit[low]
+                m ^= low
+            self._size[mask] = out
+        return out
+
+    def legs_mask(self, subset: int) -> int:
+        """Legs (mask) of the tensor made by contracting ``subset``: those still needed outside it."""
         legs = self._legs_of.get(subset)
         if legs is None:
-            every = set()
-            for i in range(self.n):
-                if subset >> i & 1:
-                    every |= self.legs[i]
-            legs = frozenset(leg for leg in every if leg in self.output or self.leg_mask[leg] & ~subset)
+            every, m, ops = 0, subset, self._op_by_bit
+            while m:
+                low = m & -m
+                every |= ops[low]
+                m ^= low
+            legs, m, carriers, outside = every & self.out_mask, every & ~self.out_mask, self._carriers_by_bit, ~subset
+            while m:
+                low = m & -m
+                if carriers[low] & outside:
+                    legs |= low
+                m ^= low
             self._legs_of[subset] = legs
         return legs
+
+    def legs_of(self, subset: int) -> frozenset[str]:
+        """Leg names of the tensor made by contracting ``subset``."""
+        return frozenset(self.leg_names[b] for b in _bits(self.legs_mask(subset)))
 
     def pair(self, s1: int, s2: int) -> StepCost | None:
         """The step merging subsets ``s1`` and ``s2`` (None if the step is not allowed)."""
@@ -75,35 +107,46 @@ class Scorer:
         return cost
 
     def _pair(self, s1: int, s2: int) -> StepCost | None:
-        la, lb, lc = self.legs_of(s1), self.legs_of(s2), self.legs_of(s1 | s2)
+        la, lb, lc = self.legs_mask(s1), self.legs_mask(s2), self.legs_mask(s1 | s2)
         ga, gb = bool(s1 & self.grad_mask), bool(s2 & self.grad_mask)
-        for single, other, lq, lo, gq, go in ((s1, s2, la, lb, ga, gb), (s2, s1, lb, la, gb, ga)):
-            index = single.bit_length() - 1
-            if single == 1 << index and index in self.gates:
-                return self._circuit_step(index, lq, lo, lc, gq, go)
-        model, itemsize = self.model, self.problem.itemsize
-        count_a = not (s1 == s1 & -s1 and s1 & self.leaf_nodes)
-        count_b = not (s2 == s2 & -s2 and s2 & self.leaf_nodes)
-        copy_a = model.copy_operands and count_a and len(la) >= 3
-        copy_b = model.copy_operands and count_b and len(lb) >= 3
-        return pair_cost(model, la, lb, lc, self.sizes, grad_a=ga, grad_b=gb, count_a=count_a, count_b=count_b,
-                         copy_a=copy_a, copy_b=copy_b, itemsize=itemsize)
+        if self.gates:
+            for single, lq, lo, gq, go in ((s1, la, lb, ga, gb), (s2, lb, la, gb, ga)):
+                index = single.bit_length() - 1
+                if single == 1 << index and index in self.gates:
+                    return self._circuit_step(index, lo, lc, gq, go)
+        single_a, single_b = s1 & (s1 - 1) == 0, s2 & (s2 - 1) == 0
+        count_a = not (single_a and s1 & self.leaf_nodes)
+        count_b = not (single_b and s2 & self.leaf_nodes)
+        size = self.size
+        a, b = size(la), size(lb)
+        shared = la & lb
+        summed = shared & ~lc
+        k, both = size(summed), size(shared)   # sizes multiply: every other size follows
+        m, n = a // both, b // both
+        full = m * n * both
+        c = full // k
+        if not summed:
+            return _broadcast_cost(self.model, a, b, c, full, ga, gb, count_a, count_b, self.itemsize)
+        copy = self.model.copy_operands
+        copy_a = copy and count_a and la.bit_count() >= 3
+        copy_b = copy and count_b and lb.bit_count() >= 3
+        return _matmul_cost(self.model, a, b, c, full, m, n, k, ga, gb, count_a, count_b, copy_a, copy_b,
+                            self.itemsize)
 
-    def _circuit_step(self, index, lq, lo, lc, grad_q, grad_o) -> StepCost | None:
+    def _circuit_step(self, index: int, lo: int, lc: int, grad_q: bool, grad_o: bool) -> StepCost | None:
         # A circuit Q[rows..., k] applies to an operand holding all its row legs (-> k), or its
         # column leg k (-> rows); anything else needs the dense tensor.
         op = self.problem.operands[index]
-        rows, col = frozenset(op.legs[:-1]), op.legs[-1]
-        size_rows = math.prod(self.sizes[leg] for leg in rows)
-        other = math.prod(self.sizes[leg] for leg in lo)
-        if rows <= lo and col not in lo and not (rows & lc):
-            states = other // size_rows
-        elif col in lo and not (rows & lo) and col not in lc:
-            states = other // self.sizes[col]
+        names = {leg: i for i, leg in enumerate(self.leg_names)}
+        rows = sum(1 << names[leg] for leg in op.legs[:-1])
+        col = 1 << names[op.legs[-1]]
+        if rows & lo == rows and not col & lo and not rows & lc:
+            states = self.size(lo) // self.size(rows)
+        elif col & lo and not rows & lo and not col & lc:
+            states = self.size(lo) // self.size(col)
         else:
             return None
-        return circuit_cost(self.model, states, size_rows, op.gates, op.chunk, grad_o, grad_q,
-                            self.problem.itemsize)
+        return circuit_cost(self.model, states, self.size(rows), op.gates, op.chunk, grad_o, grad_q, self.itemsize)
 
     def objective(self, s1: int, s2: int) -> float:
         cost = self.pair(s1, s2)
@@ -125,6 +168,14 @@ class Scorer:
             out.append(self.pair(subsets[i], subsets[j]))
             subsets.append(subsets[i] | subsets[j])
         return out
+
+
+def _bits(mask: int):
+    """Indices of the set bits of ``mask``."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
 
 
 def _inputs(problem: Problem) -> tuple[list[frozenset], frozenset, dict]:
@@ -175,17 +226,32 @@ def _einsum_args(problem: Problem) -> list:
 
 def optimal_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
                  scorer: Scorer | None = None) -> tuple[list[tuple[int, int]], float]:
-    """The exact optimum of the objective: ``(ssa path, objective)``. See module docstring."""
+    """The exact optimum of the objective: ``(ssa path, objective)``.
+
+    Up to ``OUTER_LIMIT`` operands every binary tree is searched (:func:`exhaustive_path`, outer
+    products included); beyond, the connected subgraph / complement pairs (:func:`ccp_path`).
+    """
+    if len(problem.operands) <= OUTER_LIMIT:
+        return exhaustive_path(problem, model, circuit_gates, scorer)
+    try:
+        return ccp_path(problem, model, circuit_gates)
+    except _OverBudget:  # a hub (x touching every core) makes connected subsets exponential:
+        return oe_dp_path(problem, model, circuit_gates)  # opt_einsum's sieve prunes them better
+
+
+def oe_dp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
+               scorer: Scorer | None = None) -> tuple[list[tuple[int, int]], float]:
+    """The same optimum through opt_einsum's ``DynamicProgramming`` with our cost as ``minimize``.
+
+    (Slower than :func:`ccp_path`, which enumerates only connected pairs; kept as a cross-check.)
+    """
     scorer = scorer or Scorer(problem, model, circuit_gates)
     n = scorer.n
-    if n == 1:
-        return [], 0.0
-    if n == 2:
-        return [(0, 1)], scorer.path_cost([(0, 1)])
+    if n <= 2:
+        path = [(0, 1)] if n == 2 else []
+        return path, scorer.path_cost(path)
     seed = flops_path(problem, "greedy")
-    cap = scorer.path_cost(seed)
     inputs, output, sizes = _inputs(problem)
-    search_outer = n <= OUTER_LIMIT
 
     def compare(cost1, cost2, i1_union_i2, size_dict, cost_cap, s1, s2, xn, g, all_tensors, inputs_,
                 i1_cut_i2_wo_output, memory_limit, contract1, contract2):
@@ -198,18 +264,175 @@ def optimal_path(problem: Problem, model: CostModel, circuit_gates: frozenset[in
                 xn[s] = (legs, cost, (contract1, contract2))
 
     # cost_cap = the greedy tree's cost: every subtree of the optimum costs less, so one pass does.
-    cap = cap * (1 + 1e-9) if math.isfinite(cap) else True
-    optimizer = DynamicProgramming(minimize=compare, cost_cap=cap, search_outer=search_outer)
+    cap = scorer.path_cost(seed)
+    cap = cap * (1 + 1e-9) if math.isfinite(cap) else False
     try:
-        linear = optimizer(list(inputs), output, sizes)
+        linear = DynamicProgramming(minimize=compare, cost_cap=cap)(list(inputs), output, sizes)
     except RuntimeError:  # nothing under the cap (only with infeasible circuit steps): no cap
-        linear = DynamicProgramming(minimize=compare, cost_cap=False, search_outer=search_outer)(
-            list(inputs), output, sizes)
+        linear = DynamicProgramming(minimize=compare, cost_cap=False)(list(inputs), output, sizes)
     path = linear_to_ssa(linear, n)
-    best = scorer.path_cost(path)
-    if best > scorer.path_cost(seed):  # opt_einsum joins disconnected parts without our cost
-        path, best = seed, scorer.path_cost(seed)
-    return path, best
+    if scorer.path_cost(path) > scorer.path_cost(seed):  # opt_einsum joins disconnected parts its own way
+        path = seed
+    return path, scorer.path_cost(path)
+
+
+class _OverBudget(Exception):
+    pass
+
+
+#: Connected pairs :func:`ccp_path` looks at before handing over to opt_einsum's sieved DP.
+CCP_BUDGET = 40_000
+
+
+def ccp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
+             budget: int = CCP_BUDGET) -> tuple[list[tuple[int, int]], float]:
+    """Exact DP over connected subgraph / complement pairs (DPccp, Moerkotte & Neumann 2006).
+
+    The subset DP of Pfeifer et al. (opt_einsum's ``DynamicProgramming``) without outer products,
+    but enumerating only pairs of disjoint connected subsets that share a leg, with operands in
+    breadth-first order; pairs whose two halves already cost more than the greedy tree are skipped.
+    Disconnected components are planned apart and joined, smallest first, by outer products.
+    """
+    n = len(problem.operands)
+    order = _bfs_order(problem)
+    ordered = replace(problem, operands=tuple(problem.operands[i] for i in order))
+    gates = frozenset(order.index(i) for i in circuit_gates)
+    scorer = Scorer(ordered, model, gates)
+    masks = scorer.op_masks
+    nbr = [sum(1 << j for j in range(n) if j != i and masks[i] & masks[j]) for i in range(n)]
+    back = {new: old for new, old in enumerate(order)}
+    seed_path = _relabel(flops_path(problem, "greedy"), {old: new for new, old in enumerate(order)}, n)
+    cap = scorer.path_cost(seed_path)
+    cap = cap * (1 + 1e-9) if math.isfinite(cap) else math.inf
+    best: dict[int, tuple[float, int, int]] = {1 << i: (0.0, 0, 0) for i in range(n)}
+    objective = scorer.objective
+
+    def neighbours(subset: int, excluded: int) -> int:
+        out = 0
+        for i in _bits(subset):
+            out |= nbr[i]
+        return out & ~subset & ~excluded
+
+    count = [0]
+
+    def emit(s1: int, s2: int) -> None:
+        count[0] += 1
+        if count[0] > budget:
+            raise _OverBudget
+        b1, b2 = best.get(s1), best.get(s2)
+        if b1 is None or b2 is None:
+            return
+        base = b1[0] + b2[0]
+        if base >= cap:
+            return
+        cost = base + objective(s1, s2)
+        s = s1 | s2
+        old = best.get(s)
+        if cost < cap and (old is None or cost < old[0]):
+            best[s] = (cost, s1, s2)
+
+    def enumerate_cmp(s1: int, s2: int, excluded: int) -> None:
+        nb = neighbours(s2, excluded)
+        for sub in _subsets(nb):
+            emit(s1, s2 | sub)
+        for sub in _subsets(nb):
+            enumerate_cmp(s1, s2 | sub, excluded | nb)
+
+    def emit_csg(s1: int) -> None:
+        low = (s1 & -s1).bit_length() - 1
+        excluded = s1 | ((1 << (low + 1)) - 1)
+        nb = neighbours(s1, excluded)
+        for i in sorted(_bits(nb), reverse=True):
+            emit(s1, 1 << i)
+            enumerate_cmp(s1, 1 << i, excluded | (((1 << (i + 1)) - 1) & nb))
+
+    def enumerate_csg(s: int, excluded: int) -> None:
+        nb = neighbours(s, excluded)
+        for sub in _subsets(nb):
+            emit_csg(s | sub)
+        for sub in _subsets(nb):
+            enumerate_csg(s | sub, excluded | nb)
+
+    for i in range(n - 1, -1, -1):
+        emit_csg(1 << i)
+        enumerate_csg(1 << i, (1 << (i + 1)) - 1)
+    components = _components(nbr, n)
+    if any(c not in best for c in components):  # nothing under the cap: fall back to the seed
+        return _relabel(seed_path, back, n), scorer.path_cost(seed_path)
+    path: list[tuple[int, int]] = []
+    ids: dict[int, int] = {1 << i: i for i in range(n)}
+
+    def build(subset: int) -> int:
+        if subset in ids:
+            return ids[subset]
+        _, s1, s2 = best[subset]
+        a, b = build(s1), build(s2)
+        path.append((a, b))
+        ids[subset] = n + len(path) - 1
+        return ids[subset]
+
+    roots = sorted(components, key=lambda c: scorer.size(scorer.legs_mask(c)))
+    current, acc = build(roots[0]), roots[0]
+    for comp in roots[1:]:
+        other = build(comp)
+        path.append((current, other))
+        acc |= comp
+        current = n + len(path) - 1
+        ids[acc] = current
+    return _relabel(path, back, n), scorer.path_cost(path)
+
+
+def _subsets(mask: int):
+    """Non-empty subsets of ``mask`` in increasing order (so every subset precedes its supersets)."""
+    sub = 0
+    while True:
+        sub = (sub - mask) & mask
+        if not sub:
+            return
+        yield sub
+
+
+def _bfs_order(problem: Problem) -> list[int]:
+    """Operands in breadth-first order from operand 0 (x when present), component by component."""
+    legs = [set(op.legs) for op in problem.operands]
+    n = len(legs)
+    order: list[int] = []
+    seen: set[int] = set()
+    for start in range(n):
+        if start in seen:
+            continue
+        queue = [start]
+        seen.add(start)
+        while queue:
+            i = queue.pop(0)
+            order.append(i)
+            for j in range(n):
+                if j not in seen and legs[i] & legs[j]:
+                    seen.add(j)
+                    queue.append(j)
+    return order
+
+
+def _components(nbr: list[int], n: int) -> list[int]:
+    left = (1 << n) - 1
+    out = []
+    while left:
+        comp = left & -left
+        frontier = comp
+        while frontier:
+            grow = 0
+            for i in _bits(frontier):
+                grow |= nbr[i]
+            frontier = grow & ~comp
+            comp |= frontier
+        out.append(comp)
+        left &= ~comp
+    return out
+
+
+def _relabel(path: Sequence[tuple[int, int]], mapping: dict[int, int], n: int) -> list[tuple[int, int]]:
+    """Rename the leaves of an SSA path (intermediate ids stay)."""
+    return [tuple(mapping[i] if i < n else i for i in pair) for pair in path]  # type: ignore[misc]
 
 
 def hyper_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
@@ -235,10 +458,10 @@ def hyper_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int]
     return path, scorer.path_cost(path)
 
 
-def exhaustive_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset()
-                    ) -> tuple[list[tuple[int, int]], float]:
+def exhaustive_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
+                    scorer: Scorer | None = None) -> tuple[list[tuple[int, int]], float]:
     """Minimum over every binary tree (outer products included), by memoized recursion over subsets."""
-    scorer = Scorer(problem, model, circuit_gates)
+    scorer = scorer or Scorer(problem, model, circuit_gates)
     n = scorer.n
 
     @functools.lru_cache(maxsize=None)
@@ -255,9 +478,10 @@ def exhaustive_path(problem: Problem, model: CostModel, circuit_gates: frozenset
             if b:
                 ca, ta = best(a)
                 cb, tb = best(b)
-                cost = ca + cb + scorer.objective(a, b)
-                if cost < result[0]:
-                    result = (cost, (ta, tb))
+                if ca + cb < result[0]:  # a step never costs less than nothing: prune
+                    cost = ca + cb + scorer.objective(a, b)
+                    if cost < result[0]:
+                        result = (cost, (ta, tb))
             if part == 0:
                 break
             part = (part - 1) & rest

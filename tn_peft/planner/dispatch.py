@@ -1,0 +1,142 @@
+"""Token-aware plan families: breakpoints in T computed once, per-call dispatch by lookup.
+
+The best tree depends on the token count T (``x @ dW^T`` for small T contracts into x; for large T
+it may pay to build dW first, or to contract in another order). A :class:`PlanFamily` plans one
+layer shape at T = 1, 4, 16, ... (``GRID_RATIO``) up to ``max_tokens``; where two neighbouring grid
+points disagree it bisects (geometrically, to ``BREAK_PRECISION``) for the switch point. Costs are
+piecewise linear in T, so a tree optimal at both ends of an interval is optimal inside it.
+
+Per call, :meth:`PlanFamily.program_for` is a dict lookup (``T -> compiled program``), falling back
+to a ``bisect`` over the breakpoints the first time a T is seen: microseconds, never a re-plan.
+
+    family = family_for(problem)             # cached by problem structure, sizes, grads, dtype
+    y = family(x, *node_tensors)             # x: (..., in) -> (..., out)
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Any, Callable
+
+import torch
+
+from ..errors import ShapeError
+from .cost import CostModel
+from .plan import Plan, make_plan
+from .problem import Problem
+
+GRID_RATIO = 4
+BREAK_PRECISION = 1.1
+MAX_TOKENS = 1 << 20
+#: Distinct token counts remembered per family (the fallback is a bisect, so this only saves ~1 us).
+LOOKUP_LIMIT = 4096
+
+
+class PlanFamily:
+    """All plans of one problem over T in ``[1, max_tokens]`` (see module docstring)."""
+
+    def __init__(self, problem: Problem, model: CostModel | None = None, *, initial: bool = False,
+                 max_tokens: int = MAX_TOKENS, optimize: str = "auto"):
+        if not problem.has_x:
+            problem = problem.with_tokens(1)
+        self.problem, self.model, self.initial, self.optimize = problem, model or CostModel(), initial, optimize
+        self.max_tokens = int(max_tokens)
+        self.planned = 0  # how many plans were searched to find the breakpoints
+        grid = [1]
+        while grid[-1] < self.max_tokens:
+            grid.append(min(grid[-1] * GRID_RATIO, self.max_tokens))
+        plans = [self._plan(t) for t in grid]
+        self.breakpoints: list[int] = []
+        self.plans: list[Plan] = [plans[0]]
+        for k in range(1, len(grid)):
+            self._segment(grid[k - 1], plans[k - 1], grid[k], plans[k])
+        self._lookup: dict[int, Callable] = {}
+        self.in_features, self.out_features = problem.in_features, problem.out_features
+
+    def _plan(self, tokens: int) -> Plan:
+        self.planned += 1
+        return make_plan(self.problem.with_tokens(tokens), self.model, initial=self.initial, optimize=self.optimize)
+
+    def _segment(self, lo: int, plan_lo: Plan, hi: int, plan_hi: Plan) -> None:
+        """Extend the breakpoints over (lo, hi], where plan_lo is best at lo and plan_hi at hi."""
+        if plan_lo.signature() == plan_hi.signature():
+            return
+        if hi - lo <= 1 or hi / lo <= BREAK_PRECISION:
+            self.breakpoints.append(hi)
+            self.plans.append(plan_hi)
+            return
+        mid = max(lo + 1, min(hi - 1, int(round(math.sqrt(lo * hi)))))
+        plan_mid = self._plan(mid)
+        self._segment(lo, plan_lo, mid, plan_mid)  # leaves plan_mid's tree active at mid
+        self._segment(mid, plan_mid, hi, plan_hi)
+
+    # ---------------------------------------------------------------- lookup
+    def plan_for(self, tokens: int) -> Plan:
+        """The plan used for ``tokens`` rows (its costs were predicted at the grid point it won)."""
+        return self.plans[bisect.bisect_right(self.breakpoints, tokens)]
+
+    def program_for(self, tokens: int) -> Callable:
+        """The compiled program for ``tokens`` rows: a dict lookup after the first call."""
+        program = self._lookup.get(tokens)
+        if program is None:
+            program = self.plans[bisect.bisect_right(self.breakpoints, tokens)].program
+            if len(self._lookup) < LOOKUP_LIMIT:
+                self._lookup[tokens] = program
+        return program
+
+    def __call__(self, x: torch.Tensor, *tensors: Any) -> torch.Tensor:
+        """``x @ dW^T`` for x of shape ``(..., in)``; tensors in operand order (then theta_0's)."""
+        n = self.in_features
+        if x.shape[-1] != n:
+            raise ShapeError(f"adapter {self.problem.name!r} takes inputs with last dimension {n}, "
+                             f"got shape {tuple(x.shape)}")
+        flat = x.reshape(-1, n)
+        y = self.program_for(flat.shape[0])(flat, *tensors)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def describe(self) -> list[str]:
+        """One line per token range: the range and the plan's decisions."""
+        out = []
+        starts = [1] + self.breakpoints
+        ends = [b - 1 for b in self.breakpoints] + [self.max_tokens]
+        for lo, hi, plan in zip(starts, ends, self.plans):
+            out.append(f"T {lo}..{hi}: " + "; ".join(plan.decisions))
+        return out
+
+
+_FAMILIES: dict[tuple, PlanFamily] = {}
+_DW_PLANS: dict[tuple, Plan] = {}
+#: Families kept per process (one per layer shape x grad pattern x dtype x device kind).
+CACHE_LIMIT = 512
+
+
+def family_for(problem: Problem, model: CostModel | None = None, *, initial: bool = False) -> PlanFamily:
+    """The cached :class:`PlanFamily` of ``problem`` (its token count is ignored)."""
+    model = model or CostModel()
+    key = (problem.key(with_tokens=False), model, initial)
+    family = _FAMILIES.get(key)
+    if family is None:
+        if len(_FAMILIES) >= CACHE_LIMIT:
+            _FAMILIES.clear()
+        family = _FAMILIES[key] = PlanFamily(problem, model, initial=initial)
+    return family
+
+
+def dw_plan_for(problem: Problem, model: CostModel | None = None, *, initial: bool = False) -> Plan:
+    """The cached plan building dW itself (no activations)."""
+    model = model or CostModel()
+    problem = problem.without_x()
+    key = (problem.key(), model, initial)
+    plan = _DW_PLANS.get(key)
+    if plan is None:
+        if len(_DW_PLANS) >= CACHE_LIMIT:
+            _DW_PLANS.clear()
+        plan = _DW_PLANS[key] = make_plan(problem, model, initial=initial)
+    return plan
+
+
+def clear_caches() -> None:
+    """Forget every cached family and dW plan (e.g. after changing the default cost model)."""
+    _FAMILIES.clear()
+    _DW_PLANS.clear()
