@@ -1,7 +1,6 @@
 """householder: UT-form evaluation, counts, exact right inverse including column signs."""
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st

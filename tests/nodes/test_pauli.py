@@ -130,3 +130,12 @@ def test_node_forward_follows_legs_and_cols():
     assert node().shape == (2, 8, 4)
     torch.testing.assert_close(node.to_matrix(node()), q)
     assert node.orthonormality_error() < 1e-5
+
+
+def test_quantum_peft_graph_has_72_parameters_at_4096():
+    from tn_peft.adapters import Adapter
+    from tn_peft.spec import load_graph
+
+    adapter = Adapter(load_graph("quantum_peft", rank=4, layers=1), 4096, 4096)
+    assert sum(p.numel() for p in adapter.parameters() if p.requires_grad) == 2 * 34 + 4 == 72
+    assert adapter.node("U").construction == "pauli"

@@ -7,7 +7,7 @@ from tn_peft.bench import unitary
 
 def test_bench_unitary_tiny(tmp_path):
     out = tmp_path / "unitary.json"
-    code = unitary.main(["--sizes", "8", "--ranks", "2", "--rounds", "2", "--budget", "1",
+    code = unitary.main(["--sizes", "8", "--ranks", "2", "--rounds", "2", "--min-rounds", "1", "--budget", "1",
                          "--taylor-orders", "1", "4", "--out", str(out)])
     assert code == 0
     data = json.loads(out.read_text())

@@ -3,7 +3,8 @@
 For every N (``--sizes``) and K (``--ranks``) each map builds its N x K orthonormal matrix and
 backpropagates a fixed upstream gradient through it (forward + backward). The maps are measured
 alternately in one process (round r runs every map once, in an order that alternates between rounds)
-so machine noise hits all alike. Maps: our ``pauli`` (L = ``--layers``), ``exp``, ``cayley``,
+so machine noise hits all alike; a map slower than ``--slow`` seconds (torch's N x N maps at large N)
+is measured once, on its first call. Maps: our ``pauli`` (L = ``--layers``), ``exp``, ``cayley``,
 ``taylor`` (order ``--taylor-order``), ``householder``, ``givens`` nodes, and
 ``torch.nn.utils.parametrizations.orthogonal`` with ``matrix_exp``, ``cayley`` and ``householder``
 (its defaults otherwise: ``use_trivialization=True``) on an N x K weight.
@@ -43,11 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--taylor-order", type=int, default=4, help="order P of the timed taylor map")
     parser.add_argument("--taylor-orders", type=int, nargs="+", default=[1, 2, 3, 4, 6, 8, 12],
                         help="orders for the Taylor error table")
-    parser.add_argument("--rounds", type=int, default=7, help="most measured rounds per (N, K)")
-    parser.add_argument("--budget", type=float, default=4.0,
-                        help="seconds per (N, K) after which no new round starts (at least 1 round)")
-    parser.add_argument("--slow", type=float, default=3.0,
-                        help="a map slower than this many seconds per call is measured once")
+    parser.add_argument("--rounds", type=int, default=9, help="most measured rounds per (N, K)")
+    parser.add_argument("--min-rounds", type=int, default=3, help="fewest measured rounds per (N, K)")
+    parser.add_argument("--budget", type=float, default=3.0,
+                        help="seconds of rounds per (N, K) after which no new round starts")
+    parser.add_argument("--slow", type=float, default=2.0,
+                        help="a map slower than this many seconds per call is measured once (its first call)")
     parser.add_argument("--full", action="store_true", help="also time torch matrix_exp at N >= 4096")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -103,17 +105,20 @@ def measure(n: int, k: int, args, dtype, log=print) -> list[dict[str, Any]]:
         built[name] = _build(name, n, k, args, dtype)
     upstream = torch.randn(n, k, dtype=dtype, generator=torch.Generator().manual_seed(args.seed))
     times: dict[str, list[float]] = {name: [] for name in built}
-    for name, (module, produce) in built.items():  # warm-up (plans, allocator), not timed
-        _step(module, produce, upstream)
-    begin = time.perf_counter()
-    names = list(built)
+    fast = []
+    for name in built:  # warm-up (plans, allocator); a map slower than --slow keeps it as its one sample
+        first = _step(*built[name], upstream)
+        if first > args.slow:
+            times[name].append(first)
+        else:
+            fast.append(name)
+    spent = 0.0
     for rnd in range(args.rounds):
-        order = names if rnd % 2 == 0 else names[::-1]
-        for name in order:
-            if times[name] and times[name][-1] > args.slow:
-                continue
+        begin = time.perf_counter()
+        for name in (fast if rnd % 2 == 0 else fast[::-1]):
             times[name].append(_step(*built[name], upstream))
-        if time.perf_counter() - begin > args.budget:
+        spent += time.perf_counter() - begin
+        if rnd + 1 >= args.min_rounds and spent > args.budget:
             break
     records = []
     for name in args.maps:

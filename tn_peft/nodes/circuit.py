@@ -112,7 +112,7 @@ def _chunk_index(layout, entries, size, sub, a, b, signs: bool) -> tuple[np.ndar
 
 
 #: plans by (wires, layers, k, width, device), least recently used first; bounded
-_PLANS: "OrderedDict[tuple, _Plan]" = OrderedDict()
+_PLANS: OrderedDict[tuple, _Plan] = OrderedDict()
 MAX_PLANS = 512
 
 
@@ -124,7 +124,10 @@ def _plan(wire_dims: tuple[int, ...], layers: int, k: int | None, width: int, de
         return plan
     layout = circuit_layout(wire_dims, layers)
     entries, size = _entry_tables(layout)
-    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)  # noqa: E731
+
+    def as_t(array):
+        return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.long, device=device)
+
     qubit = [gate.offset for gate in layout.gates if gate.dim == 2]
     qudit = []
     for d in sorted({gate.dim for gate in layout.gates if gate.dim > 2}):

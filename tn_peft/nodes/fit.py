@@ -71,7 +71,7 @@ def fit_columns(node, target: torch.Tensor, *, steps: int = 300, lr: float = 0.0
             lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=polish, tolerance_grad=1e-12,
                                       tolerance_change=1e-15, line_search_fn="strong_wolfe")
 
-            def closure():
+            def closure(lbfgs=lbfgs):
                 lbfgs.zero_grad()
                 value = _loss(node.matrix(), target)
                 value.backward()

@@ -52,7 +52,7 @@ def givens_layout(n: int, k: int) -> tuple[tuple[tuple[int, int, int], ...], int
 
 def givens_columns(angles: torch.Tensor, n: int, k: int, signs: torch.Tensor | None = None) -> torch.Tensor:
     """``P_0 ... P_{K-1} E_K diag(signs)`` from the padded angle vector of :func:`givens_layout`."""
-    columns, total, _ = givens_layout(n, k)
+    columns, _, _ = givens_layout(n, k)
     cos, sin = torch.cos(angles), torch.sin(angles)
     rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)   # (total, 2, 2)
     # one split (a single backward op) rather than a slice per round (each slice's backward would

@@ -43,7 +43,7 @@ def householder_columns(reflectors: torch.Tensor, signs: torch.Tensor | None = N
 def householder_inverse(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(reflectors (N x K, strictly lower), signs (K,))`` with ``householder_columns(...) = q``."""
     (qr, tau), _ = scipy.linalg.qr(q, mode="raw")
-    n, k = q.shape
+    k = q.shape[1]
     qr = qr[:, :k]
     signs = np.sign(np.diag(qr)).astype(np.float64)
     signs[signs == 0] = 1.0

@@ -41,7 +41,7 @@ def _block(a11: np.ndarray, a21: np.ndarray) -> np.ndarray:
 
 def cayley_inverse(q: np.ndarray) -> np.ndarray:
     """The B (N x K) with ``cayley(B - B^T)[:, :K] = q``; ValueError if ``-1`` is an eigenvalue of q[:K]."""
-    n, k = _check(q)
+    _, k = _check(q)
     q1, q2 = q[:k], q[k:]
     plus = np.eye(k) + q1
     if np.linalg.cond(plus) > 1e10:

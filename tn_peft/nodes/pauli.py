@@ -178,4 +178,4 @@ def mixed_radix_params(wire_dims: Sequence[int], layers: int) -> int:
     return circuit_layout(tuple(wire_dims), layers).num_params
 
 
-__all__ = ["PauliNode", "prime_factors", "choose_construction", "mixed_radix_params", "gate_params"]
+__all__ = ["PauliNode", "choose_construction", "gate_params", "mixed_radix_params", "prime_factors"]
