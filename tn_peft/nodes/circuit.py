@@ -9,8 +9,10 @@ Public functions:
 How it is fast (DESIGN.md: per-step cost is mostly dispatch): every gate entry the circuit needs is
 computed in one small *gate table* (cos/sin of all angles at once, one ``matrix_exp`` per qudit
 dimension); the gates of consecutive wires are multiplied into a dense ``D x D`` chunk matrix by one
-gather + one product (CZ signs folded in as an extra factor); a sublayer is then a few batched
-matmuls on the state reshaped to ``(P, D, rest)`` ("Kronecker shuffle"). The initial sublayer is
+gather + one product (CZ signs and idle wires folded in as a constant mask); a sublayer is then a few
+GEMMs, each multiplying the state's leading chunk axis and rotating it to the end (``(D, rest)^T C^T``,
+the "Kronecker shuffle"), with no copies; chunk sizes come from a small cost model
+(:mod:`.circuit_layout`). The initial sublayer is
 merged into the first even sublayer, and for the first k columns that merged sublayer is itself a
 Kronecker product whose columns are built directly (an outer product of a head vector and a tail
 block), so a circuit with L layers costs ``2L - 1`` passes over an ``N x k`` state. Everything takes
@@ -61,7 +63,6 @@ class _Plan:
     head: list[Chunk]                                      # columns mode: first-sublayer chunks
     head_index: torch.Tensor | None = None                 # (factors, H) into the flat head table
     tail_index: torch.Tensor | None = None                 # (factors, Dt, k)
-    head_rows: int = 1
     cache: dict = field(default_factory=dict)                # per-dtype constants
 
 
@@ -190,7 +191,6 @@ def _column_tables(plan: _Plan, k: int, as_t) -> None:
     if head_dims:
         dig = _digits(head_dims)
         plan.head_index = as_t(np.stack([offsets[i] + dig[:, i] * dims[i] for i in range(len(head_dims))]))
-        plan.head_rows = len(dig)
     dig = _digits(tail_dims)
     cdig = dig[:k]
     plan.tail_index = as_t(np.stack([
