@@ -230,7 +230,8 @@ class Emitter:
                 expr, rest = f"torch.matmul({a_expr}.transpose(-1, -2), {b_expr})", left + right
         first, second = (left, right) if rest == left + right else (right, left)
         layout = tuple(batch) + tuple(rest)
-        phys = tuple(tuple(g) for g in (batch, first, second) if g)
+        # the result's real dims, size-1 ones included (an empty group is a dim of size 1)
+        phys = tuple(tuple(g) for g in ((batch, first, second) if batch else (first, second)))
         storage = self.new_storage(name, layout)
         saves = ([a_st] if b.grad else []) + ([b_st] if a.grad else [])
         self.out.lines.append(f"{name} = {expr}  # {self.label(a.layout)} . {self.label(b.layout)} -> "
@@ -247,7 +248,7 @@ class Emitter:
             time += self.model.op_seconds(flops, ab + bb + cb, bb, (m, n, k))
         self.record(Op("matmul", storage, cb, saves, [a_st, b_st], flops, flops * (a.grad + b.grad), time),
                     a.grad or b.grad)
-        return Var(name, layout, phys or ((),), storage, a.grad or b.grad)
+        return Var(name, layout, phys, storage, a.grad or b.grad)
 
     @staticmethod
     def orientation(v: Var, batch: list[str], free: list[str], contr: list[str]) -> bool | None:

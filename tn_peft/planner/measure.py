@@ -99,11 +99,11 @@ def peak_bytes(fn: Callable, args: Sequence) -> int:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         forward_backward(fn, args)
-    events = [e for e in prof.events() if e.name == "[memory]"]
-    events.sort(key=lambda e: e.time_range.start)
+    # allocations show as ops' self memory, frees outside ops as "[memory]" events: replay in order
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
     level = peak = 0
     for e in events:
-        level += e.cpu_memory_usage
+        level += e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
         peak = max(peak, level)
     clear_grads(args)
     return int(peak)

@@ -443,13 +443,17 @@ def hyper_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int]
     scorer = Scorer(problem, model, circuit_gates)
     inputs, output, sizes = _inputs(problem)
 
+    from cotengra.scoring import ensure_basic_quantities_are_computed
+
     def score(trial):
+        ensure_basic_quantities_are_computed(trial)  # cotengra records flops / size / write
         tree = trial["tree"]
         path = [tuple(p) for p in tree.get_path()]
         return math.log2(max(scorer.path_cost(linear_to_ssa(path, scorer.n)), 1.0))
 
     opt = ctg.HyperOptimizer(methods=["greedy"], max_repeats=max_repeats, minimize=score, parallel=False,
-                             optlib="random", progbar=False)
+                             optlib="random", progbar=False, reconf_opts=None, simulated_annealing_opts=None,
+                             slicing_opts=None, slicing_reconf_opts=None, on_trial_error="raise")
     tree = opt.search([tuple(i) for i in inputs], tuple(output), sizes)
     path = linear_to_ssa([tuple(p) for p in tree.get_path()], scorer.n)
     seed = flops_path(problem, "greedy")

@@ -1,0 +1,64 @@
+"""The cost model: FLOP counts, and predicted saved bytes against what torch really saves."""
+
+import pytest
+import torch
+
+from tn_peft.planner import CostModel, Problem, make_plan
+from tn_peft.planner import measure
+from tn_peft.planner.cost import StepCost, circuit_cost, pair_cost
+from tn_peft.spec import catalog, load_graph
+
+MODEL = CostModel()
+
+
+def test_pair_cost_counts():
+    sizes = {"t": 8, "i": 16, "r": 4}
+    step = pair_cost(MODEL, {"t", "i"}, {"i", "r"}, {"t", "r"}, sizes, grad_a=False, grad_b=True)
+    assert (step.flops, step.backward_flops, step.saved) == (2 * 8 * 16 * 4, 2 * 8 * 16 * 4, 8 * 16 * 4)
+    both = pair_cost(MODEL, {"t", "i"}, {"i", "r"}, {"t", "r"}, sizes, grad_a=True, grad_b=True)
+    assert both.backward_flops == 2 * step.backward_flops
+    assert both.saved == (8 * 16 + 16 * 4) * 4
+    node_a = pair_cost(MODEL, {"t", "i"}, {"i", "r"}, {"t", "r"}, sizes, grad_a=True, grad_b=True, count_a=False)
+    assert node_a.saved == 16 * 4 * 4  # a node tensor is alive anyway: only B counts
+    scaling = pair_cost(MODEL, {"t", "r"}, {"r"}, {"t", "r"}, sizes, grad_a=True, grad_b=True)
+    assert scaling.flops == 8 * 4  # a diagonal is a broadcast multiply, not a matmul
+    assert (step + both).flops == step.flops + both.flops
+    assert isinstance(circuit_cost(MODEL, 10, 16, 4, 2, True, True), StepCost)
+
+
+def test_objective_orders_time_then_memory():
+    fast = StepCost(time=1e-3, saved=10 * 2**20)
+    slow = StepCost(time=2e-3, saved=0)
+    assert fast.objective(MODEL) < slow.objective(MODEL)
+    lean = StepCost(time=1e-3, saved=0)
+    assert lean.objective(MODEL) < fast.objective(MODEL)
+
+
+def _shape(graph):
+    return (64, 64) if graph in ("tt", "ttd", "quanta") else (96, 64)
+
+
+@pytest.mark.parametrize("graph", catalog())
+@pytest.mark.parametrize("tokens,x_grad", [(None, False), (16, False), (40, True)])
+def test_predicted_saved_bytes_match_torch_within_5_percent(graph, tokens, x_grad):
+    net = load_graph(graph)
+    problem = Problem.from_network(net, *_shape(graph), tokens=tokens, x_grad=x_grad)
+    for optimize in ("auto", "greedy"):
+        plan = make_plan(problem, initial=net.delta, optimize=optimize)
+        start = 1 if problem.has_x else 0
+        tensors = [torch.randn(s, requires_grad=True) for s in problem.shapes()[start:]]
+        init = [torch.randn(t.shape) for t in tensors] if net.delta else []
+        args = ([torch.randn(tokens, problem.in_features, requires_grad=x_grad)] if tokens else []) + tensors + init
+        real = measure.saved_bytes(plan.program, args, exclude=tensors + init)
+        predicted = plan.saved_bytes()
+        assert abs(predicted - real) <= 0.05 * max(real, 1), (optimize, predicted, real, plan.source())
+
+
+def test_measure_helpers_run():
+    a = torch.randn(32, 16, requires_grad=True)
+    b = torch.randn(16, 8)
+    fn = lambda p, q: p @ q  # noqa: E731
+    assert measure.saved_bytes(fn, [a, b], exclude=[a]) == 16 * 8 * 4
+    (t,) = measure.time_forward_backward([fn], [[a, b]], repeat=2)
+    assert t > 0
+    assert measure.peak_bytes(fn, [a, b]) >= 32 * 8 * 4
