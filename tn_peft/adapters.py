@@ -87,6 +87,7 @@ class Adapter(nn.Module):
 
         self.problem = Problem.from_network(network, self.in_features, self.out_features, sizes=self.sizes,
                                             circuits=circuits)
+        self._circuits = bool(circuits)
         self._families: dict[tuple, Any] = {}
 
     # ------------------------------------------------------------------ nodes
@@ -188,7 +189,12 @@ class Adapter(nn.Module):
             tensors += self.initial_tensors()
         n = self.in_features
         flat = x.reshape(-1, n)
-        y = family.program_for(flat.shape[0])(flat, *tensors)
+        tokens = flat.shape[0]
+        program = family.program_for(tokens)
+        gates = family.gates_for(tokens) if self._circuits else ()
+        for i in gates:  # circuits applied gate by gate take the node module, not its dense tensor
+            tensors[i] = self.node(self.operands[i])
+        y = program(flat, *tensors)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def plan(self, tokens: int | None = None, *, train: bool = True):

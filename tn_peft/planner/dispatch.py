@@ -53,6 +53,13 @@ class PlanFamily:
             self._segment(grid[k - 1], plans[k - 1], grid[k], plans[k])
         self._lookup: dict[int, Callable] = {}
         self.in_features, self.out_features = problem.in_features, problem.out_features
+        # On CUDA, chains x -> V -> (s) -> U run as one fused Triton kernel instead of the plan.
+        self.fused: Callable | None = None
+        if self.model.name == "cuda" and not initial:
+            from . import triton_kernels
+
+            if triton_kernels.available():
+                self.fused = triton_kernels.fused_program(problem)
 
     def _plan(self, tokens: int) -> Plan:
         self.planned += 1
@@ -80,10 +87,16 @@ class PlanFamily:
         """The compiled program for ``tokens`` rows: a dict lookup after the first call."""
         program = self._lookup.get(tokens)
         if program is None:
-            program = self.plans[bisect.bisect_right(self.breakpoints, tokens)].program
+            plan = self.plans[bisect.bisect_right(self.breakpoints, tokens)]
+            program = self.fused if self.fused is not None and not plan.gate_operands() else plan.program
             if len(self._lookup) < LOOKUP_LIMIT:
                 self._lookup[tokens] = program
         return program
+
+    def gates_for(self, tokens: int) -> frozenset[int]:
+        """Node positions (0-based, operand order without x) the plan for ``tokens`` applies gate by gate:
+        the caller passes those node modules instead of their tensors."""
+        return self.plan_for(tokens).gate_operands()
 
     def __call__(self, x: torch.Tensor, *tensors: Any) -> torch.Tensor:
         """``x @ dW^T`` for x of shape ``(..., in)``; tensors in operand order (then theta_0's)."""

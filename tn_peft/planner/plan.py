@@ -43,11 +43,18 @@ class Branch:
 def apply_circuit(circuit, state: torch.Tensor, transpose: bool) -> torch.Tensor:
     """Apply a renormalized node's gate network to the rows of ``state`` (see nodes' ``as_network``).
 
-    ``transpose=True``: ``state @ Q`` (rows of length N -> k); else ``state @ Q^T`` (k -> N).
+    ``circuit``: the node module (or its ``CircuitNetwork``). ``transpose=True``: ``state @ Q``
+    (rows of length N -> k); else ``state @ Q^T`` (k -> N). On CUDA with triton: one fused kernel.
     """
+    if state.is_cuda:
+        from . import triton_kernels
+
+        if triton_kernels.available():
+            return triton_kernels.circuit_rows(state, circuit, transpose)
+    network = circuit.as_network() if hasattr(circuit, "as_network") else circuit
     if transpose:
-        return circuit.apply(state)
-    return circuit.apply_transpose(state)
+        return network.apply(state)
+    return network.apply_transpose(state)
 
 
 _NAMESPACE = {"torch": torch, "F": torch.nn.functional, "apply_circuit": apply_circuit}
@@ -278,6 +285,13 @@ class Plan:
 
     def signature(self) -> tuple:
         return (tuple(b.signature() for b in self.branches), self.delta)
+
+    def gate_operands(self) -> frozenset[int]:
+        """Node positions (operand order, x excluded) whose circuits the program applies gate by gate;
+        the program takes those node modules (or their ``as_network()``) instead of tensors."""
+        main = self.branches[0]
+        shift = 1 if main.problem.has_x else 0
+        return frozenset(i - shift for i in main.gates)
 
     # ---------------------------------------------------------------- running
     def __call__(self, x: torch.Tensor | None = None, *tensors: Any) -> torch.Tensor:

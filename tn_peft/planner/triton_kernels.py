@@ -1,0 +1,321 @@
+"""Fused Triton kernels for the chains that dominate adapters, used automatically on CUDA.
+
+- :func:`lowrank` -- ``y = scale * ((x V) * s) U^T`` (LoRA: ``V = A^T``, no s; canonical SVD:
+  ``U diag(s) V^T``). One program per block of rows computes ``h = x V`` once (K is small, kept in
+  registers), scales it, and streams ``h U^T`` out block by block: x is read once, h never touches
+  memory. Backward (:class:`LowRank`) recomputes h and runs four matmuls, so autograd keeps only
+  the inputs.
+- :func:`circuit_rows` -- a renormalized node's gate network (``as_network()``: square gates on
+  wires and CZ-like sign tensors) applied to the rows of a state, gate by gate, in one kernel;
+  :func:`circuit_chain` fuses ``x -> V(gates) -> s -> U(gates)`` (Quantum-PEFT) into one launch.
+  Each program owns a block of rows and ping-pongs them between two scratch rows in global memory
+  (cache-resident); a gate on wire w reads, for every entry, the ``d_w`` entries that differ in
+  digit w. Backward recomputes through the torch ops of ``as_network()``.
+
+``available()`` says whether triton imports. Tests run the kernels on CPU with
+``TRITON_INTERPRET=1`` (set before triton is imported). :func:`fused_program` returns a function
+with a plan program's signature when a problem is one of these chains, else None.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable
+
+import torch
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> bool:
+    """True if triton imports (kernels run on CUDA, or anywhere under ``TRITON_INTERPRET=1``)."""
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception:  # pragma: no cover - triton missing or broken
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def lowrank_kernel(x_ptr, v_ptr, s_ptr, u_ptr, y_ptr, T, N, M, K,
+                       sxt, sxn, svn, svk, ss, sum_, suk, syt, sym, scale,
+                       HAS_S: tl.constexpr, BT: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr,
+                       BK: tl.constexpr):
+        pid = tl.program_id(0)
+        rt = pid * BT + tl.arange(0, BT)
+        rk = tl.arange(0, BK)
+        h = tl.zeros((BT, BK), dtype=tl.float32)
+        for n0 in range(0, N, BN):
+            rn = n0 + tl.arange(0, BN)
+            xb = tl.load(x_ptr + rt[:, None] * sxt + rn[None, :] * sxn,
+                         mask=(rt[:, None] < T) & (rn[None, :] < N), other=0.0)
+            vb = tl.load(v_ptr + rn[:, None] * svn + rk[None, :] * svk,
+                         mask=(rn[:, None] < N) & (rk[None, :] < K), other=0.0)
+            h += tl.dot(xb, vb)
+        if HAS_S:
+            sv = tl.load(s_ptr + rk * ss, mask=rk < K, other=0.0)
+            h = h * sv[None, :].to(tl.float32)
+        h = h * scale
+        for m0 in range(0, M, BM):
+            rm = m0 + tl.arange(0, BM)
+            ub = tl.load(u_ptr + rk[:, None] * suk + rm[None, :] * sum_,
+                         mask=(rk[:, None] < K) & (rm[None, :] < M), other=0.0)
+            yb = tl.dot(h.to(ub.dtype), ub)
+            tl.store(y_ptr + rt[:, None] * syt + rm[None, :] * sym, yb.to(y_ptr.dtype.element_ty),
+                     mask=(rt[:, None] < T) & (rm[None, :] < M))
+
+    @triton.jit
+    def circuit_kernel(x_ptr, y_ptr, buf_ptr, ops_ptr, par_ptr, T, N_IN, N_OUT, n_ops,
+                       sxt, syt, NP: tl.constexpr, MAXD: tl.constexpr, BT: tl.constexpr):
+        # ops table rows (8 ints): kind, stride_a, dim_a, stride_b, dim_b, offset, length, 0
+        # kind 0: square gate G (row-major at offset) on wire a: psi'[i] = sum_j G[i_a, j] psi[i; i_a <- j]
+        # kind 1: sign table S[i_a, i_b] (offset) multiplies; kind 2: keep the first `length`
+        # entries times par[offset + i] (the diagonal s, scale folded in), zero the rest.
+        pid = tl.program_id(0)
+        rt = pid * BT + tl.arange(0, BT)
+        idx = tl.arange(0, NP)
+        rows = rt[:, None] < T
+        src = buf_ptr + pid * 2 * BT * NP
+        dst = src + BT * NP
+        local = tl.arange(0, BT)[:, None] * NP + idx[None, :]
+        state = tl.load(x_ptr + rt[:, None] * sxt + idx[None, :], mask=rows & (idx[None, :] < N_IN), other=0.0)
+        state = state.to(tl.float32)
+        tl.store(src + local, state)
+        tl.debug_barrier()
+        for op in range(0, n_ops):
+            kind = tl.load(ops_ptr + op * 8)
+            stride_a = tl.load(ops_ptr + op * 8 + 1)
+            dim_a = tl.load(ops_ptr + op * 8 + 2)
+            stride_b = tl.load(ops_ptr + op * 8 + 3)
+            dim_b = tl.load(ops_ptr + op * 8 + 4)
+            offset = tl.load(ops_ptr + op * 8 + 5)
+            length = tl.load(ops_ptr + op * 8 + 6)
+            digit = (idx // stride_a) % dim_a
+            own = tl.load(src + local)
+            if kind == 0:
+                acc = tl.zeros((BT, NP), dtype=tl.float32)
+                for j in range(0, MAXD):
+                    ok = (digit * 0 + j) < dim_a                    # a block mask: j is a digit of wire a
+                    g = tl.load(par_ptr + offset + digit * dim_a + j, mask=ok, other=0.0)
+                    partner = idx + (j - digit) * stride_a
+                    inside = ok & (partner >= 0) & (partner < NP)
+                    v = tl.load(src + tl.arange(0, BT)[:, None] * NP + partner[None, :],
+                                mask=(tl.arange(0, BT)[:, None] >= 0) & inside[None, :], other=0.0)
+                    acc += g.to(tl.float32)[None, :] * v
+                new = acc
+            elif kind == 1:
+                digit_b = (idx // stride_b) % dim_b
+                sign = tl.load(par_ptr + offset + digit * dim_b + digit_b)
+                new = own * sign.to(tl.float32)[None, :]
+            else:
+                keep = idx < length
+                factor = tl.load(par_ptr + offset + idx, mask=keep, other=0.0)  # zero beyond k: truncate
+                new = own * factor.to(tl.float32)[None, :]
+            tl.store(dst + local, new)
+            tl.debug_barrier()
+            src, dst = dst, src
+        out = tl.load(src + local)
+        tl.store(y_ptr + rt[:, None] * syt + idx[None, :], out.to(y_ptr.dtype.element_ty),
+                 mask=rows & (idx[None, :] < N_OUT))
+
+    return lowrank_kernel, circuit_kernel
+
+
+def _pow2(n: int, least: int = 16) -> int:
+    return max(least, 1 << (max(n, 1) - 1).bit_length())
+
+
+# ------------------------------------------------------------------------ low rank
+def lowrank_forward(x: torch.Tensor, v: torch.Tensor, s: torch.Tensor | None, u: torch.Tensor,
+                    scale: float) -> torch.Tensor:
+    """``scale * ((x @ v) * s) @ u.T`` by one Triton launch (no autograd). x: (T, N), v: (N, K), u: (M, K)."""
+    lowrank_kernel, _ = _kernels()
+    t, n = x.shape
+    m, k = u.shape
+    y = torch.empty(t, m, dtype=x.dtype, device=x.device)
+    bt, bn, bm, bk = 32, 64, 64, _pow2(k)
+    s_arg = s if s is not None else u
+    grid = (math.ceil(t / bt),)
+    lowrank_kernel[grid](x, v, s_arg, u, y, t, n, m, k, x.stride(0), x.stride(1), v.stride(0), v.stride(1),
+                         s.stride(0) if s is not None else 0, u.stride(0), u.stride(1), y.stride(0), y.stride(1),
+                         float(scale), HAS_S=s is not None, BT=bt, BN=bn, BM=bm, BK=bk)
+    return y
+
+
+class LowRank(torch.autograd.Function):
+    """Autograd for the fused chain: keeps x, V, s, U only; h = x V is recomputed in backward."""
+
+    @staticmethod
+    def forward(ctx, x, v, s, u, scale):
+        ctx.save_for_backward(x, v, s, u)
+        ctx.scale = scale
+        return lowrank_forward(x, v, s, u, scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, v, s, u = ctx.saved_tensors
+        scale = ctx.scale
+        h = x @ v                                   # (T, K)
+        gh = (grad @ u) * scale                     # (T, K): dL/d(h * s)
+        hs = h * s if s is not None else h
+        du = grad.t() @ (hs * scale)                # (M, K)
+        ds = (gh * h).sum(0) if s is not None and ctx.needs_input_grad[2] else None
+        gs = gh * s if s is not None else gh
+        dv = x.t() @ gs if ctx.needs_input_grad[1] else None
+        dx = gs @ v.t() if ctx.needs_input_grad[0] else None
+        return dx, dv, ds, (du if ctx.needs_input_grad[3] else None), None
+
+
+def lowrank(x: torch.Tensor, v: torch.Tensor, s: torch.Tensor | None, u: torch.Tensor, scale: float = 1.0):
+    """Differentiable ``scale * ((x @ v) * s) @ u.T`` through the fused kernel."""
+    return LowRank.apply(x, v, s, u, float(scale))
+
+
+# ------------------------------------------------------------------------ circuits
+def _circuit_table(network, transpose: bool, ops: list, params: list, cursor: int) -> int:
+    """Append a CircuitNetwork's ops to the kernel's table; returns the next parameter offset."""
+    dims = network.wire_dims
+    strides = [math.prod(dims[w + 1:]) for w in range(len(dims))]
+    sequence = list(reversed(network.ops)) if transpose else list(network.ops)
+    for op in sequence:
+        a = op.wires[0]
+        if op.kind == "gate":
+            g = op.tensor.t() if transpose else op.tensor
+            ops.append([0, strides[a], dims[a], 1, 1, cursor, 0, 0])
+            params.append(g.reshape(-1))
+            cursor += g.numel()
+        elif op.kind == "signs":
+            b = op.wires[1]
+            ops.append([1, strides[a], dims[a], strides[b], dims[b], cursor, 0, 0])
+            params.append(op.tensor.reshape(-1))
+            cursor += op.tensor.numel()
+        else:
+            raise ValueError(f"circuit op kind {op.kind!r} has no kernel")
+    return cursor
+
+
+def _run_circuits(x, parts, n_out: int) -> torch.Tensor:
+    """Run a list of ("circuit", network, transpose) / ("diag", vector, k) parts on the rows of x."""
+    _, circuit_kernel = _kernels()
+    ops: list = []
+    params: list = []
+    cursor = 0
+    width = x.shape[1]
+    maxd = 2
+    for part in parts:
+        if part[0] == "circuit":
+            _, network, transpose = part
+            cursor = _circuit_table(network, transpose, ops, params, cursor)
+            maxd = max(maxd, max(network.wire_dims))
+            width = max(width, network.size)
+        else:
+            _, vector, k = part
+            ops.append([2, 1, 1, 1, 1, cursor, k, 0])
+            params.append(vector.reshape(-1))
+            cursor += vector.numel()
+    t = x.shape[0]
+    np_ = _pow2(max(width, n_out), least=2)
+    bt = 4
+    programs = math.ceil(t / bt)
+    table = torch.tensor(ops, dtype=torch.int32, device=x.device).reshape(-1)
+    par = torch.cat([p.to(torch.float32) for p in params]) if params else torch.zeros(1, device=x.device)
+    buf = torch.empty(programs * 2 * bt * np_, dtype=torch.float32, device=x.device)
+    y = torch.empty(t, n_out, dtype=x.dtype, device=x.device)
+    x = x.contiguous()
+    circuit_kernel[(programs,)](x, y, buf, table, par.contiguous(), t, x.shape[1], n_out, len(ops),
+                                x.stride(0), y.stride(0), NP=np_, MAXD=maxd, BT=bt)
+    return y
+
+
+class _Recompute(torch.autograd.Function):
+    """Forward by a kernel; backward by recomputing ``reference(*inputs)`` with torch ops."""
+
+    @staticmethod
+    def forward(ctx, kernel, reference, *inputs):
+        ctx.reference = reference
+        ctx.save_for_backward(*inputs)
+        return kernel(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        inputs = [t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors]
+        with torch.enable_grad():
+            out = ctx.reference(*inputs)
+        wanted = [t for t in inputs if t.requires_grad]
+        grads = iter(torch.autograd.grad(out, wanted, grad, allow_unused=True)) if wanted else iter(())
+        return (None, None, *[next(grads) if t.requires_grad else None for t in inputs])
+
+
+def circuit_rows(x: torch.Tensor, node, transpose: bool = True) -> torch.Tensor:
+    """``x @ Q`` (``transpose=True``, rows of length N -> k) or ``x @ Q^T`` (k -> N) for a circuit node."""
+    network = node.as_network() if hasattr(node, "as_network") else node
+    n_out = network.k if transpose else network.size
+
+    def kernel(x_):
+        return _run_circuits(x_, [("circuit", network, transpose)], n_out)
+
+    def reference(x_):
+        return network.apply(x_) if transpose else network.apply_transpose(x_)
+
+    if not torch.is_grad_enabled():
+        return kernel(x)
+    return _Recompute.apply(kernel, reference, x)
+
+
+def circuit_chain(x: torch.Tensor, v_node, s: torch.Tensor, u_node, scale: float = 1.0) -> torch.Tensor:
+    """``scale * U(diag s)V^T`` applied to rows of x, both circuits gate by gate, in one launch."""
+    v_net, u_net = v_node.as_network(), u_node.as_network()
+    k = v_net.k
+
+    def kernel(x_, s_):
+        parts = [("circuit", v_net, True), ("diag", s_ * scale, k), ("circuit", u_net, False)]
+        return _run_circuits(x_, parts, u_net.size)
+
+    def reference(x_, s_):
+        return u_net.apply_transpose(v_net.apply(x_) * (s_ * scale))
+
+    if not torch.is_grad_enabled():
+        return kernel(x, s)
+    return _Recompute.apply(kernel, reference, x, s)
+
+
+# ------------------------------------------------------------------------ dispatch
+def fused_program(problem) -> Callable | None:
+    """A fused kernel program ``(x, *node tensors) -> y`` if ``problem`` is a low-rank chain, else None.
+
+    Chains: two matrices sharing one bond leg k with one open leg each (LoRA ``B[out, r] A[r, in]``,
+    ``U[out, k] V[in, k]``), optionally a diagonal on k (``U diag(s) V^T``).
+    """
+    if not problem.has_x or len(problem.out_legs) != 1 or len(problem.in_legs) != 1:
+        return None
+    ops = problem.operands[1:]
+    mats = [(i, op) for i, op in enumerate(ops) if op.kind in ("tensor", "circuit")]
+    diags = [(i, op) for i, op in enumerate(ops) if op.kind == "diagonal"]
+    if len(mats) != 2 or len(diags) > 1 or len(ops) != len(mats) + len(diags):
+        return None
+    out_leg, in_leg = problem.out_legs[0], problem.in_legs[0]
+    (iu, u), (iv, v) = sorted(mats, key=lambda m: out_leg not in m[1].legs)
+    if out_leg not in u.legs or in_leg not in v.legs or len(u.legs) != 2 or len(v.legs) != 2:
+        return None
+    k_u = [leg for leg in u.legs if leg != out_leg][0]
+    k_v = [leg for leg in v.legs if leg != in_leg][0]
+    if k_u != k_v or (diags and diags[0][1].legs != (k_u,)):
+        return None
+    u_t = u.legs.index(out_leg) == 1   # stored (k, out): use its transpose view
+    v_t = v.legs.index(in_leg) == 1    # stored (k, in): LoRA's A
+    i_s = diags[0][0] if diags else None
+    scale = problem.scale
+
+    def program(x, *tensors):
+        um = tensors[iu].t() if u_t else tensors[iu]
+        vm = tensors[iv].t() if v_t else tensors[iv]
+        s = tensors[i_s] if i_s is not None else None
+        return lowrank(x, vm, s, um, scale)
+
+    return program
