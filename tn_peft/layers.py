@@ -6,10 +6,11 @@
 - :class:`ModulesToSave` keeps a trainable copy of a module per adapter (PEFT's ``modules_to_save``).
 
 Each layer holds its adapters in ``tn_adapters`` (name -> :class:`~tn_peft.adapters.Adapter`) and
-tracks ``active_adapters``, ``merged_adapters`` and ``disable_adapters``. Linear adapters are
-contracted straight into the activations (``x -> x V -> x V diag(s) U^T`` for the SVD graphs, the
-order opt_einsum picks for the token count), so dW is never built in the forward pass; merging
-builds it once.
+tracks ``active_adapters``, ``merged_adapters`` and ``disable_adapters``. Linear adapters run
+``Adapter.apply(x, node tensors)``: the planner's program for the token count, which for the SVD
+graphs contracts straight into the activations (``x -> x V -> x V diag(s) U^T``), never building dW.
+Without a planner the layer runs its own opt_einsum pairwise program (:func:`pairwise_program`).
+The node tensors come from the model's batched evaluation when it has filled ``node_cache``.
 """
 
 from __future__ import annotations
@@ -186,6 +187,8 @@ class TnLayer(nn.Module):
         """``x @ dW^T`` contracted into the activations (Linear and Conv1D)."""
         adapter = self.tn_adapters[adapter_name]
         tensors = self.node_tensors(adapter_name)
+        if getattr(adapter, "planner", False) and hasattr(adapter, "apply"):
+            return adapter.apply(x, tensors)  # the planner's program for this token count
         if adapter.network.delta:
             dw = self.delta_matrix(adapter_name, tensors)
             return F.linear(x.to(dw.dtype), dw)
