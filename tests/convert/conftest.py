@@ -1,7 +1,6 @@
 """Session fixtures for conversion tests (models are built once)."""
 
 import pytest
-
 from convert_helpers import minilm, tiny_gpt2, tiny_llama
 
 

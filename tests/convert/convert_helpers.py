@@ -71,7 +71,7 @@ def outputs(model, batch) -> torch.Tensor:
 
 
 
-from tn_peft.nodes.base import StiefelNode  # noqa: E402
+from tn_peft.nodes.base import StiefelNode
 
 
 class QRStiefel(StiefelNode, kind="convert_test_qr"):

@@ -6,8 +6,11 @@ import json
 
 import pytest
 import torch
+from convert_helpers import (
+    fast_map,
+    make_lora,
+)
 
-from convert_helpers import fast_map, make_lora, max_diff, outputs, stiefel_maps, token_batch
 from tn_peft.cli import main
 from tn_peft.convert import from_lora, inspect_dir, to_lora
 from tn_peft.errors import CheckpointError
@@ -49,7 +52,7 @@ def test_cli_convert_inspect_export(gpt2_lora, tmp_path, capsys):
 
 
 def test_inspect_matches_loaded_norms(gpt2_base, gpt2_lora, tmp_path):
-    model, lora_dir = gpt2_lora
+    _, lora_dir = gpt2_lora
     from_lora(lora_dir, tmp_path / "svd", map=fast_map())
     lora_info, tn_info = inspect_dir(lora_dir), inspect_dir(tmp_path / "svd")
     for a, b in zip(lora_info["layers"], tn_info["layers"]):

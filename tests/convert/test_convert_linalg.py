@@ -4,10 +4,21 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tn_peft.convert.linalg import (choose_rank, lora_scale, lora_to_svd, numerical_rank, orthonormality_error,
-                                    pad_stiefel, relative_error, svd, svd_to_lora, truncate)
+from tn_peft.convert.linalg import (
+    choose_rank,
+    lora_scale,
+    lora_to_svd,
+    numerical_rank,
+    orthonormality_error,
+    pad_stiefel,
+    relative_error,
+    svd,
+    svd_to_lora,
+    truncate,
+)
 
 
 @given(out=st.integers(1, 24), inp=st.integers(1, 24), r=st.integers(1, 12),
@@ -60,7 +71,7 @@ def test_numerical_rank_and_padding():
     P = pad_stiefel(Q, 5)
     assert P.shape == (6, 5) and torch.allclose(P[:, :2], Q) and orthonormality_error(P) < 1e-12
     assert numerical_rank(torch.tensor([1.0, 1e-20], dtype=torch.float64), (3, 3)) == 1
-    U, s, V = truncate(Q, torch.tensor([2.0, 1.0], dtype=torch.float64), Q, 4)
+    U, s, _ = truncate(Q, torch.tensor([2.0, 1.0], dtype=torch.float64), Q, 4)
     assert s.tolist() == [2.0, 1.0, 0.0, 0.0] and U.shape == (6, 4)
 
 

@@ -5,11 +5,16 @@ import shutil
 
 import pytest
 import torch
-
-from tn_peft.convert.lora_io import lora_config, lora_tensors, pattern_key, read_lora, write_lora
-from tn_peft.errors import CheckpointError
-
 from convert_helpers import make_lora
+
+from tn_peft.convert.lora_io import (
+    lora_config,
+    lora_tensors,
+    pattern_key,
+    read_lora,
+    write_lora,
+)
+from tn_peft.errors import CheckpointError
 
 
 def peft_delta(model, name):

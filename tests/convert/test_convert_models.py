@@ -6,8 +6,15 @@ import copy
 import peft
 import pytest
 import torch
+from convert_helpers import (
+    fast_map,
+    make_lora,
+    max_diff,
+    outputs,
+    stiefel_maps,
+    token_batch,
+)
 
-from convert_helpers import fast_map, make_lora, max_diff, outputs, stiefel_maps, token_batch
 from tn_peft.convert import from_lora, to_lora
 from tn_peft.model import TnPeftModel
 
@@ -20,6 +27,7 @@ def round_trip(base, lora_model, tmp_path, batch, to="svd", **kwargs):
     tn_model = TnPeftModel.from_pretrained(copy.deepcopy(base), tmp_path / to)
     assert max_diff(outputs(tn_model, batch), expected) < TOL
     back = to_lora(tmp_path / to, tmp_path / "back")
+    assert back.exact
     peft_model = peft.PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path / "back")).eval()
     assert max_diff(outputs(peft_model, batch), expected) < TOL
     assert max_diff(outputs(base, batch), expected) > 1e-2  # the adapter really changes the outputs

@@ -5,11 +5,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from hypothesis import given, settings, strategies as st
-
 from convert_helpers import fast_map
-from tn_peft.convert import from_lora, read_lora, to_lora
-from tn_peft.convert import tt
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tn_peft.convert import from_lora, read_lora, to_lora, tt
 from tn_peft.convert.linalg import orthonormality_error, relative_error
 from tn_peft.convert.lora_io import lora_tensors, write_lora
 

@@ -8,12 +8,21 @@ The math lives in :mod:`.linalg` and :mod:`.tt` (pure functions on tensors), PEF
 :mod:`.lora_io`.
 """
 
-from .from_lora import from_lora  # noqa: E402,F401  (the function shadows its module name on purpose)
-from .inspect import format_inspection, inspect_dir  # noqa: E402,F401
-from .linalg import lora_to_svd, svd_to_lora  # noqa: E402,F401
-from .lora_io import read_lora  # noqa: E402,F401
-from .report import ConversionReport, LayerReport  # noqa: E402,F401
-from .to_lora import to_lora  # noqa: E402,F401
+from .from_lora import from_lora
+from .inspect import format_inspection, inspect_dir
+from .linalg import lora_to_svd, svd_to_lora
+from .lora_io import read_lora
+from .report import ConversionReport, LayerReport
+from .to_lora import to_lora
 
-__all__ = ["from_lora", "to_lora", "inspect_dir", "format_inspection", "read_lora", "lora_to_svd", "svd_to_lora",
-           "ConversionReport", "LayerReport"]
+__all__ = [
+           "ConversionReport",
+           "LayerReport",
+           "format_inspection",
+           "from_lora",
+           "inspect_dir",
+           "lora_to_svd",
+           "read_lora",
+           "svd_to_lora",
+           "to_lora",
+]

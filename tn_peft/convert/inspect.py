@@ -76,7 +76,7 @@ def _inspect_tn(directory: Path) -> dict[str, Any]:
     return {"directory": str(directory), "type": f"tn_peft ({network.name})", "graph": network.name,
             "settings": dict(config.get("graph_args") or network.params),
             "base_model": config.get("base_model_name_or_path"), "layers": layers,
-            "modules_to_save": sorted(k[len(ckpt.PREFIX):] if k.startswith(ckpt.PREFIX) else k for k in extra),
+            "modules_to_save": sorted(k.removeprefix(ckpt.PREFIX) for k in extra),
             "parameters": sum(layer["parameters"] for layer in layers) + shared_params,
             "converted_from": config.get("converted_from")}
 

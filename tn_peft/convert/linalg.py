@@ -72,7 +72,7 @@ def numerical_rank(s: torch.Tensor, shape: tuple[int, int], eps: float = torch.f
     return max(1, int((s.abs() > tol).sum()))
 
 
-def choose_rank(s: torch.Tensor, shape: tuple[int, int], rank: int | float | None = None) -> int:
+def choose_rank(s: torch.Tensor, shape: tuple[int, int], rank: float | None = None) -> int:
     """The rank to keep from singular values ``s`` (descending).
 
     - ``None``: the numerical rank (exact export);
@@ -86,7 +86,7 @@ def choose_rank(s: torch.Tensor, shape: tuple[int, int], rank: int | float | Non
     if rank is None:
         return numerical_rank(s, shape)
     if isinstance(rank, bool):
-        raise ValueError("rank must be None, an int >= 1 or a float in (0, 1]")
+        raise TypeError("rank must be None, an int >= 1 or a float in (0, 1]")
     if isinstance(rank, int):
         if rank < 1:
             raise ValueError(f"rank must be at least 1, got {rank}")

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -186,7 +187,7 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt header: {exc})") from None
     tensors: dict[str, torch.Tensor] = {}
     with handle as f:
-        for key in f.keys():
+        for key in f.keys():  # noqa: SIM118 - safe_open handles are not mappings
             try:
                 tensors[key] = f.get_tensor(key)
             except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -207,7 +208,7 @@ def read_lora(directory: str | Path) -> LoraCheckpoint:
     extra: dict[str, torch.Tensor] = {}
     modules_to_save = list(config.get("modules_to_save") or [])
     for key, tensor in tensors.items():
-        name = key[len(PREFIX):] if key.startswith(PREFIX) else key
+        name = key.removeprefix(PREFIX)
         match = _KEY.match(name)
         if match:
             if tensor.ndim != 2:

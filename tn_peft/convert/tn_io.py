@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -149,7 +150,7 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
     extra = {k: v for k, v in tensors.items() if k not in used}
     saved = list(config.get("modules_to_save") or [])
     for key in extra:
-        module = key[len(ckpt.PREFIX):] if key.startswith(ckpt.PREFIX) else key
+        module = key.removeprefix(ckpt.PREFIX)
         if not any(module == m or module.startswith(m + ".") or f".{m}." in f".{module}" for m in saved):
             raise CheckpointError(f"{path}: unexpected key {key!r} (not a node of a saved target, not in modules_to_save)")
     return config, network, layers, extra

@@ -20,7 +20,7 @@ from .report import ConversionReport, LayerReport
 from .tn_io import load_tn_adapter, write_folder
 
 
-def to_lora(tn_dir: str | Path, out_dir: str | Path, rank: int | float | None = None, *, force: bool = False,
+def to_lora(tn_dir: str | Path, out_dir: str | Path, rank: float | None = None, *, force: bool = False,
             progress: bool = False) -> ConversionReport:
     """Export the tn_peft adapter in ``tn_dir`` as a PEFT LoRA checkpoint in ``out_dir``.
 
@@ -34,7 +34,7 @@ def to_lora(tn_dir: str | Path, out_dir: str | Path, rank: int | float | None = 
     from .tn_io import check_output
 
     check_output(out_dir, force=force, inputs=(tn_dir,))
-    config, network, layers, extra = load_tn_adapter(tn_dir)
+    config, _, layers, extra = load_tn_adapter(tn_dir)
     types = {name: (info or {}).get("type", "linear") for name, info in config["targets"].items()}
     for name, kind in types.items():
         if kind not in ("linear", "conv1d"):
@@ -64,7 +64,7 @@ def to_lora(tn_dir: str | Path, out_dir: str | Path, rank: int | float | None = 
     lora = lora_config(ranks, base_model_name_or_path=config.get("base_model_name_or_path"),
                        fan_in_fan_out="conv1d" in Counter(types.values()),
                        modules_to_save=config.get("modules_to_save"), task_type=converted.get("task_type"))
-    names = {key[len(ckpt.PREFIX):] if key.startswith(ckpt.PREFIX) else key: t for key, t in extra.items()}
+    names = {key.removeprefix(ckpt.PREFIX): t for key, t in extra.items()}
     tensors = lora_tensors(factors, names)
     write_folder(out_dir, lambda tmp: write_lora(tmp, lora, tensors), force=force, inputs=(tn_dir,))
     return ConversionReport(str(tn_dir), str(out_dir), "export-lora", "lora",
@@ -85,9 +85,9 @@ def _low_rank_factors(adapter):
         k = legs["s"][0]
         if legs["U"] == (out_leg, k) and legs["V"] == (in_leg, k):
             return adapter.scale * tensors["U"] * tensors["s"], tensors["V"].T
-    if set(legs) == {"B", "A"} and len(legs["B"]) == 2 and len(legs["A"]) == 2:
-        if legs["B"][0] == out_leg and legs["A"][1] == in_leg and legs["B"][1] == legs["A"][0]:
-            return adapter.scale * tensors["B"], tensors["A"]
+    if (set(legs) == {"B", "A"} and len(legs["B"]) == 2 and len(legs["A"]) == 2
+            and legs["B"][0] == out_leg and legs["A"][1] == in_leg and legs["B"][1] == legs["A"][0]):
+        return adapter.scale * tensors["B"], tensors["A"]
     return None
 
 

@@ -10,7 +10,7 @@ and a diagonal ``s`` on bond c: the Schmidt values of dW split between the first
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ def tt_to_matrix(cores: Sequence[torch.Tensor]) -> torch.Tensor:
     outs, ins = [cores[0].shape[1]], [cores[0].shape[2]]
     result = result.reshape(cores[0].shape[1], cores[0].shape[2], cores[0].shape[3])  # (M, N, r)
     for core in cores[1:]:
-        r0, m, n, r1 = core.shape
+        _, m, n, r1 = core.shape
         result = torch.einsum("abr,rmns->ambns", result, core).reshape(result.shape[0] * m, result.shape[1] * n, r1)
         outs.append(m)
         ins.append(n)
@@ -58,7 +58,7 @@ def ranks_for_tolerance(dW: torch.Tensor, out_factors: Sequence[int], in_factors
     ranks, rank, rest = [], 1, tensor.reshape(-1)
     for t in range(d - 1):
         matrix = rest.reshape(rank * sizes[t], -1)
-        u, s, vt = torch.linalg.svd(matrix, full_matrices=False)
+        _, s, vt = torch.linalg.svd(matrix, full_matrices=False)
         tail = torch.flip(torch.cumsum(torch.flip(s ** 2, [0]), 0), [0])  # tail[k] = sum_{i>=k} s_i^2
         keep = int((tail > delta2).sum())
         keep = max(1, keep)
