@@ -137,15 +137,12 @@ class Plan:
         problem = branch.problem
         emitter = Emitter(problem, self.emitted, self.model, prefix=prefix)
         vars_: list[Var] = [emitter.leaf(i, name) for i, name in enumerate(names)]
-        scale = problem.scale
-        if scale != 1.0:  # fold the scale into the smallest node tensor: one tiny op
-            candidates = [i for i, op in enumerate(problem.operands) if op.kind != "x" and i not in branch.gates]
-            if candidates:
-                smallest = min(candidates, key=lambda i: emitter.nbytes(problem.operands[i].legs))
-                vars_[smallest] = emitter.scale_leaf(vars_[smallest], scale)
         scorer = Scorer(problem, self.model, branch.gates)
         subsets = [1 << i for i in range(len(names))]
-        for i, j in branch.path:
+        scale, scale_at = problem.scale, self._scale_target(branch, scorer)
+        if scale != 1.0 and scale_at is not None and scale_at < len(names):
+            vars_[scale_at] = emitter.scale_leaf(vars_[scale_at], scale)
+        for k, (i, j) in enumerate(branch.path):
             keep = scorer.legs_of(subsets[i] | subsets[j])
             a, b = vars_[i], vars_[j]
             if i in branch.gates and subsets[i] == 1 << i:
@@ -154,6 +151,8 @@ class Plan:
                 out = emitter.circuit(b, a, j, keep)
             else:
                 out = emitter.contract(a, b, keep)
+            if scale != 1.0 and scale_at == len(names) + k:
+                out = emitter.scale_leaf(out, scale)
             vars_.append(out)
             subsets.append(subsets[i] | subsets[j])
         last = vars_[-1]
@@ -165,6 +164,19 @@ class Plan:
         else:
             target = [tuple(problem.out_legs), tuple(problem.in_legs)]
         return emitter.finish(last, target)
+
+    @staticmethod
+    def _scale_target(branch: Branch, scorer: Scorer) -> int | None:
+        """The SSA id of the smallest tensor to fold the scale into: a node tensor, or a step result
+        (at T = 1 the x-side intermediates are the smallest). Ties go to node tensors."""
+        problem = branch.problem
+        sizes = [(scorer.size(scorer.op_masks[i]), 0, i) for i, op in enumerate(problem.operands)
+                 if op.kind != "x" and i not in branch.gates]
+        subsets = [1 << i for i in range(len(problem.operands))]
+        for k, (i, j) in enumerate(branch.path):
+            subsets.append(subsets[i] | subsets[j])
+            sizes.append((scorer.size(scorer.legs_mask(subsets[-1])), 1, len(problem.operands) + k))
+        return min(sizes)[2] if sizes else None
 
     # ---------------------------------------------------------------- costs
     def cost(self) -> StepCost:
@@ -256,7 +268,7 @@ class Plan:
         elif self.delta == "outputs":
             out.append("delta: both networks contracted into x, outputs subtracted")
         if problem.scale != 1.0:
-            out.append(f"scale {problem.scale:g} folded into the smallest node tensor")
+            out.append(f"scale {problem.scale:g} folded into the smallest tensor")
         return out
 
     def tree(self) -> str:
@@ -370,6 +382,17 @@ def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") ->
 ANCHOR_MARGIN = 0.10
 
 
+#: A cost model that counts forward FLOPs only (the FLOP-optimal tree the plan is anchored on).
+FLOPS_ONLY = CostModel(name="flops", flop_rate=1.0, half_dim=0.0, bandwidth=float("inf"), alloc_threshold=2**62,
+                       op_overhead=0.0, memory_weight=0.0, copy_operands=False)
+
+
+def flop_optimal_path(problem: Problem) -> list[tuple[int, int]]:
+    """A tree of minimal forward FLOPs (our exact search with a FLOPs-only model; = opt_einsum's dp)."""
+    path, _ = optimal_path(problem.with_grads(False, x_grad=False), FLOPS_ONLY)
+    return path
+
+
 def dense_first_path(problem: Problem, model: CostModel) -> list[tuple[int, int]]:
     """The tree that builds dW from the nodes (its own best tree), then contracts x with it."""
     sub = search_branch(problem.without_x(), model).path
@@ -406,9 +429,9 @@ def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool
     if best.gates or len(problem.operands) < 3:
         return next(iter(plans.values()))
     anchor = None
-    candidates = [("optimal", flops_path(problem, "optimal")), ("greedy", flops_path(problem, "greedy"))]
-    if problem.has_x and len(problem.operands) > 2:
-        candidates.append(("dense", dense_first_path(problem, model)))
+    candidates = [("greedy", flops_path(problem, "greedy"))]
+    if problem.has_x:
+        candidates += [("optimal", flop_optimal_path(problem)), ("dense", dense_first_path(problem, model))]
     for name, path in candidates:
         branch = _branch(problem, model, path)
         if any(step is None for step in branch.steps):
