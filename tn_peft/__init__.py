@@ -12,7 +12,7 @@ from .errors import CheckpointError, MissingDependencyError, ShapeError, SpecErr
 from .network import Network  # noqa: E402
 from .spec import catalog, load_graph  # noqa: E402
 from .config import AdapterConfig  # noqa: E402
-from .model import TnPeftModel, get_model  # noqa: E402
+from .model import TnPeftModel, from_pretrained, get_model  # noqa: E402
 
-__all__ = ["AdapterConfig", "TnPeftModel", "get_model", "Adapter", "Network", "load_graph", "catalog", "SpecError", "ShapeError", "CheckpointError",
+__all__ = ["AdapterConfig", "TnPeftModel", "get_model", "from_pretrained", "Adapter", "Network", "load_graph", "catalog", "SpecError", "ShapeError", "CheckpointError",
            "MissingDependencyError", "TnPeftError", "__version__"]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import opt_einsum
 import torch
@@ -187,15 +188,27 @@ class TnLayer(nn.Module):
         """``x @ dW^T`` contracted into the activations (Linear and Conv1D)."""
         adapter = self.tn_adapters[adapter_name]
         tensors = self.node_tensors(adapter_name)
-        if getattr(adapter, "planner", False) and hasattr(adapter, "apply"):
-            return adapter.apply(x, tensors)  # the planner's program for this token count
-        if adapter.network.delta:
-            dw = self.delta_matrix(adapter_name, tensors)
-            return F.linear(x.to(dw.dtype), dw)
         if x.shape[-1] != self.in_features:
             raise ShapeError(f"layer takes inputs with last dimension {self.in_features}, got shape {tuple(x.shape)}")
         xb = x.reshape(-1, *adapter.in_factors)
-        key = (adapter_name, tuple(xb.shape))
+        compiling = torch.compiler.is_compiling()
+        # Planned eagerly too, so that torch.compile finds it cached and traces no opt_einsum search.
+        program, smallest = self._program(adapter_name, adapter, tuple(xb.shape), tensors)
+        if getattr(adapter, "planner", False) and hasattr(adapter, "apply") and not compiling:
+            # the planner's program for this token count (its dispatch is plain Python, so under
+            # torch.compile the layer's own traceable program runs instead)
+            return adapter.apply(x, tensors)
+        if adapter.network.delta:
+            dw = self.delta_matrix(adapter_name, tensors)
+            return F.linear(x.to(dw.dtype), dw)
+        operands = list(tensors)
+        operands[smallest] = operands[smallest] * adapter.scale
+        out = run_program(program, [xb.to(operands[0].dtype), *operands])
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def _program(self, adapter_name: str, adapter, x_shape: tuple[int, ...], tensors) -> tuple[list, int]:
+        """``(pairwise program, operand to fold the scale into)`` for this adapter and input shape, cached."""
+        key = (adapter_name, x_shape)
         cached = self._programs.get(key)
         if cached is None:
             if len(self._programs) >= _MAX_CACHED_PROGRAMS:
@@ -203,13 +216,9 @@ class TnLayer(nn.Module):
             shapes = [tuple(t.shape) for t in tensors]
             # Fold the scale into the smallest operand: one tiny op instead of one over the activations.
             smallest = shapes.index(min(shapes, key=math.prod))
-            cached = (pairwise_program(adapter.activation_equation, [tuple(xb.shape)] + shapes), smallest)
+            cached = (pairwise_program(adapter.activation_equation, [x_shape, *shapes]), smallest)
             self._programs[key] = cached
-        program, smallest = cached
-        operands = list(tensors)
-        operands[smallest] = operands[smallest] * adapter.scale
-        out = run_program(program, [xb.to(operands[0].dtype), *operands])
-        return out.reshape(*x.shape[:-1], self.out_features)
+        return cached
 
     def extra_repr(self) -> str:
         return (f"{self.layer_type}, out={self.out_features}, in={self.in_features}, "

@@ -17,29 +17,37 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from . import model_io
 from .batching import evaluate_groups, plan_groups
 from .config import AdapterConfig
-from .errors import CheckpointError, SpecError
+from .errors import SpecError
 from .layers import ModulesToSave, TnLayer, adapter_dtype, build_adapter, wrap_layer
 from .nodes.base import create_node
 from .targets import find_targets, layer_info, match_name
 
 
 def get_model(model: nn.Module, config: AdapterConfig, adapter_name: str = "default", *,
-              batch_nodes: bool = True) -> "TnPeftModel":
+              batch_nodes: bool = True) -> TnPeftModel:
     """Wrap ``model``: freeze it and add adapter ``adapter_name`` described by ``config`` (PEFT's ``get_peft_model``).
 
     ``batch_nodes`` evaluates same-kind same-shape nodes of all layers together once per forward.
     """
     return TnPeftModel(model, config, adapter_name, batch_nodes=batch_nodes)
+
+
+def from_pretrained(model: nn.Module, directory: str | Path, adapter_name: str = "default",
+                    is_trainable: bool = False, **kwargs: Any) -> TnPeftModel:
+    """Wrap ``model`` with a saved adapter (``TnPeftModel.from_pretrained``; PEFT's ``PeftModel.from_pretrained``)."""
+    return TnPeftModel.from_pretrained(model, directory, adapter_name, is_trainable, **kwargs)
 
 
 class _SignedForward:
@@ -187,8 +195,6 @@ class TnPeftModel(nn.Module):
                 continue
             if match_name(name, config.modules_to_save) and not isinstance(module, TnLayer):
                 found.append((name, module))
-        found = [(n, m) for n, m in found if not any(n.startswith(f"{o}.modules_to_save.") or
-                                                     n.startswith(f"{o}.original_module.") for o, _ in found)]
         if not found:
             raise SpecError(f"modules_to_save={config.modules_to_save!r} matched no module",
                             fix="list module names or their last dotted parts, e.g. ['classifier']")
@@ -309,6 +315,11 @@ class TnPeftModel(nn.Module):
 
     forward = _SignedForward()  # the base model's signature, so Trainer keeps the right dataset columns
 
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """The base model's ``generate``, with every node evaluated once for the whole generation."""
+        with torch.no_grad(), self._node_cache():
+            return self.base_model.generate(*args, **kwargs)
+
     @contextmanager
     def _node_cache(self) -> Iterator[None]:
         """Evaluate all of the active adapter's nodes at once (batched by kind and shape) for one forward."""
@@ -350,41 +361,7 @@ class TnPeftModel(nn.Module):
     # ---------------------------------------------------------- checkpoint
     def adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
         """Checkpoint key -> live tensor for one adapter (key names: :mod:`tn_peft.checkpoint`)."""
-        name = adapter_name or self.active_adapter
-        state: dict[str, torch.Tensor] = {}
-
-        def put(key: str, tensor: torch.Tensor) -> None:
-            if key in state:
-                raise CheckpointError(f"two tensors of adapter {name!r} map to checkpoint key {key!r}; "
-                                      "rename the graph's nodes so that no name is another's 'initial_' form")
-            state[key] = tensor
-
-        for module_name, layer in self.tn_layers():
-            if name not in layer.tn_adapters:
-                continue
-            prefix = f"{ckpt.PREFIX}{module_name}."
-            by_node: dict[str, dict[str, torch.Tensor]] = {}
-            for key, tensor in layer.tn_adapters[name].state_dict(keep_vars=True).items():
-                if key.startswith("nodes."):
-                    node, _, rest = key[len("nodes."):].partition(".")
-                    by_node.setdefault(node, {})[rest] = tensor
-                else:
-                    put(f"{prefix}tn_{key}", tensor)
-            for node, node_state in by_node.items():
-                for key, full in ckpt.node_keys(prefix, node, node_state).items():
-                    put(full, node_state[key])
-        if name in self.tn_shared:
-            for shape_key, nodes in self.tn_shared[name].items():
-                for node_name, node in nodes.items():
-                    node_state = node.state_dict(keep_vars=True)
-                    for key, full in ckpt.node_keys(f"{ckpt.SHARED_PREFIX}{shape_key}.", node_name, node_state,
-                                                    marker="").items():
-                        put(full, node_state[key])
-        for module_name, wrapper in self._saved_wrappers():
-            if name in wrapper.modules_to_save:
-                for key, tensor in wrapper.modules_to_save[name].state_dict(keep_vars=True).items():
-                    put(f"{ckpt.PREFIX}{module_name}.{key}", tensor)
-        return state
+        return model_io.adapter_state_dict(self, adapter_name or self.active_adapter)
 
     def save_pretrained(self, save_directory: str | Path, selected_adapters: Sequence[str] | None = None,
                         **_: Any) -> None:
@@ -400,13 +377,13 @@ class TnPeftModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, model_id: str | Path, adapter_name: str = "default",
-                        is_trainable: bool = False, *, batch_nodes: bool = True) -> "TnPeftModel":
+                        is_trainable: bool = False, *, batch_nodes: bool = True) -> TnPeftModel:
         """Wrap ``model`` with the adapter saved in ``model_id`` (its ``adapter_name`` subfolder if there is one)."""
-        directory = _resolve_directory(model_id, adapter_name)
+        directory = model_io.resolve_directory(model_id, adapter_name)
         saved = ckpt.read_adapter_config(directory)
         config = AdapterConfig.from_dict(saved)
         config.inference_mode = not is_trainable
-        targets = _check_saved_targets(model, saved, directory)
+        targets = model_io.check_saved_targets(model, saved, directory)
         peft_model = cls(model, config, adapter_name, batch_nodes=batch_nodes, targets=targets)
         peft_model._load_weights(directory, adapter_name)
         if not is_trainable:
@@ -415,41 +392,14 @@ class TnPeftModel(nn.Module):
 
     def load_adapter(self, model_id: str | Path, adapter_name: str, is_trainable: bool = False) -> None:
         """Add the adapter saved in ``model_id`` (or its ``adapter_name`` subfolder) as ``adapter_name``."""
-        directory = _resolve_directory(model_id, adapter_name)
+        directory = model_io.resolve_directory(model_id, adapter_name)
         saved = ckpt.read_adapter_config(directory)
         config = AdapterConfig.from_dict(saved)
         config.inference_mode = not is_trainable
-        self.add_adapter(adapter_name, config, targets=_check_saved_targets(self.base_model, saved, directory))
+        self.add_adapter(adapter_name, config, targets=model_io.check_saved_targets(self.base_model, saved, directory))
         self._load_weights(directory, adapter_name)
         if not is_trainable:
             self.eval()
 
     def _load_weights(self, directory: Path, adapter_name: str) -> None:
-        live = self.adapter_state_dict(adapter_name)
-        _, tensors = ckpt.load_adapter_files(directory, {k: tuple(t.shape) for k, t in live.items()})
-        with torch.no_grad():
-            for key, tensor in live.items():
-                tensor.copy_(tensors[key].to(dtype=tensor.dtype, device=tensor.device))
-
-
-def _resolve_directory(model_id: str | Path, adapter_name: str) -> Path:
-    directory = Path(model_id)
-    sub = directory / adapter_name
-    if adapter_name != "default" and (sub / ckpt.CONFIG_NAME).is_file():
-        return sub
-    return directory
-
-
-def _check_saved_targets(model: nn.Module, saved: dict[str, Any], directory: Path) -> list[str]:
-    """The saved target module names, checked against ``model`` (CheckpointError naming the module)."""
-    path = directory / ckpt.CONFIG_NAME
-    names = dict(model.named_modules())
-    for name, info in saved["targets"].items():
-        if name not in names:
-            raise CheckpointError(f"{path}: target module {name!r} is not in the base model "
-                                  f"({type(model).__name__}); load onto the model the adapter was trained on")
-        kind, out_features, in_features = layer_info(names[name], name)
-        if list(info.get("shape", [])) != [out_features, in_features]:
-            raise CheckpointError(f"{path}: target module {name!r} was (out, in) = {info.get('shape')} when saved, "
-                                  f"the base model's is {[out_features, in_features]}")
-    return list(saved["targets"])
+        model_io.load_weights(self, directory, adapter_name)

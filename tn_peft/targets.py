@@ -16,7 +16,8 @@ False
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from torch import nn
 
@@ -31,7 +32,7 @@ def conv1d_class() -> type | None:
     """transformers' GPT-2 ``Conv1D`` (weight stored ``in x out``), or None without transformers."""
     try:
         from transformers.pytorch_utils import Conv1D
-    except Exception:  # pragma: no cover - transformers is optional
+    except ImportError:  # pragma: no cover - transformers is optional
         return None
     return Conv1D
 
@@ -93,7 +94,7 @@ def output_head_names(model: nn.Module) -> set[str]:
     if callable(get_output):
         try:
             out = get_output()
-        except Exception:  # some models raise NotImplementedError
+        except (NotImplementedError, AttributeError):  # some models do not implement it
             out = None
         if isinstance(out, nn.Module):
             heads.append(out)
@@ -149,6 +150,6 @@ def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = N
 def _is_pretrained(model: nn.Module) -> bool:
     try:
         from transformers import PreTrainedModel
-    except Exception:  # pragma: no cover - transformers is optional
+    except ImportError:  # pragma: no cover - transformers is optional
         return False
     return isinstance(model, PreTrainedModel)

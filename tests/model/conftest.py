@@ -1,7 +1,6 @@
 """Fixtures for model-integration tests."""
 
 import pytest
-
 from model_helpers import base_model
 
 

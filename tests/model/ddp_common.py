@@ -1,9 +1,9 @@
 """The models and the training step shared by the DDP tests and their worker processes."""
 
 import torch
+from model_helpers import TARGETS, minilm, qpeft_config, tiny_gpt2
 
 import tn_peft
-from model_helpers import TARGETS, minilm, qpeft_config, tiny_gpt2
 
 
 def build_model(kind: str = "gpt2"):

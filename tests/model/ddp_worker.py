@@ -10,11 +10,10 @@ import sys
 os.environ["HF_HUB_OFFLINE"] = "1"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-from torch.nn.parallel import DistributedDataParallel  # noqa: E402
-
-from ddp_common import build_model, train_step  # noqa: E402
+import torch
+import torch.distributed as dist
+from ddp_common import build_model, train_step
+from torch.nn.parallel import DistributedDataParallel
 
 kind, rank, world = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 init_file, state_file, batch_file, out_file = sys.argv[4:8]

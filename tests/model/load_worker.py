@@ -10,11 +10,11 @@ import sys
 os.environ["HF_HUB_OFFLINE"] = "1"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
+import torch
+import transformers
+from model_helpers import minilm, outputs
 
-import tn_peft  # noqa: E402
-from model_helpers import minilm, outputs  # noqa: E402
+import tn_peft
 
 kind, base_dir, adapter_dir, batch_file, out_file = sys.argv[1:6]
 if kind == "minilm":

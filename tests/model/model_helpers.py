@@ -15,8 +15,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 transformers = pytest.importorskip("transformers")
 
-import tn_peft  # noqa: E402
-from tn_peft.nodes.base import REGISTRY, node_kind  # noqa: E402
+import tn_peft
+from tn_peft.nodes.base import REGISTRY, node_kind
 
 #: Canonical SVD with dense U, V: the Quantum-PEFT structure, for when the ``pauli`` kind is absent.
 SVD_DENSE = {
@@ -38,7 +38,7 @@ def has_pauli() -> bool:
     return "pauli" in REGISTRY
 
 
-def qpeft_config(targets, **extra) -> "tn_peft.AdapterConfig":
+def qpeft_config(targets, **extra) -> tn_peft.AdapterConfig:
     """Quantum-PEFT, rank 4, L = 1 on ``targets`` (dense-SVD stand-in without the pauli kind)."""
     if has_pauli():
         return tn_peft.AdapterConfig(graph="quantum_peft", graph_args={"rank": 4, "layers": 1},

@@ -6,7 +6,6 @@ import argparse
 import json
 
 import pytest
-
 from model_helpers import minilm_path
 
 

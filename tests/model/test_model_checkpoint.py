@@ -6,14 +6,14 @@ import json
 
 import pytest
 import torch
+from model_helpers import perturb
 from torch import nn
 
 import tn_peft
-from model_helpers import perturb
 from tn_peft import checkpoint as ckpt
 from tn_peft.errors import CheckpointError
 
-LORA = dict(graph="lora", graph_args={"rank": 2})
+LORA = {"graph": "lora", "graph_args": {"rank": 2}}
 
 
 def _net():

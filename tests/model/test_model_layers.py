@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import SVD_DENSE, batch_for, outputs, perturb, tiny_gpt2
 from torch import nn
 
 import tn_peft
-from model_helpers import SVD_DENSE, batch_for, outputs, perturb, tiny_gpt2
 from tn_peft.layers import ModulesToSave, TnConv1D, TnConv2d, TnLinear
 
-LORA = dict(graph="lora", graph_args={"rank": 2})
+LORA = {"graph": "lora", "graph_args": {"rank": 2}}
 
 
 class Net(nn.Module):
@@ -244,3 +244,18 @@ def test_batched_node_evaluation_matches_per_layer_evaluation():
     torch.testing.assert_close(plain.logits, expected.logits, atol=1e-6, rtol=1e-6)
     for name, grad in grads.items():
         torch.testing.assert_close(dict(batched.named_parameters())[name].grad, grad, atol=1e-6, rtol=1e-5)
+
+
+def test_generate_uses_the_adapter():
+    from model_helpers import TARGETS, qpeft_config
+
+    gpt2 = tiny_gpt2()
+    ids = batch_for(gpt2, seed=2)["input_ids"][:1]
+    model = tn_peft.get_model(gpt2, qpeft_config(TARGETS["gpt2"]))
+    perturb(model, scale=2.0)
+    kwargs = {"max_new_tokens": 5, "do_sample": False, "pad_token_id": 0}
+    adapted = model.generate(input_ids=ids, **kwargs)
+    model.batch_nodes = False
+    assert torch.equal(model.generate(input_ids=ids, **kwargs), adapted)
+    merged = model.merge_and_unload()
+    assert torch.equal(merged.generate(input_ids=ids, **kwargs), adapted)

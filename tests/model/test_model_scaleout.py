@@ -10,10 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from ddp_common import build_model, train_step
+from model_helpers import (
+    TARGETS,
+    minilm_path,
+    perturb,
+    qpeft_config,
+    tiny_gpt2,
+    tiny_llama,
+    token_batch,
+)
 
 import tn_peft
-from ddp_common import build_model, train_step
-from model_helpers import TARGETS, minilm_path, perturb, qpeft_config, tiny_gpt2, tiny_llama, token_batch
 
 HERE = Path(__file__).parent
 

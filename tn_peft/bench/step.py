@@ -20,8 +20,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -77,8 +78,8 @@ def build_methods(args: argparse.Namespace, device: str) -> dict[str, torch.nn.M
     methods: dict[str, torch.nn.Module] = {}
     lora = peft.LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules=list(args.targets))
     methods[f"lora r{args.rank} (peft)"] = peft.get_peft_model(_load_base(folder, device), lora)
-    config = dict(graph="quantum_peft", graph_args={"rank": args.rank, "layers": args.layers},
-                  target_modules=list(args.targets))
+    config = {"graph": "quantum_peft", "graph_args": {"rank": args.rank, "layers": args.layers},
+              "target_modules": list(args.targets)}
     name = f"quantum_peft r{args.rank} L{args.layers}"
     methods[name] = tn_peft.get_model(_load_base(folder, device), tn_peft.AdapterConfig(**config))
     if not args.no_unbatched:

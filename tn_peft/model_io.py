@@ -1,0 +1,85 @@
+"""Between a :class:`~tn_peft.model.TnPeftModel` and the checkpoint format of :mod:`tn_peft.checkpoint`:
+which live tensor each checkpoint key names, where an adapter's folder is, and loading into a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .errors import CheckpointError
+from .targets import layer_info
+
+
+def adapter_state_dict(model, name: str) -> dict[str, torch.Tensor]:
+    """Checkpoint key -> live tensor (parameter or buffer) of adapter ``name`` of a TnPeftModel."""
+    state: dict[str, torch.Tensor] = {}
+
+    def put(key: str, tensor: torch.Tensor) -> None:
+        if key in state:
+            raise CheckpointError(f"two tensors of adapter {name!r} map to checkpoint key {key!r}; "
+                                  "rename the graph's nodes so that no name is another's 'initial_' form")
+        state[key] = tensor
+
+    for module_name, layer in model.tn_layers():
+        if name not in layer.tn_adapters:
+            continue
+        prefix = f"{ckpt.PREFIX}{module_name}."
+        by_node: dict[str, dict[str, torch.Tensor]] = {}
+        for key, tensor in layer.tn_adapters[name].state_dict(keep_vars=True).items():
+            if key.startswith("nodes."):
+                node, _, rest = key[len("nodes."):].partition(".")
+                by_node.setdefault(node, {})[rest] = tensor
+            else:
+                put(f"{prefix}tn_{key}", tensor)
+        for node, node_state in by_node.items():
+            for key, full in ckpt.node_keys(prefix, node, node_state).items():
+                put(full, node_state[key])
+    if name in model.tn_shared:
+        for shape_key, nodes in model.tn_shared[name].items():
+            for node_name, node in nodes.items():
+                node_state = node.state_dict(keep_vars=True)
+                for key, full in ckpt.node_keys(f"{ckpt.SHARED_PREFIX}{shape_key}.", node_name, node_state,
+                                                marker="").items():
+                    put(full, node_state[key])
+    for module_name, wrapper in model._saved_wrappers():
+        if name in wrapper.modules_to_save:
+            for key, tensor in wrapper.modules_to_save[name].state_dict(keep_vars=True).items():
+                put(f"{ckpt.PREFIX}{module_name}.{key}", tensor)
+    return state
+
+
+def load_weights(model, directory: Path, adapter_name: str) -> None:
+    """Copy the tensors of ``directory`` into adapter ``adapter_name`` (exact keys and shapes, else CheckpointError)."""
+    live = adapter_state_dict(model, adapter_name)
+    _, tensors = ckpt.load_adapter_files(directory, {k: tuple(t.shape) for k, t in live.items()})
+    with torch.no_grad():
+        for key, tensor in live.items():
+            tensor.copy_(tensors[key].to(dtype=tensor.dtype, device=tensor.device))
+
+
+def resolve_directory(model_id: str | Path, adapter_name: str) -> Path:
+    """An adapter's folder: ``model_id/adapter_name`` when that holds a config (non-default adapters), else ``model_id``."""
+    directory = Path(model_id)
+    sub = directory / adapter_name
+    if adapter_name != "default" and (sub / ckpt.CONFIG_NAME).is_file():
+        return sub
+    return directory
+
+
+def check_saved_targets(model: nn.Module, saved: dict[str, Any], directory: Path) -> list[str]:
+    """The saved target module names, checked against ``model`` (CheckpointError naming the module)."""
+    path = directory / ckpt.CONFIG_NAME
+    names = dict(model.named_modules())
+    for name, info in saved["targets"].items():
+        if name not in names:
+            raise CheckpointError(f"{path}: target module {name!r} is not in the base model "
+                                  f"({type(model).__name__}); load onto the model the adapter was trained on")
+        _, out_features, in_features = layer_info(names[name], name)
+        if list(info.get("shape", [])) != [out_features, in_features]:
+            raise CheckpointError(f"{path}: target module {name!r} was (out, in) = {info.get('shape')} when saved, "
+                                  f"the base model's is {[out_features, in_features]}")
+    return list(saved["targets"])
