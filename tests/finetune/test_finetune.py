@@ -72,7 +72,7 @@ def test_pipeline_writes_run_folder(tmp_path):
                               "--eval-every", "3", "--no-progress", "--out", str(tmp_path)])
     metrics = run(args)
     names = [r["method"]["name"] for r in metrics["runs"]]
-    assert names == ["quantum_peft", "lora r4"]
+    assert names == ["quantum_peft layers=3", "lora r4"]
     assert metrics["runs"][1]["adapter_parameters"] == 36864  # 6 layers x 2 targets x 4 x (384 + 384)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["data"]["split"] == {"train": 48, "validation": 16, "test": 32}

@@ -30,8 +30,10 @@ CSV_FRACTIONS = (0.6, 0.2, 0.2)
 
 #: defaults chosen on the Rotten Tomatoes validation split (docs/finetune.md, "experiment log")
 GRAPH_DEFAULTS = {"lr": 3e-2, "lr_diag": 3e-2, "lr_head": 3e-3, "steps": 200}
-LORA_DEFAULTS = {"lr": 1e-3, "lr_head": 3e-3, "steps": 200}
+LORA_DEFAULTS = {"lr": 3e-3, "lr_head": 3e-3, "steps": 200}
 DEFAULT_GRAPH = "quantum_peft"
+#: graph parameters used when --graph is the default graph and --set does not say otherwise
+DEFAULT_GRAPH_ARGS: dict[str, Any] = {"layers": 3}
 DEFAULT_TARGETS = ["query", "value"]
 
 
@@ -114,7 +116,8 @@ def methods_from_args(args: argparse.Namespace, train_size: int) -> list[Method]
     steps = args.steps
     if args.epochs is not None:
         steps = max(1, math.ceil(args.epochs * train_size / args.batch_size))
-    graph_args = dict(args.graph_args)
+    graph_args = dict(DEFAULT_GRAPH_ARGS) if args.graph == DEFAULT_GRAPH else {}
+    graph_args.update(dict(args.graph_args))
     graph_name = Path(args.graph).stem if args.graph.endswith((".yaml", ".yml")) else args.graph
     label = graph_name + ("".join(f" {k}={v}" for k, v in graph_args.items()) if graph_args else "")
     methods = [] if args.graph == "none" else [Method(label, kind="graph", graph=args.graph, graph_args=graph_args, targets=targets,
