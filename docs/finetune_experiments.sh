@@ -1,0 +1,27 @@
+#!/bin/bash
+# The experiments behind docs/finetune.md (run from the repository root; each writes runs/<round>/<name>/).
+
+# --- 3-seed round (runs/final) ---
+# 3 seeds x 4 candidate configs, one thread per process, all in parallel (the machine is shared).
+# Selection between the two configs of each method: mean validation accuracy over the 3 seeds.
+cd /work/main
+R="python -m tn_peft.finetune.run --no-progress --threads 1"
+go() { name=$1; shift; (echo "== $name $*"; /usr/bin/time -v $R --out runs/final/$name "$@" 2>&1 | grep -v -i warn | tail -30) > runs/final/$name.log 2>&1 & }
+for s in 0 1 2; do
+  go qpL1-s$s --seed $s --lr 3e-2 --lr-diag 3e-2
+  go qpL3-s$s --seed $s --lr 3e-2 --lr-diag 3e-2 --set layers=3
+  go lora1e-3-s$s --seed $s --graph none --compare lora --lora-lr 1e-3
+  go lora3e-3-s$s --seed $s --graph none --compare lora --lora-lr 3e-3
+done
+wait
+
+# --- Quantum-PEFT levers (runs/wave2) ---
+# quantum_peft levers after the 3-seed round (validation only, seed 0, one thread each, in parallel)
+cd /work/main
+R="python -m tn_peft.finetune.run --tune --no-save --no-progress --threads 1 --seed 0"
+go() { name=$1; shift; (echo "== $name $*"; $R --out runs/wave2/$name "$@" 2>&1 | grep -v -i warn | tail -4) > runs/wave2/$name.log 2>&1 & }
+go L3_a1e-1 --set layers=3 --lr 1e-1 --lr-diag 3e-2
+go L3_d1e-1 --set layers=3 --lr 3e-2 --lr-diag 1e-1
+go L3_r8 --set layers=3 --set rank=8 --lr 3e-2 --lr-diag 3e-2
+go L3_400steps --set layers=3 --lr 3e-2 --lr-diag 3e-2 --steps 400
+wait
