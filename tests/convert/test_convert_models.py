@@ -21,15 +21,15 @@ from tn_peft.model import TnPeftModel
 TOL = 1e-5
 
 
-def round_trip(base, lora_model, tmp_path, batch, to="svd", **kwargs):
+def round_trip(base, lora_model, tmp_path, batch, to="svd", tol=TOL, **kwargs):
     expected = outputs(lora_model, batch)
     report = from_lora(tmp_path / "lora", tmp_path / to, to, base_model=base, **kwargs)
     tn_model = TnPeftModel.from_pretrained(copy.deepcopy(base), tmp_path / to)
-    assert max_diff(outputs(tn_model, batch), expected) < TOL
+    assert max_diff(outputs(tn_model, batch), expected) < tol
     back = to_lora(tmp_path / to, tmp_path / "back")
     assert back.exact
     peft_model = peft.PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path / "back")).eval()
-    assert max_diff(outputs(peft_model, batch), expected) < TOL
+    assert max_diff(outputs(peft_model, batch), expected) < tol
     assert max_diff(outputs(base, batch), expected) > 1e-2  # the adapter really changes the outputs
     return report
 
@@ -77,6 +77,10 @@ def test_tt_full_rank_is_exact(gpt2_base, tmp_path, to):
 @pytest.mark.slow
 @pytest.mark.parametrize("map", stiefel_maps())
 def test_minilm_every_map(minilm_base, tmp_path, map):
+    # 18 layers of large random factors move the hidden states far (|h| ~ 10): fp32 rounding of two
+    # different contraction orders then reaches ~1e-5 absolute, so this stress test is relative.
     lora = make_lora(minilm_base, tmp_path / "lora", r=8, lora_alpha=16, target_modules=["query", "value", "dense"])
-    report = round_trip(minilm_base, lora, tmp_path, token_batch(vocab=1000, length=9), map=map)
+    batch = token_batch(vocab=1000, length=9)
+    scale = float(outputs(lora, batch).abs().max())
+    report = round_trip(minilm_base, lora, tmp_path, batch, map=map, tol=TOL * max(1.0, scale))
     assert report.exact
