@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import SpecError
 
@@ -104,10 +105,17 @@ class AdapterConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "AdapterConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> AdapterConfig:
         """Rebuild a config from :meth:`to_dict` output (unknown keys, e.g. ``peft_type``, are ignored)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: copy.deepcopy(v) for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_pretrained(cls, directory) -> "AdapterConfig":
+        """The config saved in an adapter folder's ``adapter_config.json`` (its graph is the embedded spec)."""
+        from .checkpoint import read_adapter_config
+
+        return cls.from_dict(read_adapter_config(directory))
 
     def help(self) -> dict[str, str]:
         """Field name -> its help text."""

@@ -41,6 +41,8 @@ def test_files_keys_and_config_fields(tmp_path):
     for key in ckpt.CONFIG_FIELDS:
         assert key in config
     assert tn_peft.Network.from_spec(config["graph"]) == model.networks["default"]
+    loaded = tn_peft.AdapterConfig.from_pretrained(tmp_path)
+    assert loaded.target_modules == ["0", "2.0"] and loaded.network() == model.networks["default"]
 
 
 def test_low_level_round_trip_and_atomicity(tmp_path):
