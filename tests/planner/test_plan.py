@@ -101,3 +101,22 @@ def test_plan_call_keeps_leading_dims_and_checks_shape():
 def test_cost_model_profiles():
     assert CostModel.for_device("cuda").name == "cuda"
     assert CostModel.for_device("cpu").flop_rate > 0
+
+
+def test_plan_call_names_the_node_with_a_wrong_shape():
+    from tn_peft.errors import ShapeError
+
+    problem = Problem.from_network(load_graph("lora"), 32, 16, tokens=6)
+    plan = make_plan(problem)
+    b, a = _tensors(problem, torch.float32)
+    with pytest.raises(ShapeError, match="node 'A' must have shape"):
+        plan(torch.randn(6, 32), b, a[:, :-1])
+    with pytest.raises(ShapeError, match="takes 2 node tensors"):
+        plan(torch.randn(6, 32), b)
+
+
+def test_bad_token_count_is_a_spec_error():
+    from tn_peft.errors import SpecError
+
+    with pytest.raises(SpecError, match="token count"):
+        Problem.from_network(load_graph("lora"), 32, 16, tokens=0)

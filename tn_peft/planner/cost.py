@@ -43,25 +43,35 @@ class CostModel:
     """
 
     name: str = "cpu"
-    flop_rate: float = 90e9
-    half_dim: float = 12.0
-    bandwidth: float = 8e9
+    flop_rate: float = 60e9
+    half_dim: float = 40.0
+    bandwidth: float = 25e9
     alloc_threshold: int = 32 * 2**20
-    alloc_bandwidth: float = 1.2e9
+    alloc_bandwidth: float = 1.1e9
     op_overhead: float = 4e-6
     memory_weight: float = 2e-12
     copy_operands: bool = True
-    copy_half_run: float = 16.0
+    copy_half_run: float = 10.0
 
     @classmethod
-    def for_device(cls, device: str = "cpu") -> "CostModel":
-        """The default profile of a device kind: ``"cpu"`` (measured on a 2-core VM) or ``"cuda"``."""
+    def for_device(cls, device: str = "cpu", threads: int | None = None) -> "CostModel":
+        """The default profile of a device kind: ``"cpu"`` or ``"cuda"``.
+
+        CPU constants were measured on one core of the 2-core AMD EPYC VM this project runs on
+        (``tn_peft.planner.calibrate.calibrate()`` measures your machine); compute scales with the
+        torch thread count, memory bandwidth up to two threads. CUDA: an H100/H200-class GPU with a
+        caching allocator (allocation is free); these constants are estimates, not measurements.
+        """
         kind = str(device).split(":")[0]
         if kind == "cuda":
-            # An H100/H200-class GPU with a caching allocator (allocation is free).
             return cls(name="cuda", flop_rate=4e14, half_dim=64.0, bandwidth=3e12, alloc_threshold=2**62,
-                       alloc_bandwidth=math.inf, op_overhead=6e-6, memory_weight=1e-14)
-        return cls()
+                       alloc_bandwidth=math.inf, op_overhead=6e-6, memory_weight=1e-14, copy_half_run=4.0)
+        if threads is None:
+            import torch
+
+            threads = torch.get_num_threads()
+        base = cls()
+        return base.with_(flop_rate=base.flop_rate * threads, bandwidth=base.bandwidth * min(threads, 2))
 
     def with_(self, **changes) -> "CostModel":
         """A copy with some constants changed."""
@@ -150,7 +160,13 @@ def pair_cost(model: CostModel, legs_a, legs_b, legs_out, sizes, *, grad_a: bool
 
 def _matmul_cost(model: CostModel, a, b, c, full, m, n, k, grad_a, grad_b, count_a, count_b,
                  copy_a, copy_b, itemsize) -> StepCost:
-    # inlined op_seconds (this runs for every pair the search looks at)
+    return StepCost(*_matmul_terms(model, a, b, c, full, m, n, k, grad_a, grad_b, count_a, count_b,
+                                   copy_a, copy_b, itemsize))
+
+
+def _matmul_terms(model: CostModel, a, b, c, full, m, n, k, grad_a, grad_b, count_a, count_b,
+                  copy_a, copy_b, itemsize) -> tuple:
+    """StepCost fields of a matmul step as a tuple (inlined: this runs for every pair searched)."""
     flops = 2 * full
     d = min(m, n, k)
     compute = flops * (d + model.half_dim) / (d * model.flop_rate)
@@ -169,7 +185,7 @@ def _matmul_cost(model: CostModel, a, b, c, full, m, n, k, grad_a, grad_b, count
             time += one * (1 + int(grads > 0))
             ops += 1 + int(grads > 0)
     saved = (a * count_a * grad_b + b * count_b * grad_a) * itemsize
-    return StepCost(flops, flops * grads, saved, c * itemsize, c * itemsize, ops, time)
+    return flops, flops * grads, saved, c * itemsize, c * itemsize, ops, time
 
 
 def _broadcast_cost(model: CostModel, a, b, c, full, grad_a, grad_b, count_a, count_b, itemsize) -> StepCost:

@@ -40,7 +40,7 @@ class PlanFamily:
                  max_tokens: int = MAX_TOKENS, optimize: str = "auto"):
         if not problem.has_x:
             problem = problem.with_tokens(1)
-        self.problem, self.model, self.initial, self.optimize = problem, model or CostModel(), initial, optimize
+        self.problem, self.model, self.initial, self.optimize = problem, model or CostModel.for_device("cpu"), initial, optimize
         self.max_tokens = int(max_tokens)
         self.planned = 0  # how many plans were searched to find the breakpoints
         grid = [1]
@@ -126,7 +126,7 @@ CACHE_LIMIT = 512
 
 def family_for(problem: Problem, model: CostModel | None = None, *, initial: bool = False) -> PlanFamily:
     """The cached :class:`PlanFamily` of ``problem`` (its token count is ignored)."""
-    model = model or CostModel()
+    model = model or CostModel.for_device("cpu")
     key = (problem.key(with_tokens=False), model, initial)
     family = _FAMILIES.get(key)
     if family is None:
@@ -138,7 +138,7 @@ def family_for(problem: Problem, model: CostModel | None = None, *, initial: boo
 
 def dw_plan_for(problem: Problem, model: CostModel | None = None, *, initial: bool = False) -> Plan:
     """The cached plan building dW itself (no activations)."""
-    model = model or CostModel()
+    model = model or CostModel.for_device("cpu")
     problem = problem.without_x()
     key = (problem.key(), model, initial)
     plan = _DW_PLANS.get(key)

@@ -76,11 +76,19 @@ def identifier(name: str, taken: set[str]) -> str:
     return out
 
 
+#: Node matrices with a side of at most WIDEN_SMALL elements and the other WIDEN_RATIO times larger
+#: are laid out thin side first before meeting the activations (see :meth:`Emitter.widen`).
+WIDEN_SMALL = 64
+WIDEN_RATIO = 16
+
+
 class Emitter:
     """Emits the steps of one tree over one problem into an :class:`Emitted` (shared by branches)."""
 
-    def __init__(self, problem: Problem, emitted: Emitted, model: CostModel, prefix: str = "t"):
+    def __init__(self, problem: Problem, emitted: Emitted, model: CostModel, prefix: str = "t",
+                 widen: bool = False):
         self.problem = problem
+        self.widen_nodes = widen
         self.model = model
         self.views = 0  # view ops (reshape, t, permute for broadcasting) emitted since the last op
         self.sizes = problem.size_dict
@@ -200,6 +208,8 @@ class Emitter:
             if best is None or copied < best[0]:
                 best = (copied, batch, contr)
         _, batch, contr = best
+        if self.widen_nodes and not batch and TOKENS in a.layout and b.leaf:
+            b = self.widen(b, right, contr)
         a_ff = self.orientation(a, batch, left, contr)
         b_ff = self.orientation(b, batch, right, contr)
         if a_ff is None:
@@ -249,6 +259,27 @@ class Emitter:
         self.record(Op("matmul", storage, cb, saves, [a_st, b_st], flops, flops * (a.grad + b.grad), time),
                     a.grad or b.grad)
         return Var(name, layout, phys, storage, a.grad or b.grad)
+
+    def widen(self, v: Var, free: list[str], contr: list[str]) -> Var:
+        """A thin node matrix applied to activations, stored big side first (LoRA's ``B[out, r]``,
+        ``V[in, k]``), is copied once to small side first: BLAS runs the forward and both backward
+        products of such skinny shapes several times faster that way (measured: 5-9x on MKL)."""
+        f, c = (math.prod(self.sizes[leg] for leg in g) for g in (free, contr))
+        small, big = min(f, c), max(f, c)
+        if small > WIDEN_SMALL or big < WIDEN_RATIO * small:
+            return v
+        small_legs, big_legs = (free, contr) if f <= c else (contr, free)
+        if v.layout != tuple(big_legs + small_legs):
+            return v
+        name = self.fresh()
+        layout = tuple(small_legs + big_legs)
+        storage = self.new_storage(name, layout)
+        self.views += 1
+        self.out.lines.append(f"{name} = {self.view(v, [big_legs, small_legs])[0]}.t().contiguous()  # thin side first")
+        nbytes = self.out.storage_bytes[storage]
+        time = self.model.copy_seconds(nbytes, 1) * (1 + int(v.grad))
+        self.record(Op("copy", storage, nbytes, [], [v.storage], time=time), v.grad)
+        return Var(name, layout, (tuple(small_legs), tuple(big_legs)), storage, v.grad)
 
     @staticmethod
     def orientation(v: Var, batch: list[str], free: list[str], contr: list[str]) -> bool | None:

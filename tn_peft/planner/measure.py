@@ -63,7 +63,7 @@ def time_forward_backward(fns: Sequence[Callable], args_list: Sequence[Sequence]
     """Median seconds of forward + backward for each ``fns[i](*args_list[i])``, interleaved.
 
     Interleaving (a, b, c, a, b, c, ...) keeps the comparison fair on a machine whose load drifts.
-    ``budget_s`` stops repeating once that much time was spent (at least 3 rounds).
+    ``budget_s`` stops repeating once that much time was spent (at least 2 rounds).
     """
     times: list[list[float]] = [[] for _ in fns]
     for fn, args in zip(fns, args_list):
@@ -79,7 +79,7 @@ def time_forward_backward(fns: Sequence[Callable], args_list: Sequence[Sequence]
             _sync(args)
             times[k].append(time.perf_counter() - t0)
             clear_grads(args)
-        if budget_s is not None and r >= 2 and time.perf_counter() - start > budget_s:
+        if budget_s is not None and r >= 1 and time.perf_counter() - start > budget_s:
             break
     return [statistics.median(t) for t in times]
 

@@ -35,9 +35,10 @@ class Branch:
     gates: frozenset[int] = frozenset()
     steps: list[StepCost] = field(default_factory=list)
     objective: float = 0.0
+    widen: bool = False   # thin node matrices laid out thin side first before meeting x (see emit)
 
     def signature(self) -> tuple:
-        return (tuple(self.path), tuple(sorted(self.gates)))
+        return (tuple(self.path), tuple(sorted(self.gates)), self.widen)
 
 
 def apply_circuit(circuit, state: torch.Tensor, transpose: bool) -> torch.Tensor:
@@ -135,7 +136,7 @@ class Plan:
 
     def _emit_branch(self, branch: Branch, names: Sequence[str], prefix: str) -> str:
         problem = branch.problem
-        emitter = Emitter(problem, self.emitted, self.model, prefix=prefix)
+        emitter = Emitter(problem, self.emitted, self.model, prefix=prefix, widen=branch.widen)
         vars_: list[Var] = [emitter.leaf(i, name) for i, name in enumerate(names)]
         scorer = Scorer(problem, self.model, branch.gates)
         subsets = [1 << i for i in range(len(names))]
@@ -311,7 +312,9 @@ class Plan:
         if not self.problem.has_x:
             if x is not None:
                 tensors = (x,) + tensors
+            self._check(tensors)
             return self.program(*tensors)
+        self._check(tensors)
         n = self.problem.in_features
         if x.shape[-1] != n:
             raise ShapeError(f"plan {self.problem.name!r} takes inputs with last dimension {n}, "
@@ -319,6 +322,26 @@ class Plan:
         lead = x.shape[:-1]
         y = self.program(x.reshape(-1, n), *tensors)
         return y.reshape(*lead, self.problem.out_features)
+
+    def _check(self, tensors: Sequence[Any]) -> None:
+        """ShapeError unless ``tensors`` are the node tensors (then theta_0's) in operand order."""
+        nodes = [op for op in self.problem.operands if op.kind != "x"]
+        expected = len(nodes) * (2 if self.initial is not None else 1)
+        if len(tensors) != expected:
+            names = ", ".join(op.name for op in nodes)
+            raise ShapeError(f"plan {self.problem.name!r} takes {expected} node tensors ({names}"
+                             f"{', then theta_0' + chr(39) + 's' if self.initial is not None else ''}), got {len(tensors)}")
+        sizes = self.problem.size_dict
+        gates = self.gate_operands()
+        for k, t in enumerate(tensors):
+            op = nodes[k % len(nodes)]
+            if k % len(nodes) in gates or not isinstance(t, torch.Tensor):
+                continue
+            shape = tuple(sizes[leg] for leg in op.legs)
+            if tuple(t.shape) != shape:
+                legs = ", ".join(f"{leg}={sizes[leg]}" for leg in op.legs)
+                raise ShapeError(f"plan {self.problem.name!r}: node {op.name!r} must have shape {shape} "
+                                 f"(legs {legs}), got {tuple(t.shape)}")
 
     def to_dict(self) -> dict:
         return {"problem": self.problem.name, "tokens": self.problem.tokens, "method": self.method,
@@ -373,13 +396,24 @@ def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") ->
             continue
         objective = sum(s.objective(model) for s in steps)
         if best is None or objective < best.objective:
-            best = Branch(problem, path, gates, steps, objective)
+            best = Branch(problem, path, gates, steps, objective, widen=widen_for(problem))
     assert best is not None
     return best
 
 
+#: From this many tokens on, thin node matrices meet the activations thin side first (emit.widen);
+#: below it the extra copy is not paid back (measured on MKL: 1.2-1.8x slower at T = 1-4, even at 8, 1.1-1.4x faster at 16, 2x at 32+).
+WIDEN_TOKENS = 12
+
+
+def widen_for(problem: Problem) -> bool:
+    return problem.has_x and (problem.tokens or 0) >= WIDEN_TOKENS
+
+
 #: Deviate from the FLOP-optimal tree only when the model predicts at least this much gain.
 ANCHOR_MARGIN = 0.10
+#: Operand counts up to which the FLOP-optimal tree is searched as an anchor (it costs a second DP).
+ANCHOR_LIMIT = 12
 
 
 #: A cost model that counts forward FLOPs only (the FLOP-optimal tree the plan is anchored on).
@@ -403,7 +437,7 @@ def dense_first_path(problem: Problem, model: CostModel) -> list[tuple[int, int]
 
 def _branch(problem: Problem, model: CostModel, path: list[tuple[int, int]]) -> Branch:
     steps = Scorer(problem, model).path_steps(path)
-    return Branch(problem, path, frozenset(), steps, sum(s.objective(model) for s in steps))
+    return Branch(problem, path, frozenset(), steps, sum(s.objective(model) for s in steps), widen=widen_for(problem))
 
 
 def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool = False,
@@ -418,7 +452,7 @@ def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool
     ``initial``: a ``delta`` network (QuanTA): the program also takes theta_0's tensors and returns
     the difference.
     """
-    model = model or CostModel()
+    model = model or CostModel.for_device("cpu")
     problem.check()
     if initial:
         return _delta_plan(problem, model, optimize)
@@ -429,9 +463,11 @@ def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool
     if best.gates or len(problem.operands) < 3:
         return next(iter(plans.values()))
     anchor = None
-    candidates = [("greedy", flops_path(problem, "greedy"))]
-    if problem.has_x:
-        candidates += [("optimal", flop_optimal_path(problem)), ("dense", dense_first_path(problem, model))]
+    candidates = []
+    if problem.has_x:  # dW plans run once per step on small tensors: the search's tree is enough
+        candidates = [("greedy", flops_path(problem, "greedy")), ("dense", dense_first_path(problem, model))]
+        if len(problem.operands) <= ANCHOR_LIMIT:
+            candidates.append(("optimal", flop_optimal_path(problem)))
     for name, path in candidates:
         branch = _branch(problem, model, path)
         if any(step is None for step in branch.steps):

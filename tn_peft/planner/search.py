@@ -21,7 +21,7 @@ from typing import Sequence
 import opt_einsum
 from opt_einsum.paths import DynamicProgramming, _dp_calc_legs
 
-from .cost import CostModel, StepCost, _broadcast_cost, _matmul_cost, circuit_cost
+from .cost import CostModel, StepCost, _broadcast_cost, _matmul_terms, circuit_cost
 from .problem import Problem
 
 #: Operand counts up to which the search is exact (beyond: cotengra's hyper-optimizer).
@@ -62,6 +62,8 @@ class Scorer:
         self._carriers_by_bit = {1 << i: c for i, c in enumerate(self.carriers)}
         self._op_by_bit = {1 << i: m for i, m in enumerate(self.op_masks)}
         self._pairs: dict[tuple[int, int], StepCost | None] = {}
+        self._objectives: dict[tuple[int, int], float] = {}
+        self._memory_weight, self._rate = model.memory_weight, model.flop_rate
 
     def size(self, mask: int) -> int:
         """Product of the sizes of the legs in ``mask``."""
@@ -106,8 +108,18 @@ class Scorer:
             self._pairs[key] = cost
         return cost
 
-    def _pair(self, s1: int, s2: int) -> StepCost | None:
-        la, lb, lc = self.legs_mask(s1), self.legs_mask(s2), self.legs_mask(s1 | s2)
+    def _pair(self, s1: int, s2: int, raw: bool = False) -> StepCost | tuple | None:
+        la, lb = self.legs_mask(s1), self.legs_mask(s2)
+        s = s1 | s2
+        lc = self._legs_of.get(s)
+        if lc is None:  # only shared legs can close: drop those carried by nothing outside s
+            lc, m, carriers, keep = la | lb, la & lb & ~self.out_mask, self._carriers_by_bit, ~s
+            while m:
+                low = m & -m
+                if not carriers[low] & keep:
+                    lc ^= low
+                m ^= low
+            self._legs_of[s] = lc
         ga, gb = bool(s1 & self.grad_mask), bool(s2 & self.grad_mask)
         if self.gates:
             for single, lq, lo, gq, go in ((s1, la, lb, ga, gb), (s2, lb, la, gb, ga)):
@@ -130,8 +142,9 @@ class Scorer:
         copy = self.model.copy_operands
         copy_a = copy and count_a and la.bit_count() >= 3
         copy_b = copy and count_b and lb.bit_count() >= 3
-        return _matmul_cost(self.model, a, b, c, full, m, n, k, ga, gb, count_a, count_b, copy_a, copy_b,
-                            self.itemsize)
+        terms = _matmul_terms(self.model, a, b, c, full, m, n, k, ga, gb, count_a, count_b, copy_a, copy_b,
+                              self.itemsize)
+        return terms if raw else StepCost(*terms)
 
     def _circuit_step(self, index: int, lo: int, lc: int, grad_q: bool, grad_o: bool) -> StepCost | None:
         # A circuit Q[rows..., k] applies to an operand holding all its row legs (-> k), or its
@@ -149,8 +162,19 @@ class Scorer:
         return circuit_cost(self.model, states, self.size(rows), op.gates, op.chunk, grad_o, grad_q, self.itemsize)
 
     def objective(self, s1: int, s2: int) -> float:
-        cost = self.pair(s1, s2)
-        return INFEASIBLE if cost is None else cost.objective(self.model)
+        """The search's objective of one step, ``(time + memory_weight * saved) * flop_rate`` (cached)."""
+        key = (s1, s2) if s1 < s2 else (s2, s1)
+        value = self._objectives.get(key)
+        if value is None:
+            cost = self._pair(key[0], key[1], True)  # matmul steps come back as a plain tuple
+            if cost is None:
+                value = INFEASIBLE
+            elif type(cost) is tuple:
+                value = (cost[6] + self._memory_weight * cost[2]) * self._rate
+            else:
+                value = cost.objective(self.model)
+            self._objectives[key] = value
+        return value
 
     def path_cost(self, path: Sequence[tuple[int, int]]) -> float:
         """Objective of an SSA path (INFEASIBLE if a step is not allowed)."""
@@ -301,16 +325,23 @@ def ccp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     masks = scorer.op_masks
     nbr = [sum(1 << j for j in range(n) if j != i and masks[i] & masks[j]) for i in range(n)]
     back = {new: old for new, old in enumerate(order)}
-    seed_path = _relabel(flops_path(problem, "greedy"), {old: new for new, old in enumerate(order)}, n)
+    seed_path = _sequential_path(n)  # operands in BFS order: every step shares a leg (per component)
     cap = scorer.path_cost(seed_path)
     cap = cap * (1 + 1e-9) if math.isfinite(cap) else math.inf
     best: dict[int, tuple[float, int, int]] = {1 << i: (0.0, 0, 0) for i in range(n)}
     objective = scorer.objective
 
+    around: dict[int, int] = {1 << i: nbr[i] for i in range(n)}
+
     def neighbours(subset: int, excluded: int) -> int:
-        out = 0
-        for i in _bits(subset):
-            out |= nbr[i]
+        out = around.get(subset)
+        if out is None:
+            out, m = 0, subset
+            while m:
+                low = m & -m
+                out |= around[low]
+                m ^= low
+            around[subset] = out
         return out & ~subset & ~excluded
 
     count = [0]
@@ -319,17 +350,19 @@ def ccp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
         count[0] += 1
         if count[0] > budget:
             raise _OverBudget
-        b1, b2 = best.get(s1), best.get(s2)
+        b1 = best.get(s1)
+        b2 = best.get(s2)
         if b1 is None or b2 is None:
             return
         base = b1[0] + b2[0]
         if base >= cap:
             return
         cost = base + objective(s1, s2)
-        s = s1 | s2
-        old = best.get(s)
-        if cost < cap and (old is None or cost < old[0]):
-            best[s] = (cost, s1, s2)
+        if cost < cap:
+            s = s1 | s2
+            old = best.get(s)
+            if old is None or cost < old[0]:
+                best[s] = (cost, s1, s2)
 
     def enumerate_cmp(s1: int, s2: int, excluded: int) -> None:
         nb = neighbours(s2, excluded)
@@ -341,10 +374,12 @@ def ccp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     def emit_csg(s1: int) -> None:
         low = (s1 & -s1).bit_length() - 1
         excluded = s1 | ((1 << (low + 1)) - 1)
-        nb = neighbours(s1, excluded)
-        for i in sorted(_bits(nb), reverse=True):
+        nb = nb_all = neighbours(s1, excluded)
+        while nb:  # neighbours by descending index
+            i = nb.bit_length() - 1
             emit(s1, 1 << i)
-            enumerate_cmp(s1, 1 << i, excluded | (((1 << (i + 1)) - 1) & nb))
+            enumerate_cmp(s1, 1 << i, excluded | (((1 << (i + 1)) - 1) & nb_all))
+            nb ^= 1 << i
 
     def enumerate_csg(s: int, excluded: int) -> None:
         nb = neighbours(s, excluded)
@@ -380,6 +415,15 @@ def ccp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
         current = n + len(path) - 1
         ids[acc] = current
     return _relabel(path, back, n), scorer.path_cost(path)
+
+
+def _sequential_path(n: int) -> list[tuple[int, int]]:
+    """((0 1) 2) 3 ...: the cap of the connected-pair DP (cheap; any tree's cost is a valid cap)."""
+    path, current = [], 0
+    for i in range(1, n):
+        path.append((current, i))
+        current = n + i - 1
+    return path
 
 
 def _subsets(mask: int):
