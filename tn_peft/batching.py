@@ -15,11 +15,10 @@ shared nodes (LoTR) given several times are evaluated once.
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
 import torch
 from torch import nn
-
 
 #: node class -> (batch_key, forward_many) for kinds that do not define the hooks themselves.
 BATCHERS: dict[type, tuple[Callable[[nn.Module], Hashable | None], Callable[[Sequence[nn.Module]], list]]] = {}

@@ -32,8 +32,9 @@ conversion) can produce a checkpoint from plain tensors::
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
