@@ -180,8 +180,12 @@ class Emitter:
         return Var(name, keep, tuple((leg,) for leg in keep), storage, v.grad)
 
     # ------------------------------------------------------------------ steps
-    def contract(self, a: Var, b: Var, keep: frozenset[str]) -> Var:
-        """``C = contract(a, b)`` keeping legs ``keep``: one matmul, or one broadcast multiply."""
+    def contract(self, a: Var, b: Var, keep: frozenset[str], after: frozenset[str] | tuple | None = None) -> Var:
+        """``C = contract(a, b)`` keeping legs ``keep``: one matmul, or one broadcast multiply.
+
+        ``after``: the legs the next step sums over C (a set), or C's final leg order (a tuple);
+        among the ways to lay the matmul out, the one that spares that step a copy wins.
+        """
         lonely_a = [leg for leg in a.layout if leg not in b.layout and leg not in keep]
         lonely_b = [leg for leg in b.layout if leg not in a.layout and leg not in keep]
         if lonely_a:
@@ -194,28 +198,88 @@ class Emitter:
             a, b = b, a
         if not summed:
             return self.broadcast(a, b)
-        return self.matmul(a, b, keep)
+        options = []
+        for rank, (x, y) in enumerate(((a, b), (b, a))):
+            for left_first in (False, True):
+                setup = self._setup(x, y, keep, left_first)
+                layout = setup["layout"]
+                later = self._later_copy(layout, setup["batch"], after)
+                options.append((setup["copied"] + later, setup["views"], rank, left_first, x, y))
+        _, _, _, left_first, x, y = min(options, key=lambda o: o[:4])
+        return self.matmul(x, y, keep, left_first)
 
-    def matmul(self, a: Var, b: Var, keep: frozenset[str]) -> Var:
+    def _later_copy(self, layout: tuple, batch: list[str], after) -> int:
+        """Bytes the consumer of a result laid out ``layout`` must copy (0 if it can view it)."""
+        if after is None:
+            return 0
+        if isinstance(after, tuple):  # the final order
+            return 0 if layout == after else self.nbytes(layout)
+        rest = layout[len(batch):]
+        width = len(after)
+        if not width or set(rest[:width]) == after or set(rest[-width:]) == after:
+            return 0
+        return self.nbytes(layout)
+
+    def _setup(self, a: Var, b: Var, keep: frozenset[str], left_first: bool = False) -> dict:
+        """How ``a . b`` would be emitted: groups, orientations, result layout, bytes copied."""
         left = [leg for leg in a.layout if leg not in b.layout]
         right = [leg for leg in b.layout if leg not in a.layout]
+        b_layout = b.layout
         best = None
         for source in (a, b):  # take the order of shared legs from a or from b: fewer copied bytes
             batch = [leg for leg in source.layout if leg in keep and leg in a.layout and leg in b.layout]
             contr = [leg for leg in source.layout if leg not in keep and leg in a.layout and leg in b.layout]
-            copied = sum(self.nbytes(v.layout) for v, free in ((a, left), (b, right))
-                         if self.orientation(v, batch, free, contr) is None)
+            widened = self._widened(b, right, contr, a, batch)
+            copied = sum(self.nbytes(lay) for lay, free in ((a.layout, left), (widened or b_layout, right))
+                         if self._orient(lay, batch, free, contr) is None)
             if best is None or copied < best[0]:
-                best = (copied, batch, contr)
-        _, batch, contr = best
-        if self.widen_nodes and not batch and TOKENS in a.layout and b.leaf:
+                best = (copied, batch, contr, widened)
+        copied, batch, contr, widened = best
+        a_ff = self._orient(a.layout, batch, left, contr)
+        b_ff = self._orient(widened or b_layout, batch, right, contr)
+        a_ff = True if a_ff is None else a_ff
+        b_ff = (not a_ff) if b_ff is None else b_ff
+        views = 0
+        if a_ff:
+            rest = left + right
+            views = int(bool(batch) and b_ff) + int(not batch and False)
+        elif b_ff:
+            rest = left + right if left_first else right + left
+            views = 2 if left_first else 0
+        else:
+            rest = left + right
+            views = 1
+        return {"batch": batch, "contr": contr, "left": left, "right": right, "a_ff": a_ff, "b_ff": b_ff,
+                "layout": tuple(batch) + tuple(rest), "copied": copied, "views": views,
+                "left_first": left_first and not a_ff and b_ff, "widened": widened}
+
+    def _widened(self, b: Var, right: list[str], contr: list[str], a: Var, batch: list[str]) -> tuple | None:
+        """b's layout after :meth:`widen`, or None if it stays."""
+        if not (self.widen_nodes and not batch and TOKENS in a.layout and b.leaf):
+            return None
+        f, c = (math.prod(self.sizes[leg] for leg in g) for g in (right, contr))
+        small, big = min(f, c), max(f, c)
+        if small > WIDEN_SMALL or big < WIDEN_RATIO * small:
+            return None
+        small_legs, big_legs = (right, contr) if f <= c else (contr, right)
+        if b.layout != tuple(big_legs + small_legs):
+            return None
+        return tuple(small_legs + big_legs)
+
+    @staticmethod
+    def _orient(layout: tuple, batch: list[str], free: list[str], contr: list[str]) -> bool | None:
+        if layout == tuple(batch + free + contr):
+            return True
+        if layout == tuple(batch + contr + free):
+            return False
+        return None
+
+    def matmul(self, a: Var, b: Var, keep: frozenset[str], left_first: bool = False) -> Var:
+        setup = self._setup(a, b, keep, left_first)
+        batch, contr, left, right = setup["batch"], setup["contr"], setup["left"], setup["right"]
+        if setup["widened"] is not None:
             b = self.widen(b, right, contr)
-        a_ff = self.orientation(a, batch, left, contr)
-        b_ff = self.orientation(b, batch, right, contr)
-        if a_ff is None:
-            a_ff = True
-        if b_ff is None:
-            b_ff = not a_ff  # with a stored (contr, left), b as (right, contr) needs no transpose
+        a_ff, b_ff = setup["a_ff"], setup["b_ff"]
         a_expr, a_st = self.arrange(a, [g for g in ([batch] if batch else []) + ([left, contr] if a_ff else [contr, left])])
         b_expr, b_st = self.arrange(b, [g for g in ([batch] if batch else []) + ([right, contr] if b_ff else [contr, right])])
         name = self.fresh()
@@ -225,6 +289,8 @@ class Emitter:
                 expr, rest = f"F.linear({a_expr}, {b_expr})", left + right
             elif a_ff:
                 expr, rest = f"torch.matmul({a_expr}, {b_expr})", left + right
+            elif b_ff and setup["left_first"]:
+                expr, rest = f"torch.matmul({a_expr}.t(), {b_expr}.t())", left + right
             elif b_ff:
                 expr, rest = f"torch.matmul({b_expr}, {a_expr})", right + left
             else:
@@ -232,6 +298,9 @@ class Emitter:
         else:
             if a_ff and not b_ff:
                 expr, rest = f"torch.matmul({a_expr}, {b_expr})", left + right
+            elif not a_ff and b_ff and setup["left_first"]:
+                expr, rest = (f"torch.matmul({a_expr}.transpose(-1, -2), {b_expr}.transpose(-1, -2))",
+                              left + right)
             elif not a_ff and b_ff:
                 expr, rest = f"torch.matmul({b_expr}, {a_expr})", right + left
             elif a_ff:

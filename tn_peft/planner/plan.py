@@ -143,6 +143,7 @@ class Plan:
         scale, scale_at = problem.scale, self._scale_target(branch, scorer)
         if scale != 1.0 and scale_at is not None and scale_at < len(names):
             vars_[scale_at] = emitter.scale_leaf(vars_[scale_at], scale)
+        after = self._after_hints(branch, scorer)
         for k, (i, j) in enumerate(branch.path):
             keep = scorer.legs_of(subsets[i] | subsets[j])
             a, b = vars_[i], vars_[j]
@@ -151,7 +152,7 @@ class Plan:
             elif j in branch.gates and subsets[j] == 1 << j:
                 out = emitter.circuit(b, a, j, keep)
             else:
-                out = emitter.contract(a, b, keep)
+                out = emitter.contract(a, b, keep, after[k])
             if scale != 1.0 and scale_at == len(names) + k:
                 out = emitter.scale_leaf(out, scale)
             vars_.append(out)
@@ -165,6 +166,31 @@ class Plan:
         else:
             target = [tuple(problem.out_legs), tuple(problem.in_legs)]
         return emitter.finish(last, target)
+
+    @staticmethod
+    def _after_hints(branch: Branch, scorer: Scorer) -> list:
+        """Per step, what its consumer needs: the legs the next step sums (a frozenset), or for
+        the last step the program's output order (a tuple). Lets the emitter lay results out so
+        that the next matmul can view them instead of copying."""
+        problem = branch.problem
+        n = len(problem.operands)
+        subsets = [1 << i for i in range(n)]
+        for i, j in branch.path:
+            subsets.append(subsets[i] | subsets[j])
+        consumer: dict[int, tuple[int, int]] = {}
+        for k, (i, j) in enumerate(branch.path):
+            consumer[i], consumer[j] = (k, j), (k, i)
+        final = ((TOKENS,) + tuple(problem.out_legs)) if problem.has_x else tuple(problem.out_legs + problem.in_legs)
+        hints: list = []
+        for k in range(len(branch.path)):
+            if n + k not in consumer:
+                hints.append(final)
+                continue
+            p, other = consumer[n + k]
+            mine, theirs = scorer.legs_of(subsets[n + k]), scorer.legs_of(subsets[other])
+            kept = scorer.legs_of(subsets[n + p])
+            hints.append(frozenset(leg for leg in mine & theirs if leg not in kept))
+        return hints
 
     @staticmethod
     def _scale_target(branch: Branch, scorer: Scorer) -> int | None:
