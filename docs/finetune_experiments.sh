@@ -25,3 +25,11 @@ go L3_d1e-1 --set layers=3 --lr 3e-2 --lr-diag 1e-1
 go L3_r8 --set layers=3 --set rank=8 --lr 3e-2 --lr-diag 3e-2
 go L3_400steps --set layers=3 --lr 3e-2 --lr-diag 3e-2 --steps 400
 wait
+
+# --- the best lever of the second part on 3 seeds (runs/final) ---
+R="python -m tn_peft.finetune.run --no-progress --threads 1"
+go() { name=$1; shift; (echo "== $name $*"; $R --out runs/final/$name "$@" 2>&1 | grep -v -i warn | tail -4) > runs/final/$name.log 2>&1 & }
+for s in 0 1 2; do
+  go qpL3d1e-1-s$s --seed $s --set layers=3 --lr 3e-2 --lr-diag 1e-1
+done
+wait

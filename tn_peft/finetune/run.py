@@ -29,7 +29,7 @@ SPLIT_SIZES = {"rotten-tomatoes": (3200, 800, 2000), "bbc-news": (1200, 400, 600
 CSV_FRACTIONS = (0.6, 0.2, 0.2)
 
 #: defaults chosen on the Rotten Tomatoes validation split (docs/finetune.md, "experiment log")
-GRAPH_DEFAULTS = {"lr": 3e-2, "lr_diag": 3e-2, "lr_head": 3e-3, "steps": 200}
+GRAPH_DEFAULTS = {"lr": 3e-2, "lr_diag": 1e-1, "lr_head": 3e-3, "steps": 200}
 LORA_DEFAULTS = {"lr": 3e-3, "lr_head": 3e-3, "steps": 200}
 DEFAULT_GRAPH = "quantum_peft"
 #: graph parameters used when --graph is the default graph and --set does not say otherwise
