@@ -94,19 +94,23 @@ class Plan:
             start = 1 if problem.has_x else 0
             initial_names = [identifier(op.name + "_0", taken) for op in problem.operands[start:]]
             args += initial_names
-        for b, branch in enumerate(self.branches):
+        # theta_0's branch first: it keeps nothing for backward, so its temporaries are gone before
+        # theta's saved tensors pile up (a lower peak).
+        order = list(enumerate(self.branches))[::-1]
+        results = [""] * len(self.branches)
+        for b, branch in order:
             if b == 0:
                 branch_names = names if branch.problem.has_x == problem.has_x else names[1:]
             else:
                 branch_names = (["x"] if branch.problem.has_x else []) + initial_names
-            results.append(self._emit_branch(branch, branch_names, prefix="t" if b == 0 else "u"))
+            results[b] = self._emit_branch(branch, branch_names, prefix="t" if b == 0 else "u")
         body = self.emitted.lines
         if len(results) == 1:
             result = results[0]
         else:
             result = self._combine(results, body)
         lines = [f"def program({', '.join(args)}):"]
-        lines += ["    " + line for line in body]
+        lines += ["    " + line for line in _free_temporaries(body, result)]
         lines.append(f"    return {result}")
         return "\n".join(lines) + "\n", args
 
@@ -378,6 +382,30 @@ class Plan:
     def __repr__(self) -> str:
         return (f"Plan({self.problem.name!r}, T={self.problem.tokens}, flops={_fmt(self.flops())}, "
                 f"saved={_fmt_bytes(self.saved_bytes())}, decisions={self.decisions})")
+
+
+def _free_temporaries(body: list[str], result: str) -> list[str]:
+    """Insert ``del`` after each temporary's last use: straight-line locals would otherwise live
+    until the function returns, holding every intermediate (a peak far above what autograd keeps)."""
+    import re
+
+    word = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+    defined = {line.split(" = ", 1)[0] for line in body if " = " in line}
+    last: dict[str, int] = {}
+    for k, line in enumerate(body):
+        code = line.split("  #", 1)[0]
+        rhs = code.split(" = ", 1)[1] if " = " in code else code
+        for name in word.findall(rhs):
+            if name in defined:
+                last[name] = k
+    keep = set(word.findall(result))
+    out = []
+    for k, line in enumerate(body):
+        out.append(line)
+        dead = sorted(name for name, at in last.items() if at == k and name not in keep)
+        if dead:
+            out.append("del " + ", ".join(dead))
+    return out
 
 
 def _subset_of(path, n: int, node: int) -> int:
