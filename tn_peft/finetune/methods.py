@@ -8,6 +8,8 @@ learning rates are split by role: ``lr`` for the adapter's tensors, ``lr_diag`` 
 
 from __future__ import annotations
 
+from ..errors import DataError
+
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,18 +37,6 @@ class Method:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def tn_peft_api():
-    """``(AdapterConfig, get_model, is_fallback)``: the real tn_peft API when it exists, else the stand-in."""
-    import tn_peft
-
-    from . import _fallback
-
-    _fallback.ensure_pauli_kind()
-    if hasattr(tn_peft, "get_model") and hasattr(tn_peft, "AdapterConfig"):
-        return tn_peft.AdapterConfig, tn_peft.get_model, False
-    return _fallback.AdapterConfig, _fallback.get_model, True
 
 
 def load_encoder(path: str | Path):
@@ -92,12 +82,12 @@ def build_classifier(method: Method, encoder: nn.Module, num_labels: int) -> tup
                                  target_modules=list(method.targets), bias="none")
         wrapped = peft.get_peft_model(encoder, config)
     elif method.kind == "graph":
-        AdapterConfig, get_model, _ = tn_peft_api()
+        from .. import AdapterConfig, get_model
         config = AdapterConfig(graph=method.graph, graph_args=dict(method.graph_args),
                                target_modules=list(method.targets))
         wrapped = get_model(encoder, config)
     else:
-        raise ValueError(f"unknown method kind {method.kind!r}: use graph, lora or head")
+        raise DataError(f"unknown method kind {method.kind!r}: use graph, lora or head")
     return Classifier(wrapped, hidden, num_labels), wrapped
 
 

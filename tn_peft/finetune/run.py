@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .data import DATASETS, Split, encode, group_split, load_dataset, model_path
-from .methods import Method, build_classifier, load_encoder, tn_peft_api
+from ..errors import DataError
+from .methods import Method, build_classifier, load_encoder
 from .report import format_table, mean_std, plot_curves, write_metrics
 from .train import train
 
@@ -126,7 +127,7 @@ def methods_from_args(args: argparse.Namespace, train_size: int) -> list[Method]
                       lr_head=args.lr_head if args.lr_head is not None else GRAPH_DEFAULTS["lr_head"],
                       steps=steps if steps is not None else GRAPH_DEFAULTS["steps"])]
     if not methods and args.compare != "lora":
-        raise ValueError("--graph none trains nothing unless --compare lora is given")
+        raise DataError("--graph none trains nothing unless --compare lora is given")
     if args.compare == "lora":
         methods.append(Method(f"lora r{args.lora_rank}", kind="lora", targets=targets, rank=args.lora_rank,
                               alpha=args.lora_alpha,
@@ -208,7 +209,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     methods = methods_from_args(args, len(split.train))
     out = Path(args.out) if args.out else Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    _, _, fallback = tn_peft_api() if any(m.kind == "graph" for m in methods) else (None, None, False)
     seeds = list(args.seed)
     results: list[dict[str, Any]] = []
     for seed in seeds:
@@ -238,7 +238,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  "split_seed": args.split_seed, "grouped_by": "movie" if data.name == "rotten-tomatoes" else "group",
                  "max_length": args.max_length},
         "model": str(folder),
-        "tn_peft_api": "fallback (tn_peft.finetune._fallback)" if fallback else "tn_peft.get_model",
         "threads": args.threads, "device": args.device, "batch_size": args.batch_size,
         "seeds": seeds, "runs": results, "summary": summary, "table": table,
     }
