@@ -187,15 +187,14 @@ class Adapter(nn.Module):
             self._families[key] = family
         if self.network.delta:
             tensors += self.initial_tensors()
-        n = self.in_features
-        flat = x.reshape(-1, n)
+        flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)  # skip a view op when already 2-D
         tokens = flat.shape[0]
         program = family.program_for(tokens)
-        gates = family.gates_for(tokens) if self._circuits else ()
-        for i in gates:  # circuits applied gate by gate take the node module, not its dense tensor
-            tensors[i] = self.node(self.operands[i])
+        if self._circuits:
+            for i in family.gates_for(tokens):  # circuits applied gate by gate take the node module
+                tensors[i] = self.node(self.operands[i])
         y = program(flat, *tensors)
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
 
     def plan(self, tokens: int | None = None, *, train: bool = True):
         """The :class:`~tn_peft.planner.plan.Plan` for ``tokens`` rows (None: the dW plan)."""
