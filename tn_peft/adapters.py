@@ -198,7 +198,7 @@ class Adapter(nn.Module):
 
     def plan(self, tokens: int | None = None, *, train: bool = True):
         """The :class:`~tn_peft.planner.plan.Plan` for ``tokens`` rows (None: the dW plan)."""
-        from .planner.plan import make_plan
+        from .planner.choose import make_plan
 
         problem = self.problem.with_grads(bool(train))
         if tokens is not None:

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from tn_peft.planner import CostModel, Problem, make_plan
-from tn_peft.planner import measure
+from tn_peft.planner import CostModel, Problem, make_plan, measure
 from tn_peft.planner.cost import StepCost, circuit_cost, pair_cost
 from tn_peft.spec import catalog, load_graph
 
@@ -57,7 +56,7 @@ def test_predicted_saved_bytes_match_torch_within_5_percent(graph, tokens, x_gra
 def test_measure_helpers_run():
     a = torch.randn(32, 16, requires_grad=True)
     b = torch.randn(16, 8)
-    fn = lambda p, q: p @ q  # noqa: E731
+    fn = lambda p, q: p @ q
     assert measure.saved_bytes(fn, [a, b], exclude=[a]) == 16 * 8 * 4
     (t,) = measure.time_forward_backward([fn], [[a, b]], repeat=2)
     assert t > 0

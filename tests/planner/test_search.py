@@ -9,8 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tn_peft.planner import CostModel, Operand, Problem
-from tn_peft.planner.search import (Scorer, ccp_path, exhaustive_path, flops_path, hyper_path, linear_to_ssa,
-                                    oe_dp_path, optimal_path, tree_to_ssa)
+from tn_peft.planner.search import (
+    Scorer,
+    ccp_path,
+    exhaustive_path,
+    flops_path,
+    hyper_path,
+    linear_to_ssa,
+    oe_dp_path,
+    optimal_path,
+    tree_to_ssa,
+)
 from tn_peft.spec import load_graph
 from tn_peft.testing import networks
 
@@ -21,7 +30,7 @@ def brute_force(problem: Problem, model: CostModel) -> float:
     """Minimum over every sequence of pairwise merges, memoized on the set of current tensors."""
     scorer = Scorer(problem, model)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def best(state: frozenset) -> float:
         if len(state) == 1:
             return 0.0

@@ -12,8 +12,9 @@ Modules: :mod:`.problem` (what is contracted), :mod:`.cost` (the cost model), :m
 :mod:`.measure` (what torch really does), :mod:`.triton_kernels` (fused kernels on CUDA).
 """
 
+from .choose import make_plan
 from .cost import CostModel, StepCost
-from .plan import Plan, make_plan, reference
+from .plan import Plan, reference
 from .problem import TOKENS, Operand, Problem
 
-__all__ = ["CostModel", "StepCost", "Plan", "make_plan", "reference", "Problem", "Operand", "TOKENS"]
+__all__ = ["TOKENS", "CostModel", "Operand", "Plan", "Problem", "StepCost", "make_plan", "reference"]

@@ -12,7 +12,7 @@ tiny op (``op_overhead``, forward + backward through autograd, per op).
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -55,9 +55,9 @@ def report(net, in_features: int, out_features: int, *, tokens: int | None, trai
            itemsize: int = 4, device: str = "cpu", optimize: str = "auto", family: bool = False,
            source: bool = True) -> str:
     """The text ``tn-peft plan`` prints."""
+    from .choose import make_plan
     from .cost import CostModel
     from .dispatch import PlanFamily
-    from .plan import make_plan
 
     adapter = net.build(in_features, out_features)
     problem = dataclasses.replace(adapter.problem.with_grads(bool(train)), itemsize=itemsize)

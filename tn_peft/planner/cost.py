@@ -21,8 +21,8 @@ Costs are additive over steps, so a subset dynamic programme under this cost is 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
-from typing import Iterable
 
 #: Names a profile can be looked up by (``CostModel.for_device``).
 PROFILE_NAMES = ("cpu", "cuda")
@@ -54,26 +54,26 @@ class CostModel:
     copy_half_run: float = 10.0
 
     @classmethod
-    def for_device(cls, device: str = "cpu", threads: int | None = None) -> "CostModel":
+    def for_device(cls, device: str = "cpu", threads: int | None = None) -> CostModel:
         """The default profile of a device kind: ``"cpu"`` or ``"cuda"``.
 
         CPU constants were measured on one core of the 2-core AMD EPYC VM this project runs on
-        (``tn_peft.planner.calibrate.calibrate()`` measures your machine); compute scales with the
-        torch thread count, memory bandwidth up to two threads. CUDA: an H100/H200-class GPU with a
-        caching allocator (allocation is free); these constants are estimates, not measurements.
+        (``tn_peft.planner.calibrate.calibrate()`` measures your machine). They do not follow
+        torch's thread count unless ``threads`` is given (compute then scales with it, memory
+        bandwidth up to two threads): plans, and so results bit for bit, stay the same whatever
+        the thread setting. CUDA: an H100/H200-class GPU with a caching allocator (allocation is
+        free); these constants are estimates, not measurements.
         """
         kind = str(device).split(":")[0]
         if kind == "cuda":
             return cls(name="cuda", flop_rate=4e14, half_dim=64.0, bandwidth=3e12, alloc_threshold=2**62,
                        alloc_bandwidth=math.inf, op_overhead=6e-6, memory_weight=1e-14, copy_half_run=4.0)
-        if threads is None:
-            import torch
-
-            threads = torch.get_num_threads()
         base = cls()
+        if threads is None or threads == 1:
+            return base
         return base.with_(flop_rate=base.flop_rate * threads, bandwidth=base.bandwidth * min(threads, 2))
 
-    def with_(self, **changes) -> "CostModel":
+    def with_(self, **changes) -> CostModel:
         """A copy with some constants changed."""
         return replace(self, **changes)
 
@@ -119,7 +119,7 @@ class StepCost:
     ops: int = 0
     time: float = 0.0
 
-    def __add__(self, other: "StepCost") -> "StepCost":
+    def __add__(self, other: StepCost) -> StepCost:
         return StepCost(self.flops + other.flops, self.backward_flops + other.backward_flops,
                         self.saved + other.saved, self.write + other.write, max(self.size, other.size),
                         self.ops + other.ops, self.time + other.time)
@@ -171,7 +171,7 @@ def _matmul_terms(model: CostModel, a, b, c, full, m, n, k, grad_a, grad_b, coun
     d = min(m, n, k)
     compute = flops * (d + model.half_dim) / (d * model.flop_rate)
     moved = (a + b + c) * itemsize / model.bandwidth
-    step = model.op_overhead + (compute if compute > moved else moved)
+    step = model.op_overhead + (max(moved, compute))
     threshold, alloc = model.alloc_threshold, model.alloc_bandwidth
     grads = int(grad_a) + int(grad_b)
     time = step * (1 + grads)

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from ..errors import ShapeError
+from .choose import make_plan
 from .cost import CostModel
-from .plan import Plan, make_plan
+from .plan import Plan
 from .problem import Problem
 
 GRID_RATIO = 4

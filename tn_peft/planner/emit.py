@@ -21,8 +21,9 @@ from __future__ import annotations
 import keyword
 import linecache
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .cost import CostModel, circuit_cost, pair_cost
 from .problem import TOKENS, Problem

@@ -1,6 +1,6 @@
 """``Plan``: a contraction tree plus the decisions taken, its predicted costs, and its program.
 
-    plan = make_plan(Problem.from_network(net, 4096, 4096, tokens=1024))
+    plan = make_plan(Problem.from_network(net, 4096, 4096, tokens=1024))   # tn_peft.planner.choose
     plan.flops(), plan.backward_flops(), plan.saved_bytes(), plan.peak_bytes()
     print(plan.source())          # readable straight-line torch code, compiled once
     y = plan(x, *node_tensors)    # y = x @ dW^T  (or dW itself for a plan without x)
@@ -13,9 +13,9 @@ of two dense dW, or of two outputs.
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -23,7 +23,7 @@ from ..errors import ShapeError
 from .cost import CostModel, StepCost, pair_cost
 from .emit import Emitted, Emitter, Op, Var, compile_source, identifier
 from .problem import TOKENS, Problem
-from .search import EXACT_LIMIT, Scorer, flops_path, hyper_path, optimal_path
+from .search import Scorer
 
 
 @dataclass
@@ -427,127 +427,6 @@ def _fmt_bytes(x: float) -> str:
         if abs(x) >= size:
             return f"{x / size:.3g} {unit}"
     return f"{int(x)} B"
-
-
-# ---------------------------------------------------------------- planning
-def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") -> Branch:
-    """The best tree for one problem, trying each circuit operand dense and gate by gate."""
-    circuits = [i for i, op in enumerate(problem.operands) if op.kind == "circuit"]
-    options = [frozenset()]
-    if problem.has_x:
-        options = [frozenset(c) for r in range(len(circuits) + 1) for c in itertools.combinations(circuits, r)]
-    best: Branch | None = None
-    for gates in options:
-        if optimize in ("greedy", "optimal", "dp") and not gates:
-            path = flops_path(problem, optimize)
-        elif optimize == "hyper" or (optimize == "auto" and len(problem.operands) > EXACT_LIMIT):
-            path, _ = hyper_path(problem, model, gates)
-        else:
-            path, _ = optimal_path(problem, model, gates)
-        scorer = Scorer(problem, model, gates)
-        steps = scorer.path_steps(path)
-        if any(s is None for s in steps):
-            continue
-        objective = sum(s.objective(model) for s in steps)
-        if best is None or objective < best.objective:
-            best = Branch(problem, path, gates, steps, objective, widen=widen_for(problem))
-    assert best is not None
-    return best
-
-
-#: From this many tokens on, thin node matrices meet the activations thin side first (emit.widen);
-#: below it the extra copy is not paid back (measured on MKL: 1.2-1.8x slower at T = 1-4, even at 8, 1.1-1.4x faster at 16, 2x at 32+).
-WIDEN_TOKENS = 12
-
-
-def widen_for(problem: Problem) -> bool:
-    return problem.has_x and (problem.tokens or 0) >= WIDEN_TOKENS
-
-
-#: Deviate from the FLOP-optimal tree only when the model predicts at least this much gain.
-ANCHOR_MARGIN = 0.10
-#: Operand counts up to which the FLOP-optimal tree is searched as an anchor (it costs a second DP).
-ANCHOR_LIMIT = 12
-
-
-#: A cost model that counts forward FLOPs only (the FLOP-optimal tree the plan is anchored on).
-FLOPS_ONLY = CostModel(name="flops", flop_rate=1.0, half_dim=0.0, bandwidth=float("inf"), alloc_threshold=2**62,
-                       op_overhead=0.0, memory_weight=0.0, copy_operands=False)
-
-
-def flop_optimal_path(problem: Problem) -> list[tuple[int, int]]:
-    """A tree of minimal forward FLOPs (our exact search with a FLOPs-only model; = opt_einsum's dp)."""
-    path, _ = optimal_path(problem.with_grads(False, x_grad=False), FLOPS_ONLY)
-    return path
-
-
-def dense_first_path(problem: Problem, model: CostModel) -> list[tuple[int, int]]:
-    """The tree that builds dW from the nodes (its own best tree), then contracts x with it."""
-    sub = search_branch(problem.without_x(), model).path
-    n = len(problem.operands)
-    path = [(i + 1, j + 1) for i, j in sub]  # x is operand 0: every id shifts by one
-    return path + [(0, n + len(sub) - 1 if sub else 1)]
-
-
-def _branch(problem: Problem, model: CostModel, path: list[tuple[int, int]]) -> Branch:
-    steps = Scorer(problem, model).path_steps(path)
-    return Branch(problem, path, frozenset(), steps, sum(s.objective(model) for s in steps), widen=widen_for(problem))
-
-
-def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool = False,
-              optimize: str = "auto", anchor_margin: float = ANCHOR_MARGIN) -> Plan:
-    """Plan ``problem`` under ``model`` (default: the CPU profile).
-
-    ``optimize="auto"``: the exact optimum of the step-cost objective (cotengra beyond
-    ``EXACT_LIMIT`` operands), then the candidates (that tree, the FLOP-optimal and greedy trees,
-    dW-first) are emitted and ranked by the cost of their emitted programs (layout copies
-    included); the FLOP-optimal tree is kept unless another is predicted ``anchor_margin`` better.
-    ``"greedy"`` / ``"optimal"``: opt_einsum's FLOP-only trees, emitted by the same generator.
-    ``initial``: a ``delta`` network (QuanTA): the program also takes theta_0's tensors and returns
-    the difference.
-    """
-    model = model or CostModel.for_device("cpu")
-    problem.check()
-    if initial:
-        return _delta_plan(problem, model, optimize)
-    if optimize in ("greedy", "optimal", "dp"):
-        return Plan(problem, model, [_branch(problem, model, flops_path(problem, optimize))], method=optimize)
-    best = search_branch(problem, model, optimize)
-    plans = {best.signature(): Plan(problem, model, [best], method=optimize)}
-    if best.gates or len(problem.operands) < 3:
-        return next(iter(plans.values()))
-    anchor = None
-    candidates = []
-    if problem.has_x:  # dW plans run once per step on small tensors: the search's tree is enough
-        candidates = [("greedy", flops_path(problem, "greedy")), ("dense", dense_first_path(problem, model))]
-        if len(problem.operands) <= ANCHOR_LIMIT:
-            candidates.append(("optimal", flop_optimal_path(problem)))
-    for name, path in candidates:
-        branch = _branch(problem, model, path)
-        if any(step is None for step in branch.steps):
-            continue
-        plan = plans.setdefault(branch.signature(), Plan(problem, model, [branch], method=optimize))
-        if name == "optimal":
-            anchor = plan
-    chosen = min(plans.values(), key=Plan.objective)
-    if anchor is not None and anchor.objective() <= chosen.objective() * (1 + anchor_margin):
-        chosen = anchor
-    return chosen
-
-
-def _delta_plan(problem: Problem, model: CostModel, optimize: str) -> Plan:
-    frozen = problem.with_grads(False)
-    if not problem.has_x:
-        return Plan(problem, model, [search_branch(problem, model, optimize),
-                                     search_branch(frozen, model, optimize)], delta="dense", initial=frozen,
-                    method=optimize)
-    outputs = Plan(problem, model, [search_branch(problem, model, optimize),
-                                    search_branch(frozen, model, optimize)], delta="outputs", initial=frozen,
-                   method=optimize)
-    dense = Plan(problem, model, [search_branch(problem.without_x(), model, optimize),
-                                  search_branch(frozen.without_x(), model, optimize)], delta="dense",
-                 initial=frozen, method=optimize)
-    return dense if dense.objective() < outputs.objective() else outputs
 
 
 def reference(problem: Problem, x: torch.Tensor | None, tensors: Sequence[torch.Tensor],

@@ -17,8 +17,9 @@ makes the same problem for another ``T``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..errors import SpecError
 
@@ -62,7 +63,7 @@ class Problem:
     def from_network(cls, network, in_features: int, out_features: int, *, tokens: int | None = None,
                      grad: bool | Mapping[str, bool] = True, x_grad: bool = False, itemsize: int = 4,
                      circuits: Mapping[str, tuple[int, int]] | None = None,
-                     sizes: Mapping[str, int] | None = None) -> "Problem":
+                     sizes: Mapping[str, int] | None = None) -> Problem:
         """The problem of ``network`` built for a layer ``(out_features, in_features)``.
 
         ``tokens``: T for ``x @ dW^T``, or None for dW itself. ``grad``: whether node tensors need
@@ -91,7 +92,7 @@ class Problem:
     @classmethod
     def from_operands(cls, operands: Sequence[Operand], sizes: Mapping[str, int], out_legs: Sequence[str],
                       in_legs: Sequence[str], *, tokens: int | None = None, x_grad: bool = False,
-                      itemsize: int = 4, scale: float = 1.0, name: str = "network") -> "Problem":
+                      itemsize: int = 4, scale: float = 1.0, name: str = "network") -> Problem:
         """A problem from explicit operands (tests, random networks)."""
         out_legs, in_legs = tuple(out_legs), tuple(in_legs)
         problem = cls(tuple(operands), out_legs + in_legs, tuple(sorted(dict(sizes).items())), out_legs,
@@ -108,7 +109,7 @@ class Problem:
     def tokens(self) -> int | None:
         return self.size_dict.get(TOKENS) if self.has_x else None
 
-    def with_tokens(self, tokens: int, *, x_grad: bool | None = None) -> "Problem":
+    def with_tokens(self, tokens: int, *, x_grad: bool | None = None) -> Problem:
         """The same network applied to ``x`` of ``tokens`` rows: ``y[T, out] = x[T, in] dW^T``."""
         tokens = int(tokens)
         if tokens < 1:
@@ -123,14 +124,14 @@ class Problem:
             ops = (Operand("x", (TOKENS,) + self.in_legs, "x", bool(x_grad)),) + self.operands
         return replace(self, operands=ops, output=(TOKENS,) + self.out_legs, sizes=tuple(sorted(sizes.items())))
 
-    def without_x(self) -> "Problem":
+    def without_x(self) -> Problem:
         """The dW problem (output ``(*out legs, *in legs)``)."""
         if not self.has_x:
             return self
         sizes = tuple((k, v) for k, v in self.sizes if k != TOKENS)
         return replace(self, operands=self.operands[1:], output=self.out_legs + self.in_legs, sizes=sizes)
 
-    def with_grads(self, nodes: bool | Sequence[bool], x_grad: bool | None = None) -> "Problem":
+    def with_grads(self, nodes: bool | Sequence[bool], x_grad: bool | None = None) -> Problem:
         """A copy with new requires-grad flags (one flag for every node, or one per node operand)."""
         ops = list(self.operands)
         start = 1 if self.has_x else 0
@@ -141,7 +142,7 @@ class Problem:
             ops[0] = replace(ops[0], requires_grad=bool(x_grad))
         return replace(self, operands=tuple(ops))
 
-    def with_circuits_dense(self) -> "Problem":
+    def with_circuits_dense(self) -> Problem:
         """A copy where every circuit operand is an ordinary (dense) tensor."""
         ops = tuple(replace(op, kind="tensor") if op.kind == "circuit" else op for op in self.operands)
         return replace(self, operands=ops)
@@ -190,7 +191,7 @@ class Problem:
         terms = ["".join(sym[leg] for leg in op.legs) for op in self.operands]
         return ",".join(terms) + "->" + "".join(sym[leg] for leg in self.output)
 
-    def check(self) -> "Problem":
+    def check(self) -> Problem:
         """Raise SpecError for legs without size, duplicate legs, or legs nothing connects."""
         sizes = self.size_dict
         count: dict[str, int] = {}

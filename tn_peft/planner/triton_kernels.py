@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -30,7 +30,7 @@ import torch
 def available() -> bool:
     """True if triton imports (kernels run on CUDA, or anywhere under ``TRITON_INTERPRET=1``)."""
     try:
-        import triton  # noqa: F401
+        import triton
         import triton.language  # noqa: F401
     except Exception:  # pragma: no cover - triton missing or broken
         return False
@@ -88,7 +88,7 @@ def _kernels():
         state = state.to(tl.float32)
         tl.store(src + local, state)
         tl.debug_barrier()
-        for op in range(0, n_ops):
+        for op in range(n_ops):
             kind = tl.load(ops_ptr + op * 8)
             stride_a = tl.load(ops_ptr + op * 8 + 1)
             dim_a = tl.load(ops_ptr + op * 8 + 2)
@@ -100,7 +100,7 @@ def _kernels():
             own = tl.load(src + local)
             if kind == 0:
                 acc = tl.zeros((BT, NP), dtype=tl.float32)
-                for j in range(0, MAXD):
+                for j in range(MAXD):
                     ok = (digit * 0 + j) < dim_a                    # a block mask: j is a digit of wire a
                     g = tl.load(par_ptr + offset + digit * dim_a + j, mask=ok, other=0.0)
                     partner = idx + (j - digit) * stride_a
