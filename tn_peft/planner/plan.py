@@ -298,6 +298,9 @@ class Plan:
             out.append("delta: dW(theta) - dW(theta_0) built densely, then one matmul")
         elif self.delta == "outputs":
             out.append("delta: both networks contracted into x, outputs subtracted")
+        thin = [line.split(" = ", 1)[1].split(".", 1)[0] for line in self.emitted.lines if "# thin side first" in line]
+        if thin:
+            out.append(f"thin node matrices {', '.join(thin)} laid out thin side first (skinny-GEMM layout)")
         if problem.scale != 1.0:
             out.append(f"scale {problem.scale:g} folded into the smallest tensor")
         return out
