@@ -90,6 +90,13 @@ class Adapter(nn.Module):
         self._circuits = bool(circuits)
         self._families: dict[tuple, Any] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Plan families hold functions compiled from generated source, which pickle cannot store;
+        # they are a cache, rebuilt on the next call (torch.save(model) / copy.deepcopy work).
+        state = self.__dict__.copy()
+        state["_families"] = {}
+        return state
+
     # ------------------------------------------------------------------ nodes
     def node(self, name: str) -> Node:
         """The node module called ``name`` (own or shared)."""
