@@ -42,28 +42,27 @@ def _entry(target: str):
     return add, run
 
 
-def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    """The parser; only the subcommand named in ``argv`` imports its module."""
-    parser = argparse.ArgumentParser(prog="tn-peft", description="Tensor-network adapters for PEFT.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    wanted = next((a for a in argv if not a.startswith("-")), None)
-    for name, (target, text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=text, description=text)
+def _add_commands(subparsers, table: dict[str, tuple[str, str]], wanted: str | None) -> None:
+    """One sub-parser per entry of ``table``; only ``wanted`` imports its module and gets its options."""
+    for name, (target, text) in table.items():
+        cmd = subparsers.add_parser(name, help=text, description=text)
         if name == wanted:
             add, run = _entry(target)
             add(cmd)
             cmd.set_defaults(handler=run)
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser; only the subcommand named in ``argv`` imports its module."""
+    parser = argparse.ArgumentParser(prog="tn-peft", description="Tensor-network adapters for PEFT.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    rest = [a for a in argv if not a.startswith("-")]
+    wanted = rest[0] if rest else None
+    _add_commands(sub, COMMANDS, wanted)
     bench = sub.add_parser("bench", help="run a benchmark: " + ", ".join(BENCHMARKS),
                            description="Benchmarks print ratios measured side by side in one process.")
     bench_sub = bench.add_subparsers(dest="bench", metavar="NAME")
-    rest = [a for a in argv if not a.startswith("-")]
-    wanted_bench = rest[1] if wanted == "bench" and len(rest) > 1 else None
-    for name, (target, text) in BENCHMARKS.items():
-        cmd = bench_sub.add_parser(name, help=text, description=text)
-        if name == wanted_bench:
-            add, run = _entry(target)
-            add(cmd)
-            cmd.set_defaults(handler=run)
+    _add_commands(bench_sub, BENCHMARKS, rest[1] if wanted == "bench" and len(rest) > 1 else None)
     return parser
 
 
