@@ -130,12 +130,7 @@ def family_for(problem: Problem, model: CostModel | None = None, *, initial: boo
     """The cached :class:`PlanFamily` of ``problem`` (its token count is ignored)."""
     model = model or CostModel.for_device("cpu")
     key = (problem.key(with_tokens=False), model, initial)
-    family = _FAMILIES.get(key)
-    if family is None:
-        if len(_FAMILIES) >= CACHE_LIMIT:
-            _FAMILIES.clear()
-        family = _FAMILIES[key] = PlanFamily(problem, model, initial=initial)
-    return family
+    return _cached(_FAMILIES, key, lambda: PlanFamily(problem, model, initial=initial))
 
 
 def dw_plan_for(problem: Problem, model: CostModel | None = None, *, initial: bool = False) -> Plan:
@@ -143,12 +138,17 @@ def dw_plan_for(problem: Problem, model: CostModel | None = None, *, initial: bo
     model = model or CostModel.for_device("cpu")
     problem = problem.without_x()
     key = (problem.key(), model, initial)
-    plan = _DW_PLANS.get(key)
-    if plan is None:
-        if len(_DW_PLANS) >= CACHE_LIMIT:
-            _DW_PLANS.clear()
-        plan = _DW_PLANS[key] = make_plan(problem, model, initial=initial)
-    return plan
+    return _cached(_DW_PLANS, key, lambda: make_plan(problem, model, initial=initial))
+
+
+def _cached(cache: dict, key: tuple, make):
+    """``cache[key]``, made on first use; a full cache (CACHE_LIMIT entries) starts over."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        value = cache[key] = make()
+    return value
 
 
 def clear_caches() -> None:
