@@ -67,8 +67,7 @@ class Adapter(nn.Module):
         self.activation_equation, _ = network.to_einsum(activations=True)
         self.out_factors = tuple(self.sizes[leg] for leg in network.open["out"])
         self.in_factors = tuple(self.sizes[leg] for leg in network.open["in"])
-        self._dw_expression = opt_einsum.contract_expression(
-            self.equation, *(self.node(name).shape for name in self.operands), optimize="auto-hq")
+        self._dw_expression = None  # the planner-free path's opt_einsum expression, made on first use
         if network.delta:
             # QuanTA-style: dW = T(theta) - T(theta_0); keep theta_0's tensors frozen beside the nodes.
             with torch.no_grad():
@@ -78,7 +77,7 @@ class Adapter(nn.Module):
         circuits = {}
         for name in self.operands:
             module = self.node(name)
-            gates = module.as_network() if hasattr(module, "as_network") else None
+            gates = module.as_network()  # None for ordinary nodes (the Node interface)
             if gates is not None and len(getattr(module, "col_legs", ())) == 1 \
                     and module.legs[-1] == module.col_legs[0]:
                 chunk = max(getattr(gates, "wire_dims", (2,)) or (2,))
@@ -142,6 +141,9 @@ class Adapter(nn.Module):
     def contract_dense(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         """The network's dense tensor from given node tensors, as an (out, in) matrix (no scale)."""
         if not self.planner:
+            if self._dw_expression is None:
+                self._dw_expression = opt_einsum.contract_expression(
+                    self.equation, *(t.shape for t in tensors), optimize="auto-hq")
             full = self._dw_expression(*tensors, backend="torch")
             return full.reshape(self.out_features, self.in_features)
         from .planner.dispatch import dw_plan_for

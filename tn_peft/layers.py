@@ -190,14 +190,16 @@ class TnLayer(nn.Module):
         tensors = self.node_tensors(adapter_name)
         if x.shape[-1] != self.in_features:
             raise ShapeError(f"layer takes inputs with last dimension {self.in_features}, got shape {tuple(x.shape)}")
-        xb = x.reshape(-1, *adapter.in_factors)
         compiling = torch.compiler.is_compiling()
-        # Planned eagerly too, so that torch.compile finds it cached and traces no opt_einsum search.
-        program, smallest = self._program(adapter_name, adapter, tuple(xb.shape), tensors)
-        if getattr(adapter, "planner", False) and hasattr(adapter, "apply") and not compiling:
+        # Planned eagerly too, so that torch.compile finds it cached and traces no opt_einsum search;
+        # the shape is computed in Python so the eager path pays no reshape for it.
+        x_shape = (math.prod(x.shape[:-1]), *adapter.in_factors)
+        program, smallest = self._program(adapter_name, adapter, x_shape, tensors)
+        if adapter.planner and not compiling:
             # the planner's program for this token count (its dispatch is plain Python, so under
             # torch.compile the layer's own traceable program runs instead)
             return adapter.apply(x, tensors)
+        xb = x.reshape(x_shape)
         if adapter.network.delta:
             dw = self.delta_matrix(adapter_name, tensors)
             return F.linear(x.to(dw.dtype), dw)
