@@ -119,3 +119,20 @@ def assert_same_delta(first, second, atol: float = 1e-6) -> None:
     b = second.delta_weight() if hasattr(second, "delta_weight") else second
     err = float((a.detach() - b.detach()).abs().max())
     assert err <= atol, f"dW differ: max abs difference {err:.3g} > {atol:g}"
+
+
+def assert_right_inverse_round_trips(node_class, q, *, fp64_atol: float = 1e-12, fp32_atol: float = 1e-5) -> None:
+    """Assert a Stiefel node kind reaches ``q`` (an N x K numpy matrix) through its right inverse.
+
+    Checks both precisions: ``set_matrix`` in fp64 (within ``fp64_atol``) and ``right_inverse`` in
+    fp32 (within ``fp32_atol``), each on a fresh node with legs ``["o", "k"]``.
+    """
+    n, k = q.shape
+    double = node_class("U", ["o", "k"], [n, k]).double()
+    double.set_matrix(torch.from_numpy(q))
+    err = np.abs(double.matrix().detach().numpy() - q).max()
+    assert err < fp64_atol, f"fp64 right inverse misses q by {err:.3g}"
+    single = node_class("U", ["o", "k"], [n, k])
+    single.right_inverse(torch.from_numpy(q).float())
+    err = np.abs(single.matrix().detach().numpy() - q).max()
+    assert err < fp32_atol, f"fp32 right inverse misses q by {err:.3g}"

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from tn_peft.nodes import GivensNode, create_node, givens_columns
 from tn_peft.nodes.givens import givens_layout
+from tn_peft.testing import assert_right_inverse_round_trips
 
 
 def dense_givens(angles, n, k):
@@ -41,12 +42,7 @@ def test_equals_the_product_written_out(n, data):
 def test_right_inverse_is_exact(n, data):
     k = data.draw(st.integers(1, n))
     q = np.linalg.qr(np.random.default_rng(data.draw(st.integers(0, 10**6))).normal(size=(n, k)))[0]
-    node = GivensNode("U", ["o", "k"], [n, k]).double()
-    node.set_matrix(torch.from_numpy(q))
-    assert np.abs(node.matrix().detach().numpy() - q).max() < 1e-12
-    single = GivensNode("U", ["o", "k"], [n, k])
-    single.right_inverse(torch.from_numpy(q).float())
-    assert np.abs(single.matrix().detach().numpy() - q).max() < 1e-5
+    assert_right_inverse_round_trips(GivensNode, q)
 
 
 def test_large_node_and_gradcheck():

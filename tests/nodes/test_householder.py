@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tn_peft.nodes import HouseholderNode, create_node, householder_columns
+from tn_peft.testing import assert_right_inverse_round_trips
 
 
 @st.composite
@@ -21,12 +22,7 @@ def stiefel(draw, max_n=40):
 @given(stiefel())
 def test_right_inverse_is_exact_for_every_stiefel_matrix(q):
     n, k = q.shape
-    node = HouseholderNode("U", ["o", "k"], [n, k]).double()
-    node.set_matrix(torch.from_numpy(q))
-    assert np.abs(node.matrix().detach().numpy() - q).max() < 1e-12
-    single = HouseholderNode("U", ["o", "k"], [n, k])
-    single.right_inverse(torch.from_numpy(q).float())
-    assert np.abs(single.matrix().detach().numpy() - q).max() < 1e-5
+    assert_right_inverse_round_trips(HouseholderNode, q)
 
 
 @given(st.integers(1, 60), st.data(), st.sampled_from([torch.float32, torch.float64]))
