@@ -11,10 +11,14 @@
   Each program owns a block of rows and ping-pongs them between two scratch rows in global memory
   (cache-resident); a gate on wire w reads, for every entry, the ``d_w`` entries that differ in
   digit w. Backward recomputes through the torch ops of ``as_network()``.
+- :func:`kron_rows` -- per-wire maps ``y[t, .., i_w, ..] = scale * sum_j F[i_w, j] x[t, .., j, ..]``
+  applied wire after wire (Kronecker ``x (A (x) Ba Bb)^T``: each ``F`` takes its wire from ``d_in``
+  to ``d_out``, so the row width changes per map; strides come from the host's op table), in the
+  same table-driven kernel (op kind 3). Backward recomputes through torch ops.
 
 ``available()`` says whether triton imports. Tests run the kernels on CPU with
 ``TRITON_INTERPRET=1`` (set before triton is imported). :func:`fused_program` returns a function
-with a plan program's signature when a problem is one of these chains, else None.
+with a plan program's signature when a problem is one of these chains or per-wire maps, else None.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def available() -> bool:
     try:
         import triton
         import triton.language  # noqa: F401
-    except Exception:  # pragma: no cover - triton missing or broken
+    except Exception:  # noqa: BLE001 # pragma: no cover - triton missing or broken
         return False
     return True
 
@@ -76,7 +80,8 @@ def _kernels():
         # ops table rows (8 ints): kind, stride_a, dim_a, stride_b, dim_b, offset, length, 0
         # kind 0: square gate G (row-major at offset) on wire a: psi'[i] = sum_j G[i_a, j] psi[i; i_a <- j]
         # kind 1: sign table S[i_a, i_b] (offset) multiplies; kind 2: keep the first `length`
-        # entries times par[offset + i] (the diagonal s, scale folded in), zero the rest.
+        # entries times par[offset + i] (the diagonal s, scale folded in), zero the rest;
+        # kind 3: non-square map on one wire (dim_b -> dim_a), the state's width becomes `length`.
         pid = tl.program_id(0)
         rt = pid * BT + tl.arange(0, BT)
         idx = tl.arange(0, NP)
@@ -113,10 +118,25 @@ def _kernels():
                 digit_b = (idx // stride_b) % dim_b
                 sign = tl.load(par_ptr + offset + digit * dim_b + digit_b)
                 new = own * sign.to(tl.float32)[None, :]
-            else:
+            elif kind == 2:
                 keep = idx < length
                 factor = tl.load(par_ptr + offset + idx, mask=keep, other=0.0)  # zero beyond k: truncate
                 new = own * factor.to(tl.float32)[None, :]
+            else:
+                # map F (dim_a x dim_b, row-major at offset) on the wire of stride stride_a (the product
+                # of the dims after it, the same before and after): dim_b -> dim_a. Output entry
+                # idx = (hi, digit, lo) reads input entries (hi, j, lo) of the narrower/wider layout.
+                lo = idx % stride_a
+                base = (idx // (stride_a * dim_a)) * (dim_b * stride_a) + lo
+                live = idx < length
+                acc = tl.zeros((BT, NP), dtype=tl.float32)
+                for j in range(MAXD):
+                    ok = live & ((digit * 0 + j) < dim_b)
+                    f = tl.load(par_ptr + offset + digit * dim_b + j, mask=ok, other=0.0)
+                    v = tl.load(src + tl.arange(0, BT)[:, None] * NP + (base + j * stride_a)[None, :],
+                                mask=(tl.arange(0, BT)[:, None] >= 0) & ok[None, :], other=0.0)
+                    acc += f.to(tl.float32)[None, :] * v
+                new = acc
             tl.store(dst + local, new)
             tl.debug_barrier()
             src, dst = dst, src
@@ -202,7 +222,6 @@ def _circuit_table(network, transpose: bool, ops: list, params: list, cursor: in
 
 def _run_circuits(x, parts, n_out: int) -> torch.Tensor:
     """Run a list of ("circuit", network, transpose) / ("diag", vector, k) parts on the rows of x."""
-    _, circuit_kernel = _kernels()
     ops: list = []
     params: list = []
     cursor = 0
@@ -219,8 +238,15 @@ def _run_circuits(x, parts, n_out: int) -> torch.Tensor:
             ops.append([2, 1, 1, 1, 1, cursor, k, 0])
             params.append(vector.reshape(-1))
             cursor += vector.numel()
+    return _launch(x, ops, params, max(width, n_out), n_out, maxd)
+
+
+def _launch(x, ops: list, params: list, width: int, n_out: int, maxd: int) -> torch.Tensor:
+    """One circuit_kernel launch over the rows of x: op table ``ops``, parameters ``params``, the
+    widest state ``width``, output width ``n_out``, ``maxd`` the largest wire dimension a gate or map reads."""
+    _, circuit_kernel = _kernels()
     t = x.shape[0]
-    np_ = _pow2(max(width, n_out), least=2)
+    np_ = _pow2(width, least=2)
     bt = 4
     programs = math.ceil(t / bt)
     table = torch.tensor(ops, dtype=torch.int32, device=x.device).reshape(-1)
@@ -285,15 +311,160 @@ def circuit_chain(x: torch.Tensor, v_node, s: torch.Tensor, u_node, scale: float
     return _Recompute.apply(kernel, reference, x, s)
 
 
+# ------------------------------------------------------------------------ per-wire maps
+def _run_maps(x: torch.Tensor, dims, maps, scale: float) -> torch.Tensor:
+    """``scale *`` the maps ``[(wire, F[d_out, d_in]), ...]`` applied in order to the rows of x viewed
+    as ``(T, *dims)``, in one launch (no autograd). Returns ``(T, prod(final dims))``."""
+    dims = list(dims)
+    width = widest = math.prod(dims)
+    if x.shape[1] != width:
+        raise ValueError(f"rows of width {x.shape[1]} do not match wire dims {tuple(dims)}")
+    ops: list = []
+    params: list = []
+    cursor = 0
+    maxd = 2
+    small = min(range(len(maps)), key=lambda n: maps[n][1].numel()) if maps else None
+    for n, (w, f) in enumerate(maps):
+        d_out, d_in = f.shape
+        if d_in != dims[w]:
+            raise ValueError(f"map {n} takes dimension {d_in} on wire {w}, which has {dims[w]}")
+        stride = math.prod(dims[w + 1:])       # unchanged by the map: only wire w's dimension changes
+        width = width // d_in * d_out
+        ops.append([3, stride, d_out, 1, d_in, cursor, width, 0])
+        params.append((f * scale if n == small else f).reshape(-1))   # scale folded into the smallest
+        cursor += f.numel()
+        dims[w] = d_out
+        widest, maxd = max(widest, width), max(maxd, d_in)
+    if not maps:
+        ops.append([2, 1, 1, 1, 1, 0, width, 0])
+        params.append(torch.full((width,), float(scale), device=x.device))
+    return _launch(x, ops, params, widest, width, maxd)
+
+
+def kron_rows(x: torch.Tensor, dims, maps, scale: float = 1.0, perm=None) -> torch.Tensor:
+    """Differentiable per-wire maps on the rows of x: x viewed as ``(T, *dims)``, each ``(wire, F)`` of
+    ``maps`` in order takes wire ``wire`` from ``F.shape[1]`` to ``F.shape[0]`` (``F`` may be a view,
+    e.g. a transpose or ``torch.diag(s)``); the result times ``scale`` is ``(T, prod(final dims))``,
+    its wires reordered by ``perm`` (output wire k = wire ``perm[k]``) if given. Forward by one kernel
+    launch; backward recomputes through torch ops (gradients for x and every F)."""
+    wires = [w for w, _ in maps]
+    dims = tuple(int(d) for d in dims)
+    final = list(dims)
+    for w, f in maps:
+        final[w] = f.shape[0]
+
+    def kernel(x_, *mats):
+        return _run_maps(x_.contiguous(), dims, list(zip(wires, mats)), scale)
+
+    def reference(x_, *mats):
+        state = x_.reshape(x_.shape[0], *dims)
+        for w, f in zip(wires, mats):
+            state = torch.movedim(torch.movedim(state, w + 1, -1) @ f.t().to(state.dtype), -1, w + 1)
+        return state.reshape(x_.shape[0], -1) * scale
+
+    mats = [f for _, f in maps]
+    y = kernel(x, *mats) if not torch.is_grad_enabled() else _Recompute.apply(kernel, reference, x, *mats)
+    if perm is not None and list(perm) != list(range(len(dims))):
+        y = y.reshape(y.shape[0], *final).permute(0, *[1 + p for p in perm]).reshape(y.shape[0], -1)
+    return y
+
+
+#: The widest row state (entries) a per-wire program keeps per row; wider problems use the plan.
+MAP_MAX_WIDTH = 1 << 14
+
+
+def _wire_program(problem) -> Callable | None:
+    """Per-wire maps (see :func:`fused_program`), or None."""
+    ops = problem.operands[1:]
+    ins, outs = problem.in_legs, problem.out_legs
+    if len(ins) < 2 or len(ins) != len(outs) or any(op.kind not in ("tensor", "diagonal") for op in ops):
+        return None
+    if any(op.kind == "tensor" and len(op.legs) != 2 for op in ops):
+        return None
+    holders: dict[str, list[int]] = {}
+    diags: dict[str, list[int]] = {}
+    for i, op in enumerate(ops):
+        for leg in op.legs:
+            (diags if op.kind == "diagonal" else holders).setdefault(leg, []).append(i)
+    chains: list[list[tuple[int, str]]] = []   # per wire (x's leg order): (operand, "mat"/"matT"/"diag")
+    ends: list[str] = []
+    for leg in ins:
+        chain = [(i, "diag") for i in diags.get(leg, [])]
+        prev = None
+        while leg not in outs:
+            around = holders.get(leg, [])
+            if len(around) != (1 if prev is None else 2):   # open legs: one factor; bonds: two
+                return None
+            (i,) = [j for j in around if j != prev]
+            a, b = ops[i].legs
+            chain.append((i, "mat" if b == leg else "matT"))  # stored (out, in) or (in, out)
+            leg = a if b == leg else b
+            if leg in ins:
+                return None
+            chain += [(j, "diag") for j in diags.get(leg, [])]
+            prev = i
+        if len(holders.get(leg, [])) != 1:
+            return None
+        chains.append(chain)
+        ends.append(leg)
+    seen = [i for chain in chains for i, _ in chain]
+    if sorted(seen) != list(range(len(ops))) or sorted(ends) != sorted(outs):
+        return None
+    # Schedule: maps on different wires commute; take the map that shrinks the state most first.
+    sizes = problem.size_dict
+    dims = [sizes[leg] for leg in ins]
+    width = widest = math.prod(dims)
+    legs_in = list(ins)
+    steps: list[tuple[int, int, str]] = []
+    heads = [0] * len(chains)
+    while len(steps) < len(seen):
+        def ratio(w):
+            i, kind = chains[w][heads[w]]
+            if kind == "diag":
+                return 1.0
+            a, b = ops[i].legs
+            d_out = sizes[a] if kind == "mat" else sizes[b]
+            return d_out / dims[w]
+        w = min((w for w in range(len(chains)) if heads[w] < len(chains[w])), key=ratio)
+        i, kind = chains[w][heads[w]]
+        heads[w] += 1
+        if kind != "diag":
+            a, b = ops[i].legs
+            legs_in[w] = a if kind == "mat" else b
+            width = width // dims[w] * sizes[legs_in[w]]
+            dims[w] = sizes[legs_in[w]]
+            widest = max(widest, width)
+        steps.append((w, i, kind))
+    if widest > MAP_MAX_WIDTH:
+        return None
+    in_dims = [sizes[leg] for leg in ins]
+    perm = [ends.index(leg) for leg in outs]
+    scale = problem.scale
+
+    def program(x, *tensors):
+        maps = []
+        for w, i, kind in steps:
+            t = tensors[i]
+            maps.append((w, t if kind == "mat" else t.t() if kind == "matT" else torch.diag(t)))
+        return kron_rows(x, in_dims, maps, scale, perm)
+
+    return program
+
+
 # ------------------------------------------------------------------------ dispatch
 def fused_program(problem) -> Callable | None:
-    """A fused kernel program ``(x, *node tensors) -> y`` if ``problem`` is a low-rank chain, else None.
+    """A fused kernel program ``(x, *node tensors) -> y`` for a low-rank chain or per-wire maps, else None.
 
     Chains: two matrices sharing one bond leg k with one open leg each (LoRA ``B[out, r] A[r, in]``,
     ``U[out, k] V[in, k]``), optionally a diagonal on k (``U diag(s) V^T``).
+    Per-wire maps (two or more wires): every node tensor has two legs and lies on the path of one
+    wire from its in leg to an out leg (Kronecker ``A[m1, n1] (x) (Ba[m2, r] Bb[r, n2])``), no bond
+    joins two wires, and diagonals sit on legs of those paths.
     """
-    if not problem.has_x or len(problem.out_legs) != 1 or len(problem.in_legs) != 1:
+    if not problem.has_x:
         return None
+    if len(problem.out_legs) != 1 or len(problem.in_legs) != 1:
+        return _wire_program(problem)
     ops = problem.operands[1:]
     mats = [(i, op) for i, op in enumerate(ops) if op.kind in ("tensor", "circuit")]
     diags = [(i, op) for i, op in enumerate(ops) if op.kind == "diagonal"]
@@ -303,8 +474,8 @@ def fused_program(problem) -> Callable | None:
     (iu, u), (iv, v) = sorted(mats, key=lambda m: out_leg not in m[1].legs)
     if out_leg not in u.legs or in_leg not in v.legs or len(u.legs) != 2 or len(v.legs) != 2:
         return None
-    k_u = [leg for leg in u.legs if leg != out_leg][0]
-    k_v = [leg for leg in v.legs if leg != in_leg][0]
+    k_u = next(leg for leg in u.legs if leg != out_leg)
+    k_v = next(leg for leg in v.legs if leg != in_leg)
     if k_u != k_v or (diags and diags[0][1].legs != (k_u,)):
         return None
     u_t = u.legs.index(out_leg) == 1   # stored (k, out): use its transpose view
