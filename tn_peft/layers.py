@@ -8,8 +8,10 @@
 Each layer holds its adapters in ``tn_adapters`` (name -> :class:`~tn_peft.adapters.Adapter`) and
 tracks ``active_adapters``, ``merged_adapters`` and ``disable_adapters``. Linear adapters run
 ``Adapter.apply(x, node tensors)``: the planner's program for the token count, which for the SVD
-graphs contracts straight into the activations (``x -> x V -> x V diag(s) U^T``), never building dW.
-Without a planner the layer runs its own opt_einsum pairwise program (:func:`pairwise_program`).
+graphs contracts straight into the activations (``x -> x V -> x V diag(s) U^T``), never building dW;
+under ``torch.compile`` that same dispatch and program are traced into the graph (no second path).
+Adapters built with ``planner=False`` run the layer's own opt_einsum pairwise program
+(:func:`pairwise_program`), eagerly and under ``torch.compile`` alike.
 The node tensors come from the model's batched evaluation when it has filled ``node_cache``.
 """
 
@@ -190,19 +192,18 @@ class TnLayer(nn.Module):
         tensors = self.node_tensors(adapter_name)
         if x.shape[-1] != self.in_features:
             raise ShapeError(f"layer takes inputs with last dimension {self.in_features}, got shape {tuple(x.shape)}")
-        compiling = torch.compiler.is_compiling()
-        # Planned eagerly too, so that torch.compile finds it cached and traces no opt_einsum search;
-        # the shape is computed in Python so the eager path pays no reshape for it.
-        x_shape = (math.prod(x.shape[:-1]), *adapter.in_factors)
-        program, smallest = self._program(adapter_name, adapter, x_shape, tensors)
-        if adapter.planner and not compiling:
-            # the planner's program for this token count (its dispatch is plain Python, so under
-            # torch.compile the layer's own traceable program runs instead)
+        if adapter.planner:
+            # the planner's program for this token count; under torch.compile the same dispatch and
+            # program are traced (see tn_peft.planner.dispatch)
             return adapter.apply(x, tensors)
-        xb = x.reshape(x_shape)
         if adapter.network.delta:
             dw = self.delta_matrix(adapter_name, tensors)
             return F.linear(x.to(dw.dtype), dw)
+        # Without a planner: the layer's own pairwise program (planned at the first eager call, so
+        # torch.compile finds it cached).
+        x_shape = (math.prod(x.shape[:-1]), *adapter.in_factors)
+        program, smallest = self._program(adapter_name, adapter, x_shape, tensors)
+        xb = x.reshape(x_shape)
         operands = list(tensors)
         operands[smallest] = operands[smallest] * adapter.scale
         out = run_program(program, [xb.to(operands[0].dtype), *operands])

@@ -2,6 +2,7 @@
 
 import time
 
+import pytest
 import torch
 
 from tn_peft.planner import Problem, make_plan
@@ -41,3 +42,97 @@ def test_families_and_dw_plans_are_cached():
     assert family_for(problem) is family_for(problem.with_tokens(99))
     assert dw_plan_for(problem) is dw_plan_for(problem.without_x())
     assert family_for(problem) is not family_for(problem.with_grads(False))
+
+
+def _tt_layer(planner=True):
+    """A TT adapter on a 1024 x 1024 Linear: its plan changes with T (several breakpoints)."""
+    from torch import nn
+
+    from tn_peft.layers import TnLinear
+
+    torch.manual_seed(0)
+    layer = TnLinear(nn.Linear(1024, 1024))
+    layer.base_layer.requires_grad_(False)
+    layer.update_layer("tt", load_graph("tt", cores=3, rank=8).build(1024, 1024, planner=planner))
+    layer.active_adapters = ["tt"]
+    with torch.no_grad():
+        for param in layer.tn_adapters["tt"].parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    return layer
+
+
+def _output_and_grads(fn, layer, x):
+    layer.zero_grad()
+    y = fn(x)
+    y.pow(2).mean().backward()
+    return y.detach(), {n: p.grad.clone() for n, p in layer.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_planner_dispatch_runs_under_torch_compile_fullgraph(dynamic, monkeypatch):
+    """The planner's own dispatch and program are traced (no layer fallback, no graph break), and the
+    trace runs the plan of the T it sees: under dynamic shapes too (guarded on the plan's T range)."""
+    import tn_peft.layers
+
+    layer = _tt_layer()
+    adapter = layer.tn_adapters["tt"]
+    _output_and_grads(layer, layer, torch.randn(1, 1024))  # eager warm-up: plans the family
+    (family,) = adapter._families.values()
+    assert len(family.plans) > 2  # the plan for large T is not the one for T = 1
+    calls = []
+
+    def counted(i, program):
+        def run(x, *tensors):
+            calls.append(i)
+            return program(x, *tensors)
+        return run
+
+    monkeypatch.setattr(family, "entries", [(counted(i, p), g) for i, (p, g) in enumerate(family.entries)])
+    monkeypatch.setattr(family, "_lookup", {})
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("a planner adapter ran the layer's pairwise program")
+
+    monkeypatch.setattr(tn_peft.layers, "run_program", no_fallback)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True, dynamic=dynamic)
+    starts = [1] + family.breakpoints
+    for tokens in (1, starts[2] + 1, 600, 2048):
+        x = torch.randn(tokens, 1024)
+        expected = family.index(tokens)
+        calls.clear()
+        want, want_grads = _output_and_grads(layer, layer, x)
+        assert calls == [expected]
+        calls.clear()
+        got, got_grads = _output_and_grads(compiled, layer, x)
+        assert calls == [expected], (tokens, calls)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        for name, grad in want_grads.items():
+            torch.testing.assert_close(got_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    assert family.index(2048) == len(family.plans) - 1 and family.index(1) == 0
+
+
+def test_compile_without_eager_warm_up_plans_outside_the_graph():
+    """Without fullgraph, a family not planned yet is planned eagerly at a graph break; the program
+    itself still runs (traced) afterwards."""
+    from torch import nn
+
+    from tn_peft.layers import TnLinear
+
+    layer = TnLinear(nn.Linear(40, 24))
+    layer.update_layer("a", load_graph("lora").build(40, 24))
+    layer.active_adapters = ["a"]
+    torch._dynamo.reset()
+    x = torch.randn(3, 7, 40)
+    torch.testing.assert_close(torch.compile(layer, backend="aot_eager")(x), layer(x))
+
+
+def test_adapter_without_planner_still_compiles_fullgraph():
+    layer = _tt_layer(planner=False)
+    x = torch.randn(64, 1024)
+    want, want_grads = _output_and_grads(layer, layer, x)
+    torch._dynamo.reset()
+    got, got_grads = _output_and_grads(torch.compile(layer, backend="aot_eager", fullgraph=True), layer, x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)

@@ -6,8 +6,17 @@ layer shape at T = 1, 4, 16, ... (``GRID_RATIO``) up to ``max_tokens``; where tw
 points disagree it bisects (geometrically, to ``BREAK_PRECISION``) for the switch point. Costs are
 piecewise linear in T, so a tree optimal at both ends of an interval is optimal inside it.
 
-Per call, :meth:`PlanFamily.program_for` is a dict lookup (``T -> compiled program``), falling back
-to a ``bisect`` over the breakpoints the first time a T is seen: microseconds, never a re-plan.
+Per call, :meth:`PlanFamily.select` is a dict lookup (``T -> (compiled program, gate operands)``),
+falling back to a scan of the breakpoints the first time a T is seen: microseconds, never a re-plan.
+
+Under ``torch.compile`` the dispatch is traced too (no second code path, no graph break with
+``fullgraph=True``): every plan's program is compiled when the family is built, so a trace only reads
+plain lists; the breakpoints are scanned by a plain loop (dynamo cannot trace ``bisect``) and the
+``T`` cache is neither read nor written. With static shapes T is a Python int and the loop runs at
+trace time. With dynamic shapes T is symbolic: the loop compares it with the breakpoints, so the
+trace takes the plan of the T it was traced with (its hint) and dynamo guards on that plan's T range;
+a T outside the range recompiles with the plan for its own range, never runs a plan made for another T.
+Planning itself (the tree search) never runs inside a trace: see :meth:`tn_peft.adapters.Adapter.apply`.
 
     family = family_for(problem)             # cached by problem structure, sizes, grads, dtype
     y = family(x, *node_tensors)             # x: (..., in) -> (..., out)
@@ -15,7 +24,6 @@ to a ``bisect`` over the breakpoints the first time a T is seen: microseconds, n
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +39,7 @@ from .problem import Problem
 GRID_RATIO = 4
 BREAK_PRECISION = 1.1
 MAX_TOKENS = 1 << 20
-#: Distinct token counts remembered per family (the fallback is a bisect, so this only saves ~1 us).
+#: Distinct token counts remembered per family (the fallback is a short scan, so this only saves ~1 us).
 LOOKUP_LIMIT = 4096
 
 
@@ -53,7 +61,7 @@ class PlanFamily:
         self.plans: list[Plan] = [plans[0]]
         for k in range(1, len(grid)):
             self._segment(grid[k - 1], plans[k - 1], grid[k], plans[k])
-        self._lookup: dict[int, Callable] = {}
+        self._lookup: dict[int, tuple[Callable, frozenset[int]]] = {}
         self.in_features, self.out_features = problem.in_features, problem.out_features
         # On CUDA, chains x -> V -> (s) -> U run as one fused Triton kernel instead of the plan.
         self.fused: Callable | None = None
@@ -62,6 +70,12 @@ class PlanFamily:
 
             if triton_kernels.available():
                 self.fused = triton_kernels.fused_program(problem)
+        # (program, gate operands) per token range, compiled now: a torch.compile trace of the
+        # dispatch then reads plain lists and never compiles generated source.
+        self.entries: list[tuple[Callable, frozenset[int]]] = []
+        for plan in self.plans:
+            gates = plan.gate_operands()
+            self.entries.append((self.fused if self.fused is not None and not gates else plan.program, gates))
 
     def _plan(self, tokens: int) -> Plan:
         self.planned += 1
@@ -75,30 +89,49 @@ class PlanFamily:
             self.breakpoints.append(hi)
             self.plans.append(plan_hi)
             return
-        mid = max(lo + 1, min(hi - 1, int(round(math.sqrt(lo * hi)))))
+        mid = max(lo + 1, min(hi - 1, round(math.sqrt(lo * hi))))
         plan_mid = self._plan(mid)
         self._segment(lo, plan_lo, mid, plan_mid)  # leaves plan_mid's tree active at mid
         self._segment(mid, plan_mid, hi, plan_hi)
 
     # ---------------------------------------------------------------- lookup
+    def index(self, tokens: int) -> int:
+        """Which token range ``tokens`` falls in (a plain loop: traceable, and symbolic T gets guards)."""
+        i = 0
+        for start in self.breakpoints:
+            if tokens < start:
+                break
+            i += 1
+        return i
+
     def plan_for(self, tokens: int) -> Plan:
         """The plan used for ``tokens`` rows (its costs were predicted at the grid point it won)."""
-        return self.plans[bisect.bisect_right(self.breakpoints, tokens)]
+        return self.plans[self.index(tokens)]
+
+    def select(self, tokens: int) -> tuple[Callable, frozenset[int]]:
+        """``(compiled program, gate operands)`` for ``tokens`` rows: a dict lookup after the first call.
+
+        The gate operands are node positions (0-based, operand order without x) the program applies
+        gate by gate: the caller passes those node modules instead of their tensors. Under
+        ``torch.compile`` the cache is skipped (a trace must not mutate it, and a symbolic T is no
+        dict key): the scan of the breakpoints is traced instead.
+        """
+        if torch.compiler.is_compiling():
+            return self.entries[self.index(tokens)]
+        entry = self._lookup.get(tokens)
+        if entry is None:
+            entry = self.entries[self.index(tokens)]
+            if len(self._lookup) < LOOKUP_LIMIT:
+                self._lookup[tokens] = entry
+        return entry
 
     def program_for(self, tokens: int) -> Callable:
-        """The compiled program for ``tokens`` rows: a dict lookup after the first call."""
-        program = self._lookup.get(tokens)
-        if program is None:
-            plan = self.plans[bisect.bisect_right(self.breakpoints, tokens)]
-            program = self.fused if self.fused is not None and not plan.gate_operands() else plan.program
-            if len(self._lookup) < LOOKUP_LIMIT:
-                self._lookup[tokens] = program
-        return program
+        """The compiled program for ``tokens`` rows (see :meth:`select`)."""
+        return self.select(tokens)[0]
 
     def gates_for(self, tokens: int) -> frozenset[int]:
-        """Node positions (0-based, operand order without x) the plan for ``tokens`` applies gate by gate:
-        the caller passes those node modules instead of their tensors."""
-        return self.plan_for(tokens).gate_operands()
+        """Node positions the plan for ``tokens`` applies gate by gate (see :meth:`select`)."""
+        return self.select(tokens)[1]
 
     def __call__(self, x: torch.Tensor, *tensors: Any) -> torch.Tensor:
         """``x @ dW^T`` for x of shape ``(..., in)``; tensors in operand order (then theta_0's)."""
