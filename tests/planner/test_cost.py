@@ -61,3 +61,32 @@ def test_measure_helpers_run():
     (t,) = measure.time_forward_backward([fn], [[a, b]], repeat=2)
     assert t > 0
     assert measure.peak_bytes(fn, [a, b]) >= 32 * 8 * 4
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_search_objective_and_floor_agree_with_the_step_cost(device):
+    """The search's inlined objective equals StepCost.objective, and cost.step_floor never exceeds it."""
+    from tn_peft.planner.cost import step_floor
+    from tn_peft.planner.scorer import Scorer
+
+    model = CostModel.for_device(device)
+    floor = step_floor(model, 4)
+    checked = 0
+    graphs = [load_graph(name) for name in ("ttd", "quanta", "svd", "lotr", "kron")] + [load_graph("tt", cores=6)]
+    for graph in graphs:
+        for tokens in (None, 1, 4096):
+            problem = Problem.from_network(graph, 4096, 4096, tokens=tokens)
+            scorer = Scorer(problem, model)
+            n = len(problem.operands)
+            for s1 in range(1, 1 << n):
+                for s2 in range(s1 + 1, 1 << n):
+                    if s1 & s2:
+                        continue
+                    step = scorer.pair(s1, s2)
+                    exact = scorer.objective(s1, s2)
+                    assert exact == pytest.approx(step.objective(model), rel=1e-12)
+                    la, lb = scorer.legs_mask(s1), scorer.legs_mask(s2)
+                    grads = bool(s1 & scorer.grad_mask) + bool(s2 & scorer.grad_mask)
+                    assert floor(scorer.size(la), scorer.size(lb), scorer.size(la & lb), grads) <= exact
+                    checked += 1
+    assert checked > 1000

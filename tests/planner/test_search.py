@@ -13,7 +13,9 @@ from tn_peft.planner.search import (
     Scorer,
     ccp_path,
     exhaustive_path,
+    find_hub,
     flops_path,
+    hub_path,
     hyper_path,
     linear_to_ssa,
     oe_dp_path,
@@ -46,7 +48,9 @@ def brute_force(problem: Problem, model: CostModel) -> float:
     return best(frozenset(1 << i for i in range(len(problem.operands))))
 
 
-def random_problem(n: int, rng: random.Random, tokens=None) -> Problem:
+def random_problem(n: int, rng: random.Random, tokens=None, hub: bool = False) -> Problem:
+    """A random connected network (a random tree plus a few extra bonds); ``hub``: operand 0 also
+    shares a leg with every other operand (like x with the cores of a TT adapter)."""
     legs = [[] for _ in range(n)]
     sizes = {}
 
@@ -59,6 +63,10 @@ def random_problem(n: int, rng: random.Random, tokens=None) -> Problem:
         leg = new("b")
         legs[i].append(leg)
         legs[rng.randrange(i)].append(leg)
+        if hub and rng.random() < 0.9:
+            leg = new("h")
+            legs[0].append(leg)
+            legs[i].append(leg)
     for _ in range(rng.randint(0, 3)):
         i, j = rng.sample(range(n), 2)
         leg = new("c")
@@ -90,6 +98,44 @@ def test_connected_pair_dp_equals_opt_einsum_dp(seed):
     _, expected = oe_dp_path(problem, MODEL)
     assert cost == pytest.approx(expected, rel=1e-12)
     assert Scorer(problem, MODEL).path_cost(ours) == pytest.approx(cost, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_hub_search_equals_opt_einsum_dp(seed):
+    rng = random.Random(100 + seed)
+    problem = random_problem(rng.randint(9, 13), rng, tokens=rng.choice([None, 3, 64]), hub=seed % 3 != 0)
+    path, cost = hub_path(problem, MODEL)  # exact whichever operand is the hub
+    _, expected = oe_dp_path(problem, MODEL)
+    assert cost == pytest.approx(expected, rel=1e-12)
+    assert Scorer(problem, MODEL).path_cost(path) == pytest.approx(cost, rel=1e-12)
+    assert len(path) == len(problem.operands) - 1
+    _, auto = optimal_path(problem, MODEL)
+    assert auto == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("tokens", [1, 64, 4096])
+def test_hub_search_on_tt_with_x_matches_opt_einsum_dp(tokens):
+    problem = Problem.from_network(load_graph("tt", cores=11, rank=8), 2**11, 2**11, tokens=tokens)
+    assert find_hub(problem) == 0  # x touches every core
+    _, cost = hub_path(problem, MODEL)
+    _, expected = oe_dp_path(problem, MODEL)
+    assert cost == pytest.approx(expected, rel=1e-12)
+
+
+def test_find_hub_is_none_on_a_chain():
+    assert find_hub(Problem.from_network(load_graph("tt", cores=12, rank=4), 2**12, 2**12)) is None
+
+
+def test_twenty_cores_plus_x_is_exact():
+    import time
+
+    problem = Problem.from_network(load_graph("tt", cores=20, rank=8), 2**20, 2**20, tokens=64)
+    start = time.perf_counter()
+    _, cost = optimal_path(problem, MODEL)
+    elapsed = time.perf_counter() - start
+    _, expected = oe_dp_path(problem, MODEL)
+    assert cost == pytest.approx(expected, rel=1e-12)
+    assert elapsed < 2.0  # ~20 ms on an idle 2-core machine (opt_einsum's DP: ~0.1 s); generous for CI
 
 
 def test_exhaustive_tree_is_a_valid_path():

@@ -69,8 +69,8 @@ def report(net, in_features: int, out_features: int, *, tokens: int | None, trai
     planning = time.perf_counter() - start
     mode = "training (node tensors need gradients)" if train else "inference (no gradients)"
     what = f"x @ dW^T with T={tokens}" if tokens is not None else "dW"
-    lines = [f"plan {net.name}: {what}, layer out={out_features} x in={in_features}, {mode}, "
-             f"{itemsize}-byte elements, cost model {model.name}, planned in {planning * 1e3:.1f} ms",
+    lines = [(f"plan {net.name}: {what}, layer out={out_features} x in={in_features}, {mode}, "
+              f"{itemsize}-byte elements, cost model {model.name}, planned in {planning * 1e3:.1f} ms"),
              "decisions:"]
     lines += [f"  - {d}" for d in plan.decisions]
     lines.append("tree (s<k> = step k):")

@@ -188,6 +188,64 @@ def _matmul_terms(model: CostModel, a, b, c, full, m, n, k, grad_a, grad_b, coun
     return flops, flops * grads, saved, c * itemsize, c * itemsize, ops, time
 
 
+def matmul_objective(model: CostModel, itemsize: int):
+    """``f(a, b, c, full, m, n, k, grad_a, grad_b, count_a, count_b, copy_a, copy_b)`` -> the objective
+    ``(time + memory_weight * saved) * flop_rate`` of :func:`_matmul_terms`, the same arithmetic with
+    the model's constants bound once (the exact search calls it for every pair it costs)."""
+    half, rate, bandwidth, overhead = model.half_dim, model.flop_rate, model.bandwidth, model.op_overhead
+    threshold, alloc, weight = model.alloc_threshold, model.alloc_bandwidth, model.memory_weight
+    copy_rate = model.bandwidth * 1 / (1 + model.copy_half_run)
+
+    def objective(a, b, c, full, m, n, k, grad_a, grad_b, count_a, count_b, copy_a, copy_b) -> float:
+        flops = 2 * full
+        d = min(m, n, k)
+        compute = flops * (d + half) / (d * rate)
+        moved = (a + b + c) * itemsize / bandwidth
+        grads = int(grad_a) + int(grad_b)
+        time = (overhead + (max(moved, compute))) * (1 + grads)
+        if c * itemsize >= threshold:
+            time += c * itemsize / alloc
+        if grad_a and a * itemsize >= threshold:
+            time += a * itemsize / alloc
+        if grad_b and b * itemsize >= threshold:
+            time += b * itemsize / alloc
+        for size, copy in ((a, copy_a), (b, copy_b)):
+            if copy:
+                nbytes = size * itemsize
+                one = overhead + 2 * nbytes / copy_rate + (nbytes / alloc if nbytes >= threshold else 0.0)
+                time += one * (1 + int(grads > 0))
+        saved = (a * count_a * grad_b + b * count_b * grad_a) * itemsize
+        return (time + weight * saved) * rate
+
+    return objective
+
+
+def step_floor(model: CostModel, itemsize: int):
+    """``f(a, b, shared, tensors_with_grad)`` -> a lower bound on the objective of any matmul or
+    broadcast step joining tensors of ``a`` and ``b`` entries that share legs of ``shared`` entries.
+
+    The step touches ``full = a b / shared`` entries and writes ``c >= full / shared`` (only shared
+    legs can close), forward and once per gradient, so its objective is at least
+    ``(1 + grads) * (overhead * rate + max(full, (a + b + c) * itemsize / bandwidth * rate))
+    + fresh(c) * rate`` (forward flops of a broadcast are ``full``, of a matmul ``2 full``; copies
+    and the memory term only add). Circuit steps have no such bound. The search skips pairs by it.
+    """
+    rate, threshold, alloc = model.flop_rate, model.alloc_threshold, model.alloc_bandwidth
+    overhead = model.op_overhead * rate
+    per_entry = rate * itemsize / model.bandwidth
+    per_fresh = rate * itemsize / alloc
+
+    def floor(a: int, b: int, shared: int, grads: int) -> float:
+        full = a * b // shared
+        c = full // shared
+        bound = (1 + grads) * (overhead + max(full, (a + b + c) * per_entry))
+        if c * itemsize >= threshold:
+            bound += c * per_fresh
+        return bound * (1 - 1e-12)  # float rounding must never lift it above the exact objective
+
+    return floor
+
+
 def _broadcast_cost(model: CostModel, a, b, c, full, grad_a, grad_b, count_a, count_b, itemsize) -> StepCost:
     # C = A * B with broadcasting (diagonal scaling, outer product); dA = sum(dC * B), dB = sum(dC * A).
     flops = full

@@ -9,7 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .cost import CostModel, StepCost, _broadcast_cost, _matmul_terms, circuit_cost
+from .cost import (
+    CostModel,
+    StepCost,
+    _broadcast_cost,
+    _matmul_terms,
+    circuit_cost,
+    matmul_objective,
+)
 from .problem import Problem
 
 INFEASIBLE = math.inf
@@ -47,7 +54,7 @@ class Scorer:
         self._op_by_bit = {1 << i: m for i, m in enumerate(self.op_masks)}
         self._pairs: dict[tuple[int, int], StepCost | None] = {}
         self._objectives: dict[tuple[int, int], float] = {}
-        self._memory_weight, self._rate = model.memory_weight, model.flop_rate
+        self._matmul_objective = matmul_objective(model, problem.itemsize)
 
     def size(self, mask: int) -> int:
         """Product of the sizes of the legs in ``mask``."""
@@ -92,10 +99,16 @@ class Scorer:
             self._pairs[key] = cost
         return cost
 
-    def _pair(self, s1: int, s2: int, raw: bool = False) -> StepCost | tuple | None:
-        la, lb = self.legs_mask(s1), self.legs_mask(s2)
+    def _pair(self, s1: int, s2: int, objective_only: bool = False) -> StepCost | float | None:
+        legs_of, size = self._legs_of, self.size
+        la = legs_of.get(s1)
+        if la is None:
+            la = self.legs_mask(s1)
+        lb = legs_of.get(s2)
+        if lb is None:
+            lb = self.legs_mask(s2)
         s = s1 | s2
-        lc = self._legs_of.get(s)
+        lc = legs_of.get(s)
         if lc is None:  # only shared legs can close: drop those carried by nothing outside s
             lc, m, carriers, keep = la | lb, la & lb & ~self.out_mask, self._carriers_by_bit, ~s
             while m:
@@ -103,32 +116,36 @@ class Scorer:
                 if not carriers[low] & keep:
                     lc ^= low
                 m ^= low
-            self._legs_of[s] = lc
-        ga, gb = bool(s1 & self.grad_mask), bool(s2 & self.grad_mask)
+            legs_of[s] = lc
+        grad = self.grad_mask
+        ga, gb = bool(s1 & grad), bool(s2 & grad)
         if self.gates:
             for single, lq, lo, gq, go in ((s1, la, lb, ga, gb), (s2, lb, la, gb, ga)):
                 index = single.bit_length() - 1
                 if single == 1 << index and index in self.gates:
                     return self._circuit_step(index, lo, lc, gq, go)
-        single_a, single_b = s1 & (s1 - 1) == 0, s2 & (s2 - 1) == 0
-        count_a = not (single_a and s1 & self.leaf_nodes)
-        count_b = not (single_b and s2 & self.leaf_nodes)
-        size = self.size
-        a, b = size(la), size(lb)
+        leaves = self.leaf_nodes
+        count_a = s1 & (s1 - 1) != 0 or not s1 & leaves  # a node tensor is alive anyway: keeping it is free
+        count_b = s2 & (s2 - 1) != 0 or not s2 & leaves
+        sizes = self._size
+        a = sizes.get(la) or size(la)
+        b = sizes.get(lb) or size(lb)
         shared = la & lb
         summed = shared & ~lc
-        k, both = size(summed), size(shared)   # sizes multiply: every other size follows
+        both = sizes.get(shared) or size(shared)   # sizes multiply: every other size follows
         m, n = a // both, b // both
         full = m * n * both
-        c = full // k
         if not summed:
-            return _broadcast_cost(self.model, a, b, c, full, ga, gb, count_a, count_b, self.itemsize)
+            return _broadcast_cost(self.model, a, b, full, full, ga, gb, count_a, count_b, self.itemsize)
+        k = sizes.get(summed) or size(summed)
+        c = full // k
         copy = self.model.copy_operands
         copy_a = copy and count_a and la.bit_count() >= 3
         copy_b = copy and count_b and lb.bit_count() >= 3
-        terms = _matmul_terms(self.model, a, b, c, full, m, n, k, ga, gb, count_a, count_b, copy_a, copy_b,
-                              self.itemsize)
-        return terms if raw else StepCost(*terms)
+        if objective_only:
+            return self._matmul_objective(a, b, c, full, m, n, k, ga, gb, count_a, count_b, copy_a, copy_b)
+        return StepCost(*_matmul_terms(self.model, a, b, c, full, m, n, k, ga, gb, count_a, count_b, copy_a,
+                                       copy_b, self.itemsize))
 
     def _circuit_step(self, index: int, lo: int, lc: int, grad_q: bool, grad_o: bool) -> StepCost | None:
         # A circuit Q[rows..., k] applies to an operand holding all its row legs (-> k), or its
@@ -150,11 +167,11 @@ class Scorer:
         key = (s1, s2) if s1 < s2 else (s2, s1)
         value = self._objectives.get(key)
         if value is None:
-            cost = self._pair(key[0], key[1], True)  # matmul steps come back as a plain tuple
+            cost = self._pair(key[0], key[1], True)  # matmul steps come back as their objective
             if cost is None:
                 value = INFEASIBLE
-            elif type(cost) is tuple:
-                value = (cost[6] + self._memory_weight * cost[2]) * self._rate
+            elif type(cost) is float:
+                value = cost
             else:
                 value = cost.objective(self.model)
             self._objectives[key] = value
