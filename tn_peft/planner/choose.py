@@ -50,6 +50,9 @@ def widen_for(problem: Problem) -> bool:
     return problem.has_x and (problem.tokens or 0) >= WIDEN_TOKENS
 
 
+#: Candidate trees whose step costs exceed the search's optimum this many times are not emitted (on the
+#: catalog the chosen plan's step cost is at most 1.11x the optimum; emission only adds layout copies).
+CANDIDATE_LIMIT = 2.0
 #: Deviate from the FLOP-optimal tree only when the model predicts at least this much gain.
 ANCHOR_MARGIN = 0.10
 #: Operand counts up to which the FLOP-optimal tree is searched as an anchor (it costs a second DP).
@@ -104,13 +107,16 @@ def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool
         return next(iter(plans.values()))
     anchor = None
     candidates = []
+    limit = best.objective * CANDIDATE_LIMIT
     if problem.has_x:  # dW plans run once per step on small tensors: the search's tree is enough
-        candidates = [("greedy", flops_path(problem, "greedy")), ("dense", dense_first_path(problem, model))]
+        candidates = [("greedy", flops_path(problem, "greedy"))]
+        if Scorer(problem, model).objective(1, (1 << len(problem.operands)) - 2) < limit:  # its last step alone
+            candidates.append(("dense", dense_first_path(problem, model)))
         if len(problem.operands) <= ANCHOR_LIMIT:
             candidates.append(("optimal", flop_optimal_path(problem)))
     for name, path in candidates:
         branch = _branch(problem, model, path)
-        if any(step is None for step in branch.steps):
+        if any(step is None for step in branch.steps) or (name != "optimal" and branch.objective > limit):
             continue
         plan = plans.setdefault(branch.signature(), Plan(problem, model, [branch], method=optimize))
         if name == "optimal":
