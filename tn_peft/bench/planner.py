@@ -220,6 +220,33 @@ def lora_t1(args) -> dict[str, Any]:
     return out
 
 
+def adapter_dispatch(args) -> dict[str, Any]:
+    """What an ``Adapter`` call adds on top of the program it runs (LoRA 1536x384, T = 1, training,
+    forward only): ``apply`` (family and token lookups, the reshape of 3-D inputs) and ``forward``
+    (also evaluating the node tensors)."""
+    adapter = load_graph("lora").build(384, 1536)
+    tensors = adapter.node_tensors()
+    out = {}
+    for name, x in (("2-D x", torch.randn(1, 384)), ("3-D x", torch.randn(1, 1, 384))):
+        adapter(x)  # plan the family
+        program, _ = next(iter(adapter._families.values())).select(1)
+        flat = x.reshape(-1, 384)
+        calls = {"forward": lambda x=x: adapter(x), "apply": lambda x=x: adapter.apply(x, tensors),
+                 "program": lambda flat=flat, program=program: program(flat, *tensors)}
+        samples: dict[str, list[float]] = {key: [] for key in calls}
+        order = list(calls.items())
+        for round_ in range(21):
+            for key, fn in (order if round_ % 2 == 0 else order[::-1]):
+                t0 = time.perf_counter()
+                for _ in range(500):
+                    fn()
+                samples[key].append((time.perf_counter() - t0) / 500)
+        best = {key: min(v) for key, v in samples.items()}
+        out[name] = {"forward_s": best["forward"], "apply_s": best["apply"], "program_s": best["program"],
+                     "dispatch_s": best["apply"] - best["program"]}
+    return out
+
+
 # ------------------------------------------------------------------ output
 def _ms(s: float) -> str:
     return f"{s * 1e3:.3g}"
@@ -260,7 +287,8 @@ def run(args: argparse.Namespace) -> int:
                 row = run_case(graph, out_features, in_features, tokens, args)
                 rows.append(row)
                 print(table([row])[-1], flush=True)
-    extras = {"tt_memory": tt_memory_case(args), "planning_21": planning_21(args), "lora_t1": lora_t1(args)}
+    extras = {"tt_memory": tt_memory_case(args), "planning_21": planning_21(args), "lora_t1": lora_t1(args),
+              "adapter_dispatch": adapter_dispatch(args)}
     ratios = [r["ratio_vs_optimal"] for r in rows]
     summary = {"worst_ratio_vs_optimal": max(ratios), "median_ratio_vs_optimal": statistics.median(ratios),
                "max_cached_dispatch_us": max(r["planning_s"]["ours_cached"] for r in rows) * 1e6}
@@ -281,6 +309,10 @@ def run(args: argparse.Namespace) -> int:
         for mode, r in res.items():
             print(f"  {shape} {mode}: generated {r['generated_s'] * 1e6:.1f} us, hand {r['hand_s'] * 1e6:.1f} us, "
                   f"ratio {r['ratio']:.3f}")
+    print("\nAdapter call overhead on top of its program (LoRA 1536x384, T=1, forward):")
+    for name, r in extras["adapter_dispatch"].items():
+        print(f"  {name}: program {r['program_s'] * 1e6:.1f} us, apply {r['apply_s'] * 1e6:.1f} us (dispatch "
+              f"{r['dispatch_s'] * 1e6:.2f} us), forward with node tensors {r['forward_s'] * 1e6:.1f} us")
     print(f"\nsummary: {summary}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
