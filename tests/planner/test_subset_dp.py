@@ -1,0 +1,77 @@
+"""The connected-subset DPs (tn_peft/planner/subset_dp.py) are exact: equal to opt_einsum's DP run with our cost."""
+
+import random
+import time
+
+import pytest
+from search_helpers import random_problem
+
+from tn_peft.planner import CostModel, Problem
+from tn_peft.planner.search import (
+    Scorer,
+    ccp_path,
+    find_hub,
+    hub_path,
+    oe_dp_path,
+    optimal_path,
+)
+from tn_peft.spec import load_graph
+
+MODEL = CostModel()
+
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_connected_pair_dp_equals_opt_einsum_dp(seed):
+    rng = random.Random(seed)
+    problem = random_problem(rng.randint(9, 12), rng, tokens=rng.choice([None, 3, 64]))
+    ours, cost = ccp_path(problem, MODEL)
+    _, expected = oe_dp_path(problem, MODEL)
+    assert cost == pytest.approx(expected, rel=1e-12)
+    assert Scorer(problem, MODEL).path_cost(ours) == pytest.approx(cost, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_hub_search_equals_opt_einsum_dp(seed):
+    rng = random.Random(100 + seed)
+    problem = random_problem(rng.randint(9, 13), rng, tokens=rng.choice([None, 3, 64]), hub=seed % 3 != 0)
+    path, cost = hub_path(problem, MODEL)  # exact whichever operand is the hub
+    _, expected = oe_dp_path(problem, MODEL)
+    assert cost == pytest.approx(expected, rel=1e-12)
+    assert Scorer(problem, MODEL).path_cost(path) == pytest.approx(cost, rel=1e-12)
+    assert len(path) == len(problem.operands) - 1
+    _, auto = optimal_path(problem, MODEL)
+    assert auto == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("tokens", [1, 64, 4096])
+def test_hub_search_on_tt_with_x_matches_opt_einsum_dp(tokens):
+    problem = Problem.from_network(load_graph("tt", cores=11, rank=8), 2**11, 2**11, tokens=tokens)
+    assert find_hub(problem) == 0  # x touches every core
+    _, cost = hub_path(problem, MODEL)
+    _, expected = oe_dp_path(problem, MODEL)
+    assert cost == pytest.approx(expected, rel=1e-12)
+
+
+def test_find_hub_is_none_on_a_chain():
+    assert find_hub(Problem.from_network(load_graph("tt", cores=12, rank=4), 2**12, 2**12)) is None
+
+
+def test_twenty_cores_plus_x_is_exact():
+    problem = Problem.from_network(load_graph("tt", cores=20, rank=8), 2**20, 2**20, tokens=64)
+    start = time.perf_counter()
+    _, cost = optimal_path(problem, MODEL)
+    elapsed = time.perf_counter() - start
+    _, expected = oe_dp_path(problem, MODEL)
+    assert cost == pytest.approx(expected, rel=1e-12)
+    assert elapsed < 2.0  # ~20 ms on an idle 2-core machine (opt_einsum's DP: ~0.1 s); generous for CI
+
+
+def test_chain_of_21_tensors_is_exact_and_fast():
+    problem = Problem.from_network(load_graph("tt", cores=21, rank=4), 2**21, 2**21)
+    start = time.perf_counter()
+    _, cost = ccp_path(problem, MODEL)
+    elapsed = time.perf_counter() - start
+    _, expected = oe_dp_path(problem, MODEL)
+    assert cost == pytest.approx(expected, rel=1e-12)
+    assert elapsed < 1.0  # ~10 ms on an idle 2-core machine; generous for CI noise
