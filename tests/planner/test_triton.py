@@ -13,6 +13,7 @@ pytest.importorskip("triton")
 SCRIPT = textwrap.dedent("""
     import torch
     from tn_peft.planner import triton_kernels as tk
+    from tn_peft.planner.fused import fused_program
     from tn_peft.planner import Problem
     from tn_peft.spec import load_graph
     torch.manual_seed(0)
@@ -35,12 +36,12 @@ SCRIPT = textwrap.dedent("""
     # the program used for LoRA / SVD problems on CUDA has the plan program's signature
     for graph in ("lora", "svd"):
         problem = Problem.from_network(load_graph(graph), 48, 40, tokens=6)
-        program = tk.fused_program(problem)
+        program = fused_program(problem)
         assert program is not None, graph
         tensors = [torch.randn(sh) for sh in problem.shapes()[1:]]
         xx = torch.randn(6, 48)
         close(program(xx, *tensors), torch.einsum(problem.equation(), xx, *tensors) * problem.scale)
-    assert tk.fused_program(Problem.from_network(load_graph("tt"), 64, 64, tokens=4)) is None
+    assert fused_program(Problem.from_network(load_graph("tt"), 64, 64, tokens=4)) is None
 
     # Pauli circuits gate by gate, and the fused x -> V -> s -> U chain
     adapter = load_graph("quantum_peft").build(64, 32)

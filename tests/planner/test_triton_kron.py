@@ -13,6 +13,7 @@ pytest.importorskip("triton")
 SCRIPT = textwrap.dedent("""
     import torch
     from tn_peft.planner import triton_kernels as tk
+    from tn_peft.planner.fused import fused_program
     from tn_peft.planner import Problem
     from tn_peft.planner.cost import CostModel
     from tn_peft.planner.dispatch import family_for
@@ -32,7 +33,7 @@ SCRIPT = textwrap.dedent("""
         return y.reshape(x.shape[0], -1)
 
     def check(problem, tokens):
-        program = tk.fused_program(problem)
+        program = fused_program(problem)
         assert program is not None, problem.name
         shapes = problem.shapes()[1:]
         tensors = [torch.randn(sh) for sh in shapes]
@@ -88,15 +89,15 @@ SCRIPT = textwrap.dedent("""
 
     # anything else keeps the plan
     for graph in ("tt", "ttd", "quanta", "lotr"):
-        assert tk.fused_program(Problem.from_network(load_graph(graph), 64, 64, tokens=4)) is None, graph
-    assert tk.fused_program(Problem.from_network(load_graph("kron"), 48, 40)) is None   # no x
+        assert fused_program(Problem.from_network(load_graph(graph), 64, 64, tokens=4)) is None, graph
+    assert fused_program(Problem.from_network(load_graph("kron"), 48, 40)) is None   # no x
     sizes = dict(n1=3, n2=4, m1=5, m2=2)
     shared = [Operand("A", ("m1", "n1")), Operand("B", ("m2", "n2")), Operand("E", ("m1", "m2"))]  # joins outs
-    assert tk.fused_program(Problem.from_operands(shared, sizes, ("m1", "m2"), ("n1", "n2"), tokens=2)) is None
+    assert fused_program(Problem.from_operands(shared, sizes, ("m1", "m2"), ("n1", "n2"), tokens=2)) is None
     sizes = dict(n1=3, n2=4, m1=5, m2=2, r=2)
     joined = [Operand("A", ("m1", "r")), Operand("B", ("r", "n1")), Operand("C", ("m2", "r")),
               Operand("D", ("r", "n2"))]                                 # a bond joins two wires
-    assert tk.fused_program(Problem.from_operands(joined, sizes, ("m1", "m2"), ("n1", "n2"), tokens=2)) is None
+    assert fused_program(Problem.from_operands(joined, sizes, ("m1", "m2"), ("n1", "n2"), tokens=2)) is None
     print("ok")
 """)
 

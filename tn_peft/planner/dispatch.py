@@ -66,10 +66,10 @@ class PlanFamily:
         # On CUDA, chains x -> V -> (s) -> U run as one fused Triton kernel instead of the plan.
         self.fused: Callable | None = None
         if self.model.name == "cuda" and not initial:
-            from . import triton_kernels
+            from . import fused, triton_kernels
 
             if triton_kernels.available():
-                self.fused = triton_kernels.fused_program(problem)
+                self.fused = fused.fused_program(problem)
         # (program, gate operands) per token range, compiled now: a torch.compile trace of the
         # dispatch then reads plain lists and never compiles generated source.
         self.entries: list[tuple[Callable, frozenset[int]]] = []
