@@ -7,7 +7,9 @@ A directory holds ``adapter_model.safetensors`` and ``adapter_config.json``; ada
 ``graph`` (the full ``Network.to_spec()``, graph_args and alpha already applied), ``graph_args``,
 ``target_modules``, ``exclude_modules``, ``modules_to_save``, ``alpha``, ``dropout``,
 ``base_model_name_or_path``, ``inference_mode`` and ``targets`` (module name ->
-``{"type": "linear"|"conv1d"|"conv2d", "shape": [out, in]}``).
+``{"type": "linear"|"conv1d"|"conv2d", "shape": [out, in]}``, plus ``"graph"``: the layer's own full
+spec when ``layer_graph_args`` gave it a graph other than ``graph``). ``layer_graph_args``,
+``layers_to_transform`` and ``layers_pattern`` are saved as well (after the fields above).
 
 Tensor names in ``adapter_model.safetensors`` are plain (never parametrization state), each a
 node's raw parameters (see :func:`node_keys`):

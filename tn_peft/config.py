@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -26,7 +27,9 @@ class AdapterConfig:
     Target matching follows PEFT exactly: a string is a regular expression that must match the
     whole module name (``re.fullmatch``); a list matches a name exactly or as a dotted suffix
     (``"query"`` matches ``encoder.layer.0.attention.self.query``); ``"all-linear"`` takes every
-    ``nn.Linear`` / GPT-2 ``Conv1D`` but the output head.
+    ``nn.Linear`` / GPT-2 ``Conv1D`` but the output head. ``layers_to_transform`` / ``layers_pattern``
+    narrow the targets to some layer indices, and ``layer_graph_args`` gives matching layers their own graph
+    arguments, both as in PEFT (``layers_to_transform``, ``rank_pattern`` / ``alpha_pattern``).
     """
 
     graph: Any = field(default="lora", metadata={
@@ -48,6 +51,23 @@ class AdapterConfig:
     dropout: float = field(default=0.0, metadata={
         "help": "Dropout probability on the adapter's input path (as LoRA's lora_dropout): "
                 "y = base(x) + adapter(dropout(x))."})
+    layer_graph_args: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
+        "help": "Per-layer overrides of graph_args, like PEFT's rank_pattern / alpha_pattern: module-name "
+                "pattern -> graph parameters merged over graph_args (and alpha) for the matching layers, e.g. "
+                "{'encoder.layer.0.attention.self.query': {'rank': 2}}. A key matches a module as in PEFT's "
+                "get_pattern_key: re.match(rf'(.*\\.)?({key})$', name), i.e. the whole name, a dotted suffix, "
+                "or a regex over such a suffix; the first matching key (in dict order) wins. Unknown parameters "
+                "are a SpecError naming the key; a key that matches no adapted module is a RuntimeWarning "
+                "(as PEFT warns for rank_pattern)."})
+    layers_to_transform: int | list[int] | None = field(default=None, metadata={
+        "help": "Layer indices to adapt (PEFT's layers_to_transform): only targets whose layer index is listed "
+                "(or equals the int) are adapted. The index is the number after layers_pattern "
+                "('...<pattern>.<idx>.') or, without layers_pattern, the first '.<name>.<idx>.' in the module "
+                "name (PEFT's default). Needs list target_modules (or 'all-linear'); a targeted module whose "
+                "name holds no layer index is a SpecError."})
+    layers_pattern: str | list[str] | None = field(default=None, metadata={
+        "help": "Name(s) of the nn.ModuleList holding the layers, e.g. 'layer' (BERT), 'layers' (Llama), 'h' "
+                "(GPT-2); used with layers_to_transform to find a module's layer index (PEFT's layers_pattern)."})
     base_model_name_or_path: str | None = field(default=None, metadata={
         "help": "The base model's name or path; filled in from model.config when the model has one."})
     inference_mode: bool = field(default=False, metadata={
@@ -73,14 +93,63 @@ class AdapterConfig:
         if not 0.0 <= float(self.dropout) < 1.0:
             raise SpecError(f"dropout must be in [0, 1), got {self.dropout}", fix="pass e.g. dropout=0.05")
         self.graph_args = dict(self.graph_args or {})
+        self._check_layer_fields()
+
+    def _check_layer_fields(self) -> None:
+        layer_args = self.layer_graph_args or {}
+        if not isinstance(layer_args, Mapping):
+            raise SpecError(f"layer_graph_args must map module patterns to graph_args dicts, got "
+                            f"{type(layer_args).__name__}",
+                            fix="pass e.g. layer_graph_args={'encoder.layer.0.attention.self.query': {'rank': 2}}")
+        for key, args in layer_args.items():
+            if not isinstance(key, str) or not key:
+                raise SpecError(f"layer_graph_args key {key!r} must be a non-empty module-name pattern",
+                                fix="use a module name, a dotted suffix ('query') or a regex")
+            if not isinstance(args, Mapping):
+                raise SpecError(f"layer_graph_args[{key!r}] must be a dict of graph parameters, got {args!r}",
+                                fix=f"write layer_graph_args={{{key!r}: {{'rank': 2}}}}")
+            try:
+                re.compile(key)
+            except re.error as exc:
+                raise SpecError(f"layer_graph_args key {key!r} is not a valid regex ({exc})",
+                                fix="escape special characters (re.escape) or fix the pattern") from None
+        self.layer_graph_args = {key: dict(args) for key, args in layer_args.items()}
+        layers = self.layers_to_transform
+        if isinstance(layers, tuple):
+            layers = list(layers)
+        if layers is not None:
+            items = layers if isinstance(layers, list) else [layers]
+            if any(isinstance(i, bool) or not isinstance(i, int) for i in items):
+                raise SpecError(f"layers_to_transform must be an int or a list of ints, got {layers!r}",
+                                fix="pass e.g. layers_to_transform=[0, 1]")
+        self.layers_to_transform = layers
+        pattern = self.layers_pattern
+        if isinstance(pattern, tuple):
+            pattern = list(pattern)
+        if pattern is not None and not (isinstance(pattern, str)
+                                        or (isinstance(pattern, list) and all(isinstance(p, str) for p in pattern))):
+            raise SpecError(f"layers_pattern must be a string or a list of strings, got {pattern!r}",
+                            fix="pass e.g. layers_pattern='layer'")
+        self.layers_pattern = pattern
+        if pattern and layers is None:  # as PEFT's LoraConfig
+            raise SpecError("layers_pattern was given without layers_to_transform",
+                            fix="pass layers_to_transform too, e.g. layers_to_transform=[0]")
+        regex_targets = isinstance(self.target_modules, str) and self.target_modules.lower() != ALL_LINEAR
+        if regex_targets and (layers is not None or pattern is not None):  # as PEFT's LoraConfig
+            raise SpecError("layers_to_transform / layers_pattern cannot be used when target_modules is a regex "
+                            f"string ({self.target_modules!r})",
+                            fix="list the module names (e.g. ['query', 'value']) or put the layer index in the regex")
 
     # ------------------------------------------------------------- network
     def network(self):
         """The :class:`~tn_peft.network.Network` this config describes (graph_args and alpha applied)."""
+        return self._network(self.graph_args)
+
+    def _network(self, args: Mapping[str, Any], layer_key: str | None = None):
         from .spec import load_graph
 
-        net = load_graph(self.graph, **self.graph_args)
-        if self.alpha is not None:
+        net = load_graph(self.graph, **args)
+        if self.alpha is not None and not (layer_key is not None and "alpha" in self.layer_graph_args[layer_key]):
             if "alpha" not in net.params:
                 raise SpecError(
                     f"AdapterConfig.alpha={self.alpha} was given but graph {net.name!r} has no 'alpha' parameter",
@@ -88,6 +157,44 @@ class AdapterConfig:
                                           f"({', '.join(sorted(net.params)) or 'none'})")
             net = net.with_params(alpha=self.alpha)
         return net
+
+    def layer_graph_key(self, module_name: str) -> str | None:
+        """The ``layer_graph_args`` key that applies to ``module_name``, or None.
+
+        PEFT's ``get_pattern_key`` rule (``peft.utils.other``): a key matches when
+        ``re.match(rf"(.*\\.)?({key})$", module_name)`` does -- the whole name, a dotted suffix, or a regex over
+        one; the first matching key in dict order wins.
+
+        >>> AdapterConfig(target_modules=["query"], layer_graph_args={"query": {"rank": 2}}).layer_graph_key(
+        ...     "encoder.layer.0.attention.self.query")
+        'query'
+        """
+        for key in self.layer_graph_args:
+            if re.match(rf"(.*\.)?({key})$", module_name):
+                return key
+        return None
+
+    def check_layer_graph_args(self, network=None) -> None:
+        """SpecError naming the key for an override of a parameter the graph does not have."""
+        params = (network if network is not None else self.network()).params
+        for key, args in self.layer_graph_args.items():
+            unknown = [name for name in args if name not in params]
+            if unknown:
+                raise SpecError(f"layer_graph_args[{key!r}]: graph has no parameter {unknown[0]!r}",
+                                fix=f"parameters are: {', '.join(sorted(params)) or '(none)'}")
+
+    def layer_network(self, module_name: str, network=None):
+        """The network of layer ``module_name``: ``graph_args`` with its ``layer_graph_args`` override merged
+        over them (an override's ``alpha`` also beats :attr:`alpha`); ``network`` (default :meth:`network`)
+        when no key matches."""
+        key = self.layer_graph_key(module_name)
+        if key is None:
+            return network if network is not None else self.network()
+        try:
+            return self._network({**self.graph_args, **self.layer_graph_args[key]}, layer_key=key)
+        except SpecError as exc:
+            raise SpecError(f"layer_graph_args[{key!r}] (module {module_name!r}): {exc.bare_message}",
+                            source=exc.source, fix=exc.fix) from None
 
     # ------------------------------------------------------------- dict I/O
     def to_dict(self) -> dict[str, Any]:
@@ -111,7 +218,7 @@ class AdapterConfig:
         return cls(**{k: copy.deepcopy(v) for k, v in data.items() if k in names})
 
     @classmethod
-    def from_pretrained(cls, directory) -> "AdapterConfig":
+    def from_pretrained(cls, directory) -> AdapterConfig:
         """The config saved in an adapter folder's ``adapter_config.json`` (its graph is the embedded spec)."""
         from .checkpoint import read_adapter_config
 

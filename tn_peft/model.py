@@ -71,7 +71,8 @@ class TnPeftModel(nn.Module):
     """A model with tensor-network adapters in its layers; unknown attributes resolve on the base model."""
 
     def __init__(self, model: nn.Module, config: AdapterConfig, adapter_name: str = "default", *,
-                 batch_nodes: bool = True, targets: Sequence[str] | None = None) -> None:
+                 batch_nodes: bool = True, targets: Sequence[str] | None = None,
+                 layer_specs: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.base_model = model
         self.tn_shared = nn.ModuleDict()  # adapter -> "<out>x<in>" -> node name -> node (LoTR's shared nodes)
@@ -85,7 +86,7 @@ class TnPeftModel(nn.Module):
         self._groups: list | None = None
         for param in model.parameters():
             param.requires_grad_(False)
-        self.add_adapter(adapter_name, config, targets=targets)
+        self.add_adapter(adapter_name, config, targets=targets, layer_specs=layer_specs)
         self.set_adapter(adapter_name)
 
     def __getattr__(self, name: str) -> Any:
@@ -128,29 +129,46 @@ class TnPeftModel(nn.Module):
         return [n for n, _ in self.tn_layers() if n in names]
 
     # ----------------------------------------------------------- adapters
-    def add_adapter(self, adapter_name: str, config: AdapterConfig, *, targets: Sequence[str] | None = None) -> None:
-        """Inject a new adapter (not made active: call :meth:`set_adapter`). ``targets`` forces exact module names."""
+    def add_adapter(self, adapter_name: str, config: AdapterConfig, *, targets: Sequence[str] | None = None,
+                    layer_specs: dict[str, Any] | None = None) -> None:
+        """Inject a new adapter (not made active: call :meth:`set_adapter`). ``targets`` forces exact module names;
+        ``layer_specs`` (module name -> graph spec, as saved in ``targets`` of adapter_config.json) forces the
+        network of some layers.
+
+        Each layer's network is ``config.layer_network(name)``: ``graph_args`` with the layer's
+        ``layer_graph_args`` override merged over them (PEFT's rank_pattern / alpha_pattern)."""
         if adapter_name in self.peft_config:
             raise SpecError(f"an adapter named {adapter_name!r} already exists", fix="choose another adapter_name")
         if not adapter_name or "." in adapter_name:
             raise SpecError(f"adapter name {adapter_name!r} must be non-empty and contain no '.'",
                             fix="use e.g. 'default' or 'task_a'")
         network = config.network()
+        config.check_layer_graph_args(network)
         if targets is None:
             targets = find_targets(self.base_model, config.target_modules, config.exclude_modules,
-                                   config.modules_to_save)
+                                   config.modules_to_save, layers_to_transform=config.layers_to_transform,
+                                   layers_pattern=config.layers_pattern)
         modules = {name: self.base_model.get_submodule(name) for name in targets}
+        networks = self._layer_networks(config, network, list(modules), layer_specs or {})
         shared_specs = [spec for spec in network.nodes if spec.shared]
+        if shared_specs and any(net is not network for net in networks.values()):
+            odd = next(name for name, net in networks.items() if net is not network)
+            raise SpecError(f"layer_graph_args changes the graph of {odd!r}, but graph {network.name!r} has nodes "
+                            f"shared between layers ({', '.join(s.name for s in shared_specs)}), which need one "
+                            f"graph for all layers of a shape",
+                            fix="drop layer_graph_args, or use a graph without shared nodes")
         shared: dict[str, dict[str, nn.Module]] = {}
         built, infos = {}, {}
         # Build everything before touching the model, so an error leaves it unchanged.
         for name, module in modules.items():
             kind, out_features, in_features = layer_info(module, name)
             infos[name] = {"type": kind, "shape": [out_features, in_features]}
+            if networks[name] is not network:  # the layer's own graph (layer_graph_args) travels with the checkpoint
+                infos[name]["graph"] = networks[name].to_spec()
             shape_key = f"{out_features}x{in_features}"
             if shared_specs and shape_key not in shared:
                 shared[shape_key] = self._make_shared(network, shared_specs, module, out_features, in_features)
-            built[name] = build_adapter(network, module, shared_nodes=shared.get(shape_key), name=name)
+            built[name] = build_adapter(networks[name], module, shared_nodes=shared.get(shape_key), name=name)
         wrappers = self._find_modules_to_save(config, adapter_name)
         for name, adapter in built.items():
             self._frozen.update(id(p) for p in adapter.parameters() if not p.requires_grad)
@@ -178,6 +196,26 @@ class TnPeftModel(nn.Module):
         self.networks[adapter_name] = network
         self._groups = None
         self._mark_trainable()
+
+    @staticmethod
+    def _layer_networks(config: AdapterConfig, network, names: list[str], layer_specs: dict[str, Any]) -> dict:
+        """Module name -> its network (``network`` itself when nothing overrides it); warns, as PEFT does for
+        rank_pattern keys, about layer_graph_args keys that match no adapted module."""
+        from .network import Network
+
+        networks = {}
+        for name in names:
+            if name in layer_specs:
+                networks[name] = Network.from_spec(layer_specs[name], source=f"targets[{name!r}].graph")
+            else:
+                net = config.layer_network(name, network)
+                networks[name] = network if net is network or net.to_spec() == network.to_spec() else net
+        matched = {config.layer_graph_key(name) for name in names}
+        unmatched = sorted(set(config.layer_graph_args) - matched)
+        if unmatched:
+            warnings.warn(f"The following layer_graph_args keys did not match any targeted module and were "
+                          f"ignored: {unmatched}.", RuntimeWarning, stacklevel=4)
+        return networks
 
     def _make_shared(self, network, specs, module, out_features: int, in_features: int) -> dict[str, nn.Module]:
         sizes = network.resolve(in_features, out_features)
@@ -384,7 +422,8 @@ class TnPeftModel(nn.Module):
         config = AdapterConfig.from_dict(saved)
         config.inference_mode = not is_trainable
         targets = model_io.check_saved_targets(model, saved, directory)
-        peft_model = cls(model, config, adapter_name, batch_nodes=batch_nodes, targets=targets)
+        peft_model = cls(model, config, adapter_name, batch_nodes=batch_nodes, targets=targets,
+                         layer_specs=model_io.saved_layer_specs(saved))
         peft_model._load_weights(directory, adapter_name)
         if not is_trainable:
             peft_model.eval()
@@ -396,7 +435,8 @@ class TnPeftModel(nn.Module):
         saved = ckpt.read_adapter_config(directory)
         config = AdapterConfig.from_dict(saved)
         config.inference_mode = not is_trainable
-        self.add_adapter(adapter_name, config, targets=model_io.check_saved_targets(self.base_model, saved, directory))
+        self.add_adapter(adapter_name, config, targets=model_io.check_saved_targets(self.base_model, saved, directory),
+                         layer_specs=model_io.saved_layer_specs(saved))
         self._load_weights(directory, adapter_name)
         if not is_trainable:
             self.eval()

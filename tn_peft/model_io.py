@@ -83,3 +83,9 @@ def check_saved_targets(model: nn.Module, saved: dict[str, Any], directory: Path
             raise CheckpointError(f"{path}: target module {name!r} was (out, in) = {info.get('shape')} when saved, "
                                   f"the base model's is {[out_features, in_features]}")
     return list(saved["targets"])
+
+
+def saved_layer_specs(saved: dict[str, Any]) -> dict[str, Any]:
+    """Module name -> graph spec for the saved targets that carry their own graph (``layer_graph_args``)."""
+    return {name: info["graph"] for name, info in saved["targets"].items()
+            if isinstance(info, dict) and isinstance(info.get("graph"), dict)}

@@ -5,7 +5,8 @@ Matching (exactly as PEFT's ``check_target_module_exists``):
 - a string is a regex that must match the whole module name (``re.fullmatch``);
 - a list matches a name exactly or as a dotted suffix (``"query"`` matches ``...self.query``);
 - ``"all-linear"`` takes every ``nn.Linear`` and GPT-2 ``Conv1D`` except the output head;
-- ``exclude_modules`` (same rules) and modules listed in ``modules_to_save`` are never adapted.
+- ``exclude_modules`` (same rules) and modules listed in ``modules_to_save`` are never adapted;
+- ``layers_to_transform`` keeps only modules whose layer index (:func:`layer_index`) is listed.
 
 >>> match_name("encoder.layer.0.attention.self.query", ["query", "value"])
 True
@@ -49,6 +50,29 @@ def match_name(name: str, patterns: str | Iterable[str] | None) -> bool:
 def in_modules_to_save(name: str, modules_to_save: Iterable[str] | None) -> bool:
     """True when ``name`` is, or lies inside, a module listed in ``modules_to_save`` (PEFT's rule)."""
     return any(re.match(rf"(^|.*\.){m}($|\..*)", name) for m in (modules_to_save or ()))
+
+
+def layer_index(name: str, layers_pattern: str | Iterable[str] | None = None) -> int | None:
+    """The layer index in a module name, PEFT's rule (``check_target_module_exists``): the number after
+    ``<pattern>.`` for a ``layers_pattern`` (first pattern that matches), else the first ``.<name>.<idx>.``
+    segment; the first (outermost) index, never a nested one (MoE experts). None when there is none.
+
+    >>> layer_index("encoder.layer.3.attention.self.query")
+    3
+    >>> layer_index("model.layers.1.mlp.experts.0.up", "layers")
+    1
+    >>> layer_index("pooler.dense") is None
+    True
+    """
+    if not layers_pattern:
+        match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", name)
+    else:
+        match = None
+        for pattern in [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern:
+            match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", name)
+            if match is not None:
+                break
+    return int(match["idx"]) if match else None
 
 
 def layer_info(module: nn.Module, name: str = "?") -> tuple[str, int, int]:
@@ -112,11 +136,16 @@ def output_head_names(model: nn.Module) -> set[str]:
 
 
 def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = None,
-                 modules_to_save: Iterable[str] | None = None) -> list[str]:
+                 modules_to_save: Iterable[str] | None = None, *, layers_to_transform: int | list[int] | None = None,
+                 layers_pattern: str | list[str] | None = None) -> list[str]:
     """Module names of ``model`` to adapt, in ``named_modules`` order.
 
-    Raises SpecError when nothing matches (listing some module names), and, through
-    :func:`layer_info`, when a matched module is not a layer tn_peft can adapt.
+    With ``layers_to_transform`` (PEFT's semantics, an empty list meaning "all"), only modules whose
+    :func:`layer_index` is listed (or equals the int) are kept.
+
+    Raises SpecError when nothing matches (listing some module names), when ``layers_to_transform`` is
+    given and a matched module's name holds no layer index (PEFT skips such modules silently; tn_peft
+    names them), and, through :func:`layer_info`, when a matched module is not a layer tn_peft can adapt.
     """
     from .layers import ModulesToSave, TnLayer
 
@@ -138,6 +167,27 @@ def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = N
         elif match_name(name, target_modules):
             layer_info(module, name)
             found.append(name)
+    using_indexes = layers_to_transform is not None and (
+        len(layers_to_transform) != 0 if isinstance(layers_to_transform, list) else True)
+    if using_indexes:
+        wanted = {layers_to_transform} if isinstance(layers_to_transform, int) else set(layers_to_transform)
+        indexes = {name: layer_index(name, layers_pattern) for name in found}
+        missing = [name for name, index in indexes.items() if index is None]
+        if missing:
+            how = (f"after layers_pattern={layers_pattern!r} ('<pattern>.<index>.')" if layers_pattern
+                   else "(no '.<name>.<index>.' segment)")
+            raise SpecError(
+                f"layers_to_transform={layers_to_transform!r} was given but no layer index can be found in targeted "
+                f"module {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "") + f" {how}",
+                fix="set layers_pattern to the name of the ModuleList holding the layers (e.g. 'layer', 'layers', "
+                    "'h'), or leave the module out through target_modules / exclude_modules")
+        found = [name for name in found if indexes[name] in wanted]
+        if not found:
+            seen = sorted({i for i in indexes.values() if i is not None})
+            raise SpecError(
+                f"layers_to_transform={layers_to_transform!r} matched no targeted module of {type(model).__name__} "
+                f"(target_modules={target_modules!r})",
+                fix=f"the targeted modules' layer indices are {seen}")
     if not found:
         sample = [n for n, _ in model.named_modules() if n][:12]
         raise SpecError(

@@ -7,13 +7,19 @@
 - ``tt`` / ``ttd``: TT-SVD of dW (dense cores / mixed-canonical cores with ``s`` on a bond); exact at
   full TT rank, a fit with a rank cap or a tolerance.
 
-Graph parameters are one set per adapter, so layers of lower rank are padded (zero singular values,
-orthonormal-complement columns; dW unchanged) up to the largest rank, capped per layer by
-``min(rank, out, in)`` (svd) or the full TT rank of each bond (tt/ttd).
+Every layer gets its exact rank, nothing is padded: the most common rank becomes ``graph_args`` and
+every other layer gets its own through ``layer_graph_args`` (PEFT's ``rank_pattern``), keyed by its
+escaped full module name. ``svd`` / ``pauli``: ``rank`` = k = min(r, out, in) of that layer's LoRA
+(so a LoRA with ``rank_pattern`` converts with the same per-layer ranks). ``tt`` / ``ttd``: the graph
+gains one parameter per bond, ``rank1`` .. ``rank{cores-1}`` (``sizes: r{t}: rank{t}``), set per
+layer to the bond ranks its TT-SVD kept (full TT rank when exact, fewer with ``rank`` / ``tolerance``),
+and ``rank`` to the layer's largest bond.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -66,21 +72,21 @@ def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map
     if to in ("svd", "pauli"):
         factors = {name: lora_to_svd(lora.layers[name].B, lora.layers[name].A, lora.layers[name].scale)
                    for name in names}
-        k = max(s.numel() for _, s, _ in factors.values())
-        graph_args: dict[str, Any] = ({"rank": k, "alpha": alpha, "map": map} if to == "svd"
-                                      else {"rank": k, "alpha": alpha, "layers": layers})
-        network = _load(GRAPHS[to], graph_args)
-        if any(min(layer.out_features, layer.in_features) < k for layer in lora.layers.values()):
-            network.set_size("k", "min(rank, out, in)")
+        layer_args = {name: {"rank": int(s.numel())} for name, (_, s, _) in factors.items()}
+        base = {"alpha": alpha, "map": map} if to == "svd" else {"alpha": alpha, "layers": layers}
+        network = _load(GRAPHS[to], {**base, **_most_common(layer_args)})
     else:
-        trains, graph_args, network = _tt_trains(lora, to, rank, tolerance, cores, center, map, alpha)
+        trains, layer_args, network = _tt_trains(lora, to, rank, tolerance, cores, center, map, alpha)
+    config = _adapter_config(lora, network, layer_args)
+    graph_args = dict(config.graph_args)
+    networks = {name: config.layer_network(name, network) for name in names}
     tensors: dict[str, torch.Tensor] = {}
     reports: list[LayerReport] = []
     for name in bar:
         layer = lora.layers[name]
         # circuits are fitted in float32 (the stored precision; their float64 path is much slower)
         dtype = torch.float32 if to == "pauli" else torch.float64
-        adapter = network.build(layer.in_features, layer.out_features, dtype=dtype)
+        adapter = networks[name].build(layer.in_features, layer.out_features, dtype=dtype)
         if to == "svd":
             fill.fill_svd(adapter, *factors[name], layer=name)
         elif to == "pauli":
@@ -92,7 +98,7 @@ def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map
         else:
             fill.fill_ttd(adapter, *trains[name], center, layer=name)
         layer_tensors = adapter_tensors(name, adapter, torch.float32)
-        error = _stored_error(network, layer, layer_tensors, name)
+        error = _stored_error(networks[name], layer, layer_tensors, name)
         tensors.update(layer_tensors)
         reports.append(LayerReport(name, (layer.out_features, layer.in_features), layer.rank,
                                    layer.num_parameters(), adapter.num_parameters(), error,
@@ -110,7 +116,7 @@ def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map
                 f"nothing was written. Raise the circuit layers / rank, or lower --min-fidelity")
     for name, tensor in lora.modules_to_save.items():
         tensors[f"{ckpt.PREFIX}{name}"] = tensor
-    config = _tn_config(lora, network, graph_args, types)
+    config = _tn_config(lora, config, network, networks, types)
     write_folder(out_dir, lambda tmp: ckpt.save_adapter_files(tmp, config, tensors), force=force, inputs=(lora_dir,))
     return report
 
@@ -122,13 +128,17 @@ def _load(graph: str, graph_args: dict[str, Any]):
 
 
 def _tt_trains(lora: LoraCheckpoint, to: str, rank, tolerance, cores: int, center: int, map: str, alpha):
-    """TT-SVD of every layer's dW; returns (trains, graph_args, network) with bonds padded to one rank."""
+    """TT-SVD of every layer's dW; returns (trains, per-layer graph args, network).
+
+    The network has one parameter per bond (``rank{t}``, sized ``r{t}``) so that every layer keeps its exact
+    bond ranks; ``rank`` (the scale's denominator) is the layer's largest bond.
+    """
     if tolerance is None and rank is None:
         tolerance = 1e-12  # exact up to float64 rounding: drops only numerically zero singular values
     if to == "ttd" and not 1 <= center < cores:
         raise CheckpointError(f"--center {center} must be a bond between cores, 1..{cores - 1}")
     probe = _load(to, {"cores": cores, "rank": 1, "alpha": alpha, **({"center": center, "map": map} if to == "ttd" else {})})
-    trains, widest = {}, 1
+    trains, layer_args = {}, {}
     for name, layer in lora.layers.items():
         sizes = probe.resolve(layer.in_features, layer.out_features)
         out_f = [sizes[leg] for leg in probe.open["out"]]
@@ -138,16 +148,39 @@ def _tt_trains(lora: LoraCheckpoint, to: str, rank, tolerance, cores: int, cente
         if rank is not None:
             bonds = [min(b, rank) for b in bonds] if bonds is not None else rank
         train = tt.tt_svd(dW, out_f, in_f, bonds)
-        widest = max([widest] + [c.shape[3] for c in train[:-1]])
+        kept = [int(c.shape[3]) for c in train[:-1]]
+        layer_args[name] = {"rank": max(kept, default=1), **{f"rank{t}": b for t, b in enumerate(kept, start=1)}}
         trains[name] = tt.mixed_canonical(train, center) if to == "ttd" else train
-    graph_args = {"cores": cores, "rank": widest, "alpha": alpha}
+    common = _most_common(layer_args)
+    graph_args = {"cores": cores, "alpha": alpha, "rank": common["rank"]}
     if to == "ttd":
         graph_args.update(center=center, map=map)
     network = _load(to, graph_args)
-    folded = [f"m{t}*n{t}" for t in range(1, cores + 1)]
-    for t in range(1, cores):  # cap each bond at its full TT rank so every core fits every layer
-        network.set_size(f"r{t}", f"min(rank, {'*'.join(folded[:t])}, {'*'.join(folded[t:])})")
-    return trains, graph_args, network
+    for t in range(1, cores):  # one parameter per bond: layers differ in each bond's rank
+        network.params[f"rank{t}"] = common[f"rank{t}"]
+        network.set_size(f"r{t}", f"rank{t}")
+    return trains, layer_args, network
+
+
+def _most_common(layer_args: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The per-layer args shared by most layers (ties: the first layer's)."""
+    counts = Counter(tuple(sorted(args.items())) for args in layer_args.values())
+    return dict(counts.most_common(1)[0][0]) if counts else {}
+
+
+def _adapter_config(lora: LoraCheckpoint, network, layer_args: dict[str, dict[str, Any]]):
+    """The AdapterConfig of the converted adapter: ``network``'s parameters as graph_args, every layer whose
+    args differ in ``layer_graph_args`` under its escaped full module name (PEFT rank_pattern style)."""
+    from ..config import AdapterConfig
+
+    common = _most_common(layer_args)
+    graph_args = {k: common.get(k, v) for k, v in network.params.items()
+                  if k in common or k in ("cores", "center", "map", "layers", "alpha")}
+    overrides = {re.escape(name): {k: v for k, v in args.items() if common.get(k) != v}
+                 for name, args in layer_args.items() if args != common}
+    return AdapterConfig(graph=network, graph_args=graph_args, target_modules=sorted(lora.layers),
+                         layer_graph_args=overrides, modules_to_save=lora.config.get("modules_to_save") or None,
+                         base_model_name_or_path=lora.config.get("base_model_name_or_path"), inference_mode=True)
 
 
 def _stored_error(network, layer, tensors: dict[str, torch.Tensor], name: str) -> float:
@@ -191,17 +224,16 @@ def _check_base_model(lora: LoraCheckpoint, base_model) -> dict[str, str]:
     return types
 
 
-def _tn_config(lora: LoraCheckpoint, network, graph_args: dict[str, Any], types: dict[str, str]) -> dict[str, Any]:
-    from ..config import AdapterConfig
-
-    config = AdapterConfig(graph=network.name, graph_args=dict(graph_args), target_modules=sorted(lora.layers),
-                           modules_to_save=lora.config.get("modules_to_save") or None,
-                           base_model_name_or_path=lora.config.get("base_model_name_or_path"),
-                           inference_mode=True)
-    targets = {name: {"type": types[name], "shape": [layer.out_features, layer.in_features]}
-               for name, layer in lora.layers.items()}
+def _tn_config(lora: LoraCheckpoint, config, network, networks: dict[str, Any], types: dict[str, str]) -> dict[str, Any]:
+    targets = {}
+    for name, layer in lora.layers.items():
+        targets[name] = {"type": types[name], "shape": [layer.out_features, layer.in_features]}
+        if networks[name].to_spec() != network.to_spec():  # the layer's own graph, as TnPeftModel saves it
+            targets[name]["graph"] = networks[name].to_spec()
     data = ckpt.make_config(config.to_dict(), network.to_spec(), targets)
     data["converted_from"] = {"peft_type": "LORA", "r": lora.config.get("r"), "lora_alpha": lora.config.get("lora_alpha"),
+                              "rank_pattern": lora.config.get("rank_pattern") or {},
+                              "alpha_pattern": lora.config.get("alpha_pattern") or {},
                               "use_rslora": lora.use_rslora, "fan_in_fan_out": lora.fan_in_fan_out,
                               "task_type": lora.config.get("task_type")}
     return data

@@ -69,7 +69,7 @@ def _inspect_tn(directory: Path) -> dict[str, Any]:
         layers.append({"name": name, "shape": [adapter.out_features, adapter.in_features],
                        "rank": _rank(adapter), "scale": adapter.scale, "parameters": own,
                        "dW": _norms(dW), "unitary_nodes": unitary,
-                       "kinds": {spec.name: spec.kind for spec in network.nodes}})
+                       "kinds": {spec.name: spec.kind for spec in adapter.network.nodes}})
         for key, count in shared.items():
             seen_shared.add((key, count))
     shared_params = sum(count for _, count in seen_shared)

@@ -112,7 +112,8 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
     """Rebuild every adapted layer of a tn_peft folder without its base model.
 
     Returns ``(config, network, layers, extra)``: ``layers`` maps module name -> a built
-    :class:`~tn_peft.adapters.Adapter` (parameters loaded, in ``dtype``), ``extra`` holds the
+    :class:`~tn_peft.adapters.Adapter` (parameters loaded, in ``dtype``; a target that carries its own
+    ``graph`` -- ``layer_graph_args`` -- is built from it, the others from ``network``), ``extra`` holds the
     ``modules_to_save`` tensors under their checkpoint keys. CheckpointError names file and key.
     """
     from ..nodes.base import create_node
@@ -142,7 +143,10 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
                     _copy(path, full, tensors, state[rest])
                     used.add(full)
             shared[shape_key] = nodes
-        adapter = network.build(in_features, out_features, shared_nodes=shared.get(shape_key), dtype=dtype)
+        layer_network = network
+        if isinstance(info.get("graph"), Mapping):  # the layer's own graph (layer_graph_args)
+            layer_network = network_from_config(info, directory / ckpt.CONFIG_NAME)
+        adapter = layer_network.build(in_features, out_features, shared_nodes=shared.get(shape_key), dtype=dtype)
         for full, (_, live) in adapter_keys(name, adapter).items():
             _copy(path, full, tensors, live)
             used.add(full)
