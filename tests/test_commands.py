@@ -14,7 +14,8 @@ def test_check_prints_everything(capsys):
 def test_errors_print_one_line_without_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nnodes:\n  - {name: A, kind: nope, legs: [out, in]}\n")
-    proc = subprocess.run([sys.executable, "-m", "tn_peft.cli", "check", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "tn_peft.cli", "check", str(bad)], check=False, capture_output=True,
+                          text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "unknown node kind 'nope'" in proc.stderr and str(bad) in proc.stderr

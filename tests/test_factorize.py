@@ -1,7 +1,8 @@
 import itertools
 import math
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tn_peft.factorize import balanced_factors, prime_factors
 

@@ -7,12 +7,19 @@ on these.
 
 __version__ = "0.1.0"
 
-from .adapters import Adapter  # noqa: E402
-from .errors import CheckpointError, MissingDependencyError, ShapeError, SpecError, TnPeftError  # noqa: E402
-from .network import Network  # noqa: E402
-from .spec import catalog, load_graph  # noqa: E402
-from .config import AdapterConfig  # noqa: E402
-from .model import TnPeftModel, from_pretrained, get_model  # noqa: E402
+from .adapters import Adapter
+from .config import AdapterConfig
+from .errors import (
+           CheckpointError,
+           MissingDependencyError,
+           ShapeError,
+           SpecError,
+           TnPeftError,
+)
+from .model import TnPeftModel, from_pretrained, get_model
+from .network import Network
+from .spec import catalog, load_graph
 
-__all__ = ["AdapterConfig", "TnPeftModel", "get_model", "from_pretrained", "Adapter", "Network", "load_graph", "catalog", "SpecError", "ShapeError", "CheckpointError",
-           "MissingDependencyError", "TnPeftError", "__version__"]
+__all__ = ["Adapter", "AdapterConfig", "CheckpointError", "MissingDependencyError", "Network", "ShapeError",
+           "SpecError", "TnPeftError", "TnPeftModel", "__version__", "catalog", "from_pretrained", "get_model",
+           "load_graph"]

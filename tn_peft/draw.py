@@ -7,8 +7,8 @@ hyperedge is a black dot joined to every node carrying it; open legs end at ``ou
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -107,7 +107,7 @@ def draw_network(net: Network, path: str | Path | None = None, *, sizes: Mapping
         ax.plot(curve[:, 0], curve[:, 1], color="#555555", lw=1.4, zorder=1)
         ax.text(*(curve[15] + np.array([0.0, 0.06])), label(leg), fontsize=7, ha="center", va="bottom",
                 color="#333333", zorder=4,
-                bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))
+                bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
     for spec in net.nodes:
         cls = node_kind(spec.kind)
         stiefel = issubclass(cls, StiefelNode)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import ast
 import operator
 import re
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
@@ -39,7 +40,7 @@ def _prepare(text: str) -> str:
     return _IN_WORD.sub("in_", text.strip())
 
 
-def evaluate(text: str | int | float, names: Mapping[str, Any]) -> Any:
+def evaluate(text: str | float, names: Mapping[str, Any]) -> Any:
     """Evaluate a spec expression with ``names`` in scope.
 
     >>> evaluate("2 * rank + in", {"rank": 4, "in": 10})

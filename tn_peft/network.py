@@ -21,8 +21,9 @@ Example (LoRA, ``dW = (alpha/r) B A``)::
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .errors import SpecError
 from .expressions import ExpressionError, evaluate
@@ -80,7 +81,7 @@ class Network:
 
     # ----------------------------------------------------------------- builder
     def add_node(self, name: str, kind: str, legs: Sequence[str] | Mapping[str, Any], *,
-                 shared: bool = False, line: int | None = None, **options: Any) -> "Network":
+                 shared: bool = False, line: int | None = None, **options: Any) -> Network:
         """Add a node; ``legs`` is a list of leg names, or a mapping leg -> size expression."""
         if any(n.name == name for n in self.nodes):
             raise SpecError("is defined twice", source=self.source, line=line, node=name,
@@ -101,7 +102,7 @@ class Network:
         return self
 
     def set_open(self, out: str | Sequence[str] | None = None, in_: str | Sequence[str] | None = None,
-                 **other: Any) -> "Network":
+                 **other: Any) -> Network:
         """Declare the open legs: ``out`` and ``in`` each a leg name or a list of factor legs."""
         if "in" in other:
             in_ = other.pop("in")
@@ -113,7 +114,7 @@ class Network:
                 self.open[group] = (legs,) if isinstance(legs, str) else tuple(legs)
         return self
 
-    def set_size(self, leg: str, size: Any) -> "Network":
+    def set_size(self, leg: str, size: Any) -> Network:
         """Set a leg's size expression (``"rank"``, ``"2 * rank"``, an int)."""
         self.sizes[leg] = size
         return self
@@ -145,7 +146,7 @@ class Network:
         """Legs carried by three or more nodes (or by two nodes and open)."""
         return [leg for leg, on in self.legs().items() if len(on) + (leg in self.open_legs) >= 3]
 
-    def validate(self) -> "Network":
+    def validate(self) -> Network:
         """Check the structure (not the sizes); raise SpecError naming the node and leg at fault."""
         from .nodes.base import check_options, node_kind
 
@@ -259,13 +260,13 @@ class Network:
         return spec
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], *, source: str | None = None, **overrides: Any) -> "Network":
+    def from_spec(cls, spec: Mapping[str, Any], *, source: str | None = None, **overrides: Any) -> Network:
         """Build a network from a spec mapping (see :mod:`tn_peft.spec` for the file format)."""
         from .spec import network_from_spec
 
         return network_from_spec(spec, source=source, overrides=overrides)
 
-    def with_params(self, **overrides: Any) -> "Network":
+    def with_params(self, **overrides: Any) -> Network:
         """A copy with some parameters changed (only parameters that only sizes/scale use)."""
         clone = copy.deepcopy(self)
         unknown = [k for k in overrides if k not in clone.params]

@@ -8,7 +8,8 @@ legs of ``out``/``in`` without a size get a balanced factorization of what is le
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .errors import SpecError
 from .expressions import ExpressionError, evaluate

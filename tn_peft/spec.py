@@ -18,8 +18,9 @@ nodes. Lists, node entries and size keys may loop (``for``) and branch (``if``);
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -80,7 +81,7 @@ def read_spec_file(path: str | Path) -> Mapping[str, Any]:
     except OSError as exc:
         raise SpecError(f"cannot read the file: {exc.strerror}", source=str(path), fix="check the path") from None
     try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+        data = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

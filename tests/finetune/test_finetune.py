@@ -11,12 +11,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tn_peft.errors import MissingDependencyError  # noqa: E402
-from tn_peft.finetune import data as data_module  # noqa: E402
-from tn_peft.finetune.data import encode, group_split, load_rotten_tomatoes, model_path  # noqa: E402
-from tn_peft.finetune.methods import Method, build_classifier, load_encoder  # noqa: E402
-from tn_peft.finetune.run import add_arguments, run  # noqa: E402
-from tn_peft.finetune.train import evaluate, train  # noqa: E402
+from tn_peft.errors import MissingDependencyError
+from tn_peft.finetune import data as data_module
+from tn_peft.finetune.data import encode, group_split, load_rotten_tomatoes, model_path
+from tn_peft.finetune.methods import Method, build_classifier, load_encoder
+from tn_peft.finetune.run import add_arguments, run
+from tn_peft.finetune.train import evaluate, train
 
 
 def _assets_or_skip():
@@ -49,7 +49,7 @@ def test_split_keeps_movies_apart():
 @pytest.mark.parametrize("kind", ["graph", pytest.param("lora", marks=pytest.mark.slow)])
 def test_training_lowers_the_loss_on_a_real_slice(tiny, kind):
     # loss over the whole (tiny) training set before vs after: robust to batch-to-batch noise
-    split, encoder, enc = tiny
+    _, encoder, enc = tiny
     method = Method(kind, kind=kind, lr=3e-2 if kind == "graph" else 3e-3, lr_diag=3e-2, lr_head=1e-2, steps=12)
     torch.manual_seed(0)
     model, _ = build_classifier(method, copy.deepcopy(encoder), 2)

@@ -21,7 +21,6 @@ def stiefel(draw, max_n=40):
 
 @given(stiefel())
 def test_right_inverse_is_exact_for_every_stiefel_matrix(q):
-    n, k = q.shape
     assert_right_inverse_round_trips(HouseholderNode, q)
 
 

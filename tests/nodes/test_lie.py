@@ -1,5 +1,7 @@
 """exp / cayley / taylor: low-rank evaluation against dense maps, counts, right inverses."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -61,7 +63,7 @@ def test_taylor_error_falls_with_order():
         node = TaylorNode("U", ["o", "k"], [256, 8], order=order).double()
         node.values.data = ExpNode("U", ["o", "k"], [256, 8]).values.data.double()
         errors.append(node.orthonormality_error())
-    assert all(a > b for a, b in zip(errors, errors[1:]))
+    assert all(a > b for a, b in itertools.pairwise(errors))
     assert errors[0] > 1e-2 and errors[-1] < 1e-9
 
 

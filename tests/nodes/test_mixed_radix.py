@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from circuit_reference import circuit_matrix
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from circuit_reference import circuit_matrix
 from tn_peft.nodes import PauliNode, circuit_apply, circuit_columns
 from tn_peft.nodes.circuit_layout import circuit_num_params
 from tn_peft.nodes.pauli import choose_construction, prime_factors

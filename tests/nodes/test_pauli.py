@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from circuit_reference import pauli_matrix
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from circuit_reference import pauli_matrix
 from tn_peft.errors import ShapeError, SpecError
 from tn_peft.nodes import PauliNode, circuit_apply, create_node, pauli_unitary
 

@@ -25,8 +25,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,8 +107,8 @@ def measure(n: int, k: int, args, dtype, log=print) -> list[dict[str, Any]]:
     upstream = torch.randn(n, k, dtype=dtype, generator=torch.Generator().manual_seed(args.seed))
     times: dict[str, list[float]] = {name: [] for name in built}
     fast = []
-    for name in built:  # warm-up (plans, allocator); a map slower than --slow keeps it as its one sample
-        first = _step(*built[name], upstream)
+    for name, parts in built.items():  # warm-up (plans, allocator); a map slower than --slow keeps it as its one sample
+        first = _step(*parts, upstream)
         if first > args.slow:
             times[name].append(first)
         else:

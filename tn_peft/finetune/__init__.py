@@ -6,6 +6,6 @@ split, tokenization), :mod:`.methods` (the classifier and how it is adapted), :m
 loop, timing, peak memory), :mod:`.report` (table, metrics.json, curves.png).
 """
 
-from .run import add_arguments, run  # noqa: F401
+from .run import add_arguments, run
 
 __all__ = ["add_arguments", "run"]

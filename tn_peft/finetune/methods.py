@@ -8,8 +8,6 @@ learning rates are split by role: ``lr`` for the adapter's tensors, ``lr_diag`` 
 
 from __future__ import annotations
 
-from ..errors import DataError
-
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +15,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from ..errors import DataError
 
 
 @dataclass

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .data import DATASETS, Split, encode, group_split, load_dataset, model_path
 from ..errors import DataError
+from .data import DATASETS, Split, encode, group_split, load_dataset, model_path
 from .methods import Method, build_classifier, load_encoder
 from .report import format_table, mean_std, plot_curves, write_metrics
 from .train import train

@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ class PeakMemory:
         self.device, self.interval, self.peak = device, interval, 0
         self._stop = threading.Event()
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> Self:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
@@ -48,7 +48,7 @@ class PeakMemory:
         while not self._stop.wait(self.interval):
             self.peak = max(self.peak, rss_bytes())
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.device.type == "cuda":
             self.peak = torch.cuda.max_memory_allocated(self.device)
         else:
@@ -100,7 +100,7 @@ def evaluate(model: nn.Module, data: Encoded, *, batch_size: int = 128, device: 
 
 def lr_factor(step: int, total: int, warmup_fraction: float = 0.06) -> float:
     """Linear warmup over the first ``warmup_fraction`` of steps, then linear decay to 0."""
-    warmup = max(1, int(round(total * warmup_fraction)))
+    warmup = max(1, round(total * warmup_fraction))
     if step < warmup:
         return (step + 1) / warmup
     return max(0.0, (total - step) / max(1, total - warmup))

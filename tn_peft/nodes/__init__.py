@@ -3,17 +3,37 @@
 See :mod:`tn_peft.nodes.base` for the interface and how to add a kind of your own.
 """
 
-from .base import REGISTRY, MatrixNode, Node, StiefelNode, create_node, node_kind  # noqa: F401
-from .dense import Dense  # noqa: F401
-from .diagonal import Diagonal  # noqa: F401
-from .circuit import circuit_apply, circuit_columns, pauli_unitary  # noqa: F401
-from .circuit_network import CircuitNetwork, CircuitOp  # noqa: F401
-from .pauli import PauliNode  # noqa: F401
-from .lie import CayleyNode, ExpNode, TaylorNode, lie_columns  # noqa: F401
-from .householder import HouseholderNode, householder_columns  # noqa: F401
-from .givens import GivensNode, givens_columns  # noqa: F401
+from .base import REGISTRY, MatrixNode, Node, StiefelNode, create_node, node_kind
+from .circuit import circuit_apply, circuit_columns, pauli_unitary
+from .circuit_network import CircuitNetwork, CircuitOp
+from .dense import Dense
+from .diagonal import Diagonal
+from .givens import GivensNode, givens_columns
+from .householder import HouseholderNode, householder_columns
+from .lie import CayleyNode, ExpNode, TaylorNode, lie_columns
+from .pauli import PauliNode
 
-__all__ = ["REGISTRY", "Node", "MatrixNode", "StiefelNode", "create_node", "node_kind", "Dense", "Diagonal",
-           "pauli_unitary", "circuit_columns", "circuit_apply", "CircuitNetwork", "CircuitOp", "PauliNode",
-           "ExpNode", "CayleyNode", "TaylorNode", "lie_columns",
-           "HouseholderNode", "householder_columns", "GivensNode", "givens_columns"]
+__all__ = [
+           "REGISTRY",
+           "CayleyNode",
+           "CircuitNetwork",
+           "CircuitOp",
+           "Dense",
+           "Diagonal",
+           "ExpNode",
+           "GivensNode",
+           "HouseholderNode",
+           "MatrixNode",
+           "Node",
+           "PauliNode",
+           "StiefelNode",
+           "TaylorNode",
+           "circuit_apply",
+           "circuit_columns",
+           "create_node",
+           "givens_columns",
+           "householder_columns",
+           "lie_columns",
+           "node_kind",
+           "pauli_unitary",
+]

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -28,7 +29,7 @@ from torch import nn
 from ..errors import SpecError
 
 #: kind name -> class; filled by ``Node.__init_subclass__``.
-REGISTRY: dict[str, type["Node"]] = {}
+REGISTRY: dict[str, type[Node]] = {}
 
 
 class Node(nn.Module):
@@ -76,7 +77,7 @@ class Node(nn.Module):
 
     def as_network(self):
         """The gate network of a renormalized node, or ``None`` (the node is contracted as one tensor)."""
-        return None
+        return
 
     def extra_repr(self) -> str:
         legs = ", ".join(f"{leg}={size}" for leg, size in zip(self.legs, self.shape))

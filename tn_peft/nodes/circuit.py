@@ -23,15 +23,22 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..errors import ShapeError
-from .circuit_layout import (CircuitLayout, Chunk, apply_passes, circuit_layout, column_chunks,
-                             cz_sign, gate_params)
+from .circuit_layout import (
+    Chunk,
+    CircuitLayout,
+    apply_passes,
+    circuit_layout,
+    column_chunks,
+    cz_sign,
+    gate_params,
+)
 
 
 @dataclass

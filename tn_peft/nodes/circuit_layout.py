@@ -26,9 +26,9 @@ the number of pairs containing wire w (2 inside, 1 at either end, 0 when q = 1).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Sequence
 
 
 def gate_params(dim: int) -> int:

@@ -23,8 +23,8 @@ The tensors are differentiable functions of the node's parameters (recomputed by
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

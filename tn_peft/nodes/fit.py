@@ -7,8 +7,8 @@ for free: ``D_jj = sign(q_j . t_j)``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

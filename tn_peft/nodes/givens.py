@@ -17,8 +17,8 @@ then ``|q_j| = 1``, so D is all +1 except when K = N, where the last column keep
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -15,7 +15,7 @@ Right inverse (exact for every orthonormal Q): Householder QR, ``Q = H_1 ... H_K
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.linalg

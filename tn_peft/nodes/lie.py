@@ -17,7 +17,7 @@ Right inverses (:func:`stiefel_log`, :func:`cayley_inverse`) live in :mod:`tn_pe
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

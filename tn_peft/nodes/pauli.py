@@ -19,7 +19,7 @@ The family does not reach every Stiefel matrix, so instead of a right inverse it
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
