@@ -9,7 +9,10 @@
 :class:`TnPeftModel` mirrors ``peft.PeftModel``: ``add_adapter`` / ``set_adapter`` /
 ``disable_adapter()``, ``merge_adapter`` / ``unmerge_adapter`` / ``merge_and_unload`` / ``unload``,
 ``save_pretrained`` / ``from_pretrained`` / ``load_adapter``, ``print_trainable_parameters``.
-The checkpoint format is documented in :mod:`tn_peft.checkpoint`.
+Several adapters can be active at once, as with PEFT's tuner layers (``set_adapter(["a", "b"])``:
+each adapted layer gives ``base(x) + sum of the active adapters' outputs``).
+The checkpoint format is documented in :mod:`tn_peft.checkpoint`; transformers' ``Trainer`` saves and
+loads adapter files through :class:`tn_peft.trainer.TnPeftTrainer`.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ class TnPeftModel(nn.Module):
         self.peft_config: dict[str, AdapterConfig] = {}
         self.targets: dict[str, dict[str, dict[str, Any]]] = {}
         self.networks: dict[str, Any] = {}
-        self.active_adapter = adapter_name
+        self._active_adapters: list[str] = [adapter_name]
         self.batch_nodes = batch_nodes
         self._disabled = False
         self._frozen: set[int] = set()  # parameters a node kind keeps frozen on purpose
@@ -120,7 +123,15 @@ class TnPeftModel(nn.Module):
 
     @property
     def active_adapters(self) -> list[str]:
-        return [self.active_adapter]
+        """The active adapters' names, in the order given to :meth:`set_adapter` (PEFT's ``active_adapters``)."""
+        return list(self._active_adapters)
+
+    @property
+    def active_adapter(self) -> str:
+        """The active adapter's name; with several active, the first one (as ``PeftModel.active_adapter`` and
+        transformers' ``active_adapters()[0]``, so ``model.peft_config[model.active_adapter]`` keeps working).
+        Use :attr:`active_adapters` for all of them."""
+        return self._active_adapters[0]
 
     @property
     def targeted_module_names(self) -> list[str]:
@@ -175,7 +186,7 @@ class TnPeftModel(nn.Module):
             module = modules[name]
             layer = module if isinstance(module, TnLayer) else wrap_layer(module)
             if layer is not module:
-                layer.active_adapters = [self.active_adapter]
+                layer.active_adapters = list(self._active_adapters)
                 self._replace(name, layer)
             layer.update_layer(adapter_name, adapter, dropout=float(config.dropout))
         if shared:
@@ -185,7 +196,7 @@ class TnPeftModel(nn.Module):
         for name, module in wrappers:
             wrapper = module if isinstance(module, ModulesToSave) else ModulesToSave(module)
             if wrapper is not module:
-                wrapper.active_adapter = self.active_adapter
+                wrapper.active_adapter = adapter_name if adapter_name in self._active_adapters else None
                 self._replace(name, wrapper)
             wrapper.add(adapter_name)
         if config.base_model_name_or_path is None:
@@ -238,27 +249,52 @@ class TnPeftModel(nn.Module):
                             fix="list module names or their last dotted parts, e.g. ['classifier']")
         return found
 
-    def set_adapter(self, adapter_name: str) -> None:
-        """Make ``adapter_name`` the active (and only trainable) adapter; unmerges first if merged."""
-        if adapter_name not in self.peft_config:
-            raise SpecError(f"no adapter named {adapter_name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
+    def set_adapter(self, adapter_name: str | Sequence[str]) -> None:
+        """Make ``adapter_name`` -- one name or a list of names -- the active adapter(s); unmerges first if merged.
+
+        As PEFT's tuner layers (``BaseTuner.set_adapter`` / ``BaseTunerLayer.set_adapter``): every adapted
+        layer adds the outputs of all active adapters to the base output, and the active adapters' parameters
+        are the trainable ones (all of them, except adapters loaded for inference and nodes frozen by their
+        kind); the others are frozen. A ``modules_to_save`` module uses the copy of the one active adapter
+        that has one (the original if none has); two active adapters with copies of the same module are an
+        error, as in PEFT's ``ModulesToSaveWrapper``.
+        """
+        names = [adapter_name] if isinstance(adapter_name, str) else list(adapter_name)
+        available = ", ".join(self.peft_config)
+        unknown = [n for n in names if n not in self.peft_config]
+        if unknown:
+            which = ", ".join(repr(n) for n in unknown)
+            raise SpecError(f"no adapter named {which}" if len(unknown) == 1 else f"no adapters named {which}",
+                            fix=f"use one of: {available}")
+        if not names:
+            raise SpecError("set_adapter got an empty list of adapters", fix=f"name at least one of: {available}")
+        if len(set(names)) != len(names):
+            raise SpecError(f"set_adapter got an adapter twice: {names}", fix="name each adapter once")
+        saved = {}
+        for module_name, wrapper in self._saved_wrappers():
+            copies = [n for n in names if n in wrapper.modules_to_save]
+            if len(copies) > 1:
+                raise SpecError(f"adapters {copies} each have their own copy of {module_name!r} (modules_to_save); "
+                                "only one of them can be active at a time",
+                                fix="activate one of them, or add adapters without modules_to_save")
+            saved[module_name] = copies[0] if copies else None
         if any(layer.merged for _, layer in self.tn_layers()):
             warnings.warn("the model is merged; unmerging before switching adapters", stacklevel=2)
             self.unmerge_adapter()
-        self.active_adapter = adapter_name
+        self._active_adapters = names
         for _, layer in self.tn_layers():
-            layer.active_adapters = [adapter_name]
-        for _, wrapper in self._saved_wrappers():
-            wrapper.active_adapter = adapter_name
+            layer.active_adapters = list(names)
+        for module_name, wrapper in self._saved_wrappers():
+            wrapper.active_adapter = saved[module_name]
         self._groups = None
         self._mark_trainable()
 
     def delete_adapter(self, adapter_name: str) -> None:
-        """Remove an adapter everywhere (not the active one)."""
+        """Remove an adapter everywhere (not an active one)."""
         if adapter_name not in self.peft_config:
             raise SpecError(f"no adapter named {adapter_name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
-        if adapter_name == self.active_adapter:
-            raise SpecError(f"adapter {adapter_name!r} is active", fix="set_adapter() another one first")
+        if adapter_name in self._active_adapters:
+            raise SpecError(f"adapter {adapter_name!r} is active", fix="set_adapter() other ones first")
         for _, layer in list(self.tn_layers()):
             layer.delete_adapter(adapter_name)
         for _, wrapper in self._saved_wrappers():
@@ -271,12 +307,13 @@ class TnPeftModel(nn.Module):
         self._groups = None
 
     def _mark_trainable(self) -> None:
-        active = self.active_adapter
-        trainable = active in self.peft_config and not self.peft_config[active].inference_mode
+        """Active adapters not loaded for inference are trainable (less the nodes frozen on purpose); others frozen."""
+        trainable = {name for name in self._active_adapters
+                     if name in self.peft_config and not self.peft_config[name].inference_mode}
 
         def mark(name: str, module: nn.Module) -> None:
             for param in module.parameters():
-                param.requires_grad_(name == active and trainable and id(param) not in self._frozen)
+                param.requires_grad_(name in trainable and id(param) not in self._frozen)
 
         for _, layer in self.tn_layers():
             for name, adapter in layer.tn_adapters.items():
@@ -315,7 +352,8 @@ class TnPeftModel(nn.Module):
 
     # ------------------------------------------------------------- merging
     def merge_adapter(self, adapter_names: Sequence[str] | None = None, safe_merge: bool = False) -> None:
-        """Add the active (or named) adapters' dW into the base weights: ``W += dW``."""
+        """Add the active (or named) adapters' dW into the base weights: ``W += dW`` for each (PEFT's
+        ``merge(adapter_names=None)`` merges every active adapter)."""
         for _, layer in self.tn_layers():
             layer.merge(adapter_names, safe_merge=safe_merge)
 
@@ -325,7 +363,8 @@ class TnPeftModel(nn.Module):
             layer.unmerge()
 
     def merge_and_unload(self, safe_merge: bool = False, adapter_names: Sequence[str] | None = None) -> nn.Module:
-        """Merge, then return the base model with plain layers (and the active modules_to_save copies)."""
+        """Merge (the active adapters, or ``adapter_names``), then return the base model with plain layers (and
+        the active modules_to_save copies)."""
         return self._unload(merge=True, safe_merge=safe_merge, adapter_names=adapter_names)
 
     def unload(self) -> nn.Module:
@@ -360,28 +399,33 @@ class TnPeftModel(nn.Module):
 
     @contextmanager
     def _node_cache(self) -> Iterator[None]:
-        """Evaluate all of the active adapter's nodes at once (batched by kind and shape) for one forward."""
+        """Evaluate all nodes of the active adapters at once (batched by kind and shape, across layers and
+        adapters) for one forward."""
         if not self.batch_nodes or self._disabled:
             yield
             return
         if self._groups is None:
-            layers = [layer for _, layer in self.tn_layers() if self.active_adapter in layer.tn_adapters]
-            nodes = [node for layer in layers
-                     for node in layer.tn_adapters[self.active_adapter].node_modules().values()]
+            active = self._active_adapters
+            layers = [(layer, [n for n in active if n in layer.tn_adapters]) for _, layer in self.tn_layers()]
+            layers = [(layer, names) for layer, names in layers if names]
+            nodes = [node for layer, names in layers for name in names
+                     for node in layer.tn_adapters[name].node_modules().values()]
             self._groups = (layers, plan_groups(nodes))
         layers, groups = self._groups
-        if not layers or layers[0].merged:
+        if not layers or layers[0][0].merged:
             yield
             return
         values = evaluate_groups(groups)
-        name = self.active_adapter
-        for layer in layers:
-            adapter = layer.tn_adapters[name]
-            layer.node_cache = {name: [values[id(adapter.node(op))] for op in adapter.operands]}
+        for layer, names in layers:
+            cache = {}
+            for name in names:
+                adapter = layer.tn_adapters[name]
+                cache[name] = [values[id(adapter.node(op))] for op in adapter.operands]
+            layer.node_cache = cache
         try:
             yield
         finally:
-            for layer in layers:
+            for layer, _ in layers:
                 layer.node_cache = None
 
     # ------------------------------------------------------------ counting
@@ -398,12 +442,14 @@ class TnPeftModel(nn.Module):
 
     # ---------------------------------------------------------- checkpoint
     def adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
-        """Checkpoint key -> live tensor for one adapter (key names: :mod:`tn_peft.checkpoint`)."""
+        """Checkpoint key -> live tensor for one adapter (default: :attr:`active_adapter`, the first active one;
+        key names: :mod:`tn_peft.checkpoint`)."""
         return model_io.adapter_state_dict(self, adapter_name or self.active_adapter)
 
     def save_pretrained(self, save_directory: str | Path, selected_adapters: Sequence[str] | None = None,
                         **_: Any) -> None:
-        """Write each adapter's ``adapter_model.safetensors`` + ``adapter_config.json`` (non-default ones in subfolders)."""
+        """Write each adapter's ``adapter_model.safetensors`` + ``adapter_config.json`` (non-default ones in
+        subfolders), active or not; ``selected_adapters`` picks some."""
         for name in selected_adapters or list(self.peft_config):
             if name not in self.peft_config:
                 raise SpecError(f"no adapter named {name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
