@@ -59,11 +59,12 @@ def clear_grads(args: Sequence) -> None:
 
 
 def time_forward_backward(fns: Sequence[Callable], args_list: Sequence[Sequence], repeat: int = 5,
-                          warmup: int = 1, budget_s: float | None = None) -> list[float]:
+                          warmup: int = 1, budget_s: float | None = None, min_rounds: int = 5) -> list[float]:
     """Median seconds of forward + backward for each ``fns[i](*args_list[i])``, interleaved.
 
-    Interleaving (a, b, c, a, b, c, ...) keeps the comparison fair on a machine whose load drifts.
-    ``budget_s`` stops repeating once that much time was spent (at least 2 rounds).
+    Interleaving (a, b, c, then b, c, a, ...: each round starts one later) keeps the comparison fair
+    on a machine whose load drifts. ``budget_s`` stops repeating once that much time was spent, but
+    not before ``min(min_rounds, repeat)`` rounds.
     """
     times: list[list[float]] = [[] for _ in fns]
     for fn, args in zip(fns, args_list):
@@ -71,15 +72,17 @@ def time_forward_backward(fns: Sequence[Callable], args_list: Sequence[Sequence]
             forward_backward(fn, args)
             clear_grads(args)
     start = time.perf_counter()
+    order = list(range(len(fns)))
     for r in range(repeat):
-        for k, (fn, args) in enumerate(zip(fns, args_list)):
+        for k in order[r % len(order):] + order[:r % len(order)]:
+            fn, args = fns[k], args_list[k]
             _sync(args)
             t0 = time.perf_counter()
             forward_backward(fn, args)
             _sync(args)
             times[k].append(time.perf_counter() - t0)
             clear_grads(args)
-        if budget_s is not None and r >= 1 and time.perf_counter() - start > budget_s:
+        if budget_s is not None and r + 1 >= min_rounds and time.perf_counter() - start > budget_s:
             break
     return [statistics.median(t) for t in times]
 

@@ -78,8 +78,9 @@ def ccp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     return _relabel(path, order, n), scorer.path_cost(path)
 
 
-#: (pieces x states) :func:`hub_path` looks at before giving up (the search is exact either way).
-HUB_BUDGET = 400_000
+#: Candidate steps :func:`hub_path` looks at before giving up (20 TT cores + x need 24,000; the
+#: search is exact either way, the fallback is opt_einsum's DP).
+HUB_BUDGET = 100_000
 
 
 def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
@@ -110,7 +111,7 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     seed_path = _spine_path(nbr, n)
     cap = _cap(scorer.path_cost(seed_path))
     rest = [m & ~h for m in nbr[:-1]]
-    pieces = _ccp_table(scorer, rest, n - 1, cap, budget)
+    pieces = _ccp_table(scorer, rest, n - 1, cap, CCP_BUDGET)
     # Each step enters the queue at a lower bound of its cost (cost.step_floor) and is costed
     # exactly only if it comes out before the optimum is known: Dijkstra with lazy edges, and the
     # bytes the next step must read from t as the A* look-ahead (circuit steps get no bounds).
