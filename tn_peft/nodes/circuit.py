@@ -284,6 +284,8 @@ def _unflatten(x: torch.Tensor, columns_last: bool, n: int, width: int) -> torch
 
 
 def _check_theta(wire_dims, layers, theta):
+    if torch.compiler.is_compiling():  # checked in the eager call that planned the layer; the layout cache
+        return                         # (lru_cache) is not something dynamo should trace
     expected = circuit_layout(tuple(wire_dims), layers).num_params
     if theta.shape[-1] != expected:
         raise ShapeError(f"a circuit on wires {tuple(wire_dims)} with {layers} layers takes {expected} "
