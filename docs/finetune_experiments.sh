@@ -33,3 +33,11 @@ for s in 0 1 2; do
   go qpL3d1e-1-s$s --seed $s --set layers=3 --lr 3e-2 --lr-diag 1e-1
 done
 wait
+
+# --- deeper circuits and more targets (runs/wave3; a later session, seed 0, validation only) ---
+cd /work/main
+R="python -m tn_peft.finetune.run --tune --no-save --no-progress --threads 1 --seed 0"
+mkdir -p runs/wave3
+$R --out runs/wave3/L6 --set layers=6 > runs/wave3/L6.log 2>&1 &
+$R --out runs/wave3/L3_all --targets query,key,value,attention.output.dense,intermediate.dense,output.dense > runs/wave3/L3_all.log 2>&1 &
+wait
