@@ -63,19 +63,27 @@ class PlanFamily:
             self._segment(grid[k - 1], plans[k - 1], grid[k], plans[k])
         self._lookup: dict[int, tuple[Callable, frozenset[int]]] = {}
         self.in_features, self.out_features = problem.in_features, problem.out_features
-        # On CUDA, chains x -> V -> (s) -> U run as one fused Triton kernel instead of the plan.
+        # On CUDA, chains x -> V -> (s) -> U and per-wire maps run as one fused Triton kernel instead
+        # of the plan (both circuits of a Quantum-PEFT chain gate by gate: one kernel for the chain).
         self.fused: Callable | None = None
+        fused_gates: tuple[Callable, frozenset[int]] | None = None
         if self.model.name == "cuda" and not initial:
             from . import fused, triton_kernels
 
             if triton_kernels.available():
                 self.fused = fused.fused_program(problem)
+                fused_gates = fused.fused_gate_program(problem)
         # (program, gate operands) per token range, compiled now: a torch.compile trace of the
         # dispatch then reads plain lists and never compiles generated source.
         self.entries: list[tuple[Callable, frozenset[int]]] = []
         for plan in self.plans:
             gates = plan.gate_operands()
-            self.entries.append((self.fused if self.fused is not None and not gates else plan.program, gates))
+            program = plan.program
+            if self.fused is not None and not gates:
+                program = self.fused
+            elif fused_gates is not None and gates == fused_gates[1]:
+                program = fused_gates[0]
+            self.entries.append((program, gates))
 
     def _plan(self, tokens: int) -> Plan:
         self.planned += 1

@@ -8,7 +8,10 @@ when the problem is
 - per-wire maps: every in-leg of x leads through a chain of two-leg tensors (and diagonals) to one
   out-leg, with no bond between wires (Kronecker ``A (x) (Ba Bb)``) -> ``kron_rows``;
 
-and None otherwise (the plan's program runs). No triton is needed to decide.
+and None otherwise (the plan's program runs). When a plan applies both circuits of a Quantum-PEFT
+chain gate by gate, :func:`fused_gate_program` runs x -> V -> s -> U in one launch instead
+(``circuit_chain``); a plan applying one circuit gate by gate runs its own program, whose circuit
+step is one kernel (``circuit_rows``). No triton is needed to decide.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from .triton_kernels import kron_rows, lowrank
+from .triton_kernels import circuit_chain, kron_rows, lowrank
 
 #: The widest row state (entries) a per-wire program keeps per row; wider problems use the plan.
 MAP_MAX_WIDTH = 1 << 14
@@ -116,6 +119,48 @@ def fused_program(problem) -> Callable | None:
         return None
     if len(problem.out_legs) != 1 or len(problem.in_legs) != 1:
         return _wire_program(problem)
+    chain = _chain(problem)
+    if chain is None:
+        return None
+    iu, iv, i_s, u_t, v_t = chain
+    scale = problem.scale
+
+    def program(x, *tensors):
+        um = tensors[iu].t() if u_t else tensors[iu]
+        vm = tensors[iv].t() if v_t else tensors[iv]
+        s = tensors[i_s] if i_s is not None else None
+        return lowrank(x, vm, s, um, scale)
+
+    return program
+
+
+def fused_gate_program(problem) -> tuple[Callable, frozenset[int]] | None:
+    """``(program, gates)`` when ``problem`` is a chain x -> V -> (s) -> U whose U and V are both
+    circuits (Quantum-PEFT): applied gate by gate, ``gates`` (their node positions), the program
+    runs both circuits and the scaling in one launch (:func:`~.triton_kernels.circuit_chain`); the
+    caller passes the circuit node modules at those positions. Else None."""
+    if not problem.has_x or len(problem.out_legs) != 1 or len(problem.in_legs) != 1:
+        return None
+    chain = _chain(problem)
+    if chain is None:
+        return None
+    iu, iv, i_s, u_t, v_t = chain
+    ops = problem.operands[1:]
+    if u_t or v_t or ops[iu].kind != "circuit" or ops[iv].kind != "circuit":
+        return None
+    scale = problem.scale
+    k = problem.size_dict[ops[iu].legs[-1]]
+
+    def program(x, *tensors):
+        s = tensors[i_s] if i_s is not None else torch.ones(k, dtype=x.dtype, device=x.device)
+        return circuit_chain(x, tensors[iv], s, tensors[iu], scale)
+
+    return program, frozenset((iu, iv))
+
+
+def _chain(problem) -> tuple[int, int, int | None, bool, bool] | None:
+    """``(U, V, s, U stored (k, out), V stored (k, in))`` node positions and layouts of a low-rank
+    chain ``U[out, k] diag(s) V[in, k]^T`` (s optional), or None."""
     ops = problem.operands[1:]
     mats = [(i, op) for i, op in enumerate(ops) if op.kind in ("tensor", "circuit")]
     diags = [(i, op) for i, op in enumerate(ops) if op.kind == "diagonal"]
@@ -129,15 +174,4 @@ def fused_program(problem) -> Callable | None:
     k_v = next(leg for leg in v.legs if leg != in_leg)
     if k_u != k_v or (diags and diags[0][1].legs != (k_u,)):
         return None
-    u_t = u.legs.index(out_leg) == 1   # stored (k, out): use its transpose view
-    v_t = v.legs.index(in_leg) == 1    # stored (k, in): LoRA's A
-    i_s = diags[0][0] if diags else None
-    scale = problem.scale
-
-    def program(x, *tensors):
-        um = tensors[iu].t() if u_t else tensors[iu]
-        vm = tensors[iv].t() if v_t else tensors[iv]
-        s = tensors[i_s] if i_s is not None else None
-        return lowrank(x, vm, s, um, scale)
-
-    return program
+    return iu, iv, (diags[0][0] if diags else None), u.legs.index(out_leg) == 1, v.legs.index(in_leg) == 1
