@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "unitary": ("tn_peft.bench.unitary", "unitary maps vs torch's orthogonal parametrization"),
     "planner": ("tn_peft.bench.planner", "our plans vs opt_einsum greedy/optimal and torch.einsum"),
     "step": ("tn_peft.bench.step", "train-step time of Quantum-PEFT vs peft's LoRA on MiniLM"),
+    "kernels": ("tn_peft.bench.kernels", "fused Triton kernels vs the torch programs they replace (CUDA; --check on CPU)"),
 }
 
 

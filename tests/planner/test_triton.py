@@ -19,6 +19,7 @@ SCRIPT = textwrap.dedent("""
     torch.manual_seed(0)
 
     def close(a, b, tol=1e-4):
+        a, b = a.detach(), b.detach()
         err = float((a - b).abs().max() / (b.abs().max() + 1e-12))
         assert err < tol, err
 
@@ -58,6 +59,27 @@ SCRIPT = textwrap.dedent("""
     xr = xx.clone().requires_grad_()
     (2.0 * ((xr @ V()) * sv) @ U().T).square().sum().backward()
     close(xg.grad, xr.grad)
+
+    # the circuits' angles get their gradients through the kernels (a random upstream gradient:
+    # |x Q| alone does not depend on the angles, Q having orthonormal columns)
+    def angle_grads(fn, nodes, upstream):
+        for node in nodes:
+            for p in node.parameters():
+                p.grad = None
+        fn().backward(upstream)
+        return [p.grad.clone() for node in nodes for p in node.parameters()]
+
+    for node, inp, transpose in ((V, xx, True), (U, z, False)):
+        up = torch.randn(inp.shape[0], node.shape[1] if transpose else node.shape[0])
+        ours = angle_grads(lambda: tk.circuit_rows(inp, node, transpose=transpose), [node], up)
+        ref = angle_grads(lambda: inp @ node() if transpose else inp @ node().T, [node], up)
+        for a, b in zip(ours, ref):
+            close(a, b)
+    up = torch.randn(9, U.shape[0])
+    ours = angle_grads(lambda: tk.circuit_chain(xx, V, sv, U, 2.0), [U, V], up)
+    ref = angle_grads(lambda: 2.0 * ((xx @ V()) * sv) @ U().T, [U, V], up)
+    for a, b in zip(ours, ref):
+        close(a, b)
 
     # a plan applying both circuits gate by gate runs the fused chain program (circuit nodes passed)
     from tn_peft.planner.fused import fused_gate_program

@@ -259,22 +259,37 @@ def _launch(x, ops: list, params: list, width: int, n_out: int, maxd: int) -> to
 
 
 class _Recompute(torch.autograd.Function):
-    """Forward by a kernel; backward by recomputing ``reference(*inputs)`` with torch ops."""
+    """Forward by a kernel; backward by recomputing ``reference(*inputs)`` with torch ops.
+
+    ``apply(kernel, reference, n, *inputs, *extra)``: the first ``n`` tensors are the kernel's and the
+    reference's arguments; ``extra`` are tensors the two read from elsewhere (a circuit's gate
+    tensors, built from the node's angles): they are inputs here only so that autograd sends their
+    gradients on, to the angles. Without them the angles would silently get no gradient.
+    """
 
     @staticmethod
-    def forward(ctx, kernel, reference, *inputs):
-        ctx.reference = reference
-        ctx.save_for_backward(*inputs)
-        return kernel(*inputs)
+    def forward(ctx, kernel, reference, n, *tensors):
+        ctx.reference, ctx.n = reference, n
+        ctx.extra = tensors[n:]
+        ctx.save_for_backward(*tensors[:n])
+        return kernel(*tensors[:n])
 
     @staticmethod
     def backward(ctx, grad):
         inputs = [t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors]
         with torch.enable_grad():
             out = ctx.reference(*inputs)
-        wanted = [t for t in inputs if t.requires_grad]
+        wanted = [t for t in (*inputs, *ctx.extra) if t.requires_grad]
         grads = iter(torch.autograd.grad(out, wanted, grad, allow_unused=True)) if wanted else iter(())
-        return (None, None, *[next(grads) if t.requires_grad else None for t in inputs])
+        return (None, None, None, *[next(grads) if t.requires_grad else None for t in (*inputs, *ctx.extra)])
+
+
+def _recompute(kernel, reference, inputs, networks=()):
+    """``kernel(*inputs)``, differentiable through ``reference`` (and the gate tensors of ``networks``)."""
+    extra = [op.tensor for network in networks for op in network.ops if op.tensor.requires_grad]
+    if not torch.is_grad_enabled() or not any(t.requires_grad for t in (*inputs, *extra)):
+        return kernel(*inputs)
+    return _Recompute.apply(kernel, reference, len(inputs), *inputs, *extra)
 
 
 def circuit_rows(x: torch.Tensor, node, transpose: bool = True) -> torch.Tensor:
@@ -288,9 +303,7 @@ def circuit_rows(x: torch.Tensor, node, transpose: bool = True) -> torch.Tensor:
     def reference(x_):
         return network.apply(x_) if transpose else network.apply_transpose(x_)
 
-    if not torch.is_grad_enabled():
-        return kernel(x)
-    return _Recompute.apply(kernel, reference, x)
+    return _recompute(kernel, reference, [x], [network])
 
 
 def circuit_chain(x: torch.Tensor, v_node, s: torch.Tensor, u_node, scale: float = 1.0) -> torch.Tensor:
@@ -305,9 +318,7 @@ def circuit_chain(x: torch.Tensor, v_node, s: torch.Tensor, u_node, scale: float
     def reference(x_, s_):
         return u_net.apply_transpose(v_net.apply(x_) * (s_ * scale))
 
-    if not torch.is_grad_enabled():
-        return kernel(x, s)
-    return _Recompute.apply(kernel, reference, x, s)
+    return _recompute(kernel, reference, [x, s], [v_net, u_net])
 
 
 # ------------------------------------------------------------------------ per-wire maps
@@ -362,7 +373,7 @@ def kron_rows(x: torch.Tensor, dims, maps, scale: float = 1.0, perm=None) -> tor
         return state.reshape(x_.shape[0], -1) * scale
 
     mats = [f for _, f in maps]
-    y = kernel(x, *mats) if not torch.is_grad_enabled() else _Recompute.apply(kernel, reference, x, *mats)
+    y = _recompute(kernel, reference, [x, *mats])
     if perm is not None and list(perm) != list(range(len(dims))):
         y = y.reshape(y.shape[0], *final).permute(0, *[1 + p for p in perm]).reshape(y.shape[0], -1)
     return y
