@@ -24,6 +24,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 
+import numpy as np
+
 #: Names a profile can be looked up by (``CostModel.for_device``).
 PROFILE_NAMES = ("cpu", "cuda")
 
@@ -222,7 +224,8 @@ def matmul_objective(model: CostModel, itemsize: int):
 
 def step_floor(model: CostModel, itemsize: int):
     """``f(a, b, shared, tensors_with_grad)`` -> a lower bound on the objective of any matmul or
-    broadcast step joining tensors of ``a`` and ``b`` entries that share legs of ``shared`` entries.
+    broadcast step joining tensors of ``a`` and ``b`` entries that share legs of ``shared`` entries
+    (numbers or numpy arrays, elementwise).
 
     The step touches ``full = a b / shared`` entries and writes ``c >= full / shared`` (only shared
     legs can close), forward and once per gradient, so its objective is at least
@@ -235,13 +238,13 @@ def step_floor(model: CostModel, itemsize: int):
     per_entry = rate * itemsize / model.bandwidth
     per_fresh = rate * itemsize / alloc
 
-    def floor(a: int, b: int, shared: int, grads: int) -> float:
-        full = a * b // shared
-        c = full // shared
-        bound = (1 + grads) * (overhead + max(full, (a + b + c) * per_entry))
-        if c * itemsize >= threshold:
-            bound += c * per_fresh
-        return bound * (1 - 1e-12)  # float rounding must never lift it above the exact objective
+    def floor(a, b, shared, grads):
+        a, b, shared = (np.asarray(v, dtype=np.float64) for v in (a, b, shared))
+        full = a * b / shared
+        c = full / shared
+        bound = (1 + np.asarray(grads)) * (overhead + np.maximum(full, (a + b + c) * per_entry))
+        bound = bound + np.where(c * itemsize >= threshold, c * per_fresh, 0.0)
+        return bound * (1 - 1e-9)  # float rounding (sizes as floats) must never lift it above the exact cost
 
     return floor
 

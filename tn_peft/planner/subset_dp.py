@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
+
 from .cost import CostModel, step_floor
 from .problem import Problem
 from .scorer import Scorer, _bits
@@ -112,18 +114,29 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     cap = _cap(scorer.path_cost(seed_path))
     rest = [m & ~h for m in nbr[:-1]]
     pieces = _ccp_table(scorer, rest, n - 1, cap, CCP_BUDGET)
-    # Each step enters the queue at a lower bound of its cost (cost.step_floor) and is costed
-    # exactly only if it comes out before the optimum is known: Dijkstra with lazy edges, and the
-    # bytes the next step must read from t as the A* look-ahead (circuit steps get no bounds).
+    # Each step enters the queue at a lower bound of its cost (cost.step_floor, for all pieces of a
+    # subset at once) and is costed exactly only if it comes out before the optimum is known:
+    # Dijkstra with lazy edges, and the bytes the next step must read from t as the A* look-ahead
+    # (circuit steps get no bounds).
     grad_mask = scorer.grad_mask
-    floor = None if scorer.gates else step_floor(model, scorer.itemsize)
-    per_byte = 0.0 if scorer.gates else model.flop_rate * scorer.itemsize / model.bandwidth
-    by_low: list[list[tuple[int, float, int, int, int]]] = [[] for _ in range(n - 1)]
-    for r, (cost, _, _) in pieces.items():
-        lr = scorer.legs_mask(r)
-        by_low[(r & -r).bit_length() - 1].append((r, cost, lr, scorer.size(lr), int(bool(r & grad_mask))))
-    for group in by_low:
-        group.sort(key=lambda piece: piece[1])
+    bounded = not scorer.gates
+    floor = step_floor(model, scorer.itemsize)
+    per_byte = model.flop_rate * scorer.itemsize / model.bandwidth if bounded else 0.0
+    ranked = sorted(pieces, key=lambda r: pieces[r][0])
+    piece_mask = np.array(ranked, dtype=np.int64)
+    piece_cost = np.array([pieces[r][0] for r in ranked])
+    piece_legs = [scorer.legs_mask(r) for r in ranked]
+    piece_size = np.array([float(scorer.size(lr)) for lr in piece_legs])
+    piece_grad = np.array([int(bool(r & grad_mask)) for r in ranked])
+    n_legs = len(scorer.leg_sizes)
+    log_sizes = np.log2(np.array(scorer.leg_sizes, dtype=np.float64))
+    incidence = np.array([[(lr >> i) & 1 for i in range(n_legs)] for lr in piece_legs], dtype=np.float64) * log_sizes
+    n_bytes = (n_legs + 7) // 8
+
+    def leg_vector(legs: int) -> np.ndarray:
+        bits = np.unpackbits(np.frombuffer(legs.to_bytes(n_bytes, "little"), np.uint8), bitorder="little")
+        return bits[:n_legs].astype(np.float64)
+
     full = (1 << n) - 1
     dist: dict[int, float] = {h: 0.0}
     settled: dict[int, int] = {}
@@ -153,26 +166,19 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
             around |= nbr[low.bit_length() - 1]
             m ^= low
         around &= ~t
-        la = legs_mask(t)
-        a = size(la)
-        gt = int(bool(t & grad_mask))
-        free = full & ~t & ~h
-        while free:
-            low = free & -free
-            free ^= low
-            group = by_low[low.bit_length() - 1]
-            looked += len(group)
-            for r, cr, lr, b, gr in group:  # by increasing cost: the rest cost even more
-                bound = d + cr
-                if bound >= cap:
-                    break
-                if r & t or not r & around:
-                    continue
-                if floor is not None:
-                    bound += floor(a, b, size(la & lr), gt + gr)
-                u = t | r
-                if bound < dist.get(u, cap):
-                    heapq.heappush(heap, (bound, 1, u, t, r))
+        bound = d + piece_cost
+        fits = ((piece_mask & t) == 0) & ((piece_mask & around) != 0) & (bound < cap)
+        looked += len(ranked)
+        if bounded:
+            la = legs_mask(t)
+            shared = np.exp2(incidence @ leg_vector(la))
+            bound = bound + floor(float(size(la)), piece_size, shared, int(bool(t & grad_mask)) + piece_grad)
+            fits &= bound < cap
+        for i in np.flatnonzero(fits).tolist():
+            u = t | ranked[i]
+            key_u = float(bound[i])
+            if key_u < dist.get(u, cap):
+                heapq.heappush(heap, (key_u, 1, u, t, ranked[i]))
         if looked > budget:
             raise OverBudget
     came = {state: piece for state, piece in settled.items() if state != h}
