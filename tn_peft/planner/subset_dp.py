@@ -129,13 +129,13 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     piece_size = np.array([float(scorer.size(lr)) for lr in piece_legs])
     piece_grad = np.array([int(bool(r & grad_mask)) for r in ranked])
     n_legs = len(scorer.leg_sizes)
-    log_sizes = np.log2(np.array(scorer.leg_sizes, dtype=np.float64))
-    incidence = np.array([[(lr >> i) & 1 for i in range(n_legs)] for lr in piece_legs], dtype=np.float64) * log_sizes
     n_bytes = (n_legs + 7) // 8
 
-    def leg_vector(legs: int) -> np.ndarray:
-        bits = np.unpackbits(np.frombuffer(legs.to_bytes(n_bytes, "little"), np.uint8), bitorder="little")
-        return bits[:n_legs].astype(np.float64)
+    def leg_bits(masks: list[int]) -> np.ndarray:  # (len(masks), n_legs) 0/1
+        raw = np.frombuffer(b"".join(m.to_bytes(n_bytes, "little") for m in masks), np.uint8)
+        return np.unpackbits(raw.reshape(len(masks), n_bytes), axis=1, bitorder="little")[:, :n_legs]
+
+    incidence = leg_bits(piece_legs) * np.log2(np.array(scorer.leg_sizes, dtype=np.float64))
 
     full = (1 << n) - 1
     dist: dict[int, float] = {h: 0.0}
@@ -171,7 +171,7 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
         looked += len(ranked)
         if bounded:
             la = legs_mask(t)
-            shared = np.exp2(incidence @ leg_vector(la))
+            shared = np.exp2(incidence @ leg_bits([la])[0])
             bound = bound + floor(float(size(la)), piece_size, shared, int(bool(t & grad_mask)) + piece_grad)
             fits &= bound < cap
         for i in np.flatnonzero(fits).tolist():
