@@ -140,21 +140,34 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     full = (1 << n) - 1
     dist: dict[int, float] = {h: 0.0}
     settled: dict[int, int] = {}
+    # Entries (key, 0, t, s, r): t reached exactly at cost key - look-ahead via s + r. (key, 1, b, i, 0):
+    # candidate i of batch b (the pieces of one expanded subset, by increasing bound), not yet costed;
+    # a batch holds one entry at a time, so the heap stays small however many candidates pass.
     heap: list[tuple[float, int, int, int, int]] = [(0.0, 0, h, 0, 0)]
+    batches: list[tuple[int, list[float], list[int]]] = []
     objective, size, legs_mask = scorer.objective, scorer.size, scorer.legs_mask
     looked = 0
     while heap:
-        key, lazy, t, s, r = heapq.heappop(heap)
-        if t in settled:
+        _, lazy, t, s, r = heapq.heappop(heap)
+        if lazy:
+            source, bounds, members = batches[t]
+            i = s
+            while True:  # cost candidates while they come before everything else in the queue
+                u, piece = source | members[i], members[i]
+                if u not in settled and bounds[i] < dist.get(u, cap):
+                    cost = dist[source] + pieces[piece][0] + objective(source, piece)
+                    if cost < dist.get(u, cap):
+                        dist[u] = cost
+                        ahead = 0.0 if u == full else (1 + int(bool(u & grad_mask))) * size(legs_mask(u)) * per_byte
+                        heapq.heappush(heap, (cost + ahead, 0, u, source, piece))
+                i += 1
+                if i == len(members):
+                    break
+                if heap and bounds[i] > heap[0][0]:
+                    heapq.heappush(heap, (bounds[i], 1, t, i, 0))
+                    break
             continue
-        if lazy:  # (key, 1, t, s, r): the step s + r -> t, costed exactly now
-            if key >= dist.get(t, cap):
-                continue
-            cost = dist[s] + pieces[r][0] + objective(s, r)
-            if cost < dist.get(t, cap):
-                dist[t] = cost
-                ahead = 0.0 if t == full else (1 + int(bool(t & grad_mask))) * size(legs_mask(t)) * per_byte
-                heapq.heappush(heap, (cost + ahead, 0, t, s, r))
+        if t in settled:
             continue
         d = dist[t]
         settled[t] = r
@@ -174,11 +187,11 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
             shared = np.exp2(incidence @ leg_bits([la])[0])
             bound = bound + floor(float(size(la)), piece_size, shared, int(bool(t & grad_mask)) + piece_grad)
             fits &= bound < cap
-        for i in np.flatnonzero(fits).tolist():
-            u = t | ranked[i]
-            key_u = float(bound[i])
-            if key_u < dist.get(u, cap):
-                heapq.heappush(heap, (key_u, 1, u, t, ranked[i]))
+        chosen = np.flatnonzero(fits)
+        if len(chosen):
+            chosen = chosen[np.argsort(bound[chosen], kind="stable")]
+            batches.append((t, bound[chosen].tolist(), [ranked[i] for i in chosen.tolist()]))
+            heapq.heappush(heap, (batches[-1][1][0], 1, len(batches) - 1, 0, 0))
         if looked > budget:
             raise OverBudget
     came = {state: piece for state, piece in settled.items() if state != h}
