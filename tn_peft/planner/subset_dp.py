@@ -95,13 +95,17 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     restricted to subsets holding ``h``, i.e. a shortest path from ``{h}`` to everything. The
     ``best(R)`` come from the connected-pair DP (:func:`_ccp_table`) on the network without ``h``
     (a chain of cores has n^2 / 2 connected subsets); the path is found by A* (costs are
-    non-negative) with lazy edges: a step enters the queue at :func:`~.cost.step_floor` and is
-    costed exactly only if it comes out before the optimum; the look-ahead is the bytes the next
-    step must read. Only subsets cheaper than the optimum are expanded, and only steps under the
-    cap (the hub absorbing its neighbours one by one) enter the queue.
-    ``hub``: the operand index (default: the one sharing legs with the most others).
+    non-negative) with lazy edges: a step enters the queue at :func:`~.cost.step_floor` (the steps
+    out of one subset, bounded together with numpy, share one queue entry in order of their bounds)
+    and is costed exactly only if it comes out before the optimum; the look-ahead is the bytes the
+    next step must read. Only subsets cheaper than the optimum are expanded, and only steps under
+    the cap (the hub absorbing its neighbours one by one) enter the queue.
+    ``hub``: the operand index (default: the one sharing legs with the most others). Up to 63
+    operands (subsets are int64 bitmaps in numpy).
     """
     n = len(problem.operands)
+    if n > 63:
+        raise ValueError(f"hub_path plans up to 63 operands, got {n} (use hyper_path)")
     if hub is None:
         degree = _degrees(problem)
         hub = max(range(n), key=lambda i: (degree[i], -i))
@@ -114,10 +118,8 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     cap = _cap(scorer.path_cost(seed_path))
     rest = [m & ~h for m in nbr[:-1]]
     pieces = _ccp_table(scorer, rest, n - 1, cap, CCP_BUDGET)
-    # Each step enters the queue at a lower bound of its cost (cost.step_floor, for all pieces of a
-    # subset at once) and is costed exactly only if it comes out before the optimum is known:
-    # Dijkstra with lazy edges, and the bytes the next step must read from t as the A* look-ahead
-    # (circuit steps get no bounds).
+    # Per piece (numpy, cheapest first): operand mask, cost, legs as log2 sizes, size, gradient.
+    # Circuit steps (gate by gate) get no bounds: floor and look-ahead are then 0.
     grad_mask = scorer.grad_mask
     bounded = not scorer.gates
     floor = step_floor(model, scorer.itemsize)
