@@ -151,3 +151,11 @@ def test_yaml_is_loaded_safely(tmp_path):
 def test_catalog_name_or_path_errors():
     with pytest.raises(SpecError, match="neither a catalog graph nor a file"):
         load_graph("no_such_graph")
+
+
+def test_overriding_a_loaded_network_expands_its_spec_again():
+    """Parameters that shape nodes (a ``{layers}`` option, a loop over cores) take effect on a Network too."""
+    circuit = load_graph(load_graph("quantum_peft"), layers=3)
+    assert circuit.node("U").options["layers"] == 3
+    assert circuit.build(64, 32).node("U").layers == 3
+    assert load_graph("tt", cores=3).with_params(cores=5).node_names == ["G1", "G2", "G3", "G4", "G5"]

@@ -78,6 +78,9 @@ class Network:
         self.scale = scale
         self.delta = bool(delta)
         self.source = source
+        #: The spec mapping this network was expanded from (loops and ``{param}`` templates intact),
+        #: so that :meth:`with_params` can expand it again; None once built or edited in Python.
+        self.template: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- builder
     def add_node(self, name: str, kind: str, legs: Sequence[str] | Mapping[str, Any], *,
@@ -99,6 +102,7 @@ class Network:
                                 fix="rename one of the two legs")
             seen.add(leg)
         self.nodes.append(NodeSpec(name, kind, legs, dict(options), shared, leg_sizes, line))
+        self.template = None
         return self
 
     def set_open(self, out: str | Sequence[str] | None = None, in_: str | Sequence[str] | None = None,
@@ -112,11 +116,13 @@ class Network:
         for group, legs in (("out", out), ("in", in_)):
             if legs is not None:
                 self.open[group] = (legs,) if isinstance(legs, str) else tuple(legs)
+        self.template = None
         return self
 
     def set_size(self, leg: str, size: Any) -> Network:
         """Set a leg's size expression (``"rank"``, ``"2 * rank"``, an int)."""
         self.sizes[leg] = size
+        self.template = None
         return self
 
     # --------------------------------------------------------------- structure
@@ -267,12 +273,21 @@ class Network:
         return network_from_spec(spec, source=source, overrides=overrides)
 
     def with_params(self, **overrides: Any) -> Network:
-        """A copy with some parameters changed (only parameters that only sizes/scale use)."""
-        clone = copy.deepcopy(self)
-        unknown = [k for k in overrides if k not in clone.params]
+        """A copy with some parameters changed.
+
+        A network loaded from a spec is expanded again from it (parameters may shape nodes: loops,
+        ``{layers}`` options); one built in Python has concrete nodes, so its parameters only enter
+        sizes and the scale, and the copy just takes the new values.
+        """
+        unknown = [k for k in overrides if k not in self.params]
         if unknown:
             raise SpecError(f"has no parameter {unknown[0]!r}", source=self.source,
-                            fix=f"use one of: {', '.join(sorted(clone.params))}")
+                            fix=f"use one of: {', '.join(sorted(self.params))}")
+        if self.template is not None:
+            from .spec import network_from_spec
+
+            return network_from_spec(self.template, source=self.source, overrides={**self.params, **overrides})
+        clone = copy.deepcopy(self)
         clone.params.update(overrides)
         return clone
 

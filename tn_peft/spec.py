@@ -17,6 +17,7 @@ nodes. Lists, node entries and size keys may loop (``for``) and branch (``if``);
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -166,6 +167,7 @@ def network_from_spec(spec: Mapping[str, Any], *, source: str | None = None,
                         fix="list the network's nodes under nodes:")
     for entry in nodes:
         _add_nodes(net, entry, scope, source)
+    net.template = copy.deepcopy(dict(spec))
     return net.validate()
 
 
