@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tn_peft.errors import MissingDependencyError
+from tn_peft.errors import DataError, MissingDependencyError
 from tn_peft.finetune import data as data_module
 from tn_peft.finetune.data import encode, group_split, load_rotten_tomatoes, model_path
 from tn_peft.finetune.methods import Method, build_classifier, load_encoder
@@ -62,6 +62,17 @@ def test_training_lowers_the_loss_on_a_real_slice(tiny, kind):
     assert 0.0 <= history.test_accuracy <= 1.0 and history.mean_step_seconds > 0
     if kind == "graph":  # only the adapters train inside the encoder: far fewer than LoRA's 36,864
         assert 0 < history.adapter_parameters < 3686
+
+
+def test_diverged_loss_is_a_data_error_with_a_fix(tiny):
+    # cli.main turns TnPeftError into one message (exit 2); a diverged loss must not be a traceback
+    _, encoder, enc = tiny
+    method = Method("head", kind="head", lr=1e-2, lr_head=1e-2, steps=2)
+    model, _ = build_classifier(method, copy.deepcopy(encoder), 2)
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))
+    with pytest.raises(DataError, match="diverged.*Fix: lower the learning rates"):
+        train(model, method, enc["train"], None, None, batch_size=16, progress=False)
 
 
 def test_pipeline_writes_run_folder(tmp_path):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import DataError
 from .data import Encoded
 from .methods import Classifier, Method, adapter_parameter_count, parameter_groups
 
@@ -163,8 +164,9 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
             step_times.append(time.perf_counter() - start)
             value = loss.detach().item()
             if not math.isfinite(value):
-                raise FloatingPointError(f"{method.name}: the loss became {value} at step {step}; "
-                                         f"lower the learning rates (lr={method.lr}, lr_diag={method.lr_diag})")
+                raise DataError(f"{method.name}: the loss became {value} at step {step} (training diverged). "
+                                f"Fix: lower the learning rates (now lr={method.lr}, lr_diag={method.lr_diag}, "
+                                f"lr_head={method.lr_head}) with --lr, --lr-diag or --lora-lr")
             history.steps.append(step + 1)
             history.train_loss.append(value)
             bar.set_postfix(loss=f"{value:.3f}")
