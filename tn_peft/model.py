@@ -63,11 +63,24 @@ class _SignedForward:
         if torch.compiler.is_compiling():  # dynamo needs no signature and cannot trace setting one
             return functools.partial(TnPeftModel._forward, obj)
         bound = functools.partial(TnPeftModel._forward, obj)
-        try:
-            bound.__signature__ = inspect.signature(obj.base_model.forward)
-        except (TypeError, ValueError, AttributeError):  # builtins without signatures: keep (*args, **kwargs)
-            pass
+        signature = _SignedForward._signature(obj)
+        if signature is not None:
+            bound.__signature__ = signature
         return bound
+
+    @staticmethod
+    def _signature(obj: Any) -> inspect.Signature | None:
+        """The base model's forward signature, computed once per (instance, base model) and cached on ``obj``."""
+        base = obj.base_model
+        cached = obj.__dict__.get("_forward_signature")
+        if cached is not None and cached[0] is base:
+            return cached[1]
+        try:
+            signature = inspect.signature(base.forward)
+        except (TypeError, ValueError, AttributeError):  # builtins without signatures: keep (*args, **kwargs)
+            signature = None
+        obj.__dict__["_forward_signature"] = (base, signature)
+        return signature
 
 
 class TnPeftModel(nn.Module):
