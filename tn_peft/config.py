@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -18,6 +18,15 @@ from .errors import SpecError
 
 #: ``target_modules="all-linear"``: every linear layer except the output head (as in PEFT).
 ALL_LINEAR = "all-linear"
+
+
+def _check_regex(what: str, pattern: str, used_as: str | None = None) -> None:
+    """SpecError naming ``what`` when ``pattern`` (or the regex ``used_as`` it is built into) does not compile."""
+    try:
+        re.compile(pattern if used_as is None else used_as)
+    except re.error as exc:
+        raise SpecError(f"{what} {pattern!r} is not a valid regex ({exc})",
+                        fix="escape special characters (re.escape) or fix the pattern") from None
 
 
 @dataclass
@@ -81,7 +90,15 @@ class AdapterConfig:
         if isinstance(self.modules_to_save, str):
             self.modules_to_save = [self.modules_to_save]
         elif self.modules_to_save is not None:
+            if not isinstance(self.modules_to_save, Iterable):
+                raise SpecError(f"modules_to_save must be a list of module names or None, got "
+                                f"{type(self.modules_to_save).__name__}", fix="pass e.g. modules_to_save=['classifier']")
             self.modules_to_save = list(self.modules_to_save)
+        for module in self.modules_to_save or ():
+            if not isinstance(module, str) or not module:
+                raise SpecError(f"modules_to_save entry {module!r} must be a non-empty module name",
+                                fix="pass e.g. modules_to_save=['classifier']")
+            _check_regex("modules_to_save", module, rf"(^|.*\.){module}($|\..*)")
         if self.target_modules is None:
             raise SpecError("AdapterConfig needs target_modules",
                             fix="pass e.g. target_modules=['query', 'value'], a regex, or 'all-linear'")
@@ -90,9 +107,20 @@ class AdapterConfig:
             if value is not None and not isinstance(value, (str, list)):
                 raise SpecError(f"{name} must be a string (regex), a list of names or None, got {type(value).__name__}",
                                 fix=f"pass {name}=['query', 'value'] or a regex string")
-        if not 0.0 <= float(self.dropout) < 1.0:
+            if isinstance(value, str) and not (name == "target_modules" and value.lower() == ALL_LINEAR):
+                _check_regex(name, value)
+        try:
+            dropout = float(self.dropout)
+        except (TypeError, ValueError):
+            raise SpecError(f"dropout must be a number in [0, 1), got {self.dropout!r}",
+                            fix="pass e.g. dropout=0.05") from None
+        if not 0.0 <= dropout < 1.0:
             raise SpecError(f"dropout must be in [0, 1), got {self.dropout}", fix="pass e.g. dropout=0.05")
-        self.graph_args = dict(self.graph_args or {})
+        try:
+            self.graph_args = dict(self.graph_args or {})
+        except (TypeError, ValueError):
+            raise SpecError(f"graph_args must be a dict of graph parameters, got {self.graph_args!r}",
+                            fix="pass e.g. graph_args={'rank': 8}") from None
         self._check_layer_fields()
 
     def _check_layer_fields(self) -> None:
@@ -108,11 +136,7 @@ class AdapterConfig:
             if not isinstance(args, Mapping):
                 raise SpecError(f"layer_graph_args[{key!r}] must be a dict of graph parameters, got {args!r}",
                                 fix=f"write layer_graph_args={{{key!r}: {{'rank': 2}}}}")
-            try:
-                re.compile(key)
-            except re.error as exc:
-                raise SpecError(f"layer_graph_args key {key!r} is not a valid regex ({exc})",
-                                fix="escape special characters (re.escape) or fix the pattern") from None
+            _check_regex("layer_graph_args key", key, rf"(.*\.)?({key})$")
         self.layer_graph_args = {key: dict(args) for key, args in layer_args.items()}
         layers = self.layers_to_transform
         if isinstance(layers, tuple):
@@ -130,6 +154,8 @@ class AdapterConfig:
                                         or (isinstance(pattern, list) and all(isinstance(p, str) for p in pattern))):
             raise SpecError(f"layers_pattern must be a string or a list of strings, got {pattern!r}",
                             fix="pass e.g. layers_pattern='layer'")
+        for item in [pattern] if isinstance(pattern, str) else pattern or ():
+            _check_regex("layers_pattern", item, rf"(?:^|.*?\.){item}\.(?P<idx>\d+)\.")
         self.layers_pattern = pattern
         if pattern and layers is None:  # as PEFT's LoraConfig
             raise SpecError("layers_pattern was given without layers_to_transform",

@@ -1,0 +1,55 @@
+"""Bad AdapterConfig values are SpecErrors naming the key, never raw TypeError / ValueError / re.error."""
+
+import pytest
+from torch import nn
+
+from tn_peft import AdapterConfig
+from tn_peft.errors import SpecError
+from tn_peft.model import get_model
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"dropout": None}, "dropout"),
+    ({"dropout": "abc"}, "dropout"),
+    ({"dropout": [0.1]}, "dropout"),
+    ({"graph_args": "x"}, "graph_args"),
+    ({"graph_args": 5}, "graph_args"),
+    ({"modules_to_save": 5}, "modules_to_save"),
+    ({"modules_to_save": [5]}, "modules_to_save"),
+    ({"modules_to_save": [""]}, "modules_to_save"),
+    ({"modules_to_save": ["cls("]}, "modules_to_save"),
+    ({"target_modules": "query("}, "target_modules"),
+    ({"target_modules": "*query"}, "target_modules"),
+    ({"target_modules": ["query"], "exclude_modules": "[value"}, "exclude_modules"),
+    ({"layers_to_transform": [0], "layers_pattern": "layer("}, "layers_pattern"),
+    ({"layers_to_transform": [0], "layers_pattern": ["h", "layers)"]}, "layers_pattern"),
+    ({"layer_graph_args": {"(": {"rank": 2}}}, "layer_graph_args"),
+])
+def test_bad_values_are_spec_errors_naming_the_key(kwargs, key):
+    kwargs = {"target_modules": ["query"], **kwargs}
+    with pytest.raises(SpecError, match=key) as info:
+        AdapterConfig(**kwargs)
+    assert info.value.fix
+
+
+def test_regex_errors_never_reach_targets():
+    base = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    with pytest.raises(SpecError, match="modules_to_save"):
+        get_model(base, AdapterConfig(target_modules=["0"], modules_to_save=["1)"]))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"dropout": "0.1"},
+    {"dropout": 0},
+    {"graph_args": None},
+    {"graph_args": [("rank", 2)]},
+    {"modules_to_save": "classifier"},
+    {"modules_to_save": ("classifier", "score")},
+    {"target_modules": "all-linear"},
+    {"target_modules": r".*\.(query|value)"},
+    {"exclude_modules": r".*\.key"},
+    {"layers_to_transform": [0], "layers_pattern": ["layer", "h"]},
+    {"layer_graph_args": {r"layer\.0\.query": {"rank": 2}}},
+])
+def test_good_values_still_pass(kwargs):
+    AdapterConfig(**{"target_modules": ["query"], **kwargs})
