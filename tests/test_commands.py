@@ -30,3 +30,21 @@ def test_draw_writes_png(tmp_path):
     target = tmp_path / "tt.png"
     assert main(["draw", "tt", "--in", "384", "--out", "384", "-o", str(target)]) == 0
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_finetune_through_the_cli_records_its_command_line(monkeypatch):
+    # metrics.json "command" comes from args.command_line; tn-peft finetune must set it too
+    import importlib
+
+    finetune_run = importlib.import_module("tn_peft.finetune.run")  # the module; tn_peft.finetune.run is a function
+    seen = {}
+
+    def fake_run(args):
+        seen["args"] = args
+        return 0
+
+    monkeypatch.setattr(finetune_run, "run", fake_run)
+    assert main(["finetune", "--steps", "3", "--out", "my runs/a", "--set", "rank=8"]) == 0
+    args = seen["args"]
+    assert args.command_line == "tn-peft finetune --steps 3 --out 'my runs/a' --set rank=8"
+    assert args.graph_args == [("rank", 8)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -77,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if handler is None:
             parser.print_help()
             return 1
+        # the command as typed, for run records (finetune's metrics.json "command")
+        args.command_line = "tn-peft " + shlex.join(argv)
         result = handler(args)
         return result if isinstance(result, int) else 0
     except TnPeftError as err:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import shlex
 import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..commands import parse_overrides
+from ..errors import DataError, SpecError
 from .data import DATASETS, Split, encode, group_split, load_dataset, model_path
 from .methods import Method, build_classifier, load_encoder
 from .report import format_table, mean_std, plot_curves, write_metrics
@@ -39,12 +41,12 @@ DEFAULT_TARGETS = ["query", "value"]
 
 
 def _key_value(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set takes key=value, got {text!r}")
-    key, value = text.split("=", 1)
-    import yaml
-
-    return key.strip(), yaml.safe_load(value)
+    """One ``--set key=value`` (value parsed as YAML), as the other graph commands parse it."""
+    try:
+        ((key, value),) = parse_overrides([text]).items()
+    except SpecError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return key, value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -241,7 +243,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads, "device": args.device, "batch_size": args.batch_size,
         "seeds": seeds, "runs": results, "summary": summary, "table": table,
     }
-    metrics["total_seconds"] = time.perf_counter() - started
     plot_title = f"{data.name}: {', '.join(m.name for m in methods)} (seed {seeds[0]})"
     metrics["plot"] = str(plot_curves(table_results, out / "curves.png", title=plot_title))
     metrics["total_seconds"] = time.perf_counter() - started
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     parser = add_arguments(argparse.ArgumentParser(prog="tn-peft finetune", description=__doc__.split("\n\n")[0]))
     args = parser.parse_args(argv)
-    args.command_line = "tn-peft finetune " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.command_line = "tn-peft finetune " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)
     except TnPeftError as err:
