@@ -134,7 +134,7 @@ def test_length_grouped_batches_cover_the_epoch_once():
     seen = torch.cat(batches).tolist()
     assert len(batches) == 10 and sorted(seen) == list(range(100))
     spread = [int(mask[b].sum(1).max() - mask[b].sum(1).min()) for b in batches]
-    assert sum(spread) / len(spread) < 11  # sorted within megabatches: less padding than random
+    assert sum(spread) / len(spread) < 5  # sorted within megabatches: ~2; random batches: ~10
 
 
 def test_summary_of_several_runs(tmp_path):
