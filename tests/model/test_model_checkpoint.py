@@ -139,3 +139,32 @@ def test_config_round_trips_through_dict():
         tn_peft.AdapterConfig()
     with pytest.raises(tn_peft.SpecError, match="dropout"):
         tn_peft.AdapterConfig(target_modules=["x"], dropout=1.5)
+
+
+@pytest.mark.parametrize("entry, key", [
+    ("linear", r"key 'targets\.0' must be an object"),
+    (None, r"key 'targets\.0' must be an object"),
+    ({"shape": 5}, r"key 'targets\.0\.shape' must be \[out, in\]"),
+    ({"shape": [8]}, r"key 'targets\.0\.shape' must be \[out, in\]"),
+    ({"shape": ["8", "8"]}, r"key 'targets\.0\.shape' must be \[out, in\]"),
+    ({"shape": [8.5, 8]}, r"key 'targets\.0\.shape' must be \[out, in\]"),
+    ({}, r"key 'targets\.0\.shape' must be \[out, in\]"),
+])
+def test_corrupt_saved_target_entries_name_the_key(tmp_path, entry, key):
+    _saved(tmp_path)
+    config_path = tmp_path / ckpt.CONFIG_NAME
+    config = json.loads(config_path.read_text())
+    config["targets"]["0"] = entry
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=key):
+        tn_peft.TnPeftModel.from_pretrained(_net(), tmp_path)
+    model = tn_peft.get_model(_net(), tn_peft.AdapterConfig(target_modules=["0"], **LORA))
+    with pytest.raises(CheckpointError, match=key):
+        model.load_adapter(tmp_path, "other")
+
+
+def test_saved_shape_reads_a_well_formed_entry(tmp_path):
+    from tn_peft.model_io import saved_shape
+
+    assert saved_shape({"shape": [4, 8]}, "x", tmp_path) == (4, 8)
+    assert saved_shape({"shape": [4.0, 8]}, "x", tmp_path) == (4, 8)
