@@ -5,10 +5,12 @@ Nothing the user owns is left half-written: a crash mid-write leaves the old fil
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -39,3 +41,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write bytes to ``path`` atomically."""
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically, creating its folder.
+
+    Values JSON cannot hold (paths, numpy scalars, ...) are written as ``str(value)``.
+    """
+    return atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")

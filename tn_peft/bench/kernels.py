@@ -24,18 +24,16 @@ Cases (``--cases``):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import require
-from ..io import atomic_write_text
+from ..io import write_json
 
 CASES = ("lora", "svd", "quantum_peft", "kron")
 CHECK_SHAPES = ("40x48", "63x20")
@@ -144,10 +142,8 @@ def run(args: argparse.Namespace) -> int:
     worst = max(r["max_relative_difference"] for r in rows)
     ok = worst <= args.tolerance
     print(f"worst relative difference {worst:.1e} (tolerance {args.tolerance:g}): {'ok' if ok else 'FAILED'}")
-    out = Path(args.out)
     meta = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0) if cuda else "cpu (interpreter)",
             "machine": platform.machine(), "check": bool(args.check)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps({"meta": meta, "rows": rows, "ok": ok}, indent=2))
+    out = write_json(args.out, {"meta": meta, "rows": rows, "ok": ok})
     print(f"wrote {out}")
     return 0 if ok else 1

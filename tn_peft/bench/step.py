@@ -15,7 +15,6 @@ Target (the paper: 1723 vs 1719 ms per batch on GPT-2): at most 1.05x LoRA's ste
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from ..errors import require
+from ..io import write_json
 
 PAPER = {"lora_ms": 1719.06, "quantum_peft_ms": 1723.39, "model": "GPT-2"}
 TIME_TARGET = 1.05
@@ -228,12 +228,8 @@ def run(args: argparse.Namespace) -> int:
     if load_before and load_before[0] > (os.cpu_count() or 1):
         print(f"note: the machine was busy (load average {load_before[0]:.1f} on {os.cpu_count()} cores); "
               "times are noisy, the paired ratio less so")
-    out = Path(args.out)
-    from ..io import atomic_write_text
-
-    atomic_write_text(out, json.dumps({"benchmark": "step", "config": config, "environment": environment,
-                                       "results": results, "verdict": verdict, "paper": PAPER,
-                                       "table": table}, indent=2) + "\n")
+    out = write_json(args.out, {"benchmark": "step", "config": config, "environment": environment,
+                                "results": results, "verdict": verdict, "paper": PAPER, "table": table})
     print(f"wrote {out}")
     return 0
 

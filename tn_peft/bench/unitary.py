@@ -20,17 +20,17 @@ unless ``--full``. Results go to ``bench-results/unitary.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from ..io import write_json
 
 OURS = ("pauli", "exp", "cayley", "taylor", "householder", "givens")
 TORCH = ("torch_matrix_exp", "torch_cayley", "torch_householder")
@@ -234,9 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if s:
         ratios = ", ".join(f"{name}: {s[name]:.0f}x" for name in TORCH if name in s)
         print(f"\nPauli vs torch orthogonal at N={s['N']}, K={s['K']} (target >= {s['target']:.0f}x): {ratios}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    out = write_json(args.out, result)
     print(f"wrote {out}")
     return result
 

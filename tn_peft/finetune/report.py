@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_text
+from ..io import write_json
 
 COLUMNS = ("method", "adapter params", "test acc", "mean step", "peak mem")
 
@@ -55,8 +55,8 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def write_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
-    """Write ``metrics.json`` atomically."""
-    return atomic_write_text(path, json.dumps(metrics, indent=2, default=str) + "\n")
+    """Write ``metrics.json`` atomically (see :func:`tn_peft.io.write_json`)."""
+    return write_json(path, metrics)
 
 
 def smooth(values: Sequence[float], window: int) -> list[float]:
