@@ -20,3 +20,5 @@ def test_plan_command_for_dw_and_delta_networks(capsys):
 
 def test_plan_command_reports_bad_graph_cleanly(capsys):
     assert main(["plan", "no_such_graph", "--tokens", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_graph" in err and "Traceback" not in err

@@ -22,7 +22,9 @@ def test_pair_cost_counts():
     scaling = pair_cost(MODEL, {"t", "r"}, {"r"}, {"t", "r"}, sizes, grad_a=True, grad_b=True)
     assert scaling.flops == 8 * 4  # a diagonal is a broadcast multiply, not a matmul
     assert (step + both).flops == step.flops + both.flops
-    assert isinstance(circuit_cost(MODEL, 10, 16, 4, 2, True, True), StepCost)
+    circuit = circuit_cost(MODEL, 10, 16, 4, 2, True, True)  # 4 passes of 2x2 blocks over a (10, 16) state
+    assert (circuit.flops, circuit.backward_flops) == (2 * 10 * 16 * 2 * 4, 2 * 2 * 10 * 16 * 2 * 4)
+    assert circuit.saved == 10 * 16 * 4 * 4  # every pass's input state, when the gates need gradients
 
 
 def test_objective_orders_time_then_memory():

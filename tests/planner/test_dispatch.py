@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from tn_peft.planner import Problem, make_plan
+from tn_peft.planner import Problem, make_plan, reference
 from tn_peft.planner.dispatch import PlanFamily, dw_plan_for, family_for
 from tn_peft.spec import load_graph
 
@@ -15,13 +15,21 @@ def test_family_switches_plans_with_tokens_and_matches_each_plan():
     family = PlanFamily(Problem.from_network(net, 1024, 1024), max_tokens=4096)
     assert family.breakpoints == sorted(family.breakpoints)
     assert len(family.plans) == len(family.breakpoints) + 1
-    # each interval's plan is the plan the search picks inside it
-    for start, plan in zip([1] + family.breakpoints, family.plans):
+    # each interval's plan is the plan the search picks at its start and inside it (the middle of
+    # intervals wider than the bisection's precision: the family never planned those T)
+    ends = [b - 1 for b in family.breakpoints] + [family.max_tokens]
+    inside = 0
+    for start, end, plan in zip([1] + family.breakpoints, ends, family.plans):
         assert make_plan(family.problem.with_tokens(start)).signature() == plan.signature()
+        if end / start >= 1.5:
+            middle = round((start * end) ** 0.5)
+            assert make_plan(family.problem.with_tokens(middle)).signature() == plan.signature(), middle
+            inside += 1
+    assert inside >= 2
     tensors = [torch.randn(s, dtype=torch.float64) for s in family.problem.shapes()[1:]]
     for tokens in (1, 5, 300, 4096):
         x = torch.randn(tokens, 1024, dtype=torch.float64)
-        torch.testing.assert_close(family(x, *tensors), family.plan_for(tokens)(x, *tensors))
+        torch.testing.assert_close(family(x, *tensors), reference(family.problem.with_tokens(tokens), x, tensors))
     assert family.describe()[0].startswith("T 1..")
 
 

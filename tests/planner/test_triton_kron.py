@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent("""
     import torch
     from tn_peft.planner import triton_kernels as tk
     from tn_peft.planner.fused import fused_program
-    from tn_peft.planner import Problem
+    from tn_peft.planner import Problem, reference
     from tn_peft.planner.cost import CostModel
     from tn_peft.planner.dispatch import family_for
     from tn_peft.planner.problem import Operand
@@ -26,11 +26,6 @@ SCRIPT = textwrap.dedent("""
         err = float((a - b).abs().max() / (b.abs().max() + 1e-12))
         assert err < tol, err
 
-    def reference(problem, x, tensors):
-        sizes = problem.size_dict
-        xs = x.reshape(x.shape[0], *[sizes[leg] for leg in problem.in_legs])
-        y = torch.einsum(problem.equation(), xs, *tensors) * problem.scale
-        return y.reshape(x.shape[0], -1)
 
     def check(problem, tokens):
         program = fused_program(problem)

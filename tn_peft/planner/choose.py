@@ -8,6 +8,7 @@ between subtracting two dense dW and subtracting two outputs.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 from .cost import CostModel
@@ -72,10 +73,16 @@ def flop_optimal_path(problem: Problem) -> list[tuple[int, int]]:
 
 def dense_first_path(problem: Problem, model: CostModel) -> list[tuple[int, int]]:
     """The tree that builds dW from the nodes (its own best tree), then contracts x with it."""
-    sub = search_branch(problem.without_x(), model).path
+    sub = _dw_path(problem.without_x(), model)
     n = len(problem.operands)
     path = [(i + 1, j + 1) for i, j in sub]  # x is operand 0: every id shifts by one
     return path + [(0, n + len(sub) - 1 if sub else 1)]
+
+
+@functools.lru_cache(maxsize=256)
+def _dw_path(problem: Problem, model: CostModel) -> tuple[tuple[int, int], ...]:
+    """The best tree building dW: it does not depend on T, so a plan family searches it once."""
+    return tuple(search_branch(problem, model).path)
 
 
 def _branch(problem: Problem, model: CostModel, path: list[tuple[int, int]]) -> Branch:

@@ -38,14 +38,10 @@ def _fmt_flops(x: float) -> str:
     return f"{x:.3g} FLOP"
 
 
-def _fmt_bytes(x: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if x >= size:
-            return f"{x / size:.3g} {unit}"
-    return f"{int(x)} B"
-
-
 def _costs(plan) -> str:
+    # imported here: the CLI loads torch only for the command it runs
+    from .plan import _fmt_bytes
+
     return (f"forward {_fmt_flops(plan.flops())}, backward {_fmt_flops(plan.backward_flops())}, "
             f"saved for backward {_fmt_bytes(plan.saved_bytes())}, peak {_fmt_bytes(plan.peak_bytes())}, "
             f"largest tensor {_fmt_bytes(plan.size())}, predicted time {plan.predicted_time() * 1e3:.3g} ms")
@@ -80,7 +76,7 @@ def report(net, in_features: int, out_features: int, *, tokens: int | None, trai
         reference = make_plan(problem, model, optimize="optimal")
         lines.append("FLOP-optimal tree (opt_einsum): " + _costs(reference))
     if family and tokens is not None:
-        fam = PlanFamily(problem, model, initial=net.delta)
+        fam = PlanFamily(problem, model, initial=net.delta, optimize=optimize)
         lines.append(f"token ranges ({fam.planned} plans searched):")
         lines += [f"  {line}" for line in fam.describe()]
     if source:

@@ -26,9 +26,6 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-#: Names a profile can be looked up by (``CostModel.for_device``).
-PROFILE_NAMES = ("cpu", "cuda")
-
 
 @dataclass(frozen=True)
 class CostModel:
@@ -281,11 +278,3 @@ def circuit_cost(model: CostModel, rows: int, width: int, passes: int, chunk: in
     saved = state * itemsize * passes * int(grad_gates)
     return StepCost(flops, flops * grads, saved, state * itemsize * passes, state * itemsize,
                     passes * (1 + grads), time)
-
-
-def total(costs: Iterable[StepCost]) -> StepCost:
-    """Sum of step costs (``size`` is the max)."""
-    out = StepCost()
-    for cost in costs:
-        out = out + cost
-    return out

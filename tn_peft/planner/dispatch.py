@@ -137,18 +137,23 @@ class PlanFamily:
         """The compiled program for ``tokens`` rows (see :meth:`select`)."""
         return self.select(tokens)[0]
 
-    def gates_for(self, tokens: int) -> frozenset[int]:
-        """Node positions the plan for ``tokens`` applies gate by gate (see :meth:`select`)."""
-        return self.select(tokens)[1]
-
     def __call__(self, x: torch.Tensor, *tensors: Any) -> torch.Tensor:
-        """``x @ dW^T`` for x of shape ``(..., in)``; tensors in operand order (then theta_0's)."""
+        """``x @ dW^T`` for x of shape ``(..., in)``; tensors in operand order (then theta_0's).
+
+        For a circuit operand the caller may pass its node module instead of its tensor; a plan that
+        applies that circuit gate by gate needs the module (see :meth:`select`), and says so.
+        """
         n = self.in_features
         if x.shape[-1] != n:
             raise ShapeError(f"adapter {self.problem.name!r} takes inputs with last dimension {n}, "
                              f"got shape {tuple(x.shape)}")
         flat = x.reshape(-1, n)
-        y = self.program_for(flat.shape[0])(flat, *tensors)
+        program, gates = self.select(flat.shape[0])
+        for i in gates:
+            if isinstance(tensors[i], torch.Tensor):
+                raise ShapeError(f"the plan for {flat.shape[0]} tokens applies node {self.problem.operands[i + 1].name!r} "
+                                 "gate by gate: pass its node module, not its tensor (Adapter.apply does)")
+        y = program(flat, *tensors)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def describe(self) -> list[str]:

@@ -137,22 +137,22 @@ class Emitter:
         storage = self.new_storage(var_name, op.legs, counted=False)
         return Var(var_name, op.legs, tuple((leg,) for leg in op.legs), storage, op.requires_grad, leaf=True)
 
-    def view(self, v: Var, groups: Sequence[Sequence[str]]) -> tuple[str, bool]:
-        """Expression of v with physical dims ``groups`` (in v's leg order): (expr, made a copy?)."""
+    def view(self, v: Var, groups: Sequence[Sequence[str]]) -> str:
+        """Expression of v with physical dims ``groups`` (in v's leg order; a reshape, never a copy)."""
         groups = tuple(tuple(g) for g in groups)
         if groups == v.phys:
-            return v.name, False
+            return v.name
         self.views += 1
-        return f"{v.name}.reshape{self.shape(groups)}", False
+        return f"{v.name}.reshape{self.shape(groups)}"
 
     def arrange(self, v: Var, groups: Sequence[Sequence[str]]) -> tuple[str, str]:
         """Expression of v laid out as ``groups`` (any leg order): (expr, storage it reads)."""
         order = tuple(leg for g in groups for leg in g)
         if order == v.layout:
-            expr, _ = self.view(v, groups)
+            expr = self.view(v, groups)
             return expr, v.storage
         perm = tuple(v.layout.index(leg) for leg in order)
-        base, _ = self.view(v, tuple((leg,) for leg in v.layout))
+        base = self.view(v, tuple((leg,) for leg in v.layout))
         name = self.fresh()
         storage = self.new_storage(name, order)
         self.out.lines.append(f"{name} = {base}.permute{perm}.reshape{self.shape(groups)}  # copy")
@@ -168,7 +168,7 @@ class Emitter:
 
     def sum_out(self, v: Var, legs: Sequence[str]) -> Var:
         """Sum legs no other tensor needs."""
-        expr, _ = self.view(v, tuple((leg,) for leg in v.layout))
+        expr = self.view(v, tuple((leg,) for leg in v.layout))
         dims = tuple(v.layout.index(leg) for leg in legs)
         keep = tuple(leg for leg in v.layout if leg not in legs)
         name = self.fresh()
@@ -243,7 +243,7 @@ class Emitter:
         views = 0
         if a_ff:
             rest = left + right
-            views = int(bool(batch) and b_ff) + int(not batch and False)
+            views = int(bool(batch) and b_ff)
         elif b_ff:
             rest = left + right if left_first else right + left
             views = 2 if left_first else 0
@@ -347,20 +347,11 @@ class Emitter:
         name = self.fresh()
         storage = self.new_storage(name, layout)
         self.views += 1
-        self.out.lines.append(f"{name} = {self.view(v, [big_legs, small_legs])[0]}.t().contiguous()  # thin side first")
+        self.out.lines.append(f"{name} = {self.view(v, [big_legs, small_legs])}.t().contiguous()  # thin side first")
         nbytes = self.out.storage_bytes[storage]
         time = self.model.copy_seconds(nbytes, 1) * (1 + int(v.grad))
         self.record(Op("copy", storage, nbytes, [], [v.storage], time=time), v.grad)
         return Var(name, layout, (tuple(small_legs), tuple(big_legs)), storage, v.grad)
-
-    @staticmethod
-    def orientation(v: Var, batch: list[str], free: list[str], contr: list[str]) -> bool | None:
-        """True if v is laid out (batch, free, contr), False if (batch, contr, free), None if neither."""
-        if v.layout == tuple(batch + free + contr):
-            return True
-        if v.layout == tuple(batch + contr + free):
-            return False
-        return None
 
     def broadcast(self, a: Var, b: Var) -> Var:
         """``C = a * b`` with broadcasting (a diagonal scaling, or an outer product)."""
@@ -373,14 +364,14 @@ class Emitter:
         if not extra and len(per_leg) <= len(base.phys) and base.phys[len(head):] == per_leg:
             # e.g. h[T, k] * s[k]: plain broadcasting on the trailing dims
             base_expr, phys = base.name, base.phys
-            other_expr = self.view(other, per_leg)[0]
+            other_expr = self.view(other, per_leg)
         else:
             dims = [self.dim((leg,)) for leg in base.layout] + ["1"] * len(extra)
             if base.phys == tuple((leg,) for leg in base.layout) and not extra:
                 base_expr = base.name
             else:
                 base_expr = f"{base.name}.reshape({', '.join(dims)}{',' if len(dims) == 1 else ''})"
-            other_expr = self.view(other, per_leg)[0]
+            other_expr = self.view(other, per_leg)
             order = [leg for leg in layout if leg in other.layout]
             perm = tuple(other.layout.index(leg) for leg in order)
             if perm != tuple(range(len(perm))):

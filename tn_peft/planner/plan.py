@@ -69,7 +69,7 @@ class Plan:
         self.problem, self.model, self.branches = problem, model, branches
         self.delta, self.initial, self.method = delta, initial, method
         self.emitted = Emitted()
-        self._source, self.arguments = self._emit()
+        self._source = self._emit()
         self._program: Callable | None = None
 
     @property
@@ -80,15 +80,13 @@ class Plan:
         return self._program
 
     # ------------------------------------------------------------- emission
-    def _emit(self) -> tuple[str, list[str]]:
+    def _emit(self) -> str:
         problem = self.problem
         taken: set[str] = set()
         names = ["x" if op.kind == "x" else identifier(op.name, taken) for op in problem.operands]
         if problem.has_x:
             taken.add("x")
         args = list(names)
-        lines: list[str] = []
-        results = []
         initial_names = []
         if self.initial is not None:
             start = 1 if problem.has_x else 0
@@ -112,7 +110,7 @@ class Plan:
         lines = [f"def program({', '.join(args)}):"]
         lines += ["    " + line for line in _free_temporaries(body, result)]
         lines.append(f"    return {result}")
-        return "\n".join(lines) + "\n", args
+        return "\n".join(lines) + "\n"
 
     def _combine(self, results: list[str], body: list[str]) -> str:
         """Delta networks: ``y(theta) - y(theta_0)``, or ``x @ (dW(theta) - dW(theta_0))^T``."""

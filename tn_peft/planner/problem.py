@@ -142,11 +142,6 @@ class Problem:
             ops[0] = replace(ops[0], requires_grad=bool(x_grad))
         return replace(self, operands=tuple(ops))
 
-    def with_circuits_dense(self) -> Problem:
-        """A copy where every circuit operand is an ordinary (dense) tensor."""
-        ops = tuple(replace(op, kind="tensor") if op.kind == "circuit" else op for op in self.operands)
-        return replace(self, operands=ops)
-
     # ------------------------------------------------------------- queries
     @property
     def size_dict(self) -> dict[str, int]:

@@ -93,12 +93,13 @@ def optimal_path(problem: Problem, model: CostModel, circuit_gates: frozenset[in
     if len(problem.operands) <= OUTER_LIMIT:
         return exhaustive_path(problem, model, circuit_gates, scorer)
     hub = find_hub(problem)
-    searches = [ccp_path, hub_path]
+    searches = [functools.partial(ccp_path, problem, model, circuit_gates),
+                functools.partial(hub_path, problem, model, circuit_gates, hub=hub)]
     if hub is not None:
         searches.reverse()
     for search in searches:
         try:
-            return search(problem, model, circuit_gates)
+            return search()
         except (OverBudget, Disconnected):
             continue
     return oe_dp_path(problem, model, circuit_gates)

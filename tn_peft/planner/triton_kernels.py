@@ -180,15 +180,16 @@ class LowRank(torch.autograd.Function):
     def backward(ctx, grad):
         x, v, s, u = ctx.saved_tensors
         scale = ctx.scale
-        h = x @ v                                   # (T, K)
+        need_x, need_v, need_s, need_u = ctx.needs_input_grad[:4]
+        need_s = need_s and s is not None
+        h = x @ v if need_s or need_u else None     # (T, K), recomputed only when a gradient uses it
         gh = (grad @ u) * scale                     # (T, K): dL/d(h * s)
-        hs = h * s if s is not None else h
-        du = grad.t() @ (hs * scale)                # (M, K)
-        ds = (gh * h).sum(0) if s is not None and ctx.needs_input_grad[2] else None
+        du = grad.t() @ ((h * s if s is not None else h) * scale) if need_u else None   # (M, K)
+        ds = (gh * h).sum(0) if need_s else None
         gs = gh * s if s is not None else gh
-        dv = x.t() @ gs if ctx.needs_input_grad[1] else None
-        dx = gs @ v.t() if ctx.needs_input_grad[0] else None
-        return dx, dv, ds, (du if ctx.needs_input_grad[3] else None), None
+        dv = x.t() @ gs if need_v else None
+        dx = gs @ v.t() if need_x else None
+        return dx, dv, ds, du, None
 
 
 def lowrank(x: torch.Tensor, v: torch.Tensor, s: torch.Tensor | None, u: torch.Tensor, scale: float = 1.0):
