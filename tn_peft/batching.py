@@ -9,8 +9,8 @@ hooks (the default: each node is evaluated on its own):
 
 Kinds that do not define the hooks themselves may get them here, in :data:`BATCHERS` (the ``pauli``
 kind's circuits take a leading batch of angle sets, so all Pauli nodes of one circuit shape are one
-``circuit_columns`` call). :func:`evaluate_nodes` groups the nodes it is given and calls those hooks;
-shared nodes (LoTR) given several times are evaluated once.
+``circuit_columns`` call). :func:`plan_groups` groups the nodes it is given (shared nodes -- LoTR --
+given several times once) and :func:`evaluate_groups` calls those hooks.
 """
 
 from __future__ import annotations
@@ -71,11 +71,6 @@ def evaluate_groups(groups: list[list[nn.Module]]) -> dict[int, torch.Tensor]:
         for node, tensor in zip(group, tensors):
             results[id(node)] = tensor
     return results
-
-
-def evaluate_nodes(nodes: Iterable[nn.Module]) -> dict[int, torch.Tensor]:
-    """``id(node) -> tensor`` for the given nodes, same-kind same-shape ones evaluated together."""
-    return evaluate_groups(plan_groups(nodes))
 
 
 # ------------------------------------------------------------------ pauli
