@@ -287,12 +287,12 @@ def build_adapter(network, module: nn.Module, *, shared_nodes: dict[str, nn.Modu
 
 def wrap_layer(module: nn.Module) -> TnLayer:
     """The tn_peft layer for ``module`` (its type was checked by :func:`tn_peft.targets.layer_info`)."""
-    from .targets import conv1d_class, layer_info
+    from .targets import layer_info
 
-    kind, _, _ = layer_info(module)
+    kind, _, _ = layer_info(module)  # "conv1d" only for an instance of transformers' Conv1D
     if kind == "linear":
         return TnLinear(module)
-    if kind == "conv1d" and isinstance(module, conv1d_class()):
+    if kind == "conv1d":
         return TnConv1D(module)
     return TnConv2d(module)
 
