@@ -466,9 +466,8 @@ class TnPeftModel(nn.Module):
         for name in selected_adapters or list(self.peft_config):
             if name not in self.peft_config:
                 raise SpecError(f"no adapter named {name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
-            config_dict = self.peft_config[name].to_dict()
-            config_dict["graph_args"] = dict(config_dict.get("graph_args") or {})
-            config = ckpt.make_config(config_dict, self.networks[name].to_spec(), self.targets[name])
+            config = ckpt.make_config(self.peft_config[name].to_dict(), self.networks[name].to_spec(),
+                                      self.targets[name])
             ckpt.save_adapter_files(ckpt.adapter_directory(save_directory, name), config,
                                     self.adapter_state_dict(name))
 
