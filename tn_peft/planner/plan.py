@@ -122,7 +122,7 @@ class Plan:
             emitted.storage_bytes["dw"] = problem.out_features * problem.in_features * problem.itemsize
             emitted.counted.update(("dw", "x"))
             emitted.storage_bytes["x"] = (problem.tokens or 0) * problem.in_features * problem.itemsize
-            emitted.ops.append(Op("sub", "dw", emitted.storage_bytes["dw"], [], []))
+            emitted.ops.append(self._subtraction("dw", emitted.storage_bytes["dw"], [first, second]))
             x_grad = problem.operands[0].requires_grad
             saves = (["x"] if grad else []) + (["dw"] if x_grad else [])
             out_bytes = (problem.tokens or 0) * problem.out_features * problem.itemsize
@@ -132,9 +132,13 @@ class Plan:
                                   step.time))
             return "F.linear(x, dw)"
         out_bytes = emitted.ops[-1].out_bytes if emitted.ops else 0
-        emitted.ops.append(Op("sub", "y", out_bytes, [], [], out_bytes / problem.itemsize, 0,
-                              self.model.op_seconds(0, 3 * out_bytes, out_bytes) * 2))
+        emitted.ops.append(self._subtraction("y", out_bytes, [first, second]))
         return f"{first} - {second}"
+
+    def _subtraction(self, out: str, nbytes: int, reads: list[str]) -> Op:
+        """``out = a - b`` of two ``nbytes`` tensors: reads both, writes one, forward and backward."""
+        return Op("sub", out, nbytes, [], reads, nbytes / self.problem.itemsize, 0,
+                  self.model.op_seconds(0, 3 * nbytes, nbytes) * 2)
 
     def _emit_branch(self, branch: Branch, names: Sequence[str], prefix: str) -> str:
         problem = branch.problem
