@@ -57,12 +57,18 @@ def csd_blocks(n: int) -> list[int]:
     return [1 << b for b in range(n.bit_length() - 1, -1, -1) if n >> b & 1]
 
 
-def _init_angles(count: int, init: str, scale: float) -> torch.Tensor:
+def init_angles(shape, init: str, scale: float) -> torch.Tensor:
+    """random: U(-pi s, pi s); normal: N(0, s^2); identity: zeros.
+
+    With zero angles every RY is the identity, so U is the product of the CZ layers: a diagonal of
+    signs, and ``Q = E_K`` up to column signs (csd too: its blocks are such circuits and its middle
+    rotations are then the identity).
+    """
     if init == "identity":
-        return torch.zeros(count)
+        return torch.zeros(shape)
     if init == "normal":
-        return torch.randn(count) * scale
-    return (torch.rand(count) * 2 - 1) * math.pi * scale
+        return torch.randn(shape) * scale
+    return (torch.rand(shape) * 2 - 1) * math.pi * scale
 
 
 class PauliBlock(nn.Module):
@@ -73,7 +79,7 @@ class PauliBlock(nn.Module):
         self.n, self.layers = n, layers
         self.qubits = n.bit_length() - 1
         count = _pauli_params(n, layers)
-        self.theta = nn.Parameter(_init_angles(count, init, scale)) if count else None
+        self.theta = nn.Parameter(init_angles(count, init, scale)) if count else None
         if n == 1:
             self.register_buffer("sign", torch.ones(()))
 
@@ -108,7 +114,7 @@ class CSDBlock(nn.Module):
         self.v1 = PauliBlock(self.n1, layers, init, scale)
         self.u2 = CSDBlock(self.n2, layers, init, scale)
         self.v2 = CSDBlock(self.n2, layers, init, scale) if columns is None or columns > self.n1 else None
-        self.phi = nn.Parameter(_init_angles(self.n2, init, scale))
+        self.phi = nn.Parameter(init_angles(self.n2, init, scale))
 
     def _finish(self, top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
         """CS rotations of (top rows 0..N2-1, bottom), then diag(U1, U2)."""

@@ -30,7 +30,7 @@ from .base import StiefelNode
 from .circuit import circuit_columns, pauli_unitary
 from .circuit_layout import circuit_layout, gate_params
 from .circuit_network import CircuitNetwork, circuit_network
-from .csd import CSDBlock, csd_num_params
+from .csd import CSDBlock, csd_num_params, init_angles
 from .fit import FitResult, fit_columns
 
 CONSTRUCTIONS = ("auto", "pauli", "mixed_radix", "csd")
@@ -51,20 +51,6 @@ def choose_construction(n: int) -> str:
     if n > 1 and max(prime_factors(n)) <= SMALL_PRIME:
         return "mixed_radix"
     return "csd"
-
-
-def init_angles(shape, init: str, scale: float) -> torch.Tensor:
-    """random: U(-pi s, pi s); normal: N(0, s^2); identity: zeros.
-
-    With zero angles every RY is the identity, so U is the product of the CZ layers: a diagonal of
-    signs, and ``Q = E_K`` up to column signs (csd too: its blocks are such circuits and its middle
-    rotations are then the identity).
-    """
-    if init == "identity":
-        return torch.zeros(shape)
-    if init == "normal":
-        return torch.randn(shape) * scale
-    return (torch.rand(shape) * 2 - 1) * math.pi * scale
 
 
 class PauliNode(StiefelNode, kind="pauli"):
