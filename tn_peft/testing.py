@@ -74,9 +74,7 @@ def networks(max_nodes: int = 6, max_size: int = 4, hyperedges: bool = True, loo
                 legs[draw(st.integers(0, n - 1))].append(leg)
                 open_legs[group].append(leg)
         net = Network("random", open=open_legs, sizes=dict(sizes))
-        for i in range(n):
-            if not legs[i]:  # a lone node with no legs would be a scalar: give it an open-free bond later
-                continue
+        for i in range(n):  # every node has a leg: a tree bond (n > 1) or all open legs (n == 1)
             net.add_node(f"N{i}", "dense", legs[i], init="normal", std=1.0)
         for k, leg in enumerate(diagonal_nodes):
             net.add_node(f"D{k}", "diagonal", [leg], init="normal")
