@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cost import CostModel, circuit_cost, pair_cost
+from .cost import CostModel, _matmul_terms, circuit_cost, pair_cost
 from .problem import TOKENS, Problem
 
 
@@ -322,16 +322,12 @@ class Emitter:
         self.out.lines.append(f"{name} = {expr}  # {self.label(a.layout)} . {self.label(b.layout)} -> "
                               f"{self.label(layout)}")
         self.views += expr.count(".t()") + expr.count(".transpose(")
-        size = self.nbytes
-        m, n, k = (math.prod(self.sizes[leg] for leg in g) for g in (left, right, contr))
-        flops = 2.0 * m * n * k * math.prod(self.sizes[leg] for leg in batch)
-        ab, bb, cb = size(a.layout), size(b.layout), size(layout)
-        time = self.model.op_seconds(flops, ab + bb + cb, cb, (m, n, k))
-        if a.grad:
-            time += self.model.op_seconds(flops, ab + bb + cb, ab, (m, n, k))
-        if b.grad:
-            time += self.model.op_seconds(flops, ab + bb + cb, bb, (m, n, k))
-        self.record(Op("matmul", storage, cb, saves, [a_st, b_st], flops, flops * (a.grad + b.grad), time),
+        m, n, k, batch_size = (math.prod(self.sizes[leg] for leg in g) for g in (left, right, contr, batch))
+        entries = [math.prod(self.sizes[leg] for leg in lay) for lay in (a.layout, b.layout, layout)]
+        # the search's matmul cost; layout copies are ops of their own here, so none are charged
+        flops, backward, *_, time = _matmul_terms(self.model, *entries, m * n * k * batch_size, m, n, k, a.grad,
+                                                  b.grad, True, True, False, False, self.itemsize)
+        self.record(Op("matmul", storage, entries[2] * self.itemsize, saves, [a_st, b_st], flops, backward, time),
                     a.grad or b.grad)
         return Var(name, layout, phys, storage, a.grad or b.grad)
 
