@@ -29,3 +29,14 @@ def test_timing_without_cuda_is_one_clear_message():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "CUDA" in result.stdout and "--check" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_layer_shapes_parse_or_say_what_is_wrong():
+    import argparse
+
+    from tn_peft.bench import layer_shape
+
+    assert layer_shape("4096x1536") == (4096, 1536)
+    for bad in ("4096", "0x8", "ax8", "8x8x8"):
+        with pytest.raises(argparse.ArgumentTypeError, match="OUTxIN"):
+            layer_shape(bad)

@@ -34,15 +34,17 @@ import torch
 
 from ..errors import require
 from ..io import write_json
+from . import layer_shape
 
 CASES = ("lora", "svd", "quantum_peft", "kron")
-CHECK_SHAPES = ("40x48", "63x20")
+CHECK_SHAPES = ((40, 48), (63, 20))
 CHECK_TOKENS = (1, 7)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES, help="kernels to run")
-    parser.add_argument("--shapes", nargs="+", default=["4096x4096", "1536x384"], help="layers as OUTxIN")
+    parser.add_argument("--shapes", nargs="+", type=layer_shape, default=[(4096, 4096), (1536, 384)],
+                        help="layers as OUTxIN (default 4096x4096 1536x384)")
     parser.add_argument("--tokens", type=int, nargs="+", default=[1, 64, 4096], help="token counts T")
     parser.add_argument("--repeat", type=int, default=20, help="most timed rounds per case")
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per case after which rounds stop")
@@ -124,8 +126,7 @@ def run(args: argparse.Namespace) -> int:
     print("| kernel | layer | T | max rel. difference | fused ms | torch ms | fused / torch |")
     print("|---|---|---|---|---|---|---|")
     for name in args.cases:
-        for shape in shapes:
-            out_features, in_features = (int(v) for v in shape.lower().split("x"))
+        for out_features, in_features in shapes:
             for t in tokens:
                 fused, reference, fn_args, grads = _case(name, out_features, in_features, t, device)
                 error = _compare(fused, reference, fn_args, grads)

@@ -22,7 +22,6 @@ of 21-tensor networks, and LoRA at T = 1 against a hand-written ``F.linear`` cha
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -32,18 +31,21 @@ from typing import Any
 import opt_einsum
 import torch
 
+from ..io import write_json
 from ..planner import CostModel, Problem, make_plan, measure
 from ..planner.dispatch import PlanFamily, clear_caches
 from ..planner.problem import TOKENS
 from ..planner.search import optimal_path
 from ..spec import catalog, load_graph
+from . import layer_shape
 
 METHODS = ("ours", "greedy", "optimal", "einsum")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graphs", nargs="+", default=None, help="catalog graphs (default: all)")
-    parser.add_argument("--shapes", nargs="+", default=["4096x4096", "384x1536"], help="layers as OUTxIN")
+    parser.add_argument("--shapes", nargs="+", type=layer_shape, default=[(4096, 4096), (384, 1536)],
+                        help="layers as OUTxIN (default 4096x4096 384x1536)")
     parser.add_argument("--tokens", type=int, nargs="+", default=[1, 64, 4096], help="token counts T")
     parser.add_argument("--repeat", type=int, default=30, help="most timed rounds per case")
     parser.add_argument("--budget", type=float, default=3.0, help="seconds per case after which rounds stop")
@@ -282,10 +284,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     graphs = args.graphs or catalog()
-    shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes]
     rows = []
     for graph in graphs:
-        for out_features, in_features in shapes:
+        for out_features, in_features in args.shapes:
             for tokens in args.tokens:
                 row = run_case(graph, out_features, in_features, tokens, args)
                 rows.append(row)
@@ -318,11 +319,9 @@ def run(args: argparse.Namespace) -> int:
               f"{r['dispatch_s'] * 1e6:.2f} us), forward with node tensors {r['forward_s'] * 1e6:.1f} us")
     print(f"\nsummary: {summary}")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "opt_einsum": opt_einsum.__version__, "threads": torch.get_num_threads(),
             "machine": platform.machine(), "processor": platform.processor() or platform.platform(),
             "cost_model": CostModel.for_device("cpu").to_dict()}
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "extras": extras, "summary": summary}, indent=1,
-                              default=str))
+    write_json(out, {"meta": meta, "rows": rows, "extras": extras, "summary": summary})
     print(f"wrote {out}")
     return 0
