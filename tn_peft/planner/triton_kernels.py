@@ -241,6 +241,12 @@ def _run_circuits(x, parts, n_out: int) -> torch.Tensor:
     return _launch(x, ops, params, max(width, n_out), n_out, maxd)
 
 
+@functools.lru_cache(maxsize=256)
+def _op_table(ops: tuple[tuple[int, ...], ...], device: torch.device) -> torch.Tensor:
+    """The op table on the device, uploaded once per circuit structure (the angles change, it does not)."""
+    return torch.tensor(ops, dtype=torch.int32, device=device).reshape(-1)
+
+
 def _launch(x, ops: list, params: list, width: int, n_out: int, maxd: int) -> torch.Tensor:
     """One circuit_kernel launch over the rows of x: op table ``ops``, parameters ``params``, the
     widest state ``width``, output width ``n_out``, ``maxd`` the largest wire dimension a gate or map reads."""
@@ -249,7 +255,7 @@ def _launch(x, ops: list, params: list, width: int, n_out: int, maxd: int) -> to
     np_ = _pow2(width, least=2)
     bt = 4
     programs = math.ceil(t / bt)
-    table = torch.tensor(ops, dtype=torch.int32, device=x.device).reshape(-1)
+    table = _op_table(tuple(map(tuple, ops)), x.device)
     par = torch.cat([p.to(torch.float32) for p in params]) if params else torch.zeros(1, device=x.device)
     buf = torch.empty(programs * 2 * bt * np_, dtype=torch.float32, device=x.device)
     y = torch.empty(t, n_out, dtype=x.dtype, device=x.device)
