@@ -423,18 +423,17 @@ class TnPeftModel(nn.Module):
             layers = [(layer, names) for layer, names in layers if names]
             nodes = [node for layer, names in layers for name in names
                      for node in layer.tn_adapters[name].node_modules().values()]
+            # per layer: (adapter name, the ids of its nodes in operand order), so a forward only indexes
+            layers = [(layer, [(name, [id(node) for node in layer.tn_adapters[name].node_modules().values()])
+                               for name in names]) for layer, names in layers]
             self._groups = (layers, plan_groups(nodes))
         layers, groups = self._groups
         if not layers or layers[0][0].merged:
             yield
             return
         values = evaluate_groups(groups)
-        for layer, names in layers:
-            cache = {}
-            for name in names:
-                adapter = layer.tn_adapters[name]
-                cache[name] = [values[id(adapter.node(op))] for op in adapter.operands]
-            layer.node_cache = cache
+        for layer, entries in layers:
+            layer.node_cache = {name: [values[i] for i in ids] for name, ids in entries}
         try:
             yield
         finally:
