@@ -63,6 +63,7 @@ class Emitted:
     ops: list[Op] = field(default_factory=list)
     storage_bytes: dict[str, int] = field(default_factory=dict)
     counted: set[str] = field(default_factory=set)   # storages whose bytes count (not node tensors)
+    widened: list[str] = field(default_factory=list)  # node matrices copied thin side first (emit.widen)
 
 
 def identifier(name: str, taken: set[str]) -> str:
@@ -344,6 +345,7 @@ class Emitter:
         storage = self.new_storage(name, layout)
         self.views += 1
         self.out.lines.append(f"{name} = {self.view(v, [big_legs, small_legs])}.t().contiguous()  # thin side first")
+        self.out.widened.append(v.name)
         nbytes = self.out.storage_bytes[storage]
         time = self.model.copy_seconds(nbytes, 1) * (1 + int(v.grad))
         self.record(Op("copy", storage, nbytes, [], [v.storage], time=time), v.grad)

@@ -40,6 +40,13 @@ class Branch:
     def signature(self) -> tuple:
         return (tuple(self.path), tuple(sorted(self.gates)), self.widen)
 
+    def subsets(self) -> list[int]:
+        """The operands (bitmaps) behind every SSA id: the operands, then each step's union."""
+        out = [1 << i for i in range(len(self.problem.operands))]
+        for i, j in self.path:
+            out.append(out[i] | out[j])
+        return out
+
 
 def apply_circuit(circuit, state: torch.Tensor, transpose: bool) -> torch.Tensor:
     """Apply a renormalized node's gate network to the rows of ``state`` (see nodes' ``as_network``).
@@ -145,7 +152,7 @@ class Plan:
         emitter = Emitter(problem, self.emitted, self.model, prefix=prefix, widen=branch.widen)
         vars_: list[Var] = [emitter.leaf(i, name) for i, name in enumerate(names)]
         scorer = Scorer(problem, self.model, branch.gates)
-        subsets = [1 << i for i in range(len(names))]
+        subsets = branch.subsets()
         scale, scale_at = problem.scale, self._scale_target(branch, scorer)
         if scale != 1.0 and scale_at is not None and scale_at < len(names):
             vars_[scale_at] = emitter.scale_leaf(vars_[scale_at], scale)
@@ -162,7 +169,6 @@ class Plan:
             if scale != 1.0 and scale_at == len(names) + k:
                 out = emitter.scale_leaf(out, scale)
             vars_.append(out)
-            subsets.append(subsets[i] | subsets[j])
         last = vars_[-1]
         lonely = [leg for leg in last.layout if leg not in problem.output]
         if lonely:
@@ -180,9 +186,7 @@ class Plan:
         that the next matmul can view them instead of copying."""
         problem = branch.problem
         n = len(problem.operands)
-        subsets = [1 << i for i in range(n)]
-        for i, j in branch.path:
-            subsets.append(subsets[i] | subsets[j])
+        subsets = branch.subsets()
         consumer: dict[int, tuple[int, int]] = {}
         for k, (i, j) in enumerate(branch.path):
             consumer[i], consumer[j] = (k, j), (k, i)
@@ -205,10 +209,9 @@ class Plan:
         problem = branch.problem
         sizes = [(scorer.size(scorer.op_masks[i]), 0, i) for i, op in enumerate(problem.operands)
                  if op.kind != "x" and i not in branch.gates]
-        subsets = [1 << i for i in range(len(problem.operands))]
-        for k, (i, j) in enumerate(branch.path):
-            subsets.append(subsets[i] | subsets[j])
-            sizes.append((scorer.size(scorer.legs_mask(subsets[-1])), 1, len(problem.operands) + k))
+        n = len(problem.operands)
+        subsets = branch.subsets()
+        sizes += [(scorer.size(scorer.legs_mask(subsets[n + k])), 1, n + k) for k in range(len(branch.path))]
         return min(sizes)[2] if sizes else None
 
     # ---------------------------------------------------------------- costs
@@ -281,8 +284,8 @@ class Plan:
         elif problem.has_x:
             root = main.path[-1] if main.path else (0,)
             n = len(problem.operands)
-            nodes_only = _subset_of(main.path, n, max(root)) if main.path else 0
-            other = _subset_of(main.path, n, min(root)) if main.path else 0
+            nodes_only = main.subsets()[max(root)] if main.path else 0
+            other = main.subsets()[min(root)] if main.path else 0
             if {nodes_only, other} & {1} and (nodes_only | other) == (1 << n) - 1:
                 out.append("materialize dW, then one matmul with x")
             else:
@@ -300,7 +303,7 @@ class Plan:
             out.append("delta: dW(theta) - dW(theta_0) built densely, then one matmul")
         elif self.delta == "outputs":
             out.append("delta: both networks contracted into x, outputs subtracted")
-        thin = [line.split(" = ", 1)[1].split(".", 1)[0] for line in self.emitted.lines if "# thin side first" in line]
+        thin = self.emitted.widened
         if thin:
             out.append(f"thin node matrices {', '.join(thin)} laid out thin side first (skinny-GEMM layout)")
         if problem.scale != 1.0:
@@ -316,15 +319,14 @@ class Plan:
             names = branch.problem.names
             scorer = Scorer(branch.problem, self.model, branch.gates)
             labels = list(names)
-            subsets = [1 << i for i in range(len(names))]
+            subsets = branch.subsets()
             for k, (i, j) in enumerate(branch.path):
-                s = subsets[i] | subsets[j]
+                s = subsets[len(names) + k]
                 legs = ",".join("T" if leg == TOKENS else leg for leg in sorted(scorer.legs_of(s)))
                 cost = branch.steps[k] if k < len(branch.steps) else None
                 extra = f"  flops {_fmt(cost.flops)}  saved {_fmt_bytes(cost.saved)}" if cost else ""
                 lines.append(f"  s{k}: {labels[i]} . {labels[j]} -> [{legs}]{extra}")
                 labels.append(f"s{k}")
-                subsets.append(s)
         return "\n".join(lines)
 
     def source(self) -> str:
@@ -411,13 +413,6 @@ def _free_temporaries(body: list[str], result: str) -> list[str]:
         if dead:
             out.append("del " + ", ".join(dead))
     return out
-
-
-def _subset_of(path, n: int, node: int) -> int:
-    subsets = [1 << i for i in range(n)]
-    for i, j in path:
-        subsets.append(subsets[i] | subsets[j])
-    return subsets[node]
 
 
 def _fmt(x: float) -> str:
