@@ -144,10 +144,13 @@ def _tt_trains(lora: LoraCheckpoint, to: str, rank, tolerance, cores: int, cente
         out_f = [sizes[leg] for leg in probe.open["out"]]
         in_f = [sizes[leg] for leg in probe.open["in"]]
         dW = layer.delta_weight()
-        bonds = tt.ranks_for_tolerance(dW, out_f, in_f, tolerance) if tolerance is not None else None
-        if rank is not None:
-            bonds = [min(b, rank) for b in bonds] if bonds is not None else rank
-        train = tt.tt_svd(dW, out_f, in_f, bonds)
+        if tolerance is None:
+            train = tt.tt_svd(dW, out_f, in_f, rank)
+        else:  # one sweep picks the tolerance's ranks and keeps its cores
+            train = tt.tt_svd_tolerance(dW, out_f, in_f, tolerance)
+            bonds = [int(c.shape[3]) for c in train[:-1]]
+            if rank is not None and max(bonds, default=0) > rank:  # --rank caps some bond: truncate again
+                train = tt.tt_svd(dW, out_f, in_f, [min(b, rank) for b in bonds])
         kept = [int(c.shape[3]) for c in train[:-1]]
         layer_args[name] = {"rank": max(kept, default=1), **{f"rank{t}": b for t, b in enumerate(kept, start=1)}}
         trains[name] = tt.mixed_canonical(train, center) if to == "ttd" else train

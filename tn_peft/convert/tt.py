@@ -49,23 +49,35 @@ def ranks_for_tolerance(dW: torch.Tensor, out_factors: Sequence[int], in_factors
                         tolerance: float) -> list[int]:
     """Bond ranks of the TT-SVD whose error is at most ``tolerance * ||dW||_F`` (Oseledets 2011, Alg. 1:
     each of the d-1 truncations drops singular values of energy <= (tolerance ||dW|| / sqrt(d-1))^2)."""
+    return [int(core.shape[3]) for core in tt_svd_tolerance(dW, out_factors, in_factors, tolerance)[:-1]]
+
+
+def tt_svd_tolerance(dW: torch.Tensor, out_factors: Sequence[int], in_factors: Sequence[int],
+                     tolerance: float) -> list[torch.Tensor]:
+    """The TT-SVD truncated to ``tolerance`` (the sweep :func:`ranks_for_tolerance` describes), cores
+    ``[r_{t-1}, m_t, n_t, r_t]`` (float64) as :func:`tt_svd` with those ranks returns them: one sweep
+    both picks the ranks and keeps the cores. Cores 1..d-1 come out left-orthonormal."""
     tensor = fold(dW.detach().to(torch.float64), out_factors, in_factors)
     sizes = tensor.shape
     d = len(sizes)
     if d == 1:
-        return []
+        return [tensor.reshape(1, out_factors[0], in_factors[0], 1).clone()]
     delta2 = (float(tolerance) * float(torch.linalg.norm(dW.to(torch.float64)))) ** 2 / (d - 1)
-    ranks, rank, rest = [], 1, tensor.reshape(-1)
+    cores, rank, rest = [], 1, tensor.reshape(-1)
     for t in range(d - 1):
         matrix = rest.reshape(rank * sizes[t], -1)
-        _, s, vt = torch.linalg.svd(matrix, full_matrices=False)
+        u, s, vt = torch.linalg.svd(matrix, full_matrices=False)
         tail = torch.flip(torch.cumsum(torch.flip(s ** 2, [0]), 0), [0])  # tail[k] = sum_{i>=k} s_i^2
-        keep = int((tail > delta2).sum())
-        keep = max(1, keep)
-        ranks.append(keep)
-        rest = s[:keep, None] * vt[:keep]
+        keep = max(1, int((tail > delta2).sum()))
+        u, s, vt = u[:, :keep], s[:keep], vt[:keep]
+        # tensorly's sign convention (svd_flip): each column of u has its largest-magnitude entry positive
+        signs = torch.sign(u.gather(0, u.abs().argmax(0, keepdim=True)))
+        u, vt = u * signs, vt * signs.T
+        cores.append(u.reshape(rank, out_factors[t], in_factors[t], keep).contiguous())
+        rest = s[:, None] * vt
         rank = keep
-    return ranks
+    cores.append(rest.reshape(rank, out_factors[-1], in_factors[-1], 1).contiguous())
+    return cores
 
 
 def tt_svd(dW: torch.Tensor, out_factors: Sequence[int], in_factors: Sequence[int],
