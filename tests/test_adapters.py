@@ -42,3 +42,30 @@ def test_node_hooks_still_fire():
     with torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: calls.append("global")):
         adapter.node_tensors()
     assert calls.count("global") == 2
+
+
+@pytest.mark.parametrize("planner", [True, False])
+def test_delta_theta0_dense_is_cached_and_follows_the_buffers(planner):
+    """QuanTA: theta_0's dense dW is contracted once, recomputed when its buffers change (load, move)."""
+    adapter = tn_peft.load_graph("quanta", axes=3).build(8, 8, planner=planner)
+    assert torch.count_nonzero(adapter.delta_weight()) == 0  # theta = theta_0 at init
+    first = adapter.initial_dense()
+    assert adapter.initial_dense() is first  # cached
+    name = adapter.operands[0]
+    with torch.no_grad():
+        adapter.node(name).get_parameter(next(n for n, _ in adapter.node(name).named_parameters())).add_(0.1)
+    changed = adapter.delta_weight()
+    reference = adapter.scale * (adapter.contract_dense(adapter.node_tensors())
+                                 - adapter.contract_dense(adapter.initial_tensors()))
+    torch.testing.assert_close(changed, reference)
+    # loading theta_0 (in place, as load_state_dict does) invalidates the cache
+    state = {k: v.clone() for k, v in adapter.state_dict().items()}
+    state[f"initial_{name}"] = adapter.node(name)().detach().clone()
+    adapter.load_state_dict(state)
+    assert adapter.initial_dense() is not first
+    torch.testing.assert_close(adapter.initial_dense(), adapter.contract_dense(adapter.initial_tensors()))
+    # moving the adapter (new buffers) too
+    adapter.double()
+    assert adapter.initial_dense().dtype == torch.float64
+    torch.testing.assert_close(adapter.delta_weight(), adapter.scale * (
+        adapter.contract_dense(adapter.node_tensors()) - adapter.contract_dense(adapter.initial_tensors())))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import opt_einsum
@@ -70,6 +70,9 @@ class Adapter(nn.Module):
         self.out_factors = tuple(self.sizes[leg] for leg in network.open["out"])
         self.in_factors = tuple(self.sizes[leg] for leg in network.open["in"])
         self._dw_expression = None  # the planner-free path's opt_einsum expression, made on first use
+        # theta_0's buffer names (delta networks) and its dense dW, cached: see initial_dense
+        self._initial_names = tuple(f"initial_{name}" for name in self.operands) if network.delta else ()
+        self._initial_dense: tuple[list, Any, torch.Tensor] | None = None
         if network.delta:
             # QuanTA-style: dW = T(theta) - T(theta_0); keep theta_0's tensors frozen beside the nodes.
             with torch.no_grad():
@@ -96,7 +99,13 @@ class Adapter(nn.Module):
         # they are a cache, rebuilt on the next call (torch.save(model) / copy.deepcopy work).
         state = self.__dict__.copy()
         state["_families"] = {}
+        state["_initial_dense"] = None
         return state
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .half() / .cuda() replace the buffers: forget theta_0's cached dense dW
+        self._initial_dense = None
+        return super()._apply(fn, *args, **kwargs)
 
     # ------------------------------------------------------------------ nodes
     def node(self, name: str) -> Node:
@@ -126,7 +135,32 @@ class Adapter(nn.Module):
 
     def initial_tensors(self) -> list[torch.Tensor]:
         """theta_0's tensors (only for ``delta`` networks)."""
-        return [getattr(self, f"initial_{name}") for name in self.operands]
+        buffers = self._buffers
+        return [buffers[name] for name in self._initial_names]
+
+    def initial_dense(self) -> torch.Tensor:
+        """theta_0's dense (out, in) matrix (no scale; only for ``delta`` networks).
+
+        theta_0 is frozen, so it is contracted once and cached; the cache is checked against the buffers
+        (same tensors, unchanged version counter, storage, dtype, device) and the autocast state, so loading a
+        checkpoint into them, replacing them or moving the adapter recomputes it.
+        """
+        tensors = self.initial_tensors()
+        if torch.compiler.is_compiling():
+            return self.contract_dense(tensors)
+        device = tensors[0].device.type
+        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        cached = self._initial_dense
+        if cached is not None:
+            keys, cast, dense = cached
+            if cast == autocast and len(keys) == len(tensors) and all(
+                    t is k[0] and t._version == k[1] and t.data_ptr() == k[2] and t.dtype == k[3]
+                    and t.device == k[4] for t, k in zip(tensors, keys)):
+                return dense
+        with torch.no_grad():
+            dense = self.contract_dense(tensors)
+        self._initial_dense = ([(t, t._version, t.data_ptr(), t.dtype, t.device) for t in tensors], autocast, dense)
+        return dense
 
     def num_parameters(self) -> int:
         """Trainable scalars, shared nodes included."""
@@ -164,19 +198,19 @@ class Adapter(nn.Module):
         plan = dw_plan_for(self._problem(tensors, scale=False), self._cost_model(tensors[0]))
         return plan.program(*tensors)
 
-    def delta_weight(self) -> torch.Tensor:
-        """``dW`` as an (out, in) tensor: ``scale * contract(nodes)`` (minus theta_0's for delta nets)."""
-        tensors = self.node_tensors()
+    def delta_weight(self, tensors: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """``dW`` as an (out, in) tensor: ``scale * contract(nodes)`` (minus theta_0's for delta nets).
+
+        ``tensors``: the node tensors to use (operand order; e.g. a batched node cache), default the nodes'.
+        """
+        tensors = self.node_tensors() if tensors is None else list(tensors)
+        if self.network.delta:  # theta_0's dense dW is cached (initial_dense)
+            return self.scale * (self.contract_dense(tensors) - self.initial_dense())
         if not self.planner:
-            dw = self.contract_dense(tensors)
-            if self.network.delta:
-                dw = dw - self.contract_dense(self.initial_tensors())
-            return self.scale * dw
+            return self.scale * self.contract_dense(tensors)
         from .planner.dispatch import dw_plan_for
 
-        plan = dw_plan_for(self._problem(tensors), self._cost_model(tensors[0]), initial=self.network.delta)
-        if self.network.delta:
-            return plan.program(*tensors, *self.initial_tensors())
+        plan = dw_plan_for(self._problem(tensors), self._cost_model(tensors[0]))
         return plan.program(*tensors)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,8 +244,9 @@ class Adapter(nn.Module):
         family = self._families.get(key)
         if family is None:
             family = self._plan_family(key, x, tensors)
-        if self.network.delta:
-            tensors += self.initial_tensors()
+        if self._initial_names:
+            buffers = self._buffers
+            tensors += [buffers[name] for name in self._initial_names]
         flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)  # skip a view op when already 2-D
         program, gates = family.select(flat.shape[0])
         if self._circuits:

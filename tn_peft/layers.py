@@ -130,13 +130,7 @@ class TnLayer(nn.Module):
 
     def delta_matrix(self, adapter_name: str, tensors: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """dW as the adapter's (out, in) matrix (``scale * contract(nodes)``, minus theta_0's for delta nets)."""
-        adapter = self.tn_adapters[adapter_name]
-        if tensors is None:
-            return adapter.delta_weight()
-        dw = adapter.contract_dense(list(tensors))
-        if adapter.network.delta:
-            dw = dw - adapter.contract_dense(adapter.initial_tensors())
-        return adapter.scale * dw
+        return self.tn_adapters[adapter_name].delta_weight(tensors)
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         """dW laid out like the base layer's weight (what merging adds)."""
