@@ -32,6 +32,7 @@ the adapter tensors are read from the live model).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,8 @@ TRAINING_ARGS_NAME = "training_args.bin"  # transformers.trainer.TRAINING_ARGS_N
 
 
 def load_adapters_in_place(model: TnPeftModel, directory: str | Path) -> None:
-    """Copy every adapter of ``model`` from ``directory`` (as written by ``save_pretrained``), in place."""
+    """Copy every adapter of ``model`` from ``directory`` (as written by ``save_pretrained``), in place; each
+    saved adapter must have the model's graph spec (``adapter_config.json``'s ``graph``), else CheckpointError."""
     from . import checkpoint as ckpt
 
     directory = Path(directory)
@@ -59,6 +61,11 @@ def load_adapters_in_place(model: TnPeftModel, directory: str | Path) -> None:
             raise CheckpointError(f"{directory}: no files for adapter {name!r} (expected {folder / ckpt.CONFIG_NAME}); "
                                   f"the checkpoint was not written by TnPeftTrainer for this model's adapters "
                                   f"({', '.join(model.peft_config)})")
+        saved = ckpt.read_adapter_config(folder)["graph"]
+        if saved != json.loads(json.dumps(model.networks[name].to_spec())):
+            raise CheckpointError(f"{folder / ckpt.CONFIG_NAME}: adapter {name!r} was saved with another graph "
+                                  f"({saved.get('name', '?')!r}) than the model's ({model.networks[name].name!r}, "
+                                  f"or the same one with other graph_args / alpha)")
         model._load_weights(folder, name)
 
 

@@ -119,3 +119,15 @@ def test_loading_a_checkpoint_without_the_models_adapters_is_refused(tmp_path):
         load_adapters_in_place(two, tmp_path)
     with pytest.raises(tn_peft.CheckpointError):
         load_adapters_in_place(_model(), tmp_path / "missing")
+
+
+def test_loading_a_checkpoint_with_another_graph_is_refused(tmp_path):
+    model = _model(other=True)
+    model.save_pretrained(tmp_path)
+    load_adapters_in_place(_model(other=True), tmp_path)  # the same graphs load
+    # same keys and shapes, another scale (alpha): the saved graph spec differs
+    changed = _model()
+    changed.add_adapter("other", tn_peft.AdapterConfig(graph="lora", graph_args={"rank": 2}, alpha=7.0,
+                                                       target_modules=["c_attn"]))
+    with pytest.raises(tn_peft.CheckpointError, match="adapter 'other' was saved with another graph"):
+        load_adapters_in_place(changed, tmp_path)
