@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import require
+from .nodes.base import orthonormality_error
 
 
 def _st():
@@ -106,8 +107,7 @@ def assert_orthonormal(matrix: torch.Tensor, atol: float | None = None) -> None:
     """Assert ``Q^T Q = I`` (columns orthonormal); default tolerance by dtype (1e-10 fp64, 1e-5 fp32)."""
     if atol is None:
         atol = 1e-10 if matrix.dtype == torch.float64 else 1e-5
-    eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
-    err = float((matrix.transpose(-1, -2) @ matrix - eye).abs().max())
+    err = orthonormality_error(matrix)
     assert err <= atol, f"columns are not orthonormal: max |Q^T Q - I| = {err:.3g} > {atol:g}"
 
 

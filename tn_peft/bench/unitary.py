@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..io import write_json
+from ..nodes.base import orthonormality_error
 
 OURS = ("pauli", "exp", "cayley", "taylor", "householder", "givens")
 TORCH = ("torch_matrix_exp", "torch_cayley", "torch_householder")
@@ -91,8 +92,7 @@ def _step(module: nn.Module, produce: Callable[[], torch.Tensor], upstream: torc
 
 
 def _orthonormality(q: torch.Tensor) -> float:
-    q = q.detach().double()
-    return float((q.T @ q - torch.eye(q.shape[1], dtype=torch.float64)).abs().max())
+    return orthonormality_error(q, torch.float64)
 
 
 def measure(n: int, k: int, args, dtype, log=print) -> list[dict[str, Any]]:

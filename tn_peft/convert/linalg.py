@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from ..nodes.base import orthonormality_error as _orthonormality_error
+
 
 def lora_scale(alpha: float, rank: int, use_rslora: bool = False) -> float:
     """LoRA's scale: ``alpha / r``, or ``alpha / sqrt(r)`` with rsLoRA.
@@ -135,7 +137,5 @@ def relative_error(approx: torch.Tensor, exact: torch.Tensor) -> float:
 
 
 def orthonormality_error(Q: torch.Tensor) -> float:
-    """``max |Q^T Q - I|`` for a matrix with orthonormal columns."""
-    Q = Q.detach().to(torch.float64)
-    eye = torch.eye(Q.shape[1], dtype=Q.dtype, device=Q.device)
-    return float((Q.T @ Q - eye).abs().max()) if Q.numel() else 0.0
+    """``max |Q^T Q - I|`` for a matrix with orthonormal columns (in float64)."""
+    return _orthonormality_error(Q, torch.float64)

@@ -184,6 +184,16 @@ class MatrixNode(Node):
         self.set_matrix(self.to_matrix(tensor))
 
 
+def orthonormality_error(q: torch.Tensor, dtype: torch.dtype | None = None) -> float:
+    """``max |Q^T Q - I|`` over a matrix (or a batch of matrices) meant to have orthonormal columns,
+    computed in ``dtype`` (default: q's own); 0 for an empty matrix."""
+    q = q.detach() if dtype is None else q.detach().to(dtype)
+    if not q.numel():
+        return 0.0
+    eye = torch.eye(q.shape[-1], dtype=q.dtype, device=q.device)
+    return float((q.transpose(-1, -2) @ q - eye).abs().max())
+
+
 class StiefelNode(MatrixNode):
     """A matrix node with orthonormal columns (rows >= cols): ``Q^T Q = I``."""
 
@@ -200,6 +210,4 @@ class StiefelNode(MatrixNode):
     def orthonormality_error(self) -> float:
         """max |Q^T Q - I|, a check of the parameterization's exactness."""
         with torch.no_grad():
-            q = self.matrix()
-            eye = torch.eye(q.shape[1], dtype=q.dtype, device=q.device)
-            return float((q.T @ q - eye).abs().max())
+            return orthonormality_error(self.matrix())
