@@ -423,9 +423,10 @@ class TnPeftModel(nn.Module):
             layers = [(layer, names) for layer, names in layers if names]
             nodes = [node for layer, names in layers for name in names
                      for node in layer.tn_adapters[name].node_modules().values()]
-            # per layer: (adapter name, the ids of its nodes in operand order), so a forward only indexes
-            layers = [(layer, [(name, [id(node) for node in layer.tn_adapters[name].node_modules().values()])
-                               for name in names]) for layer, names in layers]
+            # per layer: (adapter name, its node modules in operand order), so a forward only looks them up
+            # (the modules, not their ids: a deep copy of the model copies these lists along with them)
+            layers = [(layer, [(name, list(layer.tn_adapters[name].node_modules().values())) for name in names])
+                      for layer, names in layers]
             self._groups = (layers, plan_groups(nodes))
         layers, groups = self._groups
         if not layers or layers[0][0].merged:
@@ -433,7 +434,7 @@ class TnPeftModel(nn.Module):
             return
         values = evaluate_groups(groups)
         for layer, entries in layers:
-            layer.node_cache = {name: [values[i] for i in ids] for name, ids in entries}
+            layer.node_cache = {name: [values[id(node)] for node in nodes] for name, nodes in entries}
         try:
             yield
         finally:

@@ -246,6 +246,26 @@ def test_batched_node_evaluation_matches_per_layer_evaluation():
         torch.testing.assert_close(dict(batched.named_parameters())[name].grad, grad, atol=1e-6, rtol=1e-5)
 
 
+def test_a_deep_copy_evaluates_its_own_nodes():
+    """The batched node cache planned on the original must not leak into a copy (its nodes are new objects)."""
+    import copy
+
+    from model_helpers import TARGETS, qpeft_config
+
+    gpt2 = tiny_gpt2()
+    batch = batch_for(gpt2, seed=3)
+    model = tn_peft.get_model(gpt2, qpeft_config(TARGETS["gpt2"]))
+    perturb(model)
+    expected = model(**batch).logits  # plans the batched groups
+    twin = copy.deepcopy(model)
+    torch.testing.assert_close(twin(**batch).logits, expected)
+    with torch.no_grad():
+        for p in twin.parameters():
+            if p.requires_grad:
+                p.add_(0.01)
+    assert not torch.allclose(twin(**batch).logits, expected)  # the copy runs its own (changed) nodes
+
+
 def test_generate_uses_the_adapter():
     from model_helpers import TARGETS, qpeft_config
 
