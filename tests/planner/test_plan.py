@@ -120,3 +120,12 @@ def test_bad_token_count_is_a_spec_error():
 
     with pytest.raises(SpecError, match="token count"):
         Problem.from_network(load_graph("lora"), 32, 16, tokens=0)
+
+
+def test_a_leg_only_one_operand_holds_must_be_open():
+    from tn_peft.errors import SpecError
+    from tn_peft.planner import Operand
+
+    ops = [Operand("A", ("o", "r", "loose")), Operand("B", ("r", "i"))]
+    with pytest.raises(SpecError, match="'loose'.*one operand only"):
+        Problem.from_operands(ops, {"o": 2, "r": 2, "i": 2, "loose": 3}, ["o"], ["i"])

@@ -75,3 +75,16 @@ def test_chain_of_21_tensors_is_exact_and_fast():
     _, expected = oe_dp_path(problem, MODEL)
     assert cost == pytest.approx(expected, rel=1e-12)
     assert elapsed < 1.0  # ~10 ms on an idle 2-core machine; generous for CI noise
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_both_searches_are_exact_with_hyperedges(seed):
+    # diagonals and third tensors on a bond: legs with three carriers close only when all meet
+    rng = random.Random(300 + seed)
+    problem = random_problem(rng.randint(9, 12), rng, tokens=rng.choice([None, 3, 64]), hub=seed % 2 == 0,
+                             hyper=1 + seed % 3)
+    _, expected = oe_dp_path(problem, MODEL)
+    for search in (ccp_path, hub_path):
+        path, cost = search(problem, MODEL, budget=10**7)  # exact whatever it takes
+        assert cost == pytest.approx(expected, rel=1e-12)
+        assert Scorer(problem, MODEL).path_cost(path) == pytest.approx(cost, rel=1e-12)

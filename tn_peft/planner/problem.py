@@ -204,4 +204,9 @@ class Problem:
         for leg in self.output:
             if leg not in count:
                 raise SpecError("is an output leg no operand carries", leg=leg)
+        for leg, carriers in count.items():
+            if carriers == 1 and leg not in self.output:
+                node = next(op.name for op in self.operands if leg in op.legs)
+                raise SpecError("is held by one operand only and is not an output leg", node=node, leg=leg,
+                                fix="connect it to another node, or make it an open leg")
         return self

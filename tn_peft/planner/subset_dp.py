@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .batch_scorer import BatchScorer
 from .cost import CostModel, step_floor
 from .problem import Problem
 from .scorer import Scorer, _bits
@@ -80,9 +81,13 @@ def ccp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     return _relabel(path, order, n), scorer.path_cost(path)
 
 
-#: Candidate steps :func:`hub_path` looks at before giving up (20 TT cores + x need 24,000; the
-#: search is exact either way, the fallback is opt_einsum's DP).
-HUB_BUDGET = 100_000
+#: Candidate steps :func:`hub_path` looks at before giving up (20 TT cores + x look at about 40,000;
+#: the search is exact either way, the fallback is opt_einsum's DP).
+HUB_BUDGET = 400_000
+#: Subsets :func:`hub_path` expands ahead per level (the most promising), in one numpy pass.
+PREFETCH_WIDTH = 256
+#: Cells (subset x piece) of one numpy pass (bounds its memory: a few MB).
+CHUNK_CELLS = 2**16
 
 
 def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
@@ -94,12 +99,15 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     ``best(h + S) = min over R of best(h + S - R) + best(R) + cost(h + S - R, R)``, the subset DP
     restricted to subsets holding ``h``, i.e. a shortest path from ``{h}`` to everything. The
     ``best(R)`` come from the connected-pair DP (:func:`_ccp_table`) on the network without ``h``
-    (a chain of cores has n^2 / 2 connected subsets); the path is found by A* (costs are
-    non-negative) with lazy edges: a step enters the queue at :func:`~.cost.step_floor` (the steps
-    out of one subset, bounded together with numpy, share one queue entry in order of their bounds)
-    and is costed exactly only if it comes out before the optimum; the look-ahead is the bytes the
-    next step must read. Only subsets cheaper than the optimum are expanded, and only steps under
-    the cap (the hub absorbing its neighbours one by one) enter the queue.
+    (a chain of cores has n^2 / 2 connected subsets); the path is found by A* whose look-ahead is
+    the bytes the next step must read (every step reads its inputs, so it is consistent and the
+    first time a subset leaves the queue its cost is final).
+
+    A subset is expanded when it leaves the queue: the exact costs of all its steps (every piece
+    ``R`` it can absorb) come from one numpy pass (:class:`~.batch_scorer.BatchScorer`), together
+    with the next subsets waiting in the queue (their steps do not depend on how they were
+    reached, so this is exact whichever of them is settled later). A subset's steps, sorted, share
+    one queue entry. Only steps under the cap (the hub absorbing its neighbours one by one) count.
     ``hub``: the operand index (default: the one sharing legs with the most others). Up to 63
     operands (subsets are int64 bitmaps in numpy).
     """
@@ -116,87 +124,117 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
         raise Disconnected("hub_path plans connected networks (ccp_path joins components)")
     seed_path = _spine_path(nbr, n)
     cap = _cap(scorer.path_cost(seed_path))
-    rest = [m & ~h for m in nbr[:-1]]
-    pieces = _ccp_table(scorer, rest, n - 1, cap, CCP_BUDGET)
-    # Per piece (numpy, cheapest first): operand mask, cost, legs as log2 sizes, size, gradient.
-    # Circuit steps (gate by gate) get no bounds: floor and look-ahead are then 0.
-    grad_mask = scorer.grad_mask
+    batch = BatchScorer(scorer)
+    pieces = _ccp_table(scorer, [m & ~h for m in nbr[:-1]], n - 1, cap, CCP_BUDGET, batch)
+    ranked = sorted(pieces, key=lambda r: pieces[r][0])
+    piece_group = batch.group(ranked)
+    piece_cost = np.array([pieces[r][0] for r in ranked])
+    piece_size = np.exp2(piece_group.stats[:, 0])
+    piece_grad = (piece_group.subsets & scorer.grad_mask) != 0
+    full = (1 << n) - 1
+    grad_mask = np.int64(scorer.grad_mask)
+    # Circuit steps (gate by gate) read less than a matmul would: no floor and no look-ahead then.
     bounded = not scorer.gates
     floor = step_floor(model, scorer.itemsize)
-    per_byte = model.flop_rate * scorer.itemsize / model.bandwidth if bounded else 0.0
-    ranked = sorted(pieces, key=lambda r: pieces[r][0])
-    piece_mask = np.array(ranked, dtype=np.int64)
-    piece_cost = np.array([pieces[r][0] for r in ranked])
-    piece_legs = [scorer.legs_mask(r) for r in ranked]
-    piece_size = np.array([float(scorer.size(lr)) for lr in piece_legs])
-    piece_grad = np.array([int(bool(r & grad_mask)) for r in ranked])
-    n_legs = len(scorer.leg_sizes)
-    n_bytes = (n_legs + 7) // 8
-
-    def leg_bits(masks: list[int]) -> np.ndarray:  # (len(masks), n_legs) 0/1
-        raw = np.frombuffer(b"".join(m.to_bytes(n_bytes, "little") for m in masks), np.uint8)
-        return np.unpackbits(raw.reshape(len(masks), n_bytes), axis=1, bitorder="little")[:, :n_legs]
-
-    incidence = leg_bits(piece_legs) * np.log2(np.array(scorer.leg_sizes, dtype=np.float64))
-
-    full = (1 << n) - 1
-    dist: dict[int, float] = {h: 0.0}
-    settled: dict[int, int] = {}
-    # Entries (key, 0, t, s, r): t reached exactly at cost key - look-ahead via s + r. (key, 1, b, i, 0):
-    # candidate i of batch b (the pieces of one expanded subset, by increasing bound), not yet costed;
-    # a batch holds one entry at a time, so the heap stays small however many candidates pass.
-    heap: list[tuple[float, int, int, int, int]] = [(0.0, 0, h, 0, 0)]
-    batches: list[tuple[int, list[float], list[int]]] = []
-    objective, size, legs_mask = scorer.objective, scorer.size, scorer.legs_mask
+    per_entry = model.flop_rate * scorer.itemsize / model.bandwidth if bounded else 0.0
+    # subset -> its steps by increasing (cost + look-ahead): those, costs, subsets reached, pieces;
+    # and the cost of reaching it they were pruned for (steps beyond the cap from there are left out)
+    steps: dict[int, tuple[list[float], list[float], list[int], list[int]]] = {}
+    pruned_at: dict[int, float] = {}
     looked = 0
-    while heap:
-        _, lazy, t, s, r = heapq.heappop(heap)
-        if lazy:
-            source, bounds, members = batches[t]
-            i = s
-            while True:  # cost candidates while they come before everything else in the queue
-                u, piece = source | members[i], members[i]
-                if u not in settled and bounds[i] < dist.get(u, cap):
-                    cost = dist[source] + pieces[piece][0] + objective(source, piece)
-                    if cost < dist.get(u, cap):
-                        dist[u] = cost
-                        ahead = 0.0 if u == full else (1 + int(bool(u & grad_mask))) * size(legs_mask(u)) * per_byte
-                        heapq.heappush(heap, (cost + ahead, 0, u, source, piece))
-                i += 1
-                if i == len(members):
-                    break
-                if heap and bounds[i] > heap[0][0]:
-                    heapq.heappush(heap, (bounds[i], 1, t, i, 0))
-                    break
-            continue
-        if t in settled:
-            continue
-        d = dist[t]
-        settled[t] = r
-        if t == full:
-            break
-        around, m = 0, t
-        while m:
-            low = m & -m
-            around |= nbr[low.bit_length() - 1]
-            m ^= low
-        around &= ~t
-        bound = d + piece_cost
-        fits = ((piece_mask & t) == 0) & ((piece_mask & around) != 0) & (bound < cap)
-        looked += len(ranked)
-        if bounded:
-            la = legs_mask(t)
-            shared = np.exp2(incidence @ leg_bits([la])[0])
-            bound = bound + floor(float(size(la)), piece_size, shared, int(bool(t & grad_mask)) + piece_grad)
-            fits &= bound < cap
-        chosen = np.flatnonzero(fits)
-        if len(chosen):
-            chosen = chosen[np.argsort(bound[chosen], kind="stable")]
-            batches.append((t, bound[chosen].tolist(), [ranked[i] for i in chosen.tolist()]))
-            heapq.heappush(heap, (batches[-1][1][0], 1, len(batches) - 1, 0, 0))
+
+    def expand(subsets: list[int], reach: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Cost every step out of ``subsets`` (reached at cost ``reach``) in numpy passes; keep
+        those under the cap, sorted. Returns them as arrays: which subset, key, cost, reached."""
+        nonlocal looked
+        looked += len(subsets) * len(ranked)
         if looked > budget:
             raise OverBudget
-    came = {state: piece for state, piece in settled.items() if state != h}
+        rows = max(1, CHUNK_CELLS // len(ranked))
+        parts = [expand_chunk(subsets[lo:lo + rows], reach[lo:lo + rows]) for lo in range(0, len(subsets), rows)]
+        if len(parts) == 1:
+            return parts[0]
+        offsets = np.cumsum([0] + [len(subsets[lo:lo + rows]) for lo in range(0, len(subsets), rows)])
+        return tuple(np.concatenate([p[0] + off for p, off in zip(parts, offsets)]) if k == 0
+                     else np.concatenate([p[k] for p in parts]) for k in range(4))
+
+    def expand_chunk(subsets: list[int], reach: np.ndarray) -> tuple[np.ndarray, ...]:
+        group = batch.group(subsets)
+        held = group.subsets
+        grid = batch.shared(group, piece_group)
+        bound = reach[:, None] + piece_cost[None, :]
+        if bounded:  # no step costs less than its floor: skip those that cannot stay under the cap
+            grads = ((held & grad_mask) != 0)[:, None].astype(np.int64) + piece_grad[None, :]
+            bound = bound + floor(np.exp2(group.stats[:, 0])[:, None], piece_size[None, :], np.exp2(grid[..., 0]), grads)
+        fits = ((held[:, None] & piece_group.subsets[None, :]) == 0) & (grid[..., 1] > 0) & (bound < cap)
+        which, piece = np.nonzero(fits)
+        step, entries = batch.pairs(group, which, piece_group, piece, grid[which, piece])
+        reached = held[which] | piece_group.subsets[piece]
+        ahead = np.where(reached == full, 0.0, (1 + ((reached & grad_mask) != 0)) * entries * per_entry)
+        cost = piece_cost[piece] + step
+        key = cost + ahead
+        keep = np.flatnonzero(reach[which] + key < cap)
+        keep = keep[np.lexsort((key[keep], which[keep]))]
+        bounds = np.searchsorted(which[keep], np.arange(len(subsets) + 1))
+        columns = [v[keep].tolist() for v in (key, cost, reached, piece_group.subsets[piece])]
+        for j, subset in enumerate(subsets):
+            lo, hi = bounds[j], bounds[j + 1]
+            steps[subset] = tuple(col[lo:hi] for col in columns)  # type: ignore[assignment]
+            pruned_at[subset] = float(reach[j])
+        return which[keep], key[keep], cost[keep], reached[keep]
+
+    def prefetch() -> None:
+        """Expand, level by level (one numpy pass each), every subset some path reaches under the
+        cap, lowering the cap whenever a path completes. Only a cache for the A* below: a subset
+        it missed, or reached more cheaply than here, is expanded again when the A* needs it."""
+        nonlocal cap
+        subsets, reach = [h], np.zeros(1)
+        for _ in range(n):
+            which, key, cost, reached = expand(subsets, reach)
+            below, ahead = reach[which] + cost, reach[which] + key
+            done = reached == full
+            if done.any():
+                cap = min(cap, _cap(float(below[done].min())))
+            sel = np.flatnonzero(~done & (ahead < cap))
+            if not len(sel):
+                return
+            sel = sel[np.lexsort((below[sel], reached[sel]))]
+            first = sel[np.flatnonzero(np.r_[True, reached[sel][1:] != reached[sel][:-1]])]
+            first = first[np.argsort(ahead[first], kind="stable")]  # the most promising first
+            found, found_reach = reached[first].tolist(), below[first].tolist()
+            fresh = [j for j, u in enumerate(found) if pruned_at.get(u, math.inf) > found_reach[j]]
+            if not fresh:
+                return
+            fresh = fresh[:PREFETCH_WIDTH]
+            subsets, reach = [found[j] for j in fresh], np.array([found_reach[j] for j in fresh])
+
+    dist: dict[int, float] = {h: 0.0}
+    came: dict[int, int] = {}
+    heap: list[tuple[float, int, int]] = []  # (key, subset, index of its next step)
+
+    def settle_next(subset: int) -> None:
+        """Push ``subset``'s first step, expanding it if the cache has not, or pruned too much."""
+        if pruned_at.get(subset, math.inf) > dist[subset]:
+            expand([subset], np.array([dist[subset]]))
+        keys = steps[subset][0]
+        if keys and dist[subset] + keys[0] < cap:
+            heapq.heappush(heap, (dist[subset] + keys[0], subset, 0))
+
+    prefetch()
+    settle_next(h)
+    while heap:
+        _, t, i = heapq.heappop(heap)
+        keys, costs, reached, used = steps[t]
+        if i + 1 < len(keys) and dist[t] + keys[i + 1] < cap:
+            heapq.heappush(heap, (dist[t] + keys[i + 1], t, i + 1))
+        u = reached[i]
+        if u in dist:
+            continue
+        dist[u] = dist[t] + costs[i]
+        came[u] = used[i]
+        if u == full:
+            break
+        settle_next(u)
     if full not in came:  # nothing under the cap: the seed is optimal
         return _relabel(seed_path, order, n), scorer.path_cost(seed_path)
     spine: list[int] = []
@@ -230,14 +268,39 @@ def _cap(cost: float) -> float:
     return cost * (1 + 1e-9) if math.isfinite(cost) else math.inf
 
 
-def _ccp_table(scorer: Scorer, nbr: list[int], n: int, cap: float, budget: int) -> dict[int, tuple[float, int, int]]:
+def _ccp_table(scorer: Scorer, nbr: list[int], n: int, cap: float, budget: int,
+               batch: BatchScorer | None = None) -> dict[int, tuple[float, int, int]]:
     """``subset -> (cost, s1, s2)`` for the connected subsets of operands ``0..n-1`` cheaper than ``cap``.
 
     Operands are numbered breadth-first (component by component) and ``nbr`` holds neighbour masks
-    within ``0..n-1``; DPccp's enumeration then meets every subset after all of its parts.
+    within ``0..n-1``; DPccp's enumeration then meets every subset after all of its parts. The pairs
+    are enumerated first and costed in one numpy pass (:class:`~.batch_scorer.BatchScorer`).
     """
+    firsts, seconds = _ccp_pairs(nbr, n, budget)
     best: dict[int, tuple[float, int, int]] = {1 << i: (0.0, 0, 0) for i in range(n)}
-    objective = scorer.objective
+    if not firsts:
+        return best
+    batch = batch or BatchScorer(scorer)
+    steps, _ = batch.objectives(np.array(firsts, dtype=np.int64), np.array(seconds, dtype=np.int64))
+    get = best.get
+    for s1, s2, step in zip(firsts, seconds, steps.tolist()):
+        b1 = get(s1)
+        b2 = get(s2)
+        if b1 is None or b2 is None:
+            continue
+        cost = b1[0] + b2[0] + step
+        if cost < cap:
+            s = s1 | s2
+            old = get(s)
+            if old is None or cost < old[0]:
+                best[s] = (cost, s1, s2)
+    return best
+
+
+def _ccp_pairs(nbr: list[int], n: int, budget: int) -> tuple[list[int], list[int]]:
+    """DPccp's csg-cmp pairs of operands ``0..n-1`` (``nbr``: neighbour masks), in its order."""
+    firsts: list[int] = []
+    seconds: list[int] = []
     around: dict[int, int] = {1 << i: nbr[i] for i in range(n)}
 
     def neighbours(subset: int, excluded: int) -> int:
@@ -251,30 +314,11 @@ def _ccp_table(scorer: Scorer, nbr: list[int], n: int, cap: float, budget: int) 
             around[subset] = out
         return out & ~subset & ~excluded
 
-    count = [0]
-
-    def emit(s1: int, s2: int) -> None:
-        count[0] += 1
-        if count[0] > budget:
-            raise OverBudget
-        b1 = best.get(s1)
-        b2 = best.get(s2)
-        if b1 is None or b2 is None:
-            return
-        base = b1[0] + b2[0]
-        if base >= cap:
-            return
-        cost = base + objective(s1, s2)
-        if cost < cap:
-            s = s1 | s2
-            old = best.get(s)
-            if old is None or cost < old[0]:
-                best[s] = (cost, s1, s2)
-
     def enumerate_cmp(s1: int, s2: int, excluded: int) -> None:
         nb = neighbours(s2, excluded)
         for sub in _subsets(nb):
-            emit(s1, s2 | sub)
+            firsts.append(s1)
+            seconds.append(s2 | sub)
         for sub in _subsets(nb):
             enumerate_cmp(s1, s2 | sub, excluded | nb)
 
@@ -284,9 +328,12 @@ def _ccp_table(scorer: Scorer, nbr: list[int], n: int, cap: float, budget: int) 
         nb = nb_all = neighbours(s1, excluded)
         while nb:  # neighbours by descending index
             i = nb.bit_length() - 1
-            emit(s1, 1 << i)
+            firsts.append(s1)
+            seconds.append(1 << i)
             enumerate_cmp(s1, 1 << i, excluded | (((1 << (i + 1)) - 1) & nb_all))
             nb ^= 1 << i
+        if len(firsts) > budget:
+            raise OverBudget
 
     def enumerate_csg(s: int, excluded: int) -> None:
         nb = neighbours(s, excluded)
@@ -298,7 +345,7 @@ def _ccp_table(scorer: Scorer, nbr: list[int], n: int, cap: float, budget: int) 
     for i in range(n - 1, -1, -1):
         emit_csg(1 << i)
         enumerate_csg(1 << i, (1 << (i + 1)) - 1)
-    return best
+    return firsts, seconds
 
 
 def _build(best: dict[int, tuple[float, int, int]], subset: int, ids: dict[int, int],
