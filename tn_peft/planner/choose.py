@@ -56,7 +56,8 @@ def widen_for(problem: Problem) -> bool:
 CANDIDATE_LIMIT = 2.0
 #: Deviate from the FLOP-optimal tree only when the model predicts at least this much gain.
 ANCHOR_MARGIN = 0.10
-#: Operand counts up to which the FLOP-optimal tree is searched as an anchor (it costs a second DP).
+#: Operand counts up to which the FLOP-optimal tree is searched as an anchor (it costs a second DP),
+#: and opt_einsum's greedy tree is a candidate (beyond, the exact search's tree is the planner's).
 ANCHOR_LIMIT = 12
 
 
@@ -95,8 +96,8 @@ def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool
     """Plan ``problem`` under ``model`` (default: the CPU profile).
 
     ``optimize="auto"``: the exact optimum of the step-cost objective (cotengra beyond
-    ``EXACT_LIMIT`` operands), then the candidates (that tree, the FLOP-optimal and greedy trees,
-    dW-first) are emitted and ranked by the cost of their emitted programs (layout copies
+    ``EXACT_LIMIT`` operands), then the candidates (that tree, dW-first, and up to
+    ``ANCHOR_LIMIT`` operands the FLOP-optimal and greedy trees) are emitted and ranked by the cost of their emitted programs (layout copies
     included); the FLOP-optimal tree is kept unless another is predicted ``anchor_margin`` better.
     ``"greedy"`` / ``"optimal"``: opt_einsum's FLOP-only trees, emitted by the same generator.
     ``initial``: a ``delta`` network (QuanTA): the program also takes theta_0's tensors and returns
@@ -116,10 +117,12 @@ def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool
     candidates = []
     limit = best.objective * CANDIDATE_LIMIT
     if problem.has_x:  # dW plans run once per step on small tensors: the search's tree is enough
-        candidates = [("greedy", flops_path(problem, "greedy"))]
+        small = len(problem.operands) <= ANCHOR_LIMIT  # beyond, no greedy tree and no anchor
+        if small:
+            candidates.append(("greedy", flops_path(problem, "greedy")))
         if Scorer(problem, model).objective(1, (1 << len(problem.operands)) - 2) < limit:  # its last step alone
             candidates.append(("dense", dense_first_path(problem, model)))
-        if len(problem.operands) <= ANCHOR_LIMIT:
+        if small:
             candidates.append(("optimal", flop_optimal_path(problem)))
     for name, path in candidates:
         branch = _branch(problem, model, path)

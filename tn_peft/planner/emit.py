@@ -202,13 +202,13 @@ class Emitter:
             return self.broadcast(a, b)
         options = []
         for rank, (x, y) in enumerate(((a, b), (b, a))):
+            base = self._orientation(x, y, keep)
             for left_first in (False, True):
-                setup = self._setup(x, y, keep, left_first)
-                layout = setup["layout"]
-                later = self._later_copy(layout, setup["batch"], after)
-                options.append((setup["copied"] + later, setup["views"], rank, left_first, x, y))
-        _, _, _, left_first, x, y = min(options, key=lambda o: o[:4])
-        return self.matmul(x, y, keep, left_first)
+                setup = self._setup(base, left_first)
+                later = self._later_copy(setup["layout"], setup["batch"], after)
+                options.append((setup["copied"] + later, setup["views"], rank, left_first, x, y, setup))
+        *_, x, y, setup = min(options, key=lambda o: o[:4])
+        return self.matmul(x, y, keep, setup=setup)
 
     def _later_copy(self, layout: tuple, batch: list[str], after) -> int:
         """Bytes the consumer of a result laid out ``layout`` must copy (0 if it can view it)."""
@@ -222,8 +222,9 @@ class Emitter:
             return 0
         return self.nbytes(layout)
 
-    def _setup(self, a: Var, b: Var, keep: frozenset[str], left_first: bool = False) -> dict:
-        """How ``a . b`` would be emitted: groups, orientations, result layout, bytes copied."""
+    def _orientation(self, a: Var, b: Var, keep: frozenset[str]) -> tuple:
+        """The groups of ``a . b`` and how each operand is stored: the part of :meth:`_setup` that
+        does not depend on the result's order (``left_first``)."""
         left = [leg for leg in a.layout if leg not in b.layout]
         right = [leg for leg in b.layout if leg not in a.layout]
         b_layout = b.layout
@@ -241,6 +242,12 @@ class Emitter:
         b_ff = self._orient(widened or b_layout, batch, right, contr)
         a_ff = True if a_ff is None else a_ff
         b_ff = (not a_ff) if b_ff is None else b_ff
+        return left, right, batch, contr, widened, copied, a_ff, b_ff
+
+    def _setup(self, orientation: tuple, left_first: bool = False) -> dict:
+        """How ``a . b`` would be emitted (from :meth:`_orientation`): groups, orientations, result
+        layout, bytes copied."""
+        left, right, batch, contr, widened, copied, a_ff, b_ff = orientation
         views = 0
         if a_ff:
             rest = left + right
@@ -281,8 +288,8 @@ class Emitter:
             return False
         return None
 
-    def matmul(self, a: Var, b: Var, keep: frozenset[str], left_first: bool = False) -> Var:
-        setup = self._setup(a, b, keep, left_first)
+    def matmul(self, a: Var, b: Var, keep: frozenset[str], left_first: bool = False, setup: dict | None = None) -> Var:
+        setup = setup or self._setup(self._orientation(a, b, keep), left_first)
         batch, contr, left, right = setup["batch"], setup["contr"], setup["left"], setup["right"]
         if setup["widened"] is not None:
             b = self.widen(b, right, contr)
