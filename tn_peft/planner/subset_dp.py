@@ -84,8 +84,8 @@ def ccp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
 #: Candidate steps :func:`hub_path` looks at before giving up (20 TT cores + x look at about 40,000;
 #: the search is exact either way, the fallback is opt_einsum's DP).
 HUB_BUDGET = 400_000
-#: Subsets :func:`hub_path` expands ahead per level (the most promising), in one numpy pass.
-PREFETCH_WIDTH = 256
+#: Subsets :func:`hub_path` expands together ahead of its A* (the most promising), in one numpy pass.
+PREFETCH_WIDTH = 32
 #: Cells (subset x piece) of one numpy pass (bounds its memory: a few MB).
 CHUNK_CELLS = 2**16
 
@@ -103,11 +103,13 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     the bytes the next step must read (every step reads its inputs, so it is consistent and the
     first time a subset leaves the queue its cost is final).
 
-    A subset is expanded when it leaves the queue: the exact costs of all its steps (every piece
-    ``R`` it can absorb) come from one numpy pass (:class:`~.batch_scorer.BatchScorer`), together
-    with the next subsets waiting in the queue (their steps do not depend on how they were
-    reached, so this is exact whichever of them is settled later). A subset's steps, sorted, share
-    one queue entry. Only steps under the cap (the hub absorbing its neighbours one by one) count.
+    Expanding a subset costs all its steps (every piece ``R`` it can absorb) in one numpy pass
+    (:class:`~.batch_scorer.BatchScorer`); steps that cannot stay under the cap given the cost of
+    reaching the subset are skipped by :func:`~.cost.step_floor`. Ahead of the A*, a best-first
+    search expands ``PREFETCH_WIDTH`` subsets per pass (those with the lowest cost + look-ahead)
+    and lowers the cap whenever a path completes; a subset's steps do not depend on how it was
+    reached, so the A* then runs on that cache, expanding what it lacks (or what it reached more
+    cheaply than the cache assumed) itself. A subset's steps, sorted, share one queue entry.
     ``hub``: the operand index (default: the one sharing legs with the most others). Up to 63
     operands (subsets are int64 bitmaps in numpy).
     """
@@ -184,29 +186,43 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
         return which[keep], key[keep], cost[keep], reached[keep]
 
     def prefetch() -> None:
-        """Expand, level by level (one numpy pass each), every subset some path reaches under the
-        cap, lowering the cap whenever a path completes. Only a cache for the A* below: a subset
-        it missed, or reached more cheaply than here, is expanded again when the A* needs it."""
+        """Best first in numpy passes: expand the ``PREFETCH_WIDTH`` subsets of the frontier with
+        the lowest cost + look-ahead together, merge what they reach into the frontier, and lower
+        the cap whenever a path completes; stop when nothing left can beat the cap (or at half the
+        budget). Only a cache for the A* below: a subset it missed, or reached more cheaply than
+        here, is expanded when the A* needs it."""
         nonlocal cap
-        subsets, reach = [h], np.zeros(1)
-        for _ in range(n):
-            which, key, cost, reached = expand(subsets, reach)
-            below, ahead = reach[which] + cost, reach[which] + key
+        states, reach, key = np.array([h], dtype=np.int64), np.zeros(1), np.zeros(1)
+        seen, seen_reach = np.zeros(0, dtype=np.int64), np.zeros(0)  # expanded (sorted), at what cost
+        while len(states) and looked < budget // 2:
+            take = np.argsort(key, kind="stable")[:PREFETCH_WIDTH]
+            take = take[key[take] < cap]
+            if not len(take):
+                return
+            subsets, at = states[take], reach[take]
+            left = np.ones(len(states), dtype=bool)
+            left[take] = False
+            which, step_key, cost, reached = expand(subsets.tolist(), at)
+            order = np.argsort(np.concatenate([seen, subsets]), kind="stable")
+            seen, seen_reach = np.concatenate([seen, subsets])[order], np.concatenate([seen_reach, at])[order]
+            below, ahead = at[which] + cost, at[which] + step_key
             done = reached == full
             if done.any():
                 cap = min(cap, _cap(float(below[done].min())))
-            sel = np.flatnonzero(~done & (ahead < cap))
-            if not len(sel):
+            new = ~done & (ahead < cap)
+            states = np.concatenate([states[left], reached[new]])
+            reach = np.concatenate([reach[left], below[new]])
+            key = np.concatenate([key[left], ahead[new]])
+            if not len(states):
                 return
-            sel = sel[np.lexsort((below[sel], reached[sel]))]
-            first = sel[np.flatnonzero(np.r_[True, reached[sel][1:] != reached[sel][:-1]])]
-            first = first[np.argsort(ahead[first], kind="stable")]  # the most promising first
-            found, found_reach = reached[first].tolist(), below[first].tolist()
-            fresh = [j for j, u in enumerate(found) if pruned_at.get(u, math.inf) > found_reach[j]]
-            if not fresh:
-                return
-            fresh = fresh[:PREFETCH_WIDTH]
-            subsets, reach = [found[j] for j in fresh], np.array([found_reach[j] for j in fresh])
+            order = np.lexsort((reach, states))  # one entry per subset: its cheapest way
+            states, reach, key = states[order], reach[order], key[order]
+            first = np.r_[True, states[1:] != states[:-1]]
+            states, reach, key = states[first], reach[first], key[first]
+            at_seen = np.minimum(np.searchsorted(seen, states), max(len(seen) - 1, 0))
+            again = (seen[at_seen] != states) | (reach < seen_reach[at_seen])  # new, or reached cheaper
+            keep = again & (key < cap)
+            states, reach, key = states[keep], reach[keep], key[keep]
 
     dist: dict[int, float] = {h: 0.0}
     came: dict[int, int] = {}
