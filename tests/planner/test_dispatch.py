@@ -1,7 +1,5 @@
 """Token-aware plan families: breakpoints computed once, dispatch is a lookup of microseconds."""
 
-import time
-
 import pytest
 import torch
 
@@ -33,16 +31,21 @@ def test_family_switches_plans_with_tokens_and_matches_each_plan():
     assert family.describe()[0].startswith("T 1..")
 
 
-def test_cached_dispatch_takes_at_most_5_microseconds():
-    family = family_for(Problem.from_network(load_graph("lora"), 384, 1536, tokens=1))
-    family.program_for(64)
-    best = float("inf")
-    for _ in range(5):  # the best of 5 batches: robust to a busy machine
-        start = time.perf_counter()
-        for _ in range(2000):
-            family.program_for(64)
-        best = min(best, (time.perf_counter() - start) / 2000)
-    assert best < 5e-6
+def test_dispatch_is_a_lookup_that_never_plans(monkeypatch):
+    # (its time, 2-4 us, is measured side by side by `tn-peft bench planner`, not here)
+    from tn_peft.planner import dispatch
+
+    family = family_for(Problem.from_network(load_graph("tt", cores=3, rank=8), 1024, 1024, tokens=1))
+    assert len(family.plans) > 1
+
+    def no_planning(*args, **kwargs):
+        raise AssertionError("dispatch planned")
+
+    monkeypatch.setattr(dispatch, "make_plan", no_planning)
+    for tokens in (1, 2, 7, 64, 65, 1000, 4096, 10_000):
+        program = family.program_for(tokens)
+        assert program is family.plans[family.index(tokens)].program
+        assert family.program_for(tokens) is program
 
 
 def test_families_and_dw_plans_are_cached():
