@@ -78,10 +78,17 @@ class BatchScorer:
         legs = self.legs(subsets)
         return Group(subsets, legs, legs @ self.weights[:, :2])
 
-    def shared(self, first: Group, second: Group) -> np.ndarray:
+    def partner(self, group: Group) -> np.ndarray:
+        """``group``'s side of :meth:`shared` (n_legs, 4 * len(group)), to reuse across calls."""
+        weighted = self.weights.T[:, None, :] * group.legs[None, :, :]  # (4, len, n_legs)
+        return weighted.reshape(-1, self.n_legs).T
+
+    def shared(self, first: Group, second: Group, partner: np.ndarray | None = None) -> np.ndarray:
         """(len(first), len(second), 4): for every pair, the legs both hold (log2 entries, count)
-        and those of them that close whatever else is merged (log2 entries, count)."""
-        return np.stack([(first.legs * w) @ second.legs.T for w in self.weights.T], axis=-1)
+        and those of them that close whatever else is merged (log2 entries, count). ``partner``:
+        :meth:`partner` of ``second``, if the caller kept it."""
+        partner = self.partner(second) if partner is None else partner
+        return (first.legs @ partner).reshape(len(first.subsets), 4, -1).transpose(0, 2, 1)
 
     def objectives(self, s1, s2) -> tuple[np.ndarray, np.ndarray]:
         """``(objective, entries of the result)`` of merging ``s1[i]`` with ``s2[i]`` for every i

@@ -130,6 +130,7 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     pieces = _ccp_table(scorer, [m & ~h for m in nbr[:-1]], n - 1, cap, CCP_BUDGET, batch)
     ranked = sorted(pieces, key=lambda r: pieces[r][0])
     piece_group = batch.group(ranked)
+    piece_partner = batch.partner(piece_group)
     piece_cost = np.array([pieces[r][0] for r in ranked])
     piece_size = np.exp2(piece_group.stats[:, 0])
     piece_grad = (piece_group.subsets & scorer.grad_mask) != 0
@@ -163,7 +164,7 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     def expand_chunk(subsets: list[int], reach: np.ndarray) -> tuple[np.ndarray, ...]:
         group = batch.group(subsets)
         held = group.subsets
-        grid = batch.shared(group, piece_group)
+        grid = batch.shared(group, piece_group, piece_partner)
         bound = reach[:, None] + piece_cost[None, :]
         if bounded:  # no step costs less than its floor: skip those that cannot stay under the cap
             grads = ((held & grad_mask) != 0)[:, None].astype(np.int64) + piece_grad[None, :]
