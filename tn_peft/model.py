@@ -262,15 +262,19 @@ class TnPeftModel(nn.Module):
                             fix="list module names or their last dotted parts, e.g. ['classifier']")
         return found
 
-    def set_adapter(self, adapter_name: str | Sequence[str]) -> None:
+    def set_adapter(self, adapter_name: str | Sequence[str], inference_mode: bool | None = None) -> None:
         """Make ``adapter_name`` -- one name or a list of names -- the active adapter(s); unmerges first if merged.
 
         As PEFT's tuner layers (``BaseTuner.set_adapter`` / ``BaseTunerLayer.set_adapter``): every adapted
         layer adds the outputs of all active adapters to the base output, and the active adapters' parameters
-        are the trainable ones (all of them, except adapters loaded for inference and nodes frozen by their
+        are the trainable ones (all of them, except adapters in inference mode and nodes frozen by their
         kind); the others are frozen. A ``modules_to_save`` module uses the copy of the one active adapter
         that has one (the original if none has); two active adapters with copies of the same module are an
         error, as in PEFT's ``ModulesToSaveWrapper``.
+
+        ``inference_mode``: True freezes the activated adapters, False makes them trainable (their
+        configs record it). None, the default, keeps each adapter's own mode: one loaded for inference
+        stays frozen. (PEFT's default, False, would make it trainable.)
         """
         names = [adapter_name] if isinstance(adapter_name, str) else list(adapter_name)
         available = ", ".join(self.peft_config)
@@ -294,6 +298,9 @@ class TnPeftModel(nn.Module):
         if any(layer.merged for _, layer in self.tn_layers()):
             warnings.warn("the model is merged; unmerging before switching adapters", stacklevel=2)
             self.unmerge_adapter()
+        if inference_mode is not None:
+            for name in names:
+                self.peft_config[name].inference_mode = bool(inference_mode)
         self._active_adapters = names
         for _, layer in self.tn_layers():
             layer.active_adapters = list(names)

@@ -183,3 +183,20 @@ def test_save_and_load_with_two_active(tmp_path):
     assert not any(p.requires_grad for p in loaded.parameters())  # loaded for inference: frozen even when active
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), both)
+
+
+def test_set_adapter_inference_mode_freezes_or_unfreezes_the_activated_adapters(tmp_path):
+    model = _three(_net(), ["0", "2"])
+    model.set_adapter(["default", "b"], inference_mode=True)
+    assert not any(p.requires_grad for p in model.parameters())
+    assert model.peft_config["default"].inference_mode and model.peft_config["b"].inference_mode
+    model.set_adapter("c")  # c keeps its own (trainable) mode
+    assert any(p.requires_grad for p in _adapter_params(model, "c").values())
+    model.save_pretrained(tmp_path)
+    loaded = tn_peft.from_pretrained(_net(), tmp_path)  # loaded for inference: frozen
+    loaded.load_adapter(tmp_path, "c")
+    loaded.set_adapter("c")
+    assert not any(p.requires_grad for p in loaded.parameters())
+    loaded.set_adapter("c", inference_mode=False)  # PEFT's way to train a loaded adapter further
+    assert any(p.requires_grad for p in _adapter_params(loaded, "c").values())
+    assert not any(p.requires_grad for p in _adapter_params(loaded, "default").values())
