@@ -30,7 +30,7 @@ from ..errors import CheckpointError
 from . import fill, tt
 from .linalg import lora_to_svd, relative_error
 from .lora_io import LoraCheckpoint, read_lora
-from .report import ConversionReport, LayerReport
+from .report import ConversionReport, LayerReport, adapter_rank
 from .tn_io import adapter_tensors, check_output, write_folder
 
 KINDS = ("svd", "pauli", "tt", "ttd")
@@ -102,7 +102,7 @@ def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map
         tensors.update(layer_tensors)
         reports.append(LayerReport(name, (layer.out_features, layer.in_features), layer.rank,
                                    layer.num_parameters(), adapter.num_parameters(), error,
-                                   rank=_rank_of(adapter, to)))
+                                   rank=adapter_rank(adapter)))
     report = ConversionReport(str(lora_dir), str(out_dir), to, GRAPHS[to], graph_args,
                               exact=all(r.relative_error < EXACT for r in reports), layers=reports,
                               copied=sorted(lora.modules_to_save))
@@ -195,12 +195,6 @@ def _stored_error(network, layer, tensors: dict[str, torch.Tensor], name: str) -
         for full, (_, live) in adapter_keys(name, fresh).items():
             live.copy_(tensors[full].to(live.dtype))
         return relative_error(fresh.delta_weight(), layer.delta_weight())
-
-
-def _rank_of(adapter, to: str) -> int | None:
-    if to in ("svd", "pauli"):
-        return adapter.node("s").shape[0]
-    return max(adapter.sizes.get(f"r{t}", 1) for t in range(1, len(adapter.operands) + 1))
 
 
 def _check_base_model(lora: LoraCheckpoint, base_model) -> dict[str, str]:

@@ -11,6 +11,7 @@ import torch
 
 from .. import checkpoint as ckpt
 from ..errors import CheckpointError
+from .report import adapter_rank
 
 
 def inspect_dir(directory: str | Path) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def _inspect_tn(directory: Path) -> dict[str, Any]:
         with torch.no_grad():
             dW = adapter.delta_weight()
         layers.append({"name": name, "shape": [adapter.out_features, adapter.in_features],
-                       "rank": _rank(adapter), "scale": adapter.scale, "parameters": own,
+                       "rank": adapter_rank(adapter), "scale": adapter.scale, "parameters": own,
                        "dW": _norms(dW), "unitary_nodes": unitary,
                        "kinds": {spec.name: spec.kind for spec in adapter.network.nodes}})
         for key, count in shared.items():
@@ -79,14 +80,6 @@ def _inspect_tn(directory: Path) -> dict[str, Any]:
             "modules_to_save": sorted(k.removeprefix(ckpt.PREFIX) for k in extra),
             "parameters": sum(layer["parameters"] for layer in layers) + shared_params,
             "converted_from": config.get("converted_from")}
-
-
-def _rank(adapter) -> int | None:
-    for key in ("k", "r"):
-        if key in adapter.sizes:
-            return int(adapter.sizes[key])
-    bonds = [v for k, v in adapter.sizes.items() if k.startswith("r") and k[1:].isdigit()]
-    return max(bonds) if bonds else None
 
 
 def format_inspection(info: dict[str, Any]) -> str:

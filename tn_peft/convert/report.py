@@ -8,11 +8,12 @@ from typing import Any
 
 @dataclass
 class LayerReport:
-    """One converted layer. ``relative_error`` = ||dW_new - dW||_F / ||dW||_F (fp64); fidelity = 1 - error."""
+    """One converted layer. ``relative_error`` = ||dW_new - dW||_F / ||dW||_F (fp64); fidelity = 1 - error.
+    Ranks are :func:`adapter_rank`'s (None: the form has no single bond)."""
 
     name: str
     shape: tuple[int, int]
-    source_rank: int
+    source_rank: int | None
     source_parameters: int
     parameters: int
     relative_error: float
@@ -67,7 +68,7 @@ class ConversionReport:
             width = max(len(r.name) for r in self.layers)
             lines.append(f"  {'layer':<{width}}  {'out x in':>11}  {'rank':>9}  {'params':>15}  {'reduction':>9}  rel.err(dW)")
             for r in self.layers:
-                rank = f"{r.source_rank}->{r.rank}" if r.rank is not None else f"{r.source_rank}"
+                rank = "->".join("-" if v is None else str(v) for v in (r.source_rank, r.rank))
                 lines.append(f"  {r.name:<{width}}  {r.shape[0]:>5} x {r.shape[1]:<5}  {rank:>9}  "
                              f"{r.source_parameters:>7}->{r.parameters:<7}  {r.reduction:>8.2f}x  {r.relative_error:.2e}"
                              + (f"  {r.note}" if r.note else ""))
@@ -77,3 +78,15 @@ class ConversionReport:
         if self.copied:
             lines.append(f"  copied through: {len(self.copied)} tensors of modules_to_save")
         return "\n".join(lines)
+
+
+def adapter_rank(adapter) -> int | None:
+    """The rank an adapter is reported with: the size of its bond leg (``k``: the SVD and Pauli forms,
+    ``r``: LoRA, LoTR), else its largest TT bond (``r1, r2, ...``), else None (no single bond:
+    QuanTA, Kronecker, a one-core TT)."""
+    sizes = adapter.sizes
+    for key in ("k", "r"):
+        if key in sizes:
+            return int(sizes[key])
+    bonds = [int(size) for leg, size in sizes.items() if leg[:1] == "r" and leg[1:].isdigit()]
+    return max(bonds) if bonds else None

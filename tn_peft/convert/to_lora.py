@@ -16,7 +16,7 @@ from .. import checkpoint as ckpt
 from ..errors import CheckpointError
 from .linalg import choose_rank, lora_to_svd, relative_error, svd, svd_to_lora
 from .lora_io import lora_config, lora_tensors, write_lora
-from .report import ConversionReport, LayerReport
+from .report import ConversionReport, LayerReport, adapter_rank
 from .tn_io import load_tn_adapter, write_folder
 
 
@@ -58,7 +58,7 @@ def to_lora(tn_dir: str | Path, out_dir: str | Path, rank: float | None = None, 
         factors[name] = (B, A)
         ranks[name] = (k, k)
         error = relative_error(B.double() @ A.double(), dW)
-        reports.append(LayerReport(name, (adapter.out_features, adapter.in_features), _source_rank(adapter),
+        reports.append(LayerReport(name, (adapter.out_features, adapter.in_features), adapter_rank(adapter),
                                    adapter.num_parameters(), B.numel() + A.numel(), error, rank=k))
     converted = config.get("converted_from") or {}
     lora = lora_config(ranks, base_model_name_or_path=config.get("base_model_name_or_path"),
@@ -91,8 +91,3 @@ def _low_rank_factors(adapter):
     return None
 
 
-def _source_rank(adapter) -> int:
-    for key in ("k", "r", "rank"):
-        if key in adapter.sizes:
-            return int(adapter.sizes[key])
-    return int(adapter.network.params.get("rank", 0) or 0)

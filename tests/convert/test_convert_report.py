@@ -1,0 +1,25 @@
+"""One rank reader for every conversion report and for `tn-peft inspect` (tn_peft/convert/report.py)."""
+
+import pytest
+
+from tn_peft.convert.report import ConversionReport, LayerReport, adapter_rank
+from tn_peft.spec import load_graph
+
+
+@pytest.mark.parametrize(("graph", "args", "expected"), [
+    ("lora", {"rank": 6}, 6),
+    ("svd", {"rank": 5}, 5),
+    ("quantum_peft", {"rank": 4}, 4),
+    ("tt", {"cores": 3, "rank": 7}, 7),
+    ("tt", {"cores": 1}, None),   # a one-core TT is dW itself: no bond
+    ("quanta", {}, None),
+])
+def test_adapter_rank(graph, args, expected):
+    adapter = load_graph(graph, **args).build(64, 64)
+    assert adapter_rank(adapter) == expected
+
+
+def test_report_shows_a_missing_rank_as_a_dash():
+    layers = [LayerReport("a", (8, 8), 4, 64, 64, 0.0, rank=None), LayerReport("b", (8, 8), None, 64, 32, 0.0, rank=2)]
+    text = ConversionReport("src", "dst", "tt", "tt", {}, exact=True, layers=layers).format()
+    assert " 4->-  " in text and " -->2  " in text
