@@ -90,6 +90,34 @@ def shared_prefix(out_features: int, in_features: int) -> str:
     return f"{SHARED_PREFIX}{int(out_features)}x{int(in_features)}."
 
 
+def layer_keys(module_name: str, adapter) -> dict[str, tuple[str, torch.Tensor]]:
+    """Checkpoint key -> (the adapter's state_dict key, live tensor) of one layer's own (non-shared) state:
+    nodes under ``<PREFIX><module>.tn_<node>[.<param>]``, other buffers under ``<PREFIX><module>.tn_<key>``."""
+    prefix = f"{PREFIX}{module_name}."
+    keys: dict[str, tuple[str, torch.Tensor]] = {}
+    by_node: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
+    for key, tensor in adapter.state_dict(keep_vars=True).items():
+        if key.startswith("nodes."):
+            node, _, rest = key[len("nodes."):].partition(".")
+            by_node.setdefault(node, {})[rest] = (key, tensor)
+        else:
+            keys[f"{prefix}tn_{key}"] = (key, tensor)
+    for node, state in by_node.items():
+        for rest, full in node_keys(prefix, node, state).items():
+            keys[full] = state[rest]
+    return keys
+
+
+def shared_keys(out_features: int, in_features: int, nodes: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Checkpoint key -> live tensor of the shared nodes (name -> module) of layers shaped (out, in)."""
+    keys = {}
+    for node_name, node in nodes.items():
+        state = node.state_dict(keep_vars=True)
+        for rest, full in node_keys(shared_prefix(out_features, in_features), node_name, state, marker="").items():
+            keys[full] = state[rest]
+    return keys
+
+
 def save_adapter_files(directory: str | Path, config: Mapping[str, Any],
                        tensors: Mapping[str, torch.Tensor]) -> Path:
     """Write ``adapter_model.safetensors`` then ``adapter_config.json`` into ``directory``, each atomically.

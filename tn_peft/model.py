@@ -34,7 +34,6 @@ from .batching import evaluate_groups, plan_groups
 from .config import AdapterConfig
 from .errors import SpecError
 from .layers import ModulesToSave, TnLayer, adapter_dtype, build_adapter, wrap_layer
-from .nodes.base import create_node
 from .targets import find_targets, layer_info, match_name
 
 
@@ -191,7 +190,8 @@ class TnPeftModel(nn.Module):
                 infos[name]["graph"] = networks[name].to_spec()
             shape_key = f"{out_features}x{in_features}"
             if shared_specs and shape_key not in shared:
-                shared[shape_key] = self._make_shared(network, shared_specs, module, out_features, in_features)
+                shared[shape_key] = network.shared_nodes(in_features, out_features, device=module.weight.device,
+                                                         dtype=adapter_dtype(module.weight))
             built[name] = build_adapter(networks[name], module, shared_nodes=shared.get(shape_key), name=name)
         wrappers = self._find_modules_to_save(config, adapter_name)
         for name, adapter in built.items():
@@ -240,13 +240,6 @@ class TnPeftModel(nn.Module):
             warnings.warn(f"The following layer_graph_args keys did not match any targeted module and were "
                           f"ignored: {unmatched}.", RuntimeWarning, stacklevel=4)
         return networks
-
-    def _make_shared(self, network, specs, module, out_features: int, in_features: int) -> dict[str, nn.Module]:
-        sizes = network.resolve(in_features, out_features)
-        weight = module.weight
-        return {spec.name: create_node(spec.kind, spec.name, spec.legs, tuple(sizes[leg] for leg in spec.legs),
-                                       spec.options, source=network.source).to(device=weight.device, dtype=adapter_dtype(weight))
-                for spec in specs}
 
     def _find_modules_to_save(self, config: AdapterConfig, adapter_name: str) -> list[tuple[str, nn.Module]]:
         if not config.modules_to_save:

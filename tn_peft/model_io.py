@@ -25,26 +25,13 @@ def adapter_state_dict(model, name: str) -> dict[str, torch.Tensor]:
         state[key] = tensor
 
     for module_name, layer in model.tn_layers():
-        if name not in layer.tn_adapters:
-            continue
-        prefix = f"{ckpt.PREFIX}{module_name}."
-        by_node: dict[str, dict[str, torch.Tensor]] = {}
-        for key, tensor in layer.tn_adapters[name].state_dict(keep_vars=True).items():
-            if key.startswith("nodes."):
-                node, _, rest = key[len("nodes."):].partition(".")
-                by_node.setdefault(node, {})[rest] = tensor
-            else:
-                put(f"{prefix}tn_{key}", tensor)
-        for node, node_state in by_node.items():
-            for key, full in ckpt.node_keys(prefix, node, node_state).items():
-                put(full, node_state[key])
-    if name in model.tn_shared:
-        for shape_key, nodes in model.tn_shared[name].items():
-            for node_name, node in nodes.items():
-                node_state = node.state_dict(keep_vars=True)
-                for key, full in ckpt.node_keys(f"{ckpt.SHARED_PREFIX}{shape_key}.", node_name, node_state,
-                                                marker="").items():
-                    put(full, node_state[key])
+        if name in layer.tn_adapters:
+            for full, (_, tensor) in ckpt.layer_keys(module_name, layer.tn_adapters[name]).items():
+                put(full, tensor)
+    for shape_key, nodes in (model.tn_shared[name].items() if name in model.tn_shared else ()):
+        out_features, in_features = (int(v) for v in shape_key.split("x"))
+        for full, tensor in ckpt.shared_keys(out_features, in_features, nodes).items():
+            put(full, tensor)
     for module_name, wrapper in model._saved_wrappers():
         if name in wrapper.modules_to_save:
             for key, tensor in wrapper.modules_to_save[name].state_dict(keep_vars=True).items():

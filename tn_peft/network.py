@@ -308,6 +308,16 @@ class Network:
 
         return Adapter(self, in_features, out_features, **kwargs)
 
+    def shared_nodes(self, in_features: int, out_features: int, *, device=None, dtype=None) -> dict[str, Any]:
+        """New nodes (name -> module) for the nodes this graph shares between its layers of one shape
+        (``shared: true``, as LoTR's U and V); pass them to :meth:`build` as ``shared_nodes``."""
+        from .nodes.base import create_node
+
+        sizes = self.resolve(in_features, out_features)
+        return {spec.name: create_node(spec.kind, spec.name, spec.legs, tuple(sizes[leg] for leg in spec.legs),
+                                       spec.options, source=self.source).to(device=device, dtype=dtype)
+                for spec in self.nodes if spec.shared}
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Network) and self.to_spec() == other.to_spec()
 

@@ -66,25 +66,9 @@ def write_folder(out_dir: str | Path, write: Callable[[Path], None], *, force: b
 
 
 # ------------------------------------------------------------------ node state <-> keys
-def layer_prefix(module_name: str) -> str:
-    return f"{ckpt.PREFIX}{module_name}."
-
-
 def adapter_keys(module_name: str, adapter) -> dict[str, tuple[str, torch.Tensor]]:
     """Checkpoint key -> (adapter state_dict key, live tensor) for one layer's own (non-shared) state."""
-    prefix = layer_prefix(module_name)
-    keys: dict[str, tuple[str, torch.Tensor]] = {}
-    by_node: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
-    for key, tensor in adapter.state_dict(keep_vars=True).items():
-        if key.startswith("nodes."):
-            node, _, rest = key[len("nodes."):].partition(".")
-            by_node.setdefault(node, {})[rest] = (key, tensor)
-        else:
-            keys[f"{prefix}tn_{key}"] = (key, tensor)
-    for node, state in by_node.items():
-        for rest, full in ckpt.node_keys(prefix, node, state).items():
-            keys[full] = state[rest]
-    return keys
+    return ckpt.layer_keys(module_name, adapter)
 
 
 def adapter_tensors(module_name: str, adapter, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
@@ -116,8 +100,6 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
     ``graph`` -- ``layer_graph_args`` -- is built from it, the others from ``network``), ``extra`` holds the
     ``modules_to_save`` tensors under their checkpoint keys. CheckpointError names file and key.
     """
-    from ..nodes.base import create_node
-
     directory = Path(directory)
     config, tensors = ckpt.load_adapter_files(directory)
     path = directory / ckpt.WEIGHTS_NAME
@@ -133,15 +115,10 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
             raise CheckpointError(f"{directory / ckpt.CONFIG_NAME}: key 'targets.{name}.shape' must be [out, in]") from None
         shape_key = f"{out_features}x{in_features}"
         if shared_specs and shape_key not in shared:
-            sizes = network.resolve(in_features, out_features)
-            nodes = {spec.name: create_node(spec.kind, spec.name, spec.legs, tuple(sizes[leg] for leg in spec.legs),
-                                            spec.options, source=network.source).to(dtype) for spec in shared_specs}
-            prefix = ckpt.shared_prefix(out_features, in_features)
-            for node_name, node in nodes.items():
-                state = node.state_dict(keep_vars=True)
-                for rest, full in ckpt.node_keys(prefix, node_name, state, marker="").items():
-                    _copy(path, full, tensors, state[rest])
-                    used.add(full)
+            nodes = network.shared_nodes(in_features, out_features, dtype=dtype)
+            for full, live in ckpt.shared_keys(out_features, in_features, nodes).items():
+                _copy(path, full, tensors, live)
+                used.add(full)
             shared[shape_key] = nodes
         layer_network = network
         if isinstance(info.get("graph"), Mapping):  # the layer's own graph (layer_graph_args)
