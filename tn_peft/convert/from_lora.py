@@ -188,11 +188,11 @@ def _adapter_config(lora: LoraCheckpoint, network, layer_args: dict[str, dict[st
 
 def _stored_error(network, layer, tensors: dict[str, torch.Tensor], name: str) -> float:
     """Relative error of dW as it will load: fp32 parameters read back into a fresh fp64 adapter."""
-    from .tn_io import adapter_keys
+    from .. import checkpoint as ckpt
 
     fresh = network.build(layer.in_features, layer.out_features, dtype=torch.float64)
     with torch.no_grad():
-        for full, (_, live) in adapter_keys(name, fresh).items():
+        for full, (_, live) in ckpt.layer_keys(name, fresh).items():
             live.copy_(tensors[full].to(live.dtype))
         return relative_error(fresh.delta_weight(), layer.delta_weight())
 

@@ -66,15 +66,10 @@ def write_folder(out_dir: str | Path, write: Callable[[Path], None], *, force: b
 
 
 # ------------------------------------------------------------------ node state <-> keys
-def adapter_keys(module_name: str, adapter) -> dict[str, tuple[str, torch.Tensor]]:
-    """Checkpoint key -> (adapter state_dict key, live tensor) for one layer's own (non-shared) state."""
-    return ckpt.layer_keys(module_name, adapter)
-
-
 def adapter_tensors(module_name: str, adapter, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """One layer's checkpoint tensors (``base_model.model.<module>.tn_<node>[.<param>]``), cast to ``dtype``."""
     out = {}
-    for full, (_, tensor) in adapter_keys(module_name, adapter).items():
+    for full, (_, tensor) in ckpt.layer_keys(module_name, adapter).items():
         tensor = tensor.detach()
         out[full] = tensor.to(dtype) if tensor.is_floating_point() else tensor
     return out
@@ -124,7 +119,7 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
         if isinstance(info.get("graph"), Mapping):  # the layer's own graph (layer_graph_args)
             layer_network = network_from_config(info, directory / ckpt.CONFIG_NAME)
         adapter = layer_network.build(in_features, out_features, shared_nodes=shared.get(shape_key), dtype=dtype)
-        for full, (_, live) in adapter_keys(name, adapter).items():
+        for full, (_, live) in ckpt.layer_keys(name, adapter).items():
             _copy(path, full, tensors, live)
             used.add(full)
         layers[name] = adapter
