@@ -95,16 +95,23 @@ def layer_keys(module_name: str, adapter) -> dict[str, tuple[str, torch.Tensor]]
     nodes under ``<PREFIX><module>.tn_<node>[.<param>]``, other buffers under ``<PREFIX><module>.tn_<key>``."""
     prefix = f"{PREFIX}{module_name}."
     keys: dict[str, tuple[str, torch.Tensor]] = {}
+
+    def put(full: str, entry: tuple[str, torch.Tensor]) -> None:
+        if full in keys:
+            raise CheckpointError(f"layer {module_name!r}: {keys[full][0]!r} and {entry[0]!r} both map to checkpoint "
+                                  f"key {full!r}; rename the graph's nodes so that no name is another's 'initial_' form")
+        keys[full] = entry
+
     by_node: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
     for key, tensor in adapter.state_dict(keep_vars=True).items():
         if key.startswith("nodes."):
             node, _, rest = key[len("nodes."):].partition(".")
             by_node.setdefault(node, {})[rest] = (key, tensor)
         else:
-            keys[f"{prefix}tn_{key}"] = (key, tensor)
+            put(f"{prefix}tn_{key}", (key, tensor))
     for node, state in by_node.items():
         for rest, full in node_keys(prefix, node, state).items():
-            keys[full] = state[rest]
+            put(full, state[rest])
     return keys
 
 

@@ -17,6 +17,7 @@ loads adapter files through :class:`tn_peft.trainer.TnPeftTrainer`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import warnings
@@ -291,9 +292,9 @@ class TnPeftModel(nn.Module):
         if any(layer.merged for _, layer in self.tn_layers()):
             warnings.warn("the model is merged; unmerging before switching adapters", stacklevel=2)
             self.unmerge_adapter()
-        if inference_mode is not None:
+        if inference_mode is not None:  # a new config: one object may serve several adapters (and its owner)
             for name in names:
-                self.peft_config[name].inference_mode = bool(inference_mode)
+                self.peft_config[name] = dataclasses.replace(self.peft_config[name], inference_mode=bool(inference_mode))
         self._active_adapters = names
         for _, layer in self.tn_layers():
             layer.active_adapters = list(names)

@@ -13,13 +13,14 @@ from tn_peft.spec import load_graph
     ("tt", {"cores": 3, "rank": 7}, 7),
     ("tt", {"cores": 1}, None),   # a one-core TT is dW itself: no bond
     ("quanta", {}, None),
+    ("kron", {}, 4),              # its number of Kronecker terms
 ])
 def test_adapter_rank(graph, args, expected):
     adapter = load_graph(graph, **args).build(64, 64)
     assert adapter_rank(adapter) == expected
 
 
-def test_report_shows_a_missing_rank_as_a_dash():
+def test_report_shows_a_missing_rank_as_n_a():
     layers = [LayerReport("a", (8, 8), 4, 64, 64, 0.0, rank=None), LayerReport("b", (8, 8), None, 64, 32, 0.0, rank=2)]
     text = ConversionReport("src", "dst", "tt", "tt", {}, exact=True, layers=layers).format()
-    assert " 4->-  " in text and " -->2  " in text
+    assert " 4->n/a  " in text and " n/a->2  " in text

@@ -4,6 +4,7 @@ this rank's half of the global batch, save the gradients and the parameters afte
 usage: python ddp_worker.py KIND RANK WORLD INIT_FILE STATE_FILE BATCH_FILE OUT_FILE
 """
 
+import datetime
 import os
 import sys
 
@@ -19,7 +20,9 @@ from torch.nn.parallel import DistributedDataParallel
 kind, rank, world = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 init_file, state_file, batch_file, out_file = sys.argv[4:8]
 torch.set_num_threads(1)
-dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+# a rank that fails leaves the other waiting: give up after 2 minutes, not gloo's default 30
+dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                        timeout=datetime.timedelta(seconds=120))
 model = build_model(kind)
 model.load_state_dict(torch.load(state_file))
 ddp = DistributedDataParallel(model)

@@ -168,3 +168,16 @@ def test_saved_shape_reads_a_well_formed_entry(tmp_path):
 
     assert saved_shape({"shape": [4, 8]}, "x", tmp_path) == (4, 8)
     assert saved_shape({"shape": [4.0, 8]}, "x", tmp_path) == (4, 8)
+
+
+def test_two_tensors_on_one_checkpoint_key_are_an_error_not_a_silent_loss(tmp_path):
+    # a delta graph keeps theta_0 as buffers "initial_<node>": a node named "initial_A" would take A's key
+    spec = {"name": "clash", "params": {"rank": 2}, "scale": 1, "delta": True, "open": {"out": "out", "in": "in"},
+            "sizes": {"r": "rank"},
+            "nodes": [{"name": "A", "kind": "dense", "legs": ["out", "r"], "options": {"init": "normal"}},
+                      {"name": "initial_A", "kind": "dense", "legs": ["r", "in"], "options": {"init": "normal"}}]}
+    model = tn_peft.get_model(torch.nn.Sequential(torch.nn.Linear(6, 6)),
+                              tn_peft.AdapterConfig(graph=spec, target_modules=["0"]))
+    with pytest.raises(CheckpointError, match="initial_A.*both map to checkpoint key.*rename the graph's nodes"):
+        model.save_pretrained(tmp_path)
+    assert not (tmp_path / "adapter_model.safetensors").exists()

@@ -39,9 +39,15 @@ def test_ddp_two_processes_match_one_process_on_the_global_batch(kind, tmp_path)
     procs = [subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), kind, str(rank), "2", str(tmp_path / "init"),
                                str(tmp_path / "state.pt"), str(tmp_path / "batch.pt"), str(tmp_path / f"rank{rank}.pt")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for rank in range(2)]
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err[-3000:]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-3000:]
+    finally:
+        for proc in procs:  # a failed rank must not leave the other one running
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     grads, params = train_step(model, model, batch)
     assert any(g.abs().max() > 0 for g in grads.values())
     for rank in range(2):

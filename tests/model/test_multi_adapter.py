@@ -200,3 +200,14 @@ def test_set_adapter_inference_mode_freezes_or_unfreezes_the_activated_adapters(
     loaded.set_adapter("c", inference_mode=False)  # PEFT's way to train a loaded adapter further
     assert any(p.requires_grad for p in _adapter_params(loaded, "c").values())
     assert not any(p.requires_grad for p in _adapter_params(loaded, "default").values())
+
+
+def test_set_adapter_inference_mode_leaves_a_shared_config_alone():
+    config = tn_peft.AdapterConfig(target_modules=["0", "2"], **LORA)
+    model = tn_peft.get_model(_net(), config)
+    model.add_adapter("b", config)  # one config object for two adapters, as PEFT users often do
+    model.set_adapter("b", inference_mode=True)
+    assert model.peft_config["b"].inference_mode
+    assert not config.inference_mode and not model.peft_config["default"].inference_mode
+    model.set_adapter("default")
+    assert any(p.requires_grad for p in _adapter_params(model, "default").values())

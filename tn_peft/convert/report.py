@@ -9,7 +9,7 @@ from typing import Any
 @dataclass
 class LayerReport:
     """One converted layer. ``relative_error`` = ||dW_new - dW||_F / ||dW||_F (fp64); fidelity = 1 - error.
-    Ranks are :func:`adapter_rank`'s (None: the form has no single bond)."""
+    Ranks are :func:`adapter_rank`'s (None: the form has no single bond; printed "n/a")."""
 
     name: str
     shape: tuple[int, int]
@@ -68,7 +68,7 @@ class ConversionReport:
             width = max(len(r.name) for r in self.layers)
             lines.append(f"  {'layer':<{width}}  {'out x in':>11}  {'rank':>9}  {'params':>15}  {'reduction':>9}  rel.err(dW)")
             for r in self.layers:
-                rank = "->".join("-" if v is None else str(v) for v in (r.source_rank, r.rank))
+                rank = "->".join("n/a" if v is None else str(v) for v in (r.source_rank, r.rank))
                 lines.append(f"  {r.name:<{width}}  {r.shape[0]:>5} x {r.shape[1]:<5}  {rank:>9}  "
                              f"{r.source_parameters:>7}->{r.parameters:<7}  {r.reduction:>8.2f}x  {r.relative_error:.2e}"
                              + (f"  {r.note}" if r.note else ""))
@@ -82,8 +82,8 @@ class ConversionReport:
 
 def adapter_rank(adapter) -> int | None:
     """The rank an adapter is reported with: the size of its bond leg (``k``: the SVD and Pauli forms,
-    ``r``: LoRA, LoTR), else its largest TT bond (``r1, r2, ...``), else None (no single bond:
-    QuanTA, Kronecker, a one-core TT)."""
+    ``r``: LoRA, LoTR, and Kronecker's number of terms), else its largest TT bond (``r1, r2, ...``),
+    else None (no single bond: QuanTA, a one-core TT)."""
     sizes = adapter.sizes
     for key in ("k", "r"):
         if key in sizes:
