@@ -159,3 +159,28 @@ def test_overriding_a_loaded_network_expands_its_spec_again():
     assert circuit.node("U").options["layers"] == 3
     assert circuit.build(64, 32).node("U").layers == 3
     assert load_graph("tt", cores=3).with_params(cores=5).node_names == ["G1", "G2", "G3", "G4", "G5"]
+
+
+REQUIRES = BASE.replace("sizes: {r: rank}", 'requires: {"rank >= 2 and rank % 2 == 0": "pairs of directions"}\nsizes: {r: rank}')
+
+
+def test_requires_names_the_condition_the_reason_and_the_values(tmp_path):
+    assert load_graph(_write(tmp_path, REQUIRES)).build(8, 6).num_parameters() == 2 * (8 + 6)
+    msg, path = _error(tmp_path, REQUIRES, rank=3)
+    assert f"{path}:4" in msg and "needs rank >= 2 and rank % 2 == 0 (pairs of directions); got rank=3" in msg
+
+
+@pytest.mark.parametrize(("requires", "word"), [("[rank >= 2]", "must map conditions"),
+                                                 ('{"rnak >= 2": "typo"}', "'rnak' is not defined")])
+def test_bad_requires(tmp_path, requires, word):
+    msg, _ = _error(tmp_path, BASE.replace("sizes: {r: rank}", f"requires: {requires}\nsizes: {{r: rank}}"))
+    assert "requires" in msg and word in msg
+
+
+@pytest.mark.parametrize(("graph", "args", "condition"), [("ttd", {"cores": 1}, "1 <= center < cores"),
+                                                          ("ttd", {"center": 3}, "1 <= center < cores"),
+                                                          ("quanta", {"axes": 1}, "axes >= 2"),
+                                                          ("tt", {"cores": 0}, "cores >= 1")])
+def test_catalog_parameters_out_of_range_say_which_condition(graph, args, condition):
+    with pytest.raises(SpecError, match=f"needs {condition}"):
+        load_graph(graph, **args)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,11 @@ from typing import Any
 import yaml
 
 from .errors import SpecError
-from .expressions import ExpressionError, expand, substitute
+from .expressions import ExpressionError, evaluate, expand, substitute
 from .network import Network
 
 CATALOG_DIR = Path(__file__).parent / "graphs"
-TOP_KEYS = {"name", "description", "params", "scale", "delta", "open", "sizes", "nodes"}
+TOP_KEYS = {"name", "description", "params", "requires", "scale", "delta", "open", "sizes", "nodes"}
 NODE_KEYS = {"name", "kind", "legs", "options", "shared", "for", "if"}
 RESERVED = {"in", "out"}
 
@@ -131,6 +132,7 @@ def network_from_spec(spec: Mapping[str, Any], *, source: str | None = None,
             raise SpecError(f"has no parameter {name!r}", source=source or spec.get("name"),
                             fix=f"parameters are: {', '.join(sorted(params)) or '(none)'}")
         params[name] = value
+    _check_requires(spec, params, source)
     net = Network(str(spec.get("name", Path(source).stem if source else "network")),
                   params=params, scale=spec.get("scale", 1), delta=bool(spec.get("delta", False)),
                   description=str(spec.get("description", "")), source=source)
@@ -169,6 +171,26 @@ def network_from_spec(spec: Mapping[str, Any], *, source: str | None = None,
         _add_nodes(net, entry, scope, source)
     net.template = copy.deepcopy(dict(spec))
     return net.validate()
+
+
+def _check_requires(spec: Mapping[str, Any], params: Mapping[str, Any], source: str | None) -> None:
+    """``requires:`` maps conditions on the parameters to why they must hold; the first that fails is a
+    SpecError naming it and the parameters' values (``requires: {"1 <= center < cores": "..."}``)."""
+    requires = spec.get("requires") or {}
+    if not isinstance(requires, Mapping):
+        raise SpecError("requires: must map conditions on the parameters to the reason they must hold",
+                        source=source, line=_line(spec), fix='write requires: {"rank >= 1": "a bond needs a size"}')
+    for condition, reason in requires.items():
+        try:
+            holds = evaluate(str(condition), params)
+        except ExpressionError as exc:
+            raise SpecError(f"requires: {exc}", source=source, line=_line(requires),
+                            fix="conditions may use the graph's params only") from None
+        if not holds:
+            used = ", ".join(f"{name}={params[name]!r}" for name in sorted(params)
+                             if re.search(rf"\b{re.escape(name)}\b", str(condition)))
+            raise SpecError(f"needs {condition} ({reason}); got {used}", source=source, line=_line(requires),
+                            fix="choose parameters that satisfy it")
 
 
 def _add_nodes(net: Network, entry: Any, scope: Mapping[str, Any], source: str | None) -> None:
