@@ -120,10 +120,12 @@ class Scorer:
         grad = self.grad_mask
         ga, gb = bool(s1 & grad), bool(s2 & grad)
         if self.gates:
+            gated = [s for s in (s1, s2) if s & (s - 1) == 0 and s.bit_length() - 1 in self.gates]
+            if len(gated) == 2:  # a circuit applies to a tensor; both are circuits (modules, no tensor)
+                return None
             for single, lq, lo, gq, go in ((s1, la, lb, ga, gb), (s2, lb, la, gb, ga)):
-                index = single.bit_length() - 1
-                if single == 1 << index and index in self.gates:
-                    return self._circuit_step(index, lo, lc, gq, go)
+                if gated and single == gated[0]:
+                    return self._circuit_step(single.bit_length() - 1, lo, lc, gq, go)
         leaves = self.leaf_nodes
         count_a = s1 & (s1 - 1) != 0 or not s1 & leaves  # a node tensor is alive anyway: keeping it is free
         count_b = s2 & (s2 - 1) != 0 or not s2 & leaves

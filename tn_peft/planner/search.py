@@ -199,6 +199,8 @@ def exhaustive_path(problem: Problem, model: CostModel, circuit_gates: frozenset
         return result
 
     cost, tree = best((1 << n) - 1)
+    if not tree:  # no tree is feasible (circuits that cannot apply anywhere): any path, at an infinite cost
+        return linear_to_ssa([(0, 1)] * (n - 1), n), INFEASIBLE
     return tree_to_ssa(tree, n), cost
 
 

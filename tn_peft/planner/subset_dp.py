@@ -116,6 +116,8 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     n = len(problem.operands)
     if n > 63:
         raise ValueError(f"hub_path plans up to 63 operands, got {n} (use hyper_path)")
+    if n == 1:
+        return [], 0.0
     if hub is None:
         degree = _degrees(problem)
         hub = max(range(n), key=lambda i: (degree[i], -i))
@@ -204,8 +206,11 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
             left = np.ones(len(states), dtype=bool)
             left[take] = False
             which, step_key, cost, reached = expand(subsets.tolist(), at)
-            order = np.argsort(np.concatenate([seen, subsets]), kind="stable")
-            seen, seen_reach = np.concatenate([seen, subsets])[order], np.concatenate([seen_reach, at])[order]
+            seen, seen_reach = np.concatenate([seen, subsets]), np.concatenate([seen_reach, at])
+            order = np.lexsort((seen_reach, seen))  # one record per subset: its cheapest expansion
+            seen, seen_reach = seen[order], seen_reach[order]
+            first = np.r_[True, seen[1:] != seen[:-1]]
+            seen, seen_reach = seen[first], seen_reach[first]
             below, ahead = at[which] + cost, at[which] + step_key
             done = reached == full
             if done.any():
