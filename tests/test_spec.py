@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -184,3 +185,14 @@ def test_bad_requires(tmp_path, requires, word):
 def test_catalog_parameters_out_of_range_say_which_condition(graph, args, condition):
     with pytest.raises(SpecError, match=f"needs {condition}"):
         load_graph(graph, **args)
+
+
+@pytest.mark.parametrize(("graph", "args", "words"), [
+    ("tt", {"cores": "x"}, "requires: 'cores >= 1'"),           # comparisons of a str
+    ("quanta", {"alpha": "x"}, "scale: 'alpha' is 'x', not a number"),
+    ("quantum_peft", {"layers": True}, "layers must be an integer >= 0, got True"),
+    ("ttd", {"center": None}, "requires: '1 <= center < cores'"),
+])
+def test_parameters_of_the_wrong_type_are_one_spec_error(graph, args, words):
+    with pytest.raises(SpecError, match=re.escape(words)):
+        load_graph(graph, **args).build(48, 64)

@@ -77,15 +77,21 @@ def _eval(node: ast.AST, scope: Mapping[str, Any], text: str) -> Any:
         value = _eval(node.operand, scope, text)
         if isinstance(node.op, ast.Not):
             return not value
-        return -value if isinstance(node.op, ast.USub) else +value
+        try:
+            return -value if isinstance(node.op, ast.USub) else +value
+        except TypeError as exc:
+            raise ExpressionError(f"{text!r}: {exc}") from None
     if isinstance(node, ast.Compare):
         left = _eval(node.left, scope, text)
         for op, comp in zip(node.ops, node.comparators):
             if type(op) not in _CMPOPS:
                 break
             right = _eval(comp, scope, text)
-            if not _CMPOPS[type(op)](left, right):
-                return False
+            try:
+                if not _CMPOPS[type(op)](left, right):
+                    return False
+            except TypeError as exc:
+                raise ExpressionError(f"{text!r}: {exc}") from None
             left = right
         else:
             return True
@@ -97,7 +103,10 @@ def _eval(node: ast.AST, scope: Mapping[str, Any], text: str) -> Any:
         return _eval(node.body if cond else node.orelse, scope, text)
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS
             and not node.keywords):
-        return _FUNCS[node.func.id](*(_eval(a, scope, text) for a in node.args))
+        try:
+            return _FUNCS[node.func.id](*(_eval(a, scope, text) for a in node.args))
+        except (TypeError, ValueError) as exc:
+            raise ExpressionError(f"{text!r}: {exc}") from None
     raise ExpressionError(f"{text!r} uses something other than arithmetic, comparisons, min/max/abs")
 
 

@@ -294,9 +294,13 @@ class Network:
     def scale_value(self, sizes: Mapping[str, int] | None = None) -> float:
         """The numeric scale (``alpha / rank`` for LoRA-style graphs)."""
         try:
-            return float(evaluate(self.scale, {**self.params, **(sizes or {})}))
+            value = evaluate(self.scale, {**self.params, **(sizes or {})})
+            return float(value)
         except ExpressionError as exc:
             raise SpecError(f"scale: {exc}", source=self.source, fix="define the names under params:") from None
+        except (TypeError, ValueError):
+            raise SpecError(f"scale: {self.scale!r} is {value!r}, not a number", source=self.source,
+                            fix="give the parameters it uses numbers") from None
 
     def num_parameters(self, in_features: int, out_features: int) -> int:
         """Trainable parameters when built for a layer of shape (out_features, in_features)."""

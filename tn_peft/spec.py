@@ -185,7 +185,7 @@ def _check_requires(spec: Mapping[str, Any], params: Mapping[str, Any], source: 
             holds = evaluate(str(condition), params)
         except ExpressionError as exc:
             raise SpecError(f"requires: {exc}", source=source, line=_line(requires),
-                            fix="conditions may use the graph's params only") from None
+                            fix="conditions use the graph's params, which must be numbers there") from None
         if not holds:
             used = ", ".join(f"{name}={params[name]!r}" for name in sorted(params)
                              if re.search(rf"\b{re.escape(name)}\b", str(condition)))

@@ -67,7 +67,7 @@ class PauliNode(StiefelNode, kind="pauli"):
                  init: str = "random", init_scale: float = 1.0) -> None:
         super().__init__(name, legs, shape, cols)
         n, k = self.rows, self.cols
-        if not isinstance(layers, int) or layers < 0:
+        if not isinstance(layers, int) or isinstance(layers, bool) or layers < 0:
             raise SpecError(f"layers must be an integer >= 0, got {layers!r}", node=name, fix="use layers: 1")
         if construction not in CONSTRUCTIONS:
             raise SpecError(f"construction {construction!r} is not known", node=name,
