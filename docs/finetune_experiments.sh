@@ -41,3 +41,11 @@ mkdir -p runs/wave3
 $R --out runs/wave3/L6 --set layers=6 > runs/wave3/L6.log 2>&1 &
 $R --out runs/wave3/L3_all --targets query,key,value,attention.output.dense,intermediate.dense,output.dense > runs/wave3/L3_all.log 2>&1 &
 wait
+
+# --- alpha (a later session, seed 0, validation only) ---
+cd /work/main
+R="python -m tn_peft.finetune.run --tune --no-save --no-progress --threads 1 --seed 0"
+mkdir -p runs/wave4
+$R --out runs/wave4/alpha32 --set layers=3 --set alpha=32 > runs/wave4/alpha32.log 2>&1 &
+$R --out runs/wave4/alpha2 --set layers=3 --set alpha=2 > runs/wave4/alpha2.log 2>&1 &
+wait
