@@ -175,12 +175,8 @@ class TnPeftModel(nn.Module):
         modules = {name: self.base_model.get_submodule(name) for name in targets}
         networks = self._layer_networks(config, network, list(modules), layer_specs or {})
         shared_specs = [spec for spec in network.nodes if spec.shared]
-        if shared_specs and any(net is not network for net in networks.values()):
-            odd = next(name for name, net in networks.items() if net is not network)
-            raise SpecError(f"layer_graph_args changes the graph of {odd!r}, but graph {network.name!r} has nodes "
-                            f"shared between layers ({', '.join(s.name for s in shared_specs)}), which need one "
-                            f"graph for all layers of a shape",
-                            fix="drop layer_graph_args, or use a graph without shared nodes")
+        if shared_specs:
+            _check_shared_overrides(network, networks, modules)
         shared: dict[str, dict[str, nn.Module]] = {}
         built, infos = {}, {}
         # Build everything before touching the model, so an error leaves it unchanged.
@@ -502,3 +498,28 @@ class TnPeftModel(nn.Module):
 
     def _load_weights(self, directory: Path, adapter_name: str) -> None:
         model_io.load_weights(self, directory, adapter_name)
+
+
+def _shared_signature(network, out_features: int, in_features: int) -> dict[str, tuple]:
+    """What a layer of this shape needs of each shared node: kind, legs, options, sizes."""
+    sizes = network.resolve(in_features, out_features)
+    return {spec.name: (spec.kind, tuple(spec.legs), spec.options, tuple(sizes[leg] for leg in spec.legs))
+            for spec in network.nodes if spec.shared}
+
+
+def _check_shared_overrides(network, networks: dict[str, Any], modules: dict[str, nn.Module]) -> None:
+    """Layers with their own graph (layer_graph_args) may use the shared nodes of their shape only if
+    those come out the same (e.g. LoTR with a per-layer alpha, not a per-layer rank)."""
+    for name, net in networks.items():
+        if net is network:
+            continue
+        _, out_features, in_features = layer_info(modules[name], name)
+        want, have = _shared_signature(net, out_features, in_features), _shared_signature(network, out_features,
+                                                                                            in_features)
+        odd = next((node for node in sorted(set(want) | set(have)) if want.get(node) != have.get(node)), None)
+        if odd is not None:
+            raise SpecError(f"layer_graph_args changes node {odd!r} of {name!r}, but graph {network.name!r} shares "
+                            f"it between layers of a shape ({have.get(odd, ('absent',))[-1]} for every layer, "
+                            f"{want.get(odd, ('absent',))[-1]} here)",
+                            fix="override only what leaves the shared nodes alone (e.g. alpha), or use a graph "
+                                "without shared nodes")

@@ -185,10 +185,33 @@ def test_layers_to_transform_without_an_index_is_an_error(base):
         AdapterConfig(target_modules=["query"], layers_to_transform=["0"])
 
 
-def test_shared_nodes_refuse_layer_overrides(base):
+def test_shared_nodes_refuse_overrides_that_change_them(base):
     config = AdapterConfig(graph="lotr", target_modules=["query"], layer_graph_args={Q0: {"rank": 2}})
-    with pytest.raises(SpecError, match="shared between layers"):
+    with pytest.raises(SpecError, match=re.escape(f"changes node 'U' of '{Q0}', but graph 'lotr' shares it between "
+                                                  "layers of a shape ((384, 4) for every layer, (384, 2) here)")):
         get_model(copy.deepcopy(base), config)
+
+
+def test_shared_nodes_take_overrides_that_leave_them_alone(base, tmp_path):
+    config = AdapterConfig(graph="lotr", target_modules=["query"], layer_graph_args={Q0: {"alpha": 32}})
+    model = get_model(copy.deepcopy(base), config)
+    layers = dict(model.tn_layers())
+    first, other = layers[Q0].tn_adapters["default"], layers[Q0.replace("layer.0", "layer.1")].tn_adapters["default"]
+    assert (first.scale, other.scale) == (8.0, 2.0)  # alpha / rank, rank 4
+    assert first.node("U") is other.node("U") and first.node("V") is other.node("V")
+    perturb(model, scale=0.1)
+    batch = token_batch(model.config.vocab_size, seed=3)
+    expected = outputs(model, batch)
+    model.save_pretrained(tmp_path)
+    loaded = TnPeftModel.from_pretrained(copy.deepcopy(base), tmp_path)
+    torch.testing.assert_close(outputs(loaded, batch), expected)
+    loaded_layers = dict(loaded.tn_layers())
+    assert loaded_layers[Q0].tn_adapters["default"].scale == 8.0
+    from tn_peft.convert.tn_io import load_tn_adapter
+
+    _, _, read, _ = load_tn_adapter(tmp_path)  # the converters' reader, without the base model
+    for name in (Q0, Q0.replace("layer.0", "layer.1")):
+        torch.testing.assert_close(read[name].delta_weight().float(), layers[name].tn_adapters["default"].delta_weight())
 
 
 def test_help_documents_new_fields():
