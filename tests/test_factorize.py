@@ -39,3 +39,11 @@ def test_known_sizes():
     assert balanced_factors(4096, 3) == [16, 16, 16]
     assert balanced_factors(384, 3) == [8, 8, 6]
     assert balanced_factors(383, 2) is None
+
+
+def test_huge_smooth_sizes_split_at_once():
+    # divisors come from the prime factors, not from trial division up to sqrt(n) (2^35 steps here)
+    from tn_peft.factorize import _divisors
+
+    assert _divisors(2**70) == tuple(2**k for k in range(71))
+    assert balanced_factors(2**70, 70) == [2] * 70
