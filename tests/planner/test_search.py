@@ -75,3 +75,28 @@ def test_path_helpers():
     assert tree_to_ssa(((0,), ((1,), (2,))), 3) == [(1, 2), (0, 3)]
     problem = Problem.from_network(load_graph("lora"), 32, 16, tokens=4)
     assert len(flops_path(problem, "greedy")) == 2
+
+
+def test_large_chains_stay_exact_and_large_tangles_go_to_cotengra(monkeypatch):
+    from tn_peft.planner import search
+
+    chain = Problem.from_network(load_graph("tt", cores=30, rank=8), 2**30, 2**30)  # 30 operands
+    exact = search.ccp_path(chain, MODEL)[1]
+
+    def no_hyper(*args, **kwargs):
+        raise AssertionError("a 30-core chain should be planned exactly")
+
+    monkeypatch.setattr(search, "hyper_path", no_hyper)
+    assert optimal_path(chain, MODEL)[1] == pytest.approx(exact, rel=1e-12)
+    monkeypatch.undo()
+    called = []
+
+    def hyper(problem, model, gates=frozenset()):
+        called.append(len(problem.operands))
+        return search.flops_path(problem, "greedy"), 0.0
+
+    monkeypatch.setattr(search, "hyper_path", hyper)
+    monkeypatch.setattr(search, "LARGE_BUDGETS", (10, 10))  # both subset DPs run over at once
+    optimal_path(random_problem(25, random.Random(5), tokens=8), MODEL)
+    optimal_path(Problem.from_network(load_graph("tt", cores=70, rank=2), 2**70, 2**70), MODEL)  # > 63 operands
+    assert called == [26, 70]

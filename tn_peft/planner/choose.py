@@ -14,7 +14,7 @@ import itertools
 from .cost import CostModel
 from .plan import Branch, Plan
 from .problem import Problem
-from .search import EXACT_LIMIT, Scorer, flops_path, hyper_path, optimal_path
+from .search import Scorer, flops_path, hyper_path, optimal_path
 
 
 def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") -> Branch:
@@ -27,7 +27,7 @@ def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") ->
     for gates in options:
         if optimize in ("greedy", "optimal", "dp") and not gates:
             path = flops_path(problem, optimize)
-        elif optimize == "hyper" or (optimize == "auto" and len(problem.operands) > EXACT_LIMIT):
+        elif optimize == "hyper":
             path, _ = hyper_path(problem, model, gates)
         else:
             path, _ = optimal_path(problem, model, gates)
@@ -95,10 +95,12 @@ def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool
               optimize: str = "auto", anchor_margin: float = ANCHOR_MARGIN) -> Plan:
     """Plan ``problem`` under ``model`` (default: the CPU profile).
 
-    ``optimize="auto"``: the exact optimum of the step-cost objective (cotengra beyond
-    ``EXACT_LIMIT`` operands), then the candidates (that tree, dW-first, and up to
-    ``ANCHOR_LIMIT`` operands the FLOP-optimal and greedy trees) are emitted and ranked by the cost of their emitted programs (layout copies
-    included); the FLOP-optimal tree is kept unless another is predicted ``anchor_margin`` better.
+    ``optimize="auto"``: the exact optimum of the step-cost objective (:func:`~.search.optimal_path`;
+    cotengra's hyper-optimizer for large networks beyond the exact searches' budgets), then the
+    candidates (that tree, dW-first, and up to ``ANCHOR_LIMIT`` operands the FLOP-optimal and greedy
+    trees) are emitted and ranked by the cost of their emitted programs (layout copies included);
+    the FLOP-optimal tree is kept unless another is predicted ``anchor_margin`` better.
+    ``"hyper"``: cotengra's hyper-optimizer whatever the size.
     ``"greedy"`` / ``"optimal"``: opt_einsum's FLOP-only trees, emitted by the same generator.
     ``initial``: a ``delta`` network (QuanTA): the program also takes theta_0's tensors and returns
     the difference.

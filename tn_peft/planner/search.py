@@ -5,8 +5,9 @@
   ``hub_path``), and as the last resort opt_einsum's ``DynamicProgramming`` (Pfeifer et al. 2014)
   run with our own local cost (:func:`oe_dp_path`). Costs depend only on the two merged subsets
   (their legs and whether they hold a tensor that needs a gradient), so the subset DPs stay exact.
-- :func:`hyper_path`: beyond ``EXACT_LIMIT`` operands, cotengra's hyper-optimizer scoring its
-  candidate trees with the same objective.
+- :func:`hyper_path`: cotengra's hyper-optimizer scoring its candidate trees with the same
+  objective, for networks beyond ``EXACT_LIMIT`` operands the subset DPs cannot finish within
+  ``LARGE_BUDGETS`` (chains and TT + x up to 63 operands stay exact), and beyond 63 operands.
 - :func:`exhaustive_path`: every binary tree, outer products included (a check for small networks).
 
 Paths are SSA: a list of pairs ``(i, j)``; operands are ``0..n-1`` and step ``s`` makes ``n + s``.
@@ -26,11 +27,14 @@ from .problem import Problem
 from .scorer import INFEASIBLE, Scorer
 from .subset_dp import Disconnected, OverBudget, ccp_path, find_hub, hub_path
 
-__all__ = ["EXACT_LIMIT", "OUTER_LIMIT", "Scorer", "ccp_path", "exhaustive_path", "find_hub", "flops_path",
+__all__ = ["EXACT_LIMIT", "LARGE_BUDGETS", "OUTER_LIMIT", "Scorer", "ccp_path", "exhaustive_path", "find_hub", "flops_path",
            "hub_path", "hyper_path", "linear_to_ssa", "oe_dp_path", "optimal_path", "tree_to_ssa"]
 
-#: Operand counts up to which the search is exact (beyond: cotengra's hyper-optimizer).
+#: Operand counts up to which the search is always exact (opt_einsum's DP as the last resort).
 EXACT_LIMIT = 22
+#: Beyond EXACT_LIMIT (up to 63 operands, the subsets' int64 bitmaps): the subset DPs' budgets
+#: (connected pairs, hub cells), about 0.1 s each, before cotengra's hyper-optimizer takes over.
+LARGE_BUDGETS = (60_000, 400_000)
 #: Operand counts up to which the exact search also tries outer products.
 OUTER_LIMIT = 8
 
@@ -89,12 +93,21 @@ def optimal_path(problem: Problem, model: CostModel, circuit_gates: frozenset[in
     products included). Beyond, around a hub (an operand sharing legs with at least half of the
     others, like x with every TT core) :func:`hub_path`, else the connected subgraph / complement
     pairs (:func:`ccp_path`); when one meets too many subsets, the other, then opt_einsum's DP.
+    Beyond ``EXACT_LIMIT`` operands the two subset DPs get ``LARGE_BUDGETS`` and cotengra's
+    hyper-optimizer (:func:`hyper_path`, not exact) replaces opt_einsum's DP; beyond 63 operands
+    it is the only search.
     """
-    if len(problem.operands) <= OUTER_LIMIT:
+    n = len(problem.operands)
+    if n <= OUTER_LIMIT:
         return exhaustive_path(problem, model, circuit_gates, scorer)
+    if n > 63:
+        return hyper_path(problem, model, circuit_gates)
     hub = find_hub(problem)
-    searches = [functools.partial(ccp_path, problem, model, circuit_gates),
-                functools.partial(hub_path, problem, model, circuit_gates, hub=hub)]
+    large = n > EXACT_LIMIT
+    pairs = {"budget": LARGE_BUDGETS[0]} if large else {}
+    cells = {"budget": LARGE_BUDGETS[1], "pair_budget": LARGE_BUDGETS[0]} if large else {}
+    searches = [functools.partial(ccp_path, problem, model, circuit_gates, **pairs),
+                functools.partial(hub_path, problem, model, circuit_gates, hub=hub, **cells)]
     if hub is not None:
         searches.reverse()
     for search in searches:
@@ -102,7 +115,7 @@ def optimal_path(problem: Problem, model: CostModel, circuit_gates: frozenset[in
             return search()
         except (OverBudget, Disconnected):
             continue
-    return oe_dp_path(problem, model, circuit_gates)
+    return oe_dp_path(problem, model, circuit_gates) if n <= EXACT_LIMIT else hyper_path(problem, model, circuit_gates)
 
 
 def oe_dp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),

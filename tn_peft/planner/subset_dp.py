@@ -91,7 +91,8 @@ CHUNK_CELLS = 2**16
 
 
 def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
-             hub: int | None = None, budget: int = HUB_BUDGET) -> tuple[list[tuple[int, int]], float]:
+             hub: int | None = None, budget: int = HUB_BUDGET,
+             pair_budget: int = CCP_BUDGET) -> tuple[list[tuple[int, int]], float]:
     """Exact optimum of a connected network around a hub operand (x touching every TT core).
 
     Every tree is a spine: the hub ``h`` absorbs, one after another, subtrees ``R1, R2, ...`` that
@@ -111,7 +112,8 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     reached, so the A* then runs on that cache, expanding what it lacks (or what it reached more
     cheaply than the cache assumed) itself. A subset's steps, sorted, share one queue entry.
     ``hub``: the operand index (default: the one sharing legs with the most others). Up to 63
-    operands (subsets are int64 bitmaps in numpy).
+    operands (subsets are int64 bitmaps in numpy). ``budget``: subset x piece cells the search may
+    look at; ``pair_budget``: connected pairs of the pieces' DP.
     """
     n = len(problem.operands)
     if n > 63:
@@ -129,7 +131,7 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     seed_path = _spine_path(nbr, n)
     cap = _cap(scorer.path_cost(seed_path))
     batch = BatchScorer(scorer)
-    pieces = _ccp_table(scorer, [m & ~h for m in nbr[:-1]], n - 1, cap, CCP_BUDGET, batch)
+    pieces = _ccp_table(scorer, [m & ~h for m in nbr[:-1]], n - 1, cap, pair_budget, batch)
     ranked = sorted(pieces, key=lambda r: pieces[r][0])
     piece_group = batch.group(ranked)
     piece_partner = batch.partner(piece_group)
