@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .scorer import INFEASIBLE, Scorer, _bits
+from .scorer import Scorer, _bits
 
 
 class Group(NamedTuple):
@@ -179,4 +179,4 @@ def _exact(log2_size: np.ndarray) -> np.ndarray:
     return np.rint(np.exp2(log2_size))
 
 
-__all__ = ["INFEASIBLE", "BatchScorer", "Group"]
+__all__ = ["BatchScorer", "Group"]

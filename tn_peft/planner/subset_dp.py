@@ -158,12 +158,10 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
         if looked > budget:
             raise OverBudget
         rows = max(1, CHUNK_CELLS // len(ranked))
-        parts = [expand_chunk(subsets[lo:lo + rows], reach[lo:lo + rows]) for lo in range(0, len(subsets), rows)]
-        if len(parts) == 1:
-            return parts[0]
-        offsets = np.cumsum([0] + [len(subsets[lo:lo + rows]) for lo in range(0, len(subsets), rows)])
-        return tuple(np.concatenate([p[0] + off for p, off in zip(parts, offsets)]) if k == 0
-                     else np.concatenate([p[k] for p in parts]) for k in range(4))
+        starts = range(0, len(subsets), rows)
+        parts = [expand_chunk(subsets[lo:lo + rows], reach[lo:lo + rows]) for lo in starts]
+        which = np.concatenate([part[0] + lo for part, lo in zip(parts, starts)])  # chunk rows -> rows
+        return (which, *(np.concatenate([part[k] for part in parts]) for k in (1, 2, 3)))
 
     def expand_chunk(subsets: list[int], reach: np.ndarray) -> tuple[np.ndarray, ...]:
         group = batch.group(subsets)
