@@ -55,7 +55,12 @@ def evaluate(text: str | float, names: Mapping[str, Any]) -> Any:
         tree = ast.parse(_prepare(str(text)), mode="eval")
     except SyntaxError:
         raise ExpressionError(f"cannot parse expression {text!r}") from None
-    return _eval(tree.body, scope, str(text))
+    try:
+        return _eval(tree.body, scope, str(text))
+    except ExpressionError:
+        raise
+    except (ZeroDivisionError, TypeError, ValueError) as exc:  # e.g. 'x' >= 1, rank // 0, min()
+        raise ExpressionError(f"{text!r}: {exc}") from None
 
 
 def _eval(node: ast.AST, scope: Mapping[str, Any], text: str) -> Any:
@@ -69,29 +74,20 @@ def _eval(node: ast.AST, scope: Mapping[str, Any], text: str) -> Any:
         return scope[node.id]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         left, right = _eval(node.left, scope, text), _eval(node.right, scope, text)
-        try:
-            return _BINOPS[type(node.op)](left, right)
-        except (ZeroDivisionError, TypeError) as exc:
-            raise ExpressionError(f"{text!r}: {exc}") from None
+        return _BINOPS[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
         value = _eval(node.operand, scope, text)
         if isinstance(node.op, ast.Not):
             return not value
-        try:
-            return -value if isinstance(node.op, ast.USub) else +value
-        except TypeError as exc:
-            raise ExpressionError(f"{text!r}: {exc}") from None
+        return -value if isinstance(node.op, ast.USub) else +value
     if isinstance(node, ast.Compare):
         left = _eval(node.left, scope, text)
         for op, comp in zip(node.ops, node.comparators):
             if type(op) not in _CMPOPS:
                 break
             right = _eval(comp, scope, text)
-            try:
-                if not _CMPOPS[type(op)](left, right):
-                    return False
-            except TypeError as exc:
-                raise ExpressionError(f"{text!r}: {exc}") from None
+            if not _CMPOPS[type(op)](left, right):
+                return False
             left = right
         else:
             return True
@@ -103,10 +99,7 @@ def _eval(node: ast.AST, scope: Mapping[str, Any], text: str) -> Any:
         return _eval(node.body if cond else node.orelse, scope, text)
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS
             and not node.keywords):
-        try:
-            return _FUNCS[node.func.id](*(_eval(a, scope, text) for a in node.args))
-        except (TypeError, ValueError) as exc:
-            raise ExpressionError(f"{text!r}: {exc}") from None
+        return _FUNCS[node.func.id](*(_eval(a, scope, text) for a in node.args))
     raise ExpressionError(f"{text!r} uses something other than arithmetic, comparisons, min/max/abs")
 
 

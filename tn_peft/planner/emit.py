@@ -288,8 +288,8 @@ class Emitter:
             return False
         return None
 
-    def matmul(self, a: Var, b: Var, keep: frozenset[str], left_first: bool = False, setup: dict | None = None) -> Var:
-        setup = setup or self._setup(self._orientation(a, b, keep), left_first)
+    def matmul(self, a: Var, b: Var, keep: frozenset[str], setup: dict) -> Var:
+        """``a . b`` as laid out by ``setup`` (from :meth:`_setup`, chosen by :meth:`contract`)."""
         batch, contr, left, right = setup["batch"], setup["contr"], setup["left"], setup["right"]
         if setup["widened"] is not None:
             b = self.widen(b, right, contr)

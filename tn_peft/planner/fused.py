@@ -151,8 +151,15 @@ def fused_gate_program(problem) -> tuple[Callable, frozenset[int]] | None:
     scale = problem.scale
     k = problem.size_dict[ops[iu].legs[-1]]
 
+    ones: dict[tuple, torch.Tensor] = {}  # s = 1 when the chain has no diagonal, made once per dtype/device
+
     def program(x, *tensors):
-        s = tensors[i_s] if i_s is not None else torch.ones(k, dtype=x.dtype, device=x.device)
+        if i_s is not None:
+            s = tensors[i_s]
+        else:
+            s = ones.get((x.dtype, x.device))
+            if s is None:
+                s = ones[(x.dtype, x.device)] = torch.ones(k, dtype=x.dtype, device=x.device)
         return circuit_chain(x, tensors[iv], s, tensors[iu], scale)
 
     return program, frozenset((iu, iv))

@@ -284,8 +284,9 @@ class Plan:
         elif problem.has_x:
             root = main.path[-1] if main.path else (0,)
             n = len(problem.operands)
-            nodes_only = main.subsets()[max(root)] if main.path else 0
-            other = main.subsets()[min(root)] if main.path else 0
+            subsets = main.subsets()
+            nodes_only = subsets[max(root)] if main.path else 0
+            other = subsets[min(root)] if main.path else 0
             if {nodes_only, other} & {1} and (nodes_only | other) == (1 << n) - 1:
                 out.append("materialize dW, then one matmul with x")
             else:

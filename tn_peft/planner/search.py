@@ -72,11 +72,11 @@ def flops_path(problem: Problem, optimize: str = "greedy") -> list[tuple[int, in
     """An SSA path from opt_einsum minimizing FLOPs only (``greedy``, ``optimal``, ``dp``...)."""
     if len(problem.operands) == 1:
         return []
-    inputs = _inputs(problem)[0]
-    if optimize == "optimal" and len(inputs) > 9:
+    n = len(problem.operands)
+    if optimize == "optimal" and n > 9:
         optimize = "dp"  # same optimum (without outer products), without the factorial search
     path, _ = opt_einsum.contract_path(*_einsum_args(problem), optimize=optimize, shapes=True)
-    return linear_to_ssa(path, len(inputs))
+    return linear_to_ssa(path, n)
 
 
 def _einsum_args(problem: Problem) -> list:

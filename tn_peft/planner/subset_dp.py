@@ -35,9 +35,15 @@ class Disconnected(ValueError):
 
 def find_hub(problem: Problem) -> int | None:
     """The operand sharing legs with the most others, if that is at least half of them and 3."""
+    hub, degree = _most_connected(problem)
+    return hub if degree >= max(3, (len(problem.operands) - 1) / 2) else None
+
+
+def _most_connected(problem: Problem) -> tuple[int, int]:
+    """``(operand, how many others it shares legs with)`` for the best connected one (lowest index on ties)."""
     degree = _degrees(problem)
     hub = max(range(len(degree)), key=lambda i: (degree[i], -i))
-    return hub if degree[hub] >= max(3, (len(degree) - 1) / 2) else None
+    return hub, degree[hub]
 
 
 def _degrees(problem: Problem) -> list[int]:
@@ -121,8 +127,7 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     if n == 1:
         return [], 0.0
     if hub is None:
-        degree = _degrees(problem)
-        hub = max(range(n), key=lambda i: (degree[i], -i))
+        hub, _ = _most_connected(problem)
     order = _bfs_order(problem, skip=hub) + [hub]
     scorer, nbr = _ordered_scorer(problem, model, circuit_gates, order)
     h = 1 << (n - 1)

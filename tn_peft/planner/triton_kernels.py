@@ -293,8 +293,10 @@ class _Recompute(torch.autograd.Function):
 
 def _recompute(kernel, reference, inputs, networks=()):
     """``kernel(*inputs)``, differentiable through ``reference`` (and the gate tensors of ``networks``)."""
+    if not torch.is_grad_enabled():
+        return kernel(*inputs)
     extra = [op.tensor for network in networks for op in network.ops if op.tensor.requires_grad]
-    if not torch.is_grad_enabled() or not any(t.requires_grad for t in (*inputs, *extra)):
+    if not any(t.requires_grad for t in (*inputs, *extra)):
         return kernel(*inputs)
     return _Recompute.apply(kernel, reference, len(inputs), *inputs, *extra)
 
