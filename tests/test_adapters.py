@@ -29,6 +29,7 @@ def test_forward_rejects_wrong_width():
         adapter(torch.randn(2, 15))
 
 
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning")  # no input needs a gradient here
 def test_node_hooks_still_fire():
     """node_tensors skips nn.Module.__call__ only for nodes without hooks (FSDP-style pre-hooks must run)."""
     adapter = tn_peft.load_graph("lora").build(16, 8)
@@ -42,6 +43,11 @@ def test_node_hooks_still_fire():
     with torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: calls.append("global")):
         adapter.node_tensors()
     assert calls.count("global") == 2
+    # a backward hook needs __call__ too (it wraps the node's output)
+    handle = adapter.node("B").register_full_backward_pre_hook(lambda module, gout: calls.append("backward"))
+    adapter(torch.randn(3, 16)).sum().backward()
+    handle.remove()
+    assert calls.count("backward") == 1
 
 
 @pytest.mark.parametrize("planner", [True, False])

@@ -122,15 +122,21 @@ class Adapter(nn.Module):
         """Each node's tensor (axes = its legs), in operand order.
 
         Nodes without hooks are evaluated through ``forward`` directly (``nn.Module.__call__`` costs
-        about 1.5 us per node, as much as a LoRA matmul at T = 1); hooked nodes go through it.
+        about 1.5 us per node, as much as a LoRA matmul at T = 1); a node with any hook -- forward or
+        backward, its own or global, the same test ``nn.Module._call_impl`` makes -- goes through it.
         """
         module = nn.modules.module
-        hooked = module._global_forward_hooks or module._global_forward_pre_hooks
+        hooked = (module._global_forward_hooks or module._global_forward_pre_hooks
+                  or module._global_backward_hooks or module._global_backward_pre_hooks)
         own, shared = self.nodes._modules, self._shared
         out = []
         for name in self.operands:
             node = shared[name] if name in shared else own[name]
-            out.append(node() if hooked or node._forward_hooks or node._forward_pre_hooks else node.forward())
+            if (hooked or node._forward_hooks or node._forward_pre_hooks or node._backward_hooks
+                    or node._backward_pre_hooks):
+                out.append(node())
+            else:
+                out.append(node.forward())
         return out
 
     def initial_tensors(self) -> list[torch.Tensor]:
@@ -245,8 +251,7 @@ class Adapter(nn.Module):
         if family is None:
             family = self._plan_family(key, x, tensors)
         if self._initial_names:
-            buffers = self._buffers
-            tensors += [buffers[name] for name in self._initial_names]
+            tensors += self.initial_tensors()
         flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)  # skip a view op when already 2-D
         program, gates = family.select(flat.shape[0])
         if self._circuits:

@@ -179,12 +179,12 @@ def family_for(problem: Problem, model: CostModel | None = None, *, initial: boo
     return _cached(_FAMILIES, key, lambda: PlanFamily(problem, model, initial=initial))
 
 
-def dw_plan_for(problem: Problem, model: CostModel | None = None, *, initial: bool = False) -> Plan:
-    """The cached plan building dW itself (no activations)."""
+def dw_plan_for(problem: Problem, model: CostModel | None = None) -> Plan:
+    """The cached plan building dW itself (no activations; a delta network's theta_0 part is the
+    adapter's cached ``initial_dense``)."""
     model = model or CostModel.for_device("cpu")
     problem = problem.without_x()
-    key = (problem.key(), model, initial)
-    return _cached(_DW_PLANS, key, lambda: make_plan(problem, model, initial=initial))
+    return _cached(_DW_PLANS, (problem.key(), model), lambda: make_plan(problem, model))
 
 
 def _cached(cache: dict, key: tuple, make):
