@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tn_peft.bench import unitary
 
 
@@ -14,6 +16,8 @@ def test_bench_unitary_tiny(tmp_path):
     maps = {r["map"]: r for r in data["results"]}
     assert set(maps) == set(unitary.OURS + unitary.TORCH)
     assert maps["pauli"]["params"] == 3 * 3 - 2 and maps["exp"]["params"] == 8 * 2 - 3
-    assert all(maps[name]["time_vs_pauli"] > 0 for name in unitary.TORCH)  # the ratios the summary prints
+    assert maps["pauli"]["time_vs_pauli"] == 1.0
+    for name in unitary.TORCH:  # the ratios the summary prints, against the pauli row
+        assert maps[name]["time_vs_pauli"] == pytest.approx(maps[name]["median_ms"] / maps["pauli"]["median_ms"])
     assert all(r["orthonormality_error"] < 1e-5 for name, r in maps.items() if name != "taylor")
     assert [r["order"] for r in data["taylor"]] == [1, 4]

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ..errors import require
+from ..errors import ShapeError, require
 from ..io import write_json
 from . import layer_shape
 
@@ -71,7 +71,12 @@ def _case(name: str, out_features: int, in_features: int, tokens: int, device: t
     x = torch.randn(tokens, in_features, device=device, requires_grad=True)
     problem = adapter.problem.with_tokens(tokens)
     if name == "quantum_peft":
-        fused, _ = fused_gate_program(problem)
+        gated = fused_gate_program(problem)
+        if gated is None:
+            raise ShapeError(f"graph {name!r} at {out_features}x{in_features} has no fused gate-by-gate kernel "
+                             "(its circuits are not applied gate by gate at this shape); use --shapes such as "
+                             "4096x4096 or 1536x384")
+        fused, _ = gated
         u, v = adapter.node("U"), adapter.node("V")
         s = adapter.node("s")().detach().clone().requires_grad_(True)
         scale = problem.scale
@@ -83,17 +88,19 @@ def _case(name: str, out_features: int, in_features: int, tokens: int, device: t
     tensors = [t.detach().clone().requires_grad_(True) for t in adapter.node_tensors()]
     fused = fused_program(problem)
     if fused is None:
-        raise RuntimeError(f"graph {name!r} at {out_features}x{in_features} has no fused kernel")
+        raise ShapeError(f"graph {name!r} at {out_features}x{in_features} has no fused kernel; use --shapes such "
+                         "as 4096x4096 or 1536x384")
     plan = make_plan(problem, CostModel.for_device(device.type))
     return fused, plan.program, [x, *tensors], [x, *tensors]
 
 
 def _compare(fused, reference, args, grads) -> float:
     """Largest relative difference of the outputs and of each gradient."""
+    from ..planner import measure
+
     results = []
     for fn in (fused, reference):
-        for t in grads:
-            t.grad = None
+        measure.clear_grads(grads)
         out = fn(*args)
         upstream = torch.ones_like(out)
         out.backward(upstream)
