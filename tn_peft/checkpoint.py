@@ -85,11 +85,6 @@ def node_keys(prefix: str, node_name: str, state: Mapping[str, torch.Tensor], ma
     return {key: f"{prefix}{marker}{node_name}.{key}" for key in state}
 
 
-def shared_prefix(out_features: int, in_features: int) -> str:
-    """Key prefix of the shared nodes of layers shaped (out, in): ``base_model.model.tn_shared.<out>x<in>.``."""
-    return f"{SHARED_PREFIX}{int(out_features)}x{int(in_features)}."
-
-
 def layer_keys(module_name: str, adapter) -> dict[str, tuple[str, torch.Tensor]]:
     """Checkpoint key -> (the adapter's state_dict key, live tensor) of one layer's own (non-shared) state:
     nodes under ``<PREFIX><module>.tn_<node>[.<param>]``, other buffers under ``<PREFIX><module>.tn_<key>``."""
@@ -115,12 +110,13 @@ def layer_keys(module_name: str, adapter) -> dict[str, tuple[str, torch.Tensor]]
     return keys
 
 
-def shared_keys(out_features: int, in_features: int, nodes: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Checkpoint key -> live tensor of the shared nodes (name -> module) of layers shaped (out, in)."""
+def shared_keys(shape_key: str, nodes: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Checkpoint key -> live tensor of the shared nodes (name -> module) of the layers whose shape key is
+    ``shape_key`` (``"<out>x<in>"``): ``base_model.model.tn_shared.<out>x<in>.<node>[.<param>]``."""
     keys = {}
     for node_name, node in nodes.items():
         state = node.state_dict(keep_vars=True)
-        for rest, full in node_keys(shared_prefix(out_features, in_features), node_name, state, marker="").items():
+        for rest, full in node_keys(f"{SHARED_PREFIX}{shape_key}.", node_name, state, marker="").items():
             keys[full] = state[rest]
     return keys
 

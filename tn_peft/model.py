@@ -416,14 +416,12 @@ class TnPeftModel(nn.Module):
             return
         if self._groups is None:
             active = self._active_adapters
-            layers = [(layer, [n for n in active if n in layer.tn_adapters]) for _, layer in self.tn_layers()]
-            layers = [(layer, names) for layer, names in layers if names]
-            nodes = [node for layer, names in layers for name in names
-                     for node in layer.tn_adapters[name].node_modules().values()]
             # per layer: (adapter name, its node modules in operand order), so a forward only looks them up
             # (the modules, not their ids: a deep copy of the model copies these lists along with them)
-            layers = [(layer, [(name, list(layer.tn_adapters[name].node_modules().values())) for name in names])
-                      for layer, names in layers]
+            layers = [(layer, [(name, list(layer.tn_adapters[name].node_modules().values()))
+                               for name in active if name in layer.tn_adapters]) for _, layer in self.tn_layers()]
+            layers = [(layer, entries) for layer, entries in layers if entries]
+            nodes = [node for _, entries in layers for _, modules in entries for node in modules]
             self._groups = (layers, plan_groups(nodes))
         layers, groups = self._groups
         if not layers or layers[0][0].merged:

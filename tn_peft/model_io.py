@@ -29,8 +29,7 @@ def adapter_state_dict(model, name: str) -> dict[str, torch.Tensor]:
             for full, (_, tensor) in ckpt.layer_keys(module_name, layer.tn_adapters[name]).items():
                 put(full, tensor)
     for shape_key, nodes in (model.tn_shared[name].items() if name in model.tn_shared else ()):
-        out_features, in_features = (int(v) for v in shape_key.split("x"))
-        for full, tensor in ckpt.shared_keys(out_features, in_features, nodes).items():
+        for full, tensor in ckpt.shared_keys(shape_key, nodes).items():
             put(full, tensor)
     for module_name, wrapper in model._saved_wrappers():
         if name in wrapper.modules_to_save:

@@ -79,7 +79,9 @@ def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map
         trains, layer_args, network = _tt_trains(lora, to, rank, tolerance, cores, center, map, alpha)
     config = _adapter_config(lora, network, layer_args)
     graph_args = dict(config.graph_args)
-    networks = {name: config.layer_network(name, network) for name in names}
+    from ..model import TnPeftModel
+
+    networks = TnPeftModel._layer_networks(config, network, list(names), {})  # as the model will rebuild them
     tensors: dict[str, torch.Tensor] = {}
     reports: list[LayerReport] = []
     for name in bar:
@@ -225,7 +227,7 @@ def _tn_config(lora: LoraCheckpoint, config, network, networks: dict[str, Any], 
     targets = {}
     for name, layer in lora.layers.items():
         targets[name] = {"type": types[name], "shape": [layer.out_features, layer.in_features]}
-        if networks[name].to_spec() != network.to_spec():  # the layer's own graph, as TnPeftModel saves it
+        if networks[name] is not network:  # the layer's own graph, as TnPeftModel saves it
             targets[name]["graph"] = networks[name].to_spec()
     data = ckpt.make_config(config.to_dict(), network.to_spec(), targets)
     data["converted_from"] = {"peft_type": "LORA", "r": lora.config.get("r"), "lora_alpha": lora.config.get("lora_alpha"),

@@ -8,6 +8,7 @@ an OUT_DIR that is (or contains) the input is refused always: input files are ne
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -101,6 +102,7 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
     network = network_from_config(config, directory / ckpt.CONFIG_NAME)
     shared_specs = [spec for spec in network.nodes if spec.shared]
     shared: dict[str, dict[str, Any]] = {}
+    own_graphs: dict[str, Any] = {}  # a per-layer graph spec (as JSON) -> its Network
     layers: dict[str, Any] = {}
     used: set[str] = set()
     for name, info in sorted(config["targets"].items()):
@@ -111,13 +113,16 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
         shape_key = f"{out_features}x{in_features}"
         if shared_specs and shape_key not in shared:
             nodes = network.shared_nodes(in_features, out_features, dtype=dtype)
-            for full, live in ckpt.shared_keys(out_features, in_features, nodes).items():
+            for full, live in ckpt.shared_keys(shape_key, nodes).items():
                 _copy(path, full, tensors, live)
                 used.add(full)
             shared[shape_key] = nodes
         layer_network = network
-        if isinstance(info.get("graph"), Mapping):  # the layer's own graph (layer_graph_args)
-            layer_network = network_from_config(info, directory / ckpt.CONFIG_NAME)
+        if isinstance(info.get("graph"), Mapping):  # the layer's own graph (layer_graph_args), parsed once
+            text = json.dumps(info["graph"], sort_keys=True)
+            if text not in own_graphs:
+                own_graphs[text] = network_from_config(info, directory / ckpt.CONFIG_NAME)
+            layer_network = own_graphs[text]
         adapter = layer_network.build(in_features, out_features, shared_nodes=shared.get(shape_key), dtype=dtype)
         for full, (_, live) in ckpt.layer_keys(name, adapter).items():
             _copy(path, full, tensors, live)
