@@ -224,14 +224,21 @@ class TnPeftModel(nn.Module):
         rank_pattern keys, about layer_graph_args keys that match no adapted module."""
         from .network import Network
 
-        networks = {}
+        networks, by_key = {}, {}  # one network per layer_graph_args key, however many layers it matches
+        base_spec = None
         for name in names:
             if name in layer_specs:
                 networks[name] = Network.from_spec(layer_specs[name], source=f"targets[{name!r}].graph")
-            else:
+                continue
+            key = config.layer_graph_key(name)
+            if key not in by_key:
                 net = config.layer_network(name, network)
-                networks[name] = network if net is network or net.to_spec() == network.to_spec() else net
-        matched = {config.layer_graph_key(name) for name in names}
+                if net is not network:
+                    base_spec = base_spec or network.to_spec()
+                    net = network if net.to_spec() == base_spec else net
+                by_key[key] = net
+            networks[name] = by_key[key]
+        matched = set(by_key) | {config.layer_graph_key(name) for name in layer_specs if name in names}
         unmatched = sorted(set(config.layer_graph_args) - matched)
         if unmatched:
             warnings.warn(f"The following layer_graph_args keys did not match any targeted module and were "
