@@ -79,7 +79,7 @@ def _pauli_key(node) -> Hashable | None:
         return None
     theta = node.initial
     return (node.construction, tuple(node.wire_dims), node.layers, node.cols, node._matrix_shape, node._to_legs,
-            theta.dtype, theta.device)
+            node.frame != "none", theta.dtype, theta.device)
 
 
 def _pauli_many(nodes) -> list[torch.Tensor]:
@@ -89,6 +89,11 @@ def _pauli_many(nodes) -> list[torch.Tensor]:
     first = nodes[0]
     theta = torch.stack([node.theta() for node in nodes])
     columns = circuit_columns(first.wire_dims, first.layers, theta, first.cols)
+    if first.frame != "none":  # F @ C per node, all frames at once
+        from .nodes.frame import apply_frame
+
+        columns = apply_frame(torch.stack([node.frame_vectors for node in nodes]),
+                              torch.stack([node.frame_tau for node in nodes]), columns)
     shaped = columns.reshape(len(nodes), *first._matrix_shape).permute(0, *(i + 1 for i in first._to_legs))
     return list(shaped.unbind(0))
 

@@ -266,13 +266,16 @@ def build_adapter(network, module: nn.Module, *, shared_nodes: dict[str, nn.Modu
                   name: str = "?") -> nn.Module:
     """Build ``network`` for the shape of layer ``module`` (plain or wrapped), on its device, in its dtype."""
     from .errors import SpecError
+    from .frames import set_weight_frames
     from .targets import layer_info
 
     _, out_features, in_features = layer_info(module, name)
     weight = module.weight
     try:
-        return network.build(in_features, out_features, shared_nodes=shared_nodes,
-                             dtype=adapter_dtype(weight), device=weight.device)
+        adapter = network.build(in_features, out_features, shared_nodes=shared_nodes,
+                                dtype=adapter_dtype(weight), device=weight.device)
+        set_weight_frames(adapter, module)
+        return adapter
     except SpecError as err:
         raise SpecError(f"building the adapter for module {name!r} (out={out_features}, in={in_features}): "
                         f"{err.bare_message}", source=err.source, line=err.line, node=err.node, leg=err.leg,

@@ -127,6 +127,27 @@ def length_grouped_batches(data: Encoded, batch_size: int, generator: torch.Gene
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
+#: batches of dL/dW that ``frame: gradient`` nodes are set from before training (LoRA-GA uses ~64 examples)
+FRAME_BATCHES = 4
+#: the frame batches come from their own shuffle, so a framed run trains on the same batches as any other
+FRAME_SEED_OFFSET = 10_007
+
+
+def initialize_gradient_frames(model: Classifier, train_data: Encoded, batch_size: int, seed: int,
+                               device: torch.device) -> int:
+    """Set the model's ``frame: gradient`` nodes from ``FRAME_BATCHES`` training batches (0 if it has none)."""
+    from ..frames import initialize_frames
+
+    generator = torch.Generator().manual_seed(seed + FRAME_SEED_OFFSET)
+    picked = length_grouped_batches(train_data, batch_size, generator)[:FRAME_BATCHES]
+
+    def loss_fn(module: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+        ids, mask, labels = (t.to(device) for t in train_data.batch(idx))
+        return nn.functional.cross_entropy(module(ids, mask), labels, reduction="sum")
+
+    return initialize_frames(model, picked, loss_fn)
+
+
 def train(model: Classifier, method: Method, train_data: Encoded, validation: Encoded | None,
           test: Encoded | None, *, batch_size: int = 32, eval_every: int = 50, seed: int = 0,
           device: torch.device | str = "cpu", progress: bool = True) -> History:
@@ -138,6 +159,7 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
     device = torch.device(device)
     model.to(device)
     history = History(method=method.to_dict(), adapter_parameters=adapter_parameter_count(model))
+    initialize_gradient_frames(model, train_data, batch_size, seed, device)
     optimizer = torch.optim.AdamW(parameter_groups(model, method), weight_decay=0.0)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     generator = torch.Generator().manual_seed(seed)

@@ -14,6 +14,13 @@ constructions, recorded in ``node.construction``:
 at most 7, csd otherwise (e.g. 259 = 7 x 37, 11008 = 2^8 x 43). All are exactly orthonormal.
 The family does not reach every Stiefel matrix, so instead of a right inverse it has
 :meth:`PauliNode.fit`.
+
+``frame: weight | gradient`` makes the node ``Q = F C(theta)[:, :K]`` with a fixed orthogonal
+frame ``F`` (:mod:`tn_peft.nodes.frame`) that maps the circuit's first K basis vectors onto a data
+subspace: the top-K singular vectors of the layer's weight (set when the adapter is built on a
+layer) or of the layer's first gradient dL/dW (set by :func:`tn_peft.frames.initialize_frames`, as
+LoRA-GA does for LoRA). A framed node starts at zero angles (``init: identity``) unless told
+otherwise, so ``Q = F E_K`` spans that subspace at step 0. The frame is a buffer (saved, not trained).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..errors import SpecError
+from ..errors import ShapeError, SpecError
 from ..factorize import prime_factors as ascending_prime_factors
 from .base import StiefelNode
 from .circuit import circuit_columns, pauli_unitary
@@ -32,9 +39,12 @@ from .circuit_layout import circuit_layout, gate_params
 from .circuit_network import CircuitNetwork, circuit_network
 from .csd import CSDBlock, csd_num_params, init_angles
 from .fit import FitResult, fit_columns
+from .frame import apply_frame, frame_from_columns
 
 CONSTRUCTIONS = ("auto", "pauli", "mixed_radix", "csd")
 INITS = ("random", "normal", "identity")
+#: where a frame's subspace comes from (``none``: no frame, Q = C(theta)[:, :K])
+FRAMES = ("none", "weight", "gradient")
 #: auto uses mixed radix when every prime factor of N is at most this
 SMALL_PRIME = 7
 
@@ -42,6 +52,22 @@ SMALL_PRIME = 7
 def prime_factors(n: int) -> list[int]:
     """Prime factors of n with multiplicity, largest first: ``prime_factors(384) == [3, 2, ..., 2]``."""
     return sorted(ascending_prime_factors(n), reverse=True)
+
+
+def grouped_wires(n: int, max_wire: int) -> tuple[int, ...]:
+    """Wires of at most ``max_wire`` (>= N's largest prime factor) whose product is N, few and large:
+    N's prime factors, largest first, each multiplied into the first wire it fits (first-fit
+    decreasing), wires largest first. ``grouped_wires(384, 8) == (8, 8, 6)``, ``(384, 24) == (24, 16)``.
+    """
+    wires: list[int] = []
+    for p in prime_factors(n):
+        for i, w in enumerate(wires):
+            if w * p <= max_wire:
+                wires[i] = w * p
+                break
+        else:
+            wires.append(p)
+    return tuple(sorted(wires, reverse=True))
 
 
 def choose_construction(n: int) -> str:
@@ -57,14 +83,18 @@ class PauliNode(StiefelNode, kind="pauli"):
     """N x K orthonormal columns from a Pauli / mixed-radix / CSD circuit with ``layers`` layers.
 
     Options: ``cols`` (column legs), ``layers`` (L >= 0), ``construction`` auto | pauli | mixed_radix |
-    csd, ``wires`` (explicit wire dimensions for mixed_radix, product N), ``init`` random | normal |
-    identity (zero angles: Q = E_K up to column signs, the CZ layers' signs), ``init_scale``
-    (random: angles U(-pi s, pi s); normal: std s).
+    csd, ``wires`` (explicit wire dimensions for mixed_radix, product N), ``max_wire`` (0: the
+    prime factors; else wires grouped up to this size by :func:`grouped_wires`: more angles per
+    gate, between Pauli's log N and the full Lie map's N K), ``init`` random | normal |
+    identity (zero angles: Q = E_K up to column signs, the CZ layers' signs; the default with a
+    frame, else random), ``init_scale`` (random: angles U(-pi s, pi s); normal: std s), ``frame``
+    none | weight | gradient (see the module docstring).
     """
 
     def __init__(self, name: str, legs: Sequence[str], shape: Sequence[int], *, cols=None,
                  layers: int = 1, construction: str = "auto", wires: Sequence[int] | None = None,
-                 init: str = "random", init_scale: float = 1.0) -> None:
+                 max_wire: int = 0,
+                 init: str | None = None, init_scale: float = 1.0, frame: str = "none") -> None:
         super().__init__(name, legs, shape, cols)
         n, k = self.rows, self.cols
         if not isinstance(layers, int) or isinstance(layers, bool) or layers < 0:
@@ -72,8 +102,21 @@ class PauliNode(StiefelNode, kind="pauli"):
         if construction not in CONSTRUCTIONS:
             raise SpecError(f"construction {construction!r} is not known", node=name,
                             fix=f"use one of {', '.join(CONSTRUCTIONS)}")
+        if frame not in FRAMES:
+            raise SpecError(f"frame {frame!r} is not known", node=name, fix=f"use one of {', '.join(FRAMES)}")
+        if init is None:
+            init = "random" if frame == "none" else "identity"
         if init not in INITS:
             raise SpecError(f"init {init!r} is not known", node=name, fix=f"use one of {', '.join(INITS)}")
+        if not isinstance(max_wire, int) or isinstance(max_wire, bool) or max_wire < 0:
+            raise SpecError(f"max_wire must be an integer >= 0, got {max_wire!r}", node=name,
+                            fix="use max_wire: 0 (prime-factor wires) or e.g. 8")
+        if max_wire and wires is None and n >= 2:
+            if max_wire < max(prime_factors(n)):
+                raise SpecError(f"max_wire {max_wire} is below the largest prime factor {max(prime_factors(n))} "
+                                f"of the node's {n} rows", node=name,
+                                fix=f"use max_wire >= {max(prime_factors(n))}, or 0")
+            wires = grouped_wires(n, max_wire)
         if wires is not None:
             wires = tuple(int(w) for w in wires)
             if math.prod(wires) != n or min(wires) < 2:
@@ -91,6 +134,10 @@ class PauliNode(StiefelNode, kind="pauli"):
         self.layers = layers
         self.construction = construction
         self.init, self.init_scale = init, float(init_scale)
+        self.frame = frame
+        if frame != "none":  # identity frame until set_frame (tau = 0: every reflection is I)
+            self.register_buffer("frame_vectors", torch.zeros(n, k))
+            self.register_buffer("frame_tau", torch.zeros(k))
         if construction == "csd":
             self.wire_dims = None
             self.csd = CSDBlock(n, layers, init, self.init_scale, columns=k)
@@ -121,16 +168,39 @@ class PauliNode(StiefelNode, kind="pauli"):
         """All circuit angles as one flat vector in layout order (not for csd)."""
         return torch.cat([self.initial.reshape(-1), self.weights.reshape(-1)])
 
-    def matrix(self) -> torch.Tensor:
+    def circuit_matrix(self) -> torch.Tensor:
+        """The circuit's first K columns ``C(theta)[:, :K]``, without the frame."""
         if self.construction == "csd":
             return self.csd.columns(self.cols)
         if self.construction == "pauli":
             return pauli_unitary(self.initial, self.weights, self.cols)
         return circuit_columns(self.wire_dims, self.layers, self.theta(), self.cols)
 
+    def matrix(self) -> torch.Tensor:
+        return self.framed(self.circuit_matrix())
+
+    def framed(self, columns: torch.Tensor) -> torch.Tensor:
+        """``F @ columns`` (``columns`` (..., N, c)); ``columns`` itself without a frame."""
+        if self.frame == "none":
+            return columns
+        return apply_frame(self.frame_vectors, self.frame_tau, columns)
+
+    def set_frame(self, columns: torch.Tensor) -> None:
+        """Make ``F`` map the circuit's first K basis vectors onto ``columns`` (N x K, orthonormal)."""
+        if self.frame == "none":
+            raise SpecError("has no frame", node=self.name, fix="give the node the option frame: weight or gradient")
+        if tuple(columns.shape) != (self.rows, self.cols):
+            raise ShapeError(f"node {self.name!r}: a frame of shape {tuple(columns.shape)} does not fit its "
+                             f"{self.rows} x {self.cols} matrix")
+        vectors, tau = frame_from_columns(columns.to(self.frame_vectors.device))
+        with torch.no_grad():
+            self.frame_vectors.copy_(vectors)
+            self.frame_tau.copy_(tau)
+
     def as_network(self) -> CircuitNetwork | None:
-        """The circuit as gate and sign tensors (:mod:`tn_peft.nodes.circuit_network`); None for csd."""
-        if self.construction == "csd":
+        """The circuit as gate and sign tensors (:mod:`tn_peft.nodes.circuit_network`); None for csd and
+        for a framed node (its dense frame is no circuit, so it is contracted as one tensor)."""
+        if self.construction == "csd" or self.frame != "none":
             return None
         return circuit_network(self.wire_dims, self.layers, self.theta(), self.cols)
 
@@ -149,7 +219,8 @@ class PauliNode(StiefelNode, kind="pauli"):
 
     def extra_repr(self) -> str:
         wires = f", wires={list(self.wire_dims)}" if self.wire_dims and self.construction != "pauli" else ""
-        return (f"{super().extra_repr()}, construction={self.construction!r}, layers={self.layers}{wires}")
+        frame = f", frame={self.frame!r}" if self.frame != "none" else ""
+        return (f"{super().extra_repr()}, construction={self.construction!r}, layers={self.layers}{wires}{frame}")
 
 
 def mixed_radix_params(wire_dims: Sequence[int], layers: int) -> int:
@@ -157,4 +228,4 @@ def mixed_radix_params(wire_dims: Sequence[int], layers: int) -> int:
     return circuit_layout(tuple(wire_dims), layers).num_params
 
 
-__all__ = ["PauliNode", "choose_construction", "gate_params", "mixed_radix_params", "prime_factors"]
+__all__ = ["PauliNode", "choose_construction", "gate_params", "grouped_wires", "mixed_radix_params", "prime_factors"]
