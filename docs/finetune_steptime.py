@@ -3,12 +3,11 @@ import time, copy, torch
 torch.set_num_threads(2)
 from tn_peft.finetune.data import *
 from tn_peft.finetune.methods import *
-from tn_peft.finetune.run import GRAPH_DEFAULTS, LORA_DEFAULTS
 s = group_split(load_rotten_tomatoes(), train=3200, validation=800, test=2000, seed=0)
 enc, tok = load_encoder(model_path())
 tr = encode(s.train, tok, 64)
 ms = [Method("qp", graph_args={"layers": 3}, lr=3e-2, lr_diag=1e-1, lr_head=3e-3),
-      Method("lora", kind="lora", lr=3e-3, lr_head=3e-3)]
+      Method("lora", kind="peft", peft_type="lora", peft_args={"r": 4, "alpha": 8}, lr=3e-3, lr_head=3e-3)]
 models = []
 for m in ms:
     torch.manual_seed(0); c, _ = build_classifier(m, copy.deepcopy(enc), 2)

@@ -51,6 +51,8 @@ def default_lr(peft_type: str) -> float:
 ALIASES = {"lora": {"alpha": "lora_alpha"}, "*": {"n": "n_frequency"}}
 #: config fields set for every method whose config has them, unless the spec says otherwise
 PEFT_FIXED = {"lora_dropout": 0.0, "bias": "none"}
+#: settings a spec gets unless it gives them (shown in the row's label): the main job's LoRA r4, alpha 8
+PEFT_DEFAULT_ARGS = {"lora": {"r": 4, "alpha": 8}}
 #: peft types that are not weight adapters of target modules (prompts, mixtures): not comparable here
 NOT_ADAPTERS = {"prompt_tuning", "multitask_prompt_tuning", "p_tuning", "prefix_tuning", "adaption_prompt",
                 "cpt", "xlora", "poly", "trainable_tokens", "cartridge"}
@@ -65,6 +67,7 @@ class Row:
     source: str             # the graph (catalog name or file) or the peft method name
     args: dict[str, Any]    # graph parameters or peft config fields as the spec wrote them
     lr_grid: dict[str, list[float]] = field(default_factory=dict)  # role -> candidates (one: fixed)
+    given: tuple[str, ...] = ()  # the learning-rate roles the spec itself set (command-line defaults leave them)
 
     @property
     def label(self) -> str:
@@ -105,6 +108,7 @@ def parse(spec: str, kind: str) -> tuple[str, dict[str, list[Any]]]:
 
 
 def _lr_grid(keys: dict[str, list[Any]], defaults: dict[str, list[float]], spec: str) -> dict[str, list[float]]:
+    """Pop the learning-rate keys out of ``keys``: role -> candidates (``defaults`` where not given)."""
     grid = {}
     for role, fallback in defaults.items():
         values = keys.pop(role, fallback)
@@ -116,9 +120,9 @@ def _lr_grid(keys: dict[str, list[Any]], defaults: dict[str, list[float]], spec:
 
 
 def _expand(family: str, kind: str, source: str, keys: dict[str, list[Any]],
-            lr_grid: dict[str, list[float]]) -> list[Row]:
+            lr_grid: dict[str, list[float]], given: tuple[str, ...]) -> list[Row]:
     names = list(keys)
-    return [Row(family, kind, source, dict(zip(names, combo)), dict(lr_grid))
+    return [Row(family, kind, source, dict(zip(names, combo)), dict(lr_grid), given)
             for combo in itertools.product(*(keys[n] for n in names))]
 
 
@@ -165,16 +169,18 @@ def compare_rows(specs: list[str], tune: bool = False) -> list[Row]:
     for spec in specs:
         name, keys = parse(spec, "--compare")
         family = name.lower()
+        given = tuple(k for k in LR_KEYS if k in keys)
         if family == "head":
             grid = _lr_grid(keys, {"lr_head": [HEAD_LR]}, spec)
             if keys:
                 raise DataError(f"--compare {spec!r}: head takes only lr_head")
-            rows.append(Row("head", "head", "head", {}, grid))
+            rows.append(Row("head", "head", "head", {}, grid, given))
             continue
         peft_config_class(family)  # fail early on an unknown method
         lrs = list(PEFT_GRIDS.get(family, DEFAULT_GRID)) if tune else [default_lr(family)]
         grid = _lr_grid(keys, {"lr": lrs, "lr_head": [HEAD_LR]}, spec)
-        expanded = _expand(family, "peft", family, keys, grid)
+        keys = {**keys, **{k: [v] for k, v in PEFT_DEFAULT_ARGS.get(family, {}).items() if k not in keys}}
+        expanded = _expand(family, "peft", family, keys, grid, given)
         peft_fields(family, expanded[0].args)  # fail early on an unknown field
         rows += expanded
     return rows
@@ -187,10 +193,11 @@ def graph_rows(specs: list[str], overrides: dict[str, Any], default_args: dict[s
     rows: list[Row] = []
     for spec in specs:
         name, keys = parse(spec, "--graph")
+        given = tuple(k for k in LR_KEYS if k in keys)
         grid = _lr_grid(keys, {r: [v] for r, v in GRAPH_LRS.items()}, spec)
         base = dict(default_args.get(name, {}))
         base.update(overrides)
         keys = {**{k: [v] for k, v in base.items() if k not in keys}, **keys}
         family = Path(name).stem if name.endswith((".yaml", ".yml")) else name
-        rows += _expand(family, "graph", name, keys, grid)
+        rows += _expand(family, "graph", name, keys, grid, given)
     return rows

@@ -1,9 +1,10 @@
 """The models ``tn-peft finetune`` trains: an encoder (adapted or not) + a linear head on mean-pooled outputs.
 
-A :class:`Method` says how the encoder is adapted: with a tn_peft graph (``kind="graph"``), with
-peft's LoRA (``kind="lora"``) or not at all (``kind="head"``: frozen encoder, head only). Its
-learning rates are split by role: ``lr`` for the adapter's tensors, ``lr_diag`` for diagonal nodes
-(``s`` in ``U diag(s) V^T``), ``lr_head`` for the classifier head.
+A :class:`Method` says how the encoder is adapted: with a tn_peft graph (``kind="graph"``), with a
+peft method (``kind="peft"``: LoRA, VeRA, FourierFT, IA3, ..., built from peft's own config class)
+or not at all (``kind="head"``: frozen encoder, head only). Its learning rates are split by role:
+``lr`` for the adapter's tensors, ``lr_diag`` for diagonal nodes (``s`` in ``U diag(s) V^T``),
+``lr_head`` for the classifier head.
 """
 
 from __future__ import annotations
@@ -24,16 +25,21 @@ class Method:
     """One thing to train: a name for tables, how to adapt, and its optimizer settings."""
 
     name: str
-    kind: str = "graph"  # graph | lora | head
+    kind: str = "graph"  # graph | peft | head
     graph: str = "quantum_peft"
     graph_args: dict[str, Any] = field(default_factory=dict)
     targets: list[str] = field(default_factory=lambda: ["query", "value"])
-    rank: int = 4  # LoRA only
-    alpha: float = 8.0  # LoRA only (graphs carry their own alpha in graph_args)
+    peft_type: str = "lora"  # peft only: the method's name (lora, vera, fourierft, ia3, ...)
+    peft_args: dict[str, Any] = field(default_factory=dict)  # peft only: fields of its config (short names allowed)
+    family: str = ""  # the frontier's marker group: graph name, peft method or "head" (default: from kind)
     lr: float = 1e-3
     lr_diag: float | None = None
     lr_head: float = 1e-3
     steps: int = 200
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            self.family = {"graph": Path(self.graph).stem, "peft": self.peft_type}.get(self.kind, self.kind)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,21 +80,44 @@ def build_classifier(method: Method, encoder: nn.Module, num_labels: int) -> tup
     hidden = encoder.config.hidden_size
     if method.kind == "head":
         wrapped = encoder
-    elif method.kind == "lora":
-        from ..errors import require
+    elif method.kind == "peft":
+        import peft
 
-        peft = require("peft", "peft", "--compare lora")
-        config = peft.LoraConfig(r=method.rank, lora_alpha=method.alpha, lora_dropout=0.0,
-                                 target_modules=list(method.targets), bias="none")
-        wrapped = peft.get_peft_model(encoder, config)
+        config = peft_config(method)
+        try:
+            wrapped = peft.get_peft_model(encoder, config)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{method.name}: peft could not apply {type(config).__name__} to the model: {err}") from None
     elif method.kind == "graph":
         from .. import AdapterConfig, get_model
         config = AdapterConfig(graph=method.graph, graph_args=dict(method.graph_args),
                                target_modules=list(method.targets))
         wrapped = get_model(encoder, config)
     else:
-        raise DataError(f"unknown method kind {method.kind!r}: use graph, lora or head")
+        raise DataError(f"unknown method kind {method.kind!r}: use graph, peft or head")
     return Classifier(wrapped, hidden, num_labels), wrapped
+
+
+def peft_config(method: Method):
+    """peft's config for a ``kind="peft"`` method: its class from peft's own table, the spec's fields,
+    ``target_modules`` from ``method.targets``, no dropout and no bias unless the spec says otherwise
+    (IA3: no feed-forward modules unless given). Any peft error is one DataError naming the method."""
+    import dataclasses
+
+    from .grid import PEFT_FIXED, peft_config_class, peft_fields
+
+    cls = peft_config_class(method.peft_type)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in PEFT_FIXED.items() if k in names}
+    if "target_modules" in names:
+        kwargs["target_modules"] = list(method.targets)
+    if "feedforward_modules" in names:
+        kwargs["feedforward_modules"] = []
+    kwargs.update(peft_fields(method.peft_type, method.peft_args))
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{method.name}: peft's {cls.__name__} refused {kwargs}: {err}") from None
 
 
 def adapter_parameter_count(model: Classifier) -> int:

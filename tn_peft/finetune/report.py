@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import DataError
 from ..io import write_json
 
 COLUMNS = ("method", "adapter params", "test acc", "mean step", "peak mem")
@@ -110,25 +111,55 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
     return path
 
 
-def summarize_folders(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Per method, over the runs in several ``metrics.json`` files: seeds, params, mean ± std of the
-    test accuracy and of the final validation accuracy, mean step time, peak memory, CPU seconds."""
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for path in paths:
-        metrics = json.loads(Path(path).read_text())
-        for r in metrics["runs"]:
-            r = dict(r, cpu_seconds=metrics.get("cpu_seconds"), total_seconds=metrics.get("total_seconds"))
-            by_name.setdefault(r["method"]["name"], []).append(r)
+def run_key(run: dict[str, Any]) -> tuple[str, tuple]:
+    """Which runs are seeds of one setting: the method's name and its learning rates."""
+    m = run["method"]
+    return m["name"], tuple((k, m.get(k)) for k in ("lr", "lr_diag", "lr_head"))
+
+
+def summarize_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting (:func:`run_key`), over its seeds: params, mean ± std of the test accuracy and of the
+    final validation accuracy, mean step time, peak memory; plus the family and kind for the frontier."""
+    by_key: dict[tuple, list[dict[str, Any]]] = {}
+    for r in runs:
+        group = by_key.setdefault(run_key(r), [])
+        if all(other["seed"] != r["seed"] for other in group):  # a seed run twice (deterministic) counts once
+            group.append(r)
     rows = []
-    for name, runs in by_name.items():
-        test = [r["test_accuracy"] for r in runs if r.get("test_accuracy") is not None]
-        val = [r["validation_accuracy"][-1] for r in runs if r["validation_accuracy"]]
-        rows.append({"method": name, "runs": len(runs), "seeds": sorted(r["seed"] for r in runs),
-                     "adapter_parameters": runs[0]["adapter_parameters"],
-                     "test": mean_std(test), "validation": mean_std(val),
-                     "mean_step_seconds": statistics.fmean(r["mean_step_seconds"] for r in runs),
-                     "peak_memory_bytes": max(r["peak_memory_bytes"] for r in runs)})
+    for (name, lrs), group in by_key.items():
+        test = [r["test_accuracy"] for r in group if r.get("test_accuracy") is not None]
+        val = [r["validation_accuracy"][-1] for r in group if r["validation_accuracy"]]
+        method = group[0]["method"]
+        kind = method.get("kind", "graph")
+        rows.append({"method": name, "family": method.get("family") or kind, "kind": kind,
+                     "learning_rates": {k: v for k, v in lrs if v is not None and (kind != "head" or k == "lr_head")},
+                     "runs": len(group), "seeds": sorted(r["seed"] for r in group),
+                     "adapter_parameters": group[0]["adapter_parameters"],
+                     "test": mean_std(test) if test else None, "validation": mean_std(val) if val else None,
+                     "mean_step_seconds": statistics.fmean(r["mean_step_seconds"] for r in group),
+                     "peak_memory_bytes": max(r["peak_memory_bytes"] for r in group)})
     return rows
+
+
+def load_runs(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Every run of several ``metrics.json`` files (or run folders holding one)."""
+    runs = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "metrics.json"
+        try:
+            metrics = json.loads(path.read_text())
+            runs += list(metrics["runs"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise DataError(f"{path}: not a finetune metrics.json ({err}). "
+                            f"Fix: pass run folders written by tn-peft finetune") from None
+    return runs
+
+
+def summarize_folders(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """:func:`summarize_runs` over the runs of several ``metrics.json`` files."""
+    return summarize_runs(load_runs(paths))
 
 
 def format_summary_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -136,9 +167,9 @@ def format_summary_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| method | adapter params | seeds | validation acc | test acc | mean step | peak mem |",
              "|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:
+        val, test = (f"{100 * v[0]:.2f} ± {100 * v[1]:.2f}" if v else "-" for v in (r["validation"], r["test"]))
         lines.append(f"| {r['method']} | {r['adapter_parameters']:,} | {','.join(map(str, r['seeds']))} | "
-                     f"{100 * r['validation'][0]:.2f} ± {100 * r['validation'][1]:.2f} | "
-                     f"{100 * r['test'][0]:.2f} ± {100 * r['test'][1]:.2f} | "
+                     f"{val} | {test} | "
                      f"{1000 * r['mean_step_seconds']:.0f} ms | {r['peak_memory_bytes'] / 2**20:,.0f} MiB |")
     return "\n".join(lines)
 

