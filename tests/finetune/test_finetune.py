@@ -46,11 +46,12 @@ def test_split_keeps_movies_apart():
     assert again.test.texts == split.test.texts  # the split is a pure function of its seed
 
 
-@pytest.mark.parametrize("kind", ["graph", pytest.param("lora", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["graph", pytest.param("peft", marks=pytest.mark.slow)])
 def test_training_lowers_the_loss_on_a_real_slice(tiny, kind):
     # loss over the whole (tiny) training set before vs after: robust to batch-to-batch noise
     _, encoder, enc = tiny
-    method = Method(kind, kind=kind, lr=3e-2 if kind == "graph" else 3e-3, lr_diag=3e-2, lr_head=1e-2, steps=12)
+    method = Method(kind, kind=kind, peft_type="lora", peft_args={"r": 4, "alpha": 8},
+                    lr=3e-2 if kind == "graph" else 3e-3, lr_diag=3e-2, lr_head=1e-2, steps=12)
     torch.manual_seed(0)
     model, _ = build_classifier(method, copy.deepcopy(encoder), 2)
     before = evaluate(model, enc["train"], device=torch.device("cpu"), progress=False)[1]
@@ -75,24 +76,56 @@ def test_diverged_loss_is_a_data_error_with_a_fix(tiny):
         train(model, method, enc["train"], None, None, batch_size=16, progress=False)
 
 
+TINY = ["--train-size", "48", "--validation-size", "16", "--test-size", "32", "--steps", "3", "--batch-size", "16",
+        "--max-length", "32", "--eval-every", "3", "--threads", "1", "--no-progress"]
+
+
 def test_pipeline_writes_run_folder(tmp_path):
     _assets_or_skip()
     parser = add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--compare", "lora", "--train-size", "48", "--validation-size", "16",
-                              "--test-size", "32", "--steps", "3", "--batch-size", "16", "--max-length", "32",
-                              "--eval-every", "3", "--threads", "1", "--no-progress", "--out", str(tmp_path)])
+    args = parser.parse_args(["--compare", "lora", *TINY, "--out", str(tmp_path)])
     metrics = run(args)
     names = [r["method"]["name"] for r in metrics["runs"]]
-    assert names == ["quantum_peft layers=3", "lora r4"]
-    assert metrics["runs"][1]["adapter_parameters"] == 36864  # 6 layers x 2 targets x 4 x (384 + 384)
+    assert names == ["quantum_peft layers=3", "lora r=4 alpha=8", "head"]  # the head-only floor is always a row
+    assert [r["adapter_parameters"] for r in metrics["runs"]] == [1440, 36864, 0]  # LoRA: 12 x 4 x (384 + 384)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["data"]["split"] == {"train": 48, "validation": 16, "test": 32}
     assert (tmp_path / "curves.png").stat().st_size > 10_000
-    for folder in ("adapter-quantum_peft", "adapter-lora"):
+    for folder in ("adapter-quantum_peft_layers=3-seed0", "adapter-lora_r=4_alpha=8-seed0"):
         assert (tmp_path / folder / "adapter_config.json").exists()
         assert (tmp_path / folder / "head.safetensors").exists()
         assert list((tmp_path / folder).glob("adapter_model.*"))
     assert "test acc" in (tmp_path / "table.txt").read_text()
+
+
+def test_compare_harness_tunes_on_validation_and_writes_the_frontier(tmp_path):
+    # a CI-sized run of two peft methods and one graph: --tune trains each lr grid at the tune seed,
+    # keeps the best final validation accuracy, trains the choice on the other seed, plots every point
+    _assets_or_skip()
+    parser = add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--graph", "quantum_peft:layers=1", "--compare", "ia3:lr=1e-2,1e-1", "fourierft:n=50",
+                              "--tune", "--seed", "0", "1", "--no-save", *TINY, "--out", str(tmp_path)])
+    metrics = run(args)
+    tuning = json.loads((tmp_path / "tuning.json").read_text())
+    (ia3,) = [t for t in tuning["rows"] if t["method"] == "ia3"]
+    validations = [s["validation"] for s in ia3["settings"]]
+    assert len(validations) == 2 and ia3["chosen"] == ia3["settings"][validations.index(max(validations))]["learning_rates"]
+    runs = {(r["method"]["name"], r["seed"]) for r in metrics["runs"]}
+    assert runs == {(m, s) for m in ("quantum_peft layers=1", "ia3", "fourierft n=50", "head") for s in (0, 1)}
+    assert all(r["method"]["lr"] == ia3["chosen"]["lr"] for r in metrics["runs"] if r["method"]["name"] == "ia3")
+    text = (tmp_path / "frontier.md").read_text()
+    params = {"quantum_peft layers=1": "672", "ia3": "4,608", "fourierft n=50": "600", "head": "0"}
+    for name, count in params.items():
+        assert f"{name} | " in text and f" | {count} | 0,1 |" in text.split(name, 1)[1].split("\n", 1)[0]
+    assert (tmp_path / "frontier.png").stat().st_size > 20_000
+
+
+def test_bad_compare_spec_fails_before_loading_anything(tmp_path):
+    parser = add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--compare", "lora:rank=2", *TINY, "--out", str(tmp_path)])
+    with pytest.raises(DataError, match="LoraConfig has no field 'rank'"):
+        run(args)
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_missing_package_error_names_the_install_command(monkeypatch):

@@ -1,0 +1,36 @@
+"""The frontier: upper-frontier points, the budget table, the plot and the markdown."""
+
+from __future__ import annotations
+
+from tn_peft.finetune import frontier
+
+
+def _row(name, kind, params, test, family=None):
+    return {"method": name, "family": family or name.split()[0], "kind": kind, "adapter_parameters": params,
+            "seeds": [0, 1, 2], "test": (test, 0.01), "validation": (test, 0.01), "learning_rates": {"lr": 1e-2}}
+
+
+ROWS = [_row("head", "head", 0, 0.74), _row("fourierft n=100", "peft", 1200, 0.752),
+        _row("quantum_peft layers=3", "graph", 1440, 0.763), _row("ia3", "peft", 4608, 0.775),
+        _row("quantum_peft layers=6", "graph", 2592, 0.760), _row("lora r=4", "peft", 36864, 0.794)]
+
+
+def test_upper_frontier_keeps_points_no_cheaper_point_beats():
+    names = [r["method"] for r in frontier.upper_frontier(ROWS)]
+    assert names == ["head", "fourierft n=100", "quantum_peft layers=3", "ia3", "lora r=4"]
+
+
+def test_budget_table_compares_the_best_of_each_side_within_the_budget():
+    table = {t["budget"]: t for t in frontier.budget_table(ROWS, max_budget=10_000)}
+    assert sorted(table) == [1200, 1440, 2592, 4608]
+    assert table[1200]["ours"] is None and table[1200]["peft"]["method"] == "fourierft n=100"
+    assert table[2592]["ours"]["method"] == "quantum_peft layers=3"  # layers=6 is worse: the best within B counts
+    assert abs(table[1440]["margin"] - 0.011) < 1e-9 and table[4608]["margin"] < 0
+
+
+def test_markdown_and_plot(tmp_path):
+    png, md = frontier.write(ROWS, tmp_path, title="t")
+    text = md.read_text()
+    assert "| **quantum_peft layers=3** | quantum_peft | 1,440 |" in text and "| quantum_peft layers=6 |" in text
+    assert "| 1,440 | quantum_peft layers=3 | 76.30 ± 1.00 | fourierft n=100 | 75.20 ± 1.00 | +1.10 |" in text
+    assert png.stat().st_size > 20_000
