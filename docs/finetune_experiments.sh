@@ -10,15 +10,15 @@ go() { name=$1; shift; (echo "== $name $*"; /usr/bin/time -v $R --out runs/final
 for s in 0 1 2; do
   go qpL1-s$s --seed $s --lr 3e-2 --lr-diag 3e-2
   go qpL3-s$s --seed $s --lr 3e-2 --lr-diag 3e-2 --set layers=3
-  go lora1e-3-s$s --seed $s --graph none --compare lora --lora-lr 1e-3
-  go lora3e-3-s$s --seed $s --graph none --compare lora --lora-lr 3e-3
+  go lora1e-3-s$s --seed $s --graph none --compare lora:lr=1e-3 --no-floor
+  go lora3e-3-s$s --seed $s --graph none --compare lora:lr=3e-3 --no-floor
 done
 wait
 
 # --- Quantum-PEFT levers (runs/wave2) ---
 # quantum_peft levers after the 3-seed round (validation only, seed 0, one thread each, in parallel)
 cd /work/main
-R="python -m tn_peft.finetune.run --tune --no-save --no-progress --threads 1 --seed 0"
+R="python -m tn_peft.finetune.run --no-test --no-save --no-progress --threads 1 --seed 0"
 go() { name=$1; shift; (echo "== $name $*"; $R --out runs/wave2/$name "$@" 2>&1 | grep -v -i warn | tail -4) > runs/wave2/$name.log 2>&1 & }
 go L3_a1e-1 --set layers=3 --lr 1e-1 --lr-diag 3e-2
 go L3_d1e-1 --set layers=3 --lr 3e-2 --lr-diag 1e-1
@@ -36,7 +36,7 @@ wait
 
 # --- deeper circuits and more targets (runs/wave3; a later session, seed 0, validation only) ---
 cd /work/main
-R="python -m tn_peft.finetune.run --tune --no-save --no-progress --threads 1 --seed 0"
+R="python -m tn_peft.finetune.run --no-test --no-save --no-progress --threads 1 --seed 0"
 mkdir -p runs/wave3
 $R --out runs/wave3/L6 --set layers=6 > runs/wave3/L6.log 2>&1 &
 $R --out runs/wave3/L3_all --targets query,key,value,attention.output.dense,intermediate.dense,output.dense > runs/wave3/L3_all.log 2>&1 &
@@ -44,7 +44,7 @@ wait
 
 # --- alpha (a later session, seed 0, validation only) ---
 cd /work/main
-R="python -m tn_peft.finetune.run --tune --no-save --no-progress --threads 1 --seed 0"
+R="python -m tn_peft.finetune.run --no-test --no-save --no-progress --threads 1 --seed 0"
 mkdir -p runs/wave4
 $R --out runs/wave4/alpha32 --set layers=3 --set alpha=32 > runs/wave4/alpha32.log 2>&1 &
 $R --out runs/wave4/alpha2 --set layers=3 --set alpha=2 > runs/wave4/alpha2.log 2>&1 &

@@ -196,3 +196,42 @@ def test_catalog_parameters_out_of_range_say_which_condition(graph, args, condit
 def test_parameters_of_the_wrong_type_are_one_spec_error(graph, args, words):
     with pytest.raises(SpecError, match=re.escape(words)):
         load_graph(graph, **args).build(48, 64)
+
+
+def test_a_graph_file_that_is_not_utf8_is_one_spec_error(tmp_path):
+    import pytest
+
+    from tn_peft import SpecError, load_graph
+
+    good = "name: mine\nsizes: {r: 2}\nnodes:\n  - {name: B, kind: dense, legs: [out, r]}\n  - {name: A, kind: dense, legs: [r, in]}\n"
+    (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbf" + good.encode())
+    assert load_graph(tmp_path / "bom.yaml").name == "mine"  # a UTF-8 byte-order mark is fine
+    (tmp_path / "u16.yaml").write_text(good, encoding="utf-16")
+    (tmp_path / "bin.yaml").write_bytes(b"name: x\n\x80\x81\x00")
+    with pytest.raises(SpecError, match="u16.yaml: is not UTF-8 text \\(a UTF-16 file\\)"):
+        load_graph(tmp_path / "u16.yaml")
+    with pytest.raises(SpecError, match="is not UTF-8 text \\(byte 8 is 0x80\\)"):
+        load_graph(tmp_path / "bin.yaml")
+
+
+def test_huge_declared_sizes_are_refused_before_anything_is_allocated():
+    import pytest
+
+    from tn_peft import SpecError, load_graph
+
+    net = load_graph({"name": "huge", "sizes": {"r": 10**12},
+                      "nodes": [{"name": "B", "kind": "dense", "legs": ["out", "r"]},
+                                {"name": "A", "kind": "dense", "legs": ["r", "in"]}]})
+    with pytest.raises(SpecError, match="node 'B', leg 'r': would hold 8e\\+12 elements"):
+        net.resolve(8, 8)
+    with pytest.raises(SpecError, match="MAX_NODE_ELEMENTS"):
+        net.build(8, 8)
+
+
+def test_a_name_that_is_not_a_string_is_refused():
+    import pytest
+
+    from tn_peft import SpecError, load_graph
+
+    with pytest.raises(SpecError, match="name: must be a string, got float 2.5"):
+        load_graph({"name": 2.5, "nodes": [{"name": "A", "kind": "dense", "legs": ["out", "in"]}]})

@@ -16,6 +16,11 @@ from .expressions import ExpressionError, evaluate
 from .factorize import balanced_factors
 
 
+#: the most elements one node's tensor may have (2^31: 8 GiB in float32, beyond any adapter of a 2^20-wide
+#: layer at rank 2^11); a node that would be larger is refused before anything is allocated
+MAX_NODE_ELEMENTS = 2**31
+
+
 def resolve_sizes(net, in_features: int, out_features: int) -> dict[str, int]:
     """Evaluate every leg size for a layer of shape (out_features, in_features).
 
@@ -58,7 +63,20 @@ def resolve_sizes(net, in_features: int, out_features: int) -> dict[str, int]:
             node = net.node(on[0])
             raise SpecError("has no size", source=net.source, line=node.line, node=node.name, leg=leg,
                             fix=f"add it under sizes: (e.g. {leg}: rank)")
+    _check_node_sizes(net, sizes)
     return sizes
+
+
+def _check_node_sizes(net, sizes: dict[str, int]) -> None:
+    """Refuse a node whose tensor would exceed :data:`MAX_NODE_ELEMENTS`, naming its largest leg."""
+    for node in net.nodes:
+        elements = math.prod(sizes[leg] for leg in node.legs)
+        if elements > MAX_NODE_ELEMENTS:
+            leg = max(node.legs, key=lambda name: sizes[name])
+            raise SpecError(f"would hold {elements:.3g} elements (legs {', '.join(f'{g}={sizes[g]}' for g in node.legs)}), "
+                            f"more than the limit of {MAX_NODE_ELEMENTS:,} (tn_peft.sizes.MAX_NODE_ELEMENTS)",
+                            source=net.source, line=node.line, node=node.name, leg=leg,
+                            fix="lower that leg's size (a rank or bond under sizes:)")
 
 def _size_pass(net, pending: dict[str, list[tuple[str, Any]]], scope: Mapping[str, Any],
                sizes: dict[str, int]) -> bool:

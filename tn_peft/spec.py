@@ -79,9 +79,15 @@ def read_spec_file(path: str | Path) -> Mapping[str, Any]:
     """Parse a YAML (or JSON) graph file safely; syntax errors become SpecError with the line."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot read the file: {exc.strerror}", source=str(path), fix="check the path") from None
+    try:
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is allowed
+    except UnicodeDecodeError as exc:
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        raise SpecError(f"is not UTF-8 text ({'a UTF-16 file' if utf16 else f'byte {exc.start} is 0x{raw[exc.start]:02x}'})",
+                        source=str(path), fix="save the graph file as UTF-8 YAML or JSON") from None
     try:
         data = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
@@ -133,6 +139,9 @@ def network_from_spec(spec: Mapping[str, Any], *, source: str | None = None,
                             fix=f"parameters are: {', '.join(sorted(params)) or '(none)'}")
         params[name] = value
     _check_requires(spec, params, source)
+    if "name" in spec and not isinstance(spec["name"], str):
+        raise SpecError(f"name: must be a string, got {type(spec['name']).__name__} {spec['name']!r}", source=source,
+                        line=_line(spec), fix="quote it: name: \"my_graph\"")
     net = Network(str(spec.get("name", Path(source).stem if source else "network")),
                   params=params, scale=spec.get("scale", 1), delta=bool(spec.get("delta", False)),
                   description=str(spec.get("description", "")), source=source)
