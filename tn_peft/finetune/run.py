@@ -35,7 +35,7 @@ from .report import format_summary_table, format_table, plot_curves, summarize_r
 from .train import train
 
 #: split sizes (train, validation, test) per data set; CSV files use fractions of their rows
-SPLIT_SIZES = {"rotten-tomatoes": (3200, 800, 2000), "bbc-news": (1200, 400, 600)}
+SPLIT_SIZES = {"rotten-tomatoes": (3200, 800, 2000), "bbc-news": (1200, 400, 600), "debates-2016": (600, 200, 322)}
 CSV_FRACTIONS = (0.6, 0.2, 0.2)
 
 #: optimizer steps per run (chosen on the Rotten Tomatoes validation split: docs/finetune.md, "experiment log")
