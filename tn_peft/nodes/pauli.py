@@ -86,8 +86,8 @@ class PauliNode(StiefelNode, kind="pauli"):
     csd, ``wires`` (explicit wire dimensions for mixed_radix, product N), ``max_wire`` (0: the
     prime factors; else wires grouped up to this size by :func:`grouped_wires`: more angles per
     gate, between Pauli's log N and the full Lie map's N K), ``init`` random | normal |
-    identity (zero angles: Q = E_K up to column signs, the CZ layers' signs; the default with a
-    frame, else random), ``init_scale`` (random: angles U(-pi s, pi s); normal: std s), ``frame``
+    identity (zero angles: Q = E_K up to column signs, the CZ layers' signs) | auto (the default:
+    identity with a frame, else random), ``init_scale`` (random: angles U(-pi s, pi s); normal: std s), ``frame``
     none | weight | gradient (see the module docstring).
     """
 
@@ -104,7 +104,7 @@ class PauliNode(StiefelNode, kind="pauli"):
                             fix=f"use one of {', '.join(CONSTRUCTIONS)}")
         if frame not in FRAMES:
             raise SpecError(f"frame {frame!r} is not known", node=name, fix=f"use one of {', '.join(FRAMES)}")
-        if init is None:
+        if init is None or init == "auto":
             init = "random" if frame == "none" else "identity"
         if init not in INITS:
             raise SpecError(f"init {init!r} is not known", node=name, fix=f"use one of {', '.join(INITS)}")
