@@ -1,15 +1,12 @@
 """Shared test settings: deterministic torch, two threads (the CI machine has two cores)."""
 
-import os
-
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
+
+from tn_peft.testing import load_profile
 
 torch.set_num_threads(2)
-settings.register_profile("ci", deadline=None, max_examples=40,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+load_profile("ci")  # tn_peft.testing's profiles: ci (derandomized, no deadline, 25 examples) or HYPOTHESIS_PROFILE=thorough
 
 
 @pytest.fixture(autouse=True)
