@@ -11,7 +11,9 @@
       "g{i}_{j} for i in 1..d, j in i+1..d"
 
 Only arithmetic, comparisons, ``and/or/not``, ``min``, ``max`` and ``abs`` are allowed: specs come
-from files and are never executed as Python.
+from files and are never executed as Python. The work is bounded (:mod:`tn_peft.limits`): integers
+wider than ``MAX_INT_BITS`` are refused before they are computed, strings take part in comparisons
+only, and a loop clause expands to at most ``MAX_LOOP_ITERATIONS`` scopes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import operator
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from .limits import MAX_INT_BITS, MAX_LOOP_ITERATIONS
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
@@ -59,7 +63,7 @@ def evaluate(text: str | float, names: Mapping[str, Any]) -> Any:
         return _eval(tree.body, scope, str(text))
     except ExpressionError:
         raise
-    except (ZeroDivisionError, TypeError, ValueError) as exc:  # e.g. 'x' >= 1, rank // 0, min()
+    except (ZeroDivisionError, TypeError, ValueError, OverflowError) as exc:  # 'x' >= 1, rank // 0, min(), 2.0 ** 1e4
         raise ExpressionError(f"{text!r}: {exc}") from None
 
 
@@ -74,7 +78,7 @@ def _eval(node: ast.AST, scope: Mapping[str, Any], text: str) -> Any:
         return scope[node.id]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         left, right = _eval(node.left, scope, text), _eval(node.right, scope, text)
-        return _BINOPS[type(node.op)](left, right)
+        return _arithmetic(type(node.op), left, right, text)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
         value = _eval(node.operand, scope, text)
         if isinstance(node.op, ast.Not):
@@ -101,6 +105,27 @@ def _eval(node: ast.AST, scope: Mapping[str, Any], text: str) -> Any:
             and not node.keywords):
         return _FUNCS[node.func.id](*(_eval(a, scope, text) for a in node.args))
     raise ExpressionError(f"{text!r} uses something other than arithmetic, comparisons, min/max/abs")
+
+
+def _bits(value: Any) -> int:
+    return abs(value).bit_length() if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _arithmetic(op: type, left: Any, right: Any, text: str) -> Any:
+    """``left op right`` for numbers only, refusing integers wider than MAX_INT_BITS before computing them."""
+    for value in (left, right):
+        if isinstance(value, str) or not isinstance(value, (int, float)):
+            raise ExpressionError(f"{text!r}: arithmetic takes numbers, got {value!r}")
+    if op is ast.Pow and isinstance(left, int) and isinstance(right, (int, float)) and abs(left) > 1:
+        if right > MAX_INT_BITS or (right > 0 and (_bits(left) - 1) * right > MAX_INT_BITS):
+            raise ExpressionError(f"{text!r}: {left} ** {right} is wider than {MAX_INT_BITS} bits "
+                                  f"(tn_peft.limits.MAX_INT_BITS)")
+    if op is ast.Mult and _bits(left) + _bits(right) > MAX_INT_BITS + 1:
+        raise ExpressionError(f"{text!r}: {left} * {right} is wider than {MAX_INT_BITS} bits (tn_peft.limits.MAX_INT_BITS)")
+    result = _BINOPS[op](left, right)
+    if _bits(result) > MAX_INT_BITS:
+        raise ExpressionError(f"{text!r}: {result} is wider than {MAX_INT_BITS} bits (tn_peft.limits.MAX_INT_BITS)")
+    return result
 
 
 _FIELD = re.compile(r"\{([^{}]+)\}")
@@ -148,14 +173,20 @@ def _split_loops(loops: str) -> list[tuple[str, str, str]]:
 def iterate(text: str, names: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Yield one scope per iteration of a loop clause such as ``"i in 1..n, j in i+1..n"``."""
     loops = _split_loops(text)
+    count = 0
 
     def walk(level: int, scope: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        nonlocal count
         if level == len(loops):
+            count += 1
+            if count > MAX_LOOP_ITERATIONS:
+                raise ExpressionError(f"loop {text!r} expands to more than {MAX_LOOP_ITERATIONS:,} items "
+                                      f"(tn_peft.limits.MAX_LOOP_ITERATIONS)")
             yield scope
             return
         var, lo, hi = loops[level]
         start, stop = evaluate(lo, scope), evaluate(hi, scope)
-        if not (isinstance(start, int) and isinstance(stop, int)):
+        if not (isinstance(start, int) and isinstance(stop, int)) or isinstance(start, bool) or isinstance(stop, bool):
             raise ExpressionError(f"loop bounds {lo}..{hi} must be integers, got {start!r}..{stop!r}")
         for value in range(start, stop + 1):
             yield from walk(level + 1, {**scope, var: value})

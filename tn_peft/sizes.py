@@ -16,9 +16,7 @@ from .expressions import ExpressionError, evaluate
 from .factorize import balanced_factors
 
 
-#: the most elements one node's tensor may have (2^31: 8 GiB in float32, beyond any adapter of a 2^20-wide
-#: layer at rank 2^11); a node that would be larger is refused before anything is allocated
-MAX_NODE_ELEMENTS = 2**31
+from .limits import MAX_NODE_ELEMENTS  # a node that would be larger is refused before anything is allocated
 
 
 def resolve_sizes(net, in_features: int, out_features: int) -> dict[str, int]:
@@ -74,7 +72,7 @@ def _check_node_sizes(net, sizes: dict[str, int]) -> None:
         if elements > MAX_NODE_ELEMENTS:
             leg = max(node.legs, key=lambda name: sizes[name])
             raise SpecError(f"would hold {elements:.3g} elements (legs {', '.join(f'{g}={sizes[g]}' for g in node.legs)}), "
-                            f"more than the limit of {MAX_NODE_ELEMENTS:,} (tn_peft.sizes.MAX_NODE_ELEMENTS)",
+                            f"more than the limit of {MAX_NODE_ELEMENTS:,} (tn_peft.limits.MAX_NODE_ELEMENTS)",
                             source=net.source, line=node.line, node=node.name, leg=leg,
                             fix="lower that leg's size (a rank or bond under sizes:)")
 

@@ -28,6 +28,7 @@ import yaml
 
 from .errors import SpecError
 from .expressions import ExpressionError, evaluate, expand, substitute
+from .limits import MAX_NODES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_SPEC_ITEMS
 from .network import Network
 
 CATALOG_DIR = Path(__file__).parent / "graphs"
@@ -82,6 +83,10 @@ def read_spec_file(path: str | Path) -> Mapping[str, Any]:
         raw = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot read the file: {exc.strerror}", source=str(path), fix="check the path") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"is {len(raw):,} bytes, more than the limit of {MAX_SPEC_BYTES:,} "
+                        f"(tn_peft.limits.MAX_SPEC_BYTES)", source=str(path),
+                        fix="a graph file is a few KB: use for: loops instead of listing nodes one by one")
     try:
         text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is allowed
     except UnicodeDecodeError as exc:
@@ -90,6 +95,9 @@ def read_spec_file(path: str | Path) -> Mapping[str, Any]:
                         source=str(path), fix="save the graph file as UTF-8 YAML or JSON") from None
     try:
         data = yaml.load(text, Loader=_LineLoader)
+    except RecursionError:
+        raise SpecError(f"is nested too deeply to parse (more than {MAX_SPEC_DEPTH} levels is refused: "
+                        f"tn_peft.limits.MAX_SPEC_DEPTH)", source=str(path), fix="flatten the file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -127,6 +135,7 @@ def network_from_spec(spec: Mapping[str, Any], *, source: str | None = None,
                       overrides: Mapping[str, Any] | None = None) -> Network:
     """Expand loops and templates of a spec mapping with its parameters and build the Network."""
     overrides = dict(overrides or {})
+    check_bounds(spec, source)
     _check_keys(spec, TOP_KEYS, "graph", source)
     params = dict(spec.get("params") or {})
     for name in params:
@@ -178,8 +187,32 @@ def network_from_spec(spec: Mapping[str, Any], *, source: str | None = None,
                         fix="list the network's nodes under nodes:")
     for entry in nodes:
         _add_nodes(net, entry, scope, source)
+        if len(net.nodes) > MAX_NODES:
+            raise SpecError(f"expands to more than {MAX_NODES:,} nodes (tn_peft.limits.MAX_NODES)", source=source,
+                            line=_line(entry), node=str(entry.get("name")) if isinstance(entry, Mapping) else None,
+                            fix="lower the loop's range (a number of cores or axes)")
     net.template = copy.deepcopy(dict(spec))
     return net.validate()
+
+
+def check_bounds(spec: Any, source: str | None) -> None:
+    """Refuse a spec nested deeper than MAX_SPEC_DEPTH or holding more than MAX_SPEC_ITEMS items (YAML
+    aliases count each time they are used), before anything walks it recursively."""
+    stack, items = [(spec, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        items += 1
+        if items > MAX_SPEC_ITEMS:
+            raise SpecError(f"holds more than {MAX_SPEC_ITEMS:,} items (tn_peft.limits.MAX_SPEC_ITEMS; YAML "
+                            f"aliases count each time they are used)", source=source, fix="write a smaller spec")
+        if depth > MAX_SPEC_DEPTH:
+            raise SpecError(f"is nested more than {MAX_SPEC_DEPTH} levels deep (tn_peft.limits.MAX_SPEC_DEPTH)",
+                            source=source, line=_line(value) if isinstance(value, Mapping) else None,
+                            fix="flatten the spec")
+        if isinstance(value, Mapping):
+            stack += [(v, depth + 1) for v in value.values()] + [(k, depth + 1) for k in value]
+        elif isinstance(value, (list, tuple)):
+            stack += [(v, depth + 1) for v in value]
 
 
 def _check_requires(spec: Mapping[str, Any], params: Mapping[str, Any], source: str | None) -> None:

@@ -1,0 +1,24 @@
+"""The bounds on the work a graph spec or a config file can cause, checked before the work is done.
+
+A spec comes from a file a user may not have written; it is data, never code (YAML safe loading, an
+expression language of arithmetic only, no includes or paths), and everything it can make tn_peft do
+is bounded here. Each limit, when hit, is one SpecError naming the key and the limit's name.
+"""
+
+#: largest graph or config file read, in bytes (the catalog's largest graph is about 2 KB)
+MAX_SPEC_BYTES = 1 << 20
+#: deepest nesting of mappings and lists in a spec (the catalog's deepest is 4)
+MAX_SPEC_DEPTH = 32
+#: most mappings, lists and scalars in a spec, aliases counted each time they are used (YAML "billion laughs")
+MAX_SPEC_ITEMS = 100_000
+#: widest integer an expression may produce, in bits (sizes are far below 2^62; 10 ** 10 ** 10 never starts)
+MAX_INT_BITS = 64
+#: most iterations one ``for:`` clause may expand to (nodes, legs or sizes)
+MAX_LOOP_ITERATIONS = 10_000
+#: most nodes a network may have after expansion
+MAX_NODES = 4_096
+#: the most elements one node's tensor may have (2^31: 8 GiB in float32); see :mod:`tn_peft.sizes`
+MAX_NODE_ELEMENTS = 2**31
+
+__all__ = ["MAX_INT_BITS", "MAX_LOOP_ITERATIONS", "MAX_NODES", "MAX_NODE_ELEMENTS", "MAX_SPEC_BYTES",
+           "MAX_SPEC_DEPTH", "MAX_SPEC_ITEMS"]
