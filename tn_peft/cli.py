@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "unitary": ("tn_peft.bench.unitary", "unitary maps vs torch's orthogonal parametrization"),
     "planner": ("tn_peft.bench.planner", "our plans vs opt_einsum greedy/optimal and torch.einsum"),
     "step": ("tn_peft.bench.step", "train-step time of Quantum-PEFT vs peft's LoRA on MiniLM"),
+    "fuzz": ("tn_peft.bench.fuzz", "random graph specs, checkpoints and command lines: counts by outcome, crashes saved"),
     "kernels": ("tn_peft.bench.kernels", "fused Triton kernels vs the torch programs they replace (CUDA; --check on CPU)"),
 }
 
@@ -72,6 +73,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 for a tn_peft error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any("\x00" in a for a in argv):  # no path or value can hold one; pathlib would raise deep inside
+        print("tn-peft: error: an argument contains a NUL byte", file=sys.stderr)
+        return 2
     try:
         parser = build_parser(argv)
         args = parser.parse_args(argv)

@@ -86,6 +86,9 @@ class Network:
     def add_node(self, name: str, kind: str, legs: Sequence[str] | Mapping[str, Any], *,
                  shared: bool = False, line: int | None = None, **options: Any) -> Network:
         """Add a node; ``legs`` is a list of leg names, or a mapping leg -> size expression."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise SpecError(f"node name {name!r} must be a non-empty string without '.'", source=self.source,
+                            line=line, node=str(name), fix="name nodes like U, s, G1")
         if any(n.name == name for n in self.nodes):
             raise SpecError("is defined twice", source=self.source, line=line, node=name,
                             fix="give every node a unique name")

@@ -95,6 +95,9 @@ def read_spec_file(path: str | Path) -> Mapping[str, Any]:
                         source=str(path), fix="save the graph file as UTF-8 YAML or JSON") from None
     try:
         data = yaml.load(text, Loader=_LineLoader)
+    except TypeError as exc:  # a mapping key that is itself a list or mapping
+        raise SpecError(f"YAML structure error: {exc} (a mapping key must be a plain value)", source=str(path),
+                        fix="use plain names as keys") from None
     except RecursionError:
         raise SpecError(f"is nested too deeply to parse (more than {MAX_SPEC_DEPTH} levels is refused: "
                         f"tn_peft.limits.MAX_SPEC_DEPTH)", source=str(path), fix="flatten the file") from None
@@ -137,6 +140,9 @@ def network_from_spec(spec: Mapping[str, Any], *, source: str | None = None,
     overrides = dict(overrides or {})
     check_bounds(spec, source)
     _check_keys(spec, TOP_KEYS, "graph", source)
+    if not isinstance(spec.get("params") or {}, Mapping):
+        raise SpecError(f"params: must map parameter names to default values, got {spec['params']!r}",
+                        source=source, line=_line(spec), fix="write params: {rank: 4}")
     params = dict(spec.get("params") or {})
     for name in params:
         if name in RESERVED:

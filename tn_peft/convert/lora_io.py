@@ -158,6 +158,11 @@ def check_config(config: Mapping[str, Any], path: str | Path = CONFIG_NAME) -> N
         value = config.get(key) or {}
         if not isinstance(value, dict):
             raise CheckpointError(f"{path}: key {key!r} must map module patterns to numbers, got {value!r}")
+    for key in ("modules_to_save", "target_modules"):
+        value = config.get(key)
+        if value is not None and not isinstance(value, str) and not (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise CheckpointError(f"{path}: key {key!r} must be a list of module names, got {value!r}")
 
 
 def read_tensors(directory: str | Path) -> tuple[Path, dict[str, torch.Tensor]]:
