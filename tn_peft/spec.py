@@ -28,6 +28,7 @@ import yaml
 
 from .errors import SpecError
 from .expressions import ExpressionError, evaluate, expand, substitute
+from .nodes.base import check_options
 from .limits import MAX_NODES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_SPEC_ITEMS
 from .network import Network
 
@@ -279,6 +280,8 @@ def _add_nodes(net: Network, entry: Any, scope: Mapping[str, Any], source: str |
                 raise SpecError("options: must be a mapping", source=source, line=line, node=name,
                                 fix="write options: {init: zeros}")
             options = {str(k): _substitute_deep(v, local) for k, v in options.items()}
+            if isinstance(kind, str):
+                check_options(kind, options, node=name, source=source)  # before they become keyword arguments
             net.add_node(name, kind, legs, shared=bool(entry.get("shared", False)), line=line, **options)
     except ExpressionError as exc:
         raise SpecError(str(exc), source=source, line=line, node=str(entry.get("name")),

@@ -51,8 +51,11 @@ def default_lr(peft_type: str) -> float:
 ALIASES = {"lora": {"alpha": "lora_alpha"}, "*": {"n": "n_frequency"}}
 #: config fields set for every method whose config has them, unless the spec says otherwise
 PEFT_FIXED = {"lora_dropout": 0.0, "bias": "none"}
-#: settings a spec gets unless it gives them (shown in the row's label): the main job's LoRA r4, alpha 8
-PEFT_DEFAULT_ARGS = {"lora": {"r": 4, "alpha": 8}}
+#: settings a spec gets unless it gives them (shown in the row's label): the main job's LoRA r4; LoRA's alpha
+#: defaults to 2 r (the main job's scale alpha / r = 2 at every rank; see ALPHA_PER_RANK)
+PEFT_DEFAULT_ARGS = {"lora": {"r": 4}}
+#: method -> alpha per unit of rank when a spec gives a rank but no alpha
+ALPHA_PER_RANK = {"lora": 2}
 #: peft types that are not weight adapters of target modules (prompts, mixtures): not comparable here
 NOT_ADAPTERS = {"prompt_tuning", "multitask_prompt_tuning", "p_tuning", "prefix_tuning", "adaption_prompt",
                 "cpt", "xlora", "poly", "trainable_tokens", "cartridge"}
@@ -181,6 +184,9 @@ def compare_rows(specs: list[str], tune: bool = False) -> list[Row]:
         grid = _lr_grid(keys, {"lr": lrs, "lr_head": [HEAD_LR]}, spec)
         keys = {**keys, **{k: [v] for k, v in PEFT_DEFAULT_ARGS.get(family, {}).items() if k not in keys}}
         expanded = _expand(family, "peft", family, keys, grid, given)
+        if family in ALPHA_PER_RANK and "alpha" not in keys:
+            for row in expanded:
+                row.args["alpha"] = ALPHA_PER_RANK[family] * row.args["r"]
         peft_fields(family, expanded[0].args)  # fail early on an unknown field
         rows += expanded
     return rows

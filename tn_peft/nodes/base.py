@@ -126,6 +126,10 @@ def create_node(kind: str, name: str, legs: Sequence[str], shape: Sequence[int],
             raise SpecError(err.bare_message, source=err.source or source, line=err.line,
                             node=err.node or name, leg=err.leg, fix=err.fix) from None
         raise
+    except (TypeError, ValueError) as err:  # an option of the wrong type that the kind did not check itself
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "no options"
+        raise SpecError(f"node kind {kind!r} cannot be built with {given}: {err}", source=source, node=name,
+                        fix=f"give the options the types of their defaults ({cls.option_names()})") from None
 
 
 def _load_builtin_kinds() -> None:
