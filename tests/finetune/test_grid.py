@@ -13,7 +13,7 @@ from tn_peft.finetune.grid import HEAD_LR, compare_rows, graph_rows, parse, peft
 def test_parse_and_expand_a_grid():
     assert parse("lora:r=1,2:lr=1e-3", "--compare") == ("lora", {"r": [1, 2], "lr": [1e-3]})
     rows = compare_rows(["lora:r=1,2", "vera:r=256:lr=1e-2,3e-2", "ia3", "head"], tune=True)
-    assert [r.label for r in rows] == ["lora r=1 alpha=8", "lora r=2 alpha=8", "vera r=256", "ia3", "head"]
+    assert [r.label for r in rows] == ["lora r=1 alpha=2", "lora r=2 alpha=4", "vera r=256", "ia3", "head"]
     assert rows[0].lr_grid["lr"] == [1e-3, 3e-3, 1e-2]  # LoRA's tuning grid when the spec gives none
     assert rows[2].settings() == [{"lr": 1e-2, "lr_head": HEAD_LR}, {"lr": 3e-2, "lr_head": HEAD_LR}]
     assert rows[2].given == ("lr",) and rows[3].given == ()

@@ -181,3 +181,19 @@ def test_two_tensors_on_one_checkpoint_key_are_an_error_not_a_silent_loss(tmp_pa
     with pytest.raises(CheckpointError, match="initial_A.*both map to checkpoint key.*rename the graph's nodes"):
         model.save_pretrained(tmp_path)
     assert not (tmp_path / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.parametrize("graph", ["lora", "quantum_peft", "svd", "tt", "ttd", "quanta", "kron", "lotr"])
+def test_every_catalog_graph_round_trips_merge_and_save_load(tmp_path, graph):
+    from torch import nn
+
+    import tn_peft
+    from tn_peft.testing import assert_merge_roundtrip, assert_save_load_roundtrip, randomize
+
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8))
+    model = tn_peft.get_model(base, tn_peft.AdapterConfig(graph=graph, target_modules=["0", "2"]))
+    randomize(model, 3)
+    x = torch.randn(4, 16)
+    assert_merge_roundtrip(model, x)
+    assert_save_load_roundtrip(model, tmp_path, x)

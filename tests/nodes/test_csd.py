@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from tn_peft.nodes import PauliNode
 from tn_peft.nodes.csd import CSDBlock, csd_blocks, csd_num_params
+from tn_peft.testing import assert_orthonormal
 
 
 def pauli(n, layers):
@@ -38,7 +39,7 @@ def test_csd_columns_are_orthonormal_with_the_formula_count(n, layers, data):
     expected = full(n, layers) - (full(n - n1, layers) if n1 != n and k <= n1 else 0)
     assert node.num_parameters() == expected == node.expected_params
     q = node.matrix()
-    assert (q.T @ q - torch.eye(k, dtype=torch.float64)).abs().max() < 1e-10
+    assert_orthonormal(q)
 
 
 @pytest.mark.parametrize("n", [3, 5, 6, 7, 11, 13, 24])
