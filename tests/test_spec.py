@@ -235,3 +235,20 @@ def test_a_name_that_is_not_a_string_is_refused():
 
     with pytest.raises(SpecError, match="name: must be a string, got float 2.5"):
         load_graph({"name": 2.5, "nodes": [{"name": "A", "kind": "dense", "legs": ["out", "in"]}]})
+
+
+def test_huge_declared_sizes_in_a_saved_adapter_are_refused_at_load_time(tmp_path):
+    import json
+
+    import pytest
+    from torch import nn
+
+    import tn_peft
+
+    model = tn_peft.get_model(nn.Sequential(nn.Linear(8, 8)), tn_peft.AdapterConfig(graph="lora", target_modules=["0"]))
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    config["graph_args"] = {"rank": 10**12}
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(tn_peft.TnPeftError, match="MAX_NODE_ELEMENTS"):
+        tn_peft.from_pretrained(nn.Sequential(nn.Linear(8, 8)), tmp_path)
