@@ -116,9 +116,9 @@ def _arithmetic(op: type, left: Any, right: Any, text: str) -> Any:
     for value in (left, right):
         if isinstance(value, str) or not isinstance(value, (int, float)):
             raise ExpressionError(f"{text!r}: arithmetic takes numbers, got {value!r}")
-    if op is ast.Pow and isinstance(left, int) and isinstance(right, (int, float)) and abs(left) > 1:
-        if right > MAX_INT_BITS or (right > 0 and (_bits(left) - 1) * right > MAX_INT_BITS):
-            raise ExpressionError(f"{text!r}: {left} ** {right} is wider than {MAX_INT_BITS} bits "
+    if op is ast.Pow and isinstance(left, int) and isinstance(right, (int, float)) and abs(left) > 1 and (
+            right > MAX_INT_BITS or (right > 0 and (_bits(left) - 1) * right > MAX_INT_BITS)):
+        raise ExpressionError(f"{text!r}: {left} ** {right} is wider than {MAX_INT_BITS} bits "
                                   f"(tn_peft.limits.MAX_INT_BITS)")
     if op is ast.Mult and _bits(left) + _bits(right) > MAX_INT_BITS + 1:
         raise ExpressionError(f"{text!r}: {left} * {right} is wider than {MAX_INT_BITS} bits (tn_peft.limits.MAX_INT_BITS)")

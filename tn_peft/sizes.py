@@ -14,9 +14,9 @@ from typing import Any
 from .errors import SpecError
 from .expressions import ExpressionError, evaluate
 from .factorize import balanced_factors
-
-
-from .limits import MAX_NODE_ELEMENTS  # a node that would be larger is refused before anything is allocated
+from .limits import (
+    MAX_NODE_ELEMENTS,  # a node that would be larger is refused before anything is allocated
+)
 
 
 def resolve_sizes(net, in_features: int, out_features: int) -> dict[str, int]:

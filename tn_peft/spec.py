@@ -28,9 +28,9 @@ import yaml
 
 from .errors import SpecError
 from .expressions import ExpressionError, evaluate, expand, substitute
-from .nodes.base import check_options
 from .limits import MAX_NODES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_SPEC_ITEMS
 from .network import Network
+from .nodes.base import check_options
 
 CATALOG_DIR = Path(__file__).parent / "graphs"
 TOP_KEYS = {"name", "description", "params", "requires", "scale", "delta", "open", "sizes", "nodes"}

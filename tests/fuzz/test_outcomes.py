@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from tn_peft.errors import CheckpointError, SpecError
 from tn_peft.fuzz.outcomes import Case, classify, run_case, run_cases
@@ -38,7 +39,7 @@ def test_run_cases_counts_and_saves_the_first_input_of_each_crash_class(tmp_path
     assert report.counts == {"crash: ValueError": 4, "error: SpecError": 2, "accepted": 2}
     assert report.bad == 4 and len(report.crashes) == 1  # one crash class: the same type from the same place
     (saved,) = report.crashes.values()
-    assert open(saved, "rb").read() == b"input 0"
+    assert Path(saved).read_bytes() == b"input 0"
     record = json.loads((tmp_path / "demo-000.json").read_text())
     assert record["case"] == 0 and "ValueError: a" in record["traceback"]
     assert "crash: ValueError" in report.format()

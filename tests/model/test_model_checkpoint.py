@@ -188,7 +188,11 @@ def test_every_catalog_graph_round_trips_merge_and_save_load(tmp_path, graph):
     from torch import nn
 
     import tn_peft
-    from tn_peft.testing import assert_merge_roundtrip, assert_save_load_roundtrip, randomize
+    from tn_peft.testing import (
+        assert_merge_roundtrip,
+        assert_save_load_roundtrip,
+        randomize,
+    )
 
     torch.manual_seed(0)
     base = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8))

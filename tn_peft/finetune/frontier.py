@@ -67,8 +67,8 @@ def markdown(rows: Sequence[dict[str, Any]], title: str = "", max_budget: int | 
     """``frontier.md``: every point (frontier ones in bold), then who is best at each budget."""
     front = {id(r) for r in upper_frontier(rows)}
     lines = [f"# {title}" if title else "# Accuracy vs adapter parameters", "",
-             "Test accuracy, mean ± std over seeds; validation is the final validation accuracy (what "
-             "settings were chosen on). **Bold**: on the upper frontier.", "",
+             ("Test accuracy, mean ± std over seeds; validation is the final validation accuracy (what "
+              "settings were chosen on). **Bold**: on the upper frontier."), "",
              "| method | family | adapter params | seeds | validation | test | learning rates |",
              "|---|---|---:|---|---:|---:|---|"]
     for r in points(rows):

@@ -27,11 +27,17 @@ from typing import Any
 from ..commands import parse_overrides
 from ..errors import DataError, SpecError
 from ..io import atomic_write_text
-from .data import DATASETS, Split, encode, group_split, load_dataset, model_path
 from . import frontier
+from .data import DATASETS, Split, encode, group_split, load_dataset, model_path
 from .grid import GRAPH_LRS, HEAD_LR, Row, compare_rows, graph_rows
 from .methods import Method, build_classifier, load_encoder
-from .report import format_summary_table, format_table, plot_curves, summarize_runs, write_metrics
+from .report import (
+    format_summary_table,
+    format_table,
+    plot_curves,
+    summarize_runs,
+    write_metrics,
+)
 from .train import train
 
 #: split sizes (train, validation, test) per data set; CSV files use fractions of their rows

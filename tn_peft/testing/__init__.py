@@ -30,7 +30,15 @@ from .assertions import (
 )
 from .profiles import PROFILES, load_profile, register_profiles
 from .reference import reference_delta, reference_delta_weight
-from .strategies import STIEFEL_KINDS, adapters, layer_shapes, networks, randomize, specs, stiefel_nodes
+from .strategies import (
+    STIEFEL_KINDS,
+    adapters,
+    layer_shapes,
+    networks,
+    randomize,
+    specs,
+    stiefel_nodes,
+)
 
 __all__ = ["PROFILES", "STIEFEL_KINDS", "TOLERANCES", "adapters", "assert_equivalent", "assert_merge_roundtrip",
            "assert_orthonormal", "assert_planner_matches_reference", "assert_right_inverse_round_trips",

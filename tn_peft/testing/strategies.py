@@ -17,9 +17,7 @@ and :func:`randomize`, which makes a module's trainable tensors random and non-z
 from __future__ import annotations
 
 import math
-from typing import Any
 
-import numpy as np
 import torch
 
 from ..errors import require
