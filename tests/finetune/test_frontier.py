@@ -34,3 +34,11 @@ def test_markdown_and_plot(tmp_path):
     assert "| **quantum_peft layers=3** | quantum_peft | 1,440 |" in text and "| quantum_peft layers=6 |" in text
     assert "| 1,440 | quantum_peft layers=3 | 76.30 ± 1.00 | fourierft n=100 | 75.20 ± 1.00 | +1.10 |" in text
     assert png.stat().st_size > 20_000
+
+
+def test_the_budget_table_chooses_on_validation_not_test():
+    a = dict(_row("lora r=1 alpha=2", "peft", 9216, 0.78), validation=(0.80, 0.0))
+    b = dict(_row("lora r=1 alpha=8", "peft", 9216, 0.79), validation=(0.75, 0.0))  # better test, worse validation
+    ours = _row("quantum_peft", "graph", 1440, 0.76)
+    (row,) = [t for t in frontier.budget_table([a, b, ours]) if t["budget"] == 9216]
+    assert row["peft"]["method"] == "lora r=1 alpha=2" and abs(row["margin"] - (0.76 - 0.78)) < 1e-9

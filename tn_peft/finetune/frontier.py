@@ -4,8 +4,9 @@ A point is one method setting (a row of :func:`tn_peft.finetune.report.summarize
 trainable adapter parameters (x, log axis) and its test accuracy, mean ± std over seeds (y). The
 *upper frontier* holds the points no cheaper-or-equal point beats: sorted by parameters, each point
 more accurate than every point at or below its size. :func:`budget_table` answers "at a budget of B
-parameters, who is best?": for each budget (the sizes of the points), the best tn_peft setting and
-the best peft setting with at most B parameters, and the difference.
+parameters, who is best?": for each budget (the sizes of the points), the tn_peft setting and the
+peft setting with at most B parameters that score best on *validation*, their test accuracies, and
+the difference.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ def upper_frontier(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _best_within(rows: Sequence[dict[str, Any]], budget: int) -> dict[str, Any] | None:
+    """The setting with at most ``budget`` parameters and the best mean *validation* accuracy (the test
+    accuracy is what is then reported: choosing on test would overstate either side)."""
     within = [r for r in rows if r["adapter_parameters"] <= budget]
-    return max(within, key=lambda r: r["test"][0]) if within else None
+    return max(within, key=lambda r: (r["validation"] or r["test"])[0]) if within else None
 
 
 def budget_table(rows: Sequence[dict[str, Any]], max_budget: int | None = None) -> list[dict[str, Any]]:
@@ -78,7 +81,8 @@ def markdown(rows: Sequence[dict[str, Any]], title: str = "", max_budget: int | 
                      f"{_pct(r.get('validation'))} | {_pct(r['test'])} | {lrs} |")
     table = budget_table(rows, max_budget)
     if table:
-        lines += ["", f"Best setting with at most B adapter parameters (B up to {max_budget:,}), tn_peft vs peft:", "",
+        lines += ["", f"Best setting with at most B adapter parameters (B up to {max_budget:,}; best = highest mean "
+                      "validation accuracy, its test accuracy shown), tn_peft vs peft:", "",
                   "| budget B | best tn_peft | test | best peft | test | tn_peft - peft |",
                   "|---:|---|---:|---|---:|---:|"]
         for t in table:
