@@ -18,10 +18,11 @@ $F --out runs/rt-vera-r256 --graph none --compare vera:r=256:lr=3e-2,1e-1 --no-f
 $F --out runs/rt-fourierft-n100 --graph none --compare fourierft:n=100:lr=1e-1,3e-1 --no-floor --tune --seed 0 1 2
 $F --out runs/rt-tinylora --graph none --compare tinylora:lr=3e-3,3e-2 --no-floor --tune --seed 0 1 2
 $F --out runs/rt-unilora --graph none --compare unilora:lr=3e-3,3e-2 --no-floor --tune --seed 0 1 2
-tn-peft frontier runs/rt-* --out docs/frontier-rotten-tomatoes --title "Rotten Tomatoes (by movie), MiniLM, 200 steps, 3 seeds"
+tn-peft frontier runs/rt-head runs/rt-qp-L3 runs/rt-qp-L1 runs/rt-qp-all6-L1 runs/rt-lora-* runs/rt-ia3 runs/rt-vera-r256 runs/rt-fourierft-n100 runs/rt-tinylora runs/rt-unilora --out docs/frontier-rotten-tomatoes --title "Rotten Tomatoes (by movie), MiniLM, 200 steps, 3 seeds"
 # BBC News (5 topics; 1,200 / 400 / 600), the learning rates chosen on Rotten Tomatoes
 $F --out runs/bbc-head --data bbc-news --graph none --compare head --seed 0 1 2
 $F --out runs/bbc-qp --data bbc-news --seed 0 1 2
 $F --out runs/bbc-lora-r4 --data bbc-news --graph none --compare lora:r=4:alpha=8:lr=3e-3 --no-floor --seed 0 1 2
+$F --out runs/bbc-lora-r1 --data bbc-news --graph none --compare lora:r=1:alpha=2:lr=1e-2 --no-floor --seed 0 1 2
 $F --out runs/bbc-ia3 --data bbc-news --graph none --compare ia3:lr=3e-2 --no-floor --seed 0 1 2
 tn-peft frontier runs/bbc-* --out docs/frontier-bbc-news --title "BBC News, MiniLM, 200 steps, 3 seeds"

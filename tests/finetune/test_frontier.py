@@ -42,3 +42,15 @@ def test_the_budget_table_chooses_on_validation_not_test():
     ours = _row("quantum_peft", "graph", 1440, 0.76)
     (row,) = [t for t in frontier.budget_table([a, b, ours]) if t["budget"] == 9216]
     assert row["peft"]["method"] == "lora r=1 alpha=2" and abs(row["margin"] - (0.76 - 0.78)) < 1e-9
+
+
+def test_settings_on_other_targets_are_not_pooled_with_the_default_ones():
+    from tn_peft.finetune.report import summarize_runs
+
+    def run(seed, targets):
+        return {"method": {"name": "qp", "kind": "graph", "lr": 0.1, "targets": targets}, "seed": seed,
+                "adapter_parameters": 10, "test_accuracy": 0.7, "validation_accuracy": [0.7],
+                "mean_step_seconds": 0.1, "peak_memory_bytes": 1}
+
+    rows = summarize_runs([run(0, ["query", "value"]), run(0, ["query", "key"]), run(1, ["query", "key"])])
+    assert [(r["method"], r["seeds"]) for r in rows] == [("qp", [0]), ("qp on query,key", [0, 1])]

@@ -111,10 +111,17 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
     return path
 
 
+#: the targets a setting's name leaves unsaid (the main job's)
+DEFAULT_TARGETS = ("query", "value")
+
+
 def run_key(run: dict[str, Any]) -> tuple[str, tuple]:
-    """Which runs are seeds of one setting: the method's name and its learning rates."""
+    """Which runs are seeds of one setting: the method's name (with its targets when they are not
+    query and value) and its learning rates."""
     m = run["method"]
-    return m["name"], tuple((k, m.get(k)) for k in ("lr", "lr_diag", "lr_head"))
+    targets = tuple(m.get("targets") or DEFAULT_TARGETS)
+    name = m["name"] if targets == DEFAULT_TARGETS else f"{m['name']} on {','.join(targets)}"
+    return name, tuple((k, m.get(k)) for k in ("lr", "lr_diag", "lr_head"))
 
 
 def summarize_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
