@@ -67,7 +67,6 @@ def test_merge_and_save_load_round_trips(tmp_path, graph, args):
 def test_round_trip_assertions_catch_a_broken_merge_and_a_lossy_save(tmp_path, monkeypatch):
     model = _model()
     layer_class = type(model.base_model[0])
-    real = layer_class.get_delta_weight
     monkeypatch.setattr(layer_class, "merge", lambda self, *a, **k: None)  # merging does nothing
     with pytest.raises(AssertionError, match="merged weight of 0"):
         assert_merge_roundtrip(model)
@@ -83,7 +82,6 @@ def test_round_trip_assertions_catch_a_broken_merge_and_a_lossy_save(tmp_path, m
     monkeypatch.setattr(model_io, "adapter_state_dict", lossy)
     with pytest.raises((AssertionError, tn_peft.CheckpointError)):
         assert_save_load_roundtrip(model, tmp_path)
-    assert real is layer_class.get_delta_weight
 
 
 def test_tolerances_follow_the_dtype():

@@ -81,8 +81,9 @@ def markdown(rows: Sequence[dict[str, Any]], title: str = "", max_budget: int | 
                      f"{_pct(r.get('validation'))} | {_pct(r['test'])} | {lrs} |")
     table = budget_table(rows, max_budget)
     if table:
-        lines += ["", f"Best setting with at most B adapter parameters (B up to {max_budget:,}; best = highest mean "
-                      "validation accuracy, its test accuracy shown), tn_peft vs peft:", "",
+        limit = "any B" if max_budget is None else f"B up to {max_budget:,}"
+        lines += ["", (f"Best setting with at most B adapter parameters ({limit}; best = highest mean "
+                       "validation accuracy, its test accuracy shown), tn_peft vs peft:"), "",
                   "| budget B | best tn_peft | test | best peft | test | tn_peft - peft |",
                   "|---:|---|---:|---|---:|---:|"]
         for t in table:
@@ -137,11 +138,12 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> P
         plt.close(fig)
 
 
-def write(rows: Sequence[dict[str, Any]], folder: str | Path, title: str = "") -> tuple[Path, Path]:
+def write(rows: Sequence[dict[str, Any]], folder: str | Path, title: str = "",
+          max_budget: int | None = 10_000) -> tuple[Path, Path]:
     """Write ``frontier.png`` and ``frontier.md`` into ``folder``."""
     folder = Path(folder)
     png = plot(rows, folder / "frontier.png", title)
-    md = atomic_write_text(folder / "frontier.md", markdown(rows, title))  # budgets up to 10,000
+    md = atomic_write_text(folder / "frontier.md", markdown(rows, title, max_budget))
     return png, md
 
 
@@ -163,10 +165,7 @@ def run(args) -> int:
     rows = summarize_runs(load_runs(args.runs))
     if not points(rows):
         raise DataError("no run with a test accuracy in these folders (runs with --no-test have none)")
-    folder = Path(args.out)
-    plot(rows, folder / "frontier.png", args.title)
-    text = markdown(rows, args.title, args.max_budget)
-    atomic_write_text(folder / "frontier.md", text)
-    print(text)
-    print(f"wrote {folder / 'frontier.png'} and {folder / 'frontier.md'}")
+    png, md = write(rows, args.out, args.title, args.max_budget)
+    print(md.read_text())
+    print(f"wrote {png} and {md}")
     return 0

@@ -238,6 +238,11 @@ def final_validation(runs: list[dict[str, Any]]) -> float:
     return sum(values) / len(values)
 
 
+def _lr_tag(row: Row, lrs: dict[str, float]) -> str:
+    """The folder-name tag of a setting's tuned learning rates (``-lr0.01``; empty when nothing was tuned)."""
+    return "".join(f"-{k}{v:g}" for k, v in lrs.items() if len(row.lr_grid[k]) > 1)
+
+
 def tune_and_train(rows: list[Row], trainer: Trainer, targets: list[str], steps: int, seeds: list[int],
                    tune_seeds: list[int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """For each row: train every learning-rate setting at ``tune_seeds``, choose the best mean final
@@ -249,8 +254,7 @@ def tune_and_train(rows: list[Row], trainer: Trainer, targets: list[str], steps:
         tried = []
         for lrs in settings:
             method = method_for(row, lrs, targets, steps)
-            tag = "".join(f"-{k}{v:g}" for k, v in lrs.items() if len(row.lr_grid[k]) > 1)
-            runs = [trainer(method, seed, tag) for seed in tune_seeds]
+            runs = [trainer(method, seed, _lr_tag(row, lrs)) for seed in tune_seeds]
             tried.append({"learning_rates": lrs, "validation": final_validation(runs), "runs": runs})
         best = max(range(len(tried)), key=lambda i: (tried[i]["validation"], -i))
         chosen = tried[best]
@@ -261,7 +265,7 @@ def tune_and_train(rows: list[Row], trainer: Trainer, targets: list[str], steps:
                                     for t in tried]})
         method = method_for(row, chosen["learning_rates"], targets, steps)
         kept = [r for r in chosen["runs"] if r["seed"] in seeds]
-        tag = "".join(f"-{k}{v:g}" for k, v in chosen["learning_rates"].items() if len(row.lr_grid[k]) > 1)
+        tag = _lr_tag(row, chosen["learning_rates"])
         results += kept + [trainer(method, seed, tag) for seed in seeds if seed not in tune_seeds]
     return results, record
 
