@@ -24,6 +24,10 @@ node's raw parameters (see :func:`node_keys`):
 - ``base_model.model.<module path>.<param>``: a ``modules_to_save`` module's own state, under its
   ordinary names.
 
+A parameter its node trains quantized (the ``bits`` option, :mod:`tn_peft.quantize`) is stored as
+``<key>.codes`` (uint8, packed) and ``<key>.scale`` (float32 scalar) instead of ``<key>``
+(:func:`encode_tensors`, :func:`decode_tensors`).
+
 The low-level functions here read and write those files and nothing else, so other code (LoRA
 conversion) can produce a checkpoint from plain tensors::
 
@@ -110,6 +114,76 @@ def layer_keys(module_name: str, adapter) -> dict[str, tuple[str, torch.Tensor]]
     return keys
 
 
+def state_quantizers(module) -> dict[str, Any]:
+    """``module.state_dict()`` key -> :class:`~tn_peft.quantize.Quantizer` of every quantized parameter in it."""
+    return {f"{path}.{param}" if path else param: quantizer
+            for path, sub in module.named_modules() for param, quantizer in getattr(sub, "quantizers", {}).items()}
+
+
+def layer_quantizers(module_name: str, adapter) -> dict[str, Any]:
+    """Checkpoint key -> quantizer for one layer's quantized parameters (keys as :func:`layer_keys`)."""
+    quantizers = state_quantizers(adapter)
+    return {full: quantizers[key] for full, (key, _) in layer_keys(module_name, adapter).items() if key in quantizers}
+
+
+def shared_quantizers(shape_key: str, nodes: Mapping[str, Any]) -> dict[str, Any]:
+    """Checkpoint key -> quantizer for the quantized parameters of shared nodes (keys as :func:`shared_keys`)."""
+    out = {}
+    for node_name, node in nodes.items():
+        quantizers = state_quantizers(node)
+        for rest, full in node_keys(f"{SHARED_PREFIX}{shape_key}.", node_name, node.state_dict(), marker="").items():
+            if rest in quantizers:
+                out[full] = quantizers[rest]
+    return out
+
+
+def encode_tensors(tensors: Mapping[str, torch.Tensor], quantizers: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The file's tensors: each quantized key replaced by its ``.codes`` and ``.scale`` pair."""
+    from .quantize import CODES, SCALE, encode
+
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in tensors.items():
+        if key in quantizers:
+            out[key + CODES], out[key + SCALE] = encode(tensor, quantizers[key])
+        else:
+            out[key] = tensor
+    return out
+
+
+def file_shapes(shapes: Mapping[str, Any], quantizers: Mapping[str, Any]) -> dict[str, tuple]:
+    """The file's key -> shape for live ``shapes`` (key -> shape) with ``quantizers``."""
+    import math
+
+    from .quantize import CODES, SCALE, packed_size
+
+    out: dict[str, tuple] = {}
+    for key, shape in shapes.items():
+        if key in quantizers:
+            out[key + CODES] = (packed_size(math.prod(shape), quantizers[key].bits),)
+            out[key + SCALE] = ()
+        else:
+            out[key] = tuple(shape)
+    return out
+
+
+def decode_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], quantizers: Mapping[str, Any],
+                   shapes: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The file's tensors with each quantized pair decoded back to its key (a CheckpointError naming
+    ``path`` and the key for a missing or malformed pair)."""
+    from .quantize import CODES, SCALE, decode
+
+    out = {k: v for k, v in tensors.items() if not any(k == q + CODES or k == q + SCALE for q in quantizers)}
+    for key, quantizer in quantizers.items():
+        for part in (CODES, SCALE):
+            if key + part not in tensors:
+                plain = " (it holds the full-precision tensor: saved without bits)" if key in tensors else ""
+                raise CheckpointError(f"{path}: missing key {key + part!r}{plain}; the graph trains it with "
+                                      f"{quantizer.bits} bits")
+        out[key] = decode(tensors[key + CODES], tensors[key + SCALE], quantizer, tuple(shapes[key]),
+                          key=key, path=str(path))
+    return out
+
+
 def shared_keys(shape_key: str, nodes: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Checkpoint key -> live tensor of the shared nodes (name -> module) of the layers whose shape key is
     ``shape_key`` (``"<out>x<in>"``): ``base_model.model.tn_shared.<out>x<in>.<node>[.<param>]``."""
@@ -187,13 +261,29 @@ def read_adapter_tensors(directory: str | Path, device: str | torch.device = "cp
 def check_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor],
                   expected_shapes: Mapping[str, Any]) -> None:
     """CheckpointError naming the file and key for a missing, unexpected or wrongly shaped tensor."""
+    from .quantize import CODES, SCALE
+
+    def bits_hint(key: str, file_keys: Any, model_keys: Any) -> str:
+        base = key.removesuffix(CODES).removesuffix(SCALE)
+        if base != key and (base in file_keys or base in model_keys):
+            if base in file_keys:
+                return f" (it holds {base!r} in full precision: saved without bits, and the graph quantizes it)"
+            return f" ({base!r} was saved quantized, and the graph does not quantize it)"
+        if key + CODES in file_keys:
+            return f" ({key!r} was saved quantized, and the graph does not quantize it)"
+        if key + CODES in model_keys:
+            return f" (it holds {key!r} in full precision: saved without bits, and the graph quantizes it)"
+        return ""
+
     missing = [k for k in expected_shapes if k not in tensors]
     if missing:
-        raise CheckpointError(f"{path}: missing key {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        raise CheckpointError(f"{path}: missing key {missing[0]!r}{bits_hint(missing[0], tensors, expected_shapes)}"
+                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
                               + "; the checkpoint was saved from a different adapter or graph")
     extra = [k for k in tensors if k not in expected_shapes]
     if extra:
-        raise CheckpointError(f"{path}: unexpected key {extra[0]!r}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+        raise CheckpointError(f"{path}: unexpected key {extra[0]!r}{bits_hint(extra[0], tensors, expected_shapes)}"
+                              + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
                               + "; the checkpoint was saved from a different adapter, graph or model")
     for key, shape in expected_shapes.items():
         if tuple(tensors[key].shape) != tuple(shape):

@@ -471,7 +471,7 @@ class TnPeftModel(nn.Module):
             config = ckpt.make_config(self.peft_config[name].to_dict(), self.networks[name].to_spec(),
                                       self.targets[name])
             ckpt.save_adapter_files(ckpt.adapter_directory(save_directory, name), config,
-                                    self.adapter_state_dict(name))
+                                    model_io.adapter_file_tensors(self, name))
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, model_id: str | Path, adapter_name: str = "default",

@@ -38,10 +38,29 @@ def adapter_state_dict(model, name: str) -> dict[str, torch.Tensor]:
     return state
 
 
+def adapter_quantizers(model, name: str) -> dict[str, Any]:
+    """Checkpoint key -> quantizer of adapter ``name``'s quantized parameters (:mod:`tn_peft.quantize`)."""
+    quantizers: dict[str, Any] = {}
+    for module_name, layer in model.tn_layers():
+        if name in layer.tn_adapters:
+            quantizers.update(ckpt.layer_quantizers(module_name, layer.tn_adapters[name]))
+    for shape_key, nodes in (model.tn_shared[name].items() if name in model.tn_shared else ()):
+        quantizers.update(ckpt.shared_quantizers(shape_key, nodes))
+    return quantizers
+
+
+def adapter_file_tensors(model, name: str) -> dict[str, torch.Tensor]:
+    """What ``adapter_model.safetensors`` holds for adapter ``name``: its state, quantized parameters packed."""
+    return ckpt.encode_tensors(adapter_state_dict(model, name), adapter_quantizers(model, name))
+
+
 def load_weights(model, directory: Path, adapter_name: str) -> None:
     """Copy the tensors of ``directory`` into adapter ``adapter_name`` (exact keys and shapes, else CheckpointError)."""
     live = adapter_state_dict(model, adapter_name)
-    _, tensors = ckpt.load_adapter_files(directory, {k: tuple(t.shape) for k, t in live.items()})
+    shapes = {k: tuple(t.shape) for k, t in live.items()}
+    quantizers = adapter_quantizers(model, adapter_name)
+    _, tensors = ckpt.load_adapter_files(directory, ckpt.file_shapes(shapes, quantizers))
+    tensors = ckpt.decode_tensors(directory / ckpt.WEIGHTS_NAME, tensors, quantizers, shapes)
     with torch.no_grad():
         for key, tensor in live.items():
             tensor.copy_(tensors[key].to(dtype=tensor.dtype, device=tensor.device))

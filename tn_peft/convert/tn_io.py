@@ -19,6 +19,7 @@ import torch
 
 from .. import checkpoint as ckpt
 from ..errors import CheckpointError
+from ..quantize import CODES, SCALE
 
 
 # ------------------------------------------------------------------ output folders
@@ -113,9 +114,9 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
         shape_key = f"{out_features}x{in_features}"
         if shared_specs and shape_key not in shared:
             nodes = network.shared_nodes(in_features, out_features, dtype=dtype)
+            quantizers = ckpt.shared_quantizers(shape_key, nodes)
             for full, live in ckpt.shared_keys(shape_key, nodes).items():
-                _copy(path, full, tensors, live)
-                used.add(full)
+                used.update(_copy(path, full, tensors, live, quantizers.get(full)))
             shared[shape_key] = nodes
         layer_network = network
         if isinstance(info.get("graph"), Mapping):  # the layer's own graph (layer_graph_args), parsed once
@@ -124,9 +125,9 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
                 own_graphs[text] = network_from_config(info, directory / ckpt.CONFIG_NAME)
             layer_network = own_graphs[text]
         adapter = layer_network.build(in_features, out_features, shared_nodes=shared.get(shape_key), dtype=dtype)
+        quantizers = ckpt.layer_quantizers(name, adapter)
         for full, (_, live) in ckpt.layer_keys(name, adapter).items():
-            _copy(path, full, tensors, live)
-            used.add(full)
+            used.update(_copy(path, full, tensors, live, quantizers.get(full)))
         layers[name] = adapter
     extra = {k: v for k, v in tensors.items() if k not in used}
     saved = list(config.get("modules_to_save") or [])
@@ -137,7 +138,13 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
     return config, network, layers, extra
 
 
-def _copy(path: Path, key: str, tensors: Mapping[str, torch.Tensor], live: torch.Tensor) -> None:
+def _copy(path: Path, key: str, tensors: Mapping[str, torch.Tensor], live: torch.Tensor, quantizer=None) -> set[str]:
+    """Copy checkpoint key ``key`` (decoded when ``quantizer``) into ``live``; the file keys it used."""
+    if quantizer is not None:
+        value = ckpt.decode_tensors(path, tensors, {key: quantizer}, {key: tuple(live.shape)})[key]
+        with torch.no_grad():
+            live.copy_(value.to(live.dtype))
+        return {key + CODES, key + SCALE}
     if key not in tensors:
         raise CheckpointError(f"{path}: missing key {key!r}; the checkpoint does not match its adapter_config.json graph")
     value = tensors[key]
@@ -145,3 +152,4 @@ def _copy(path: Path, key: str, tensors: Mapping[str, torch.Tensor], live: torch
         raise CheckpointError(f"{path}: key {key!r} has shape {tuple(value.shape)}, its graph needs {tuple(live.shape)}")
     with torch.no_grad():
         live.copy_(value.to(live.dtype))
+    return {key}

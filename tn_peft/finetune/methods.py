@@ -120,6 +120,31 @@ def peft_config(method: Method):
         raise DataError(f"{method.name}: peft's {cls.__name__} refused {kwargs}: {err}") from None
 
 
+def adapter_bits(method: Method) -> str:
+    """The adapter's precision for tables: ``32`` (float32), or ``angles/diagonal`` bits of a quantized
+    graph (its ``angle_bits`` / ``diagonal_bits`` parameters; 32 where one is not quantized)."""
+    args = method.graph_args if method.kind == "graph" else {}
+    angle, diagonal = (int(args.get(k) or 0) for k in ("angle_bits", "diagonal_bits"))
+    return "32" if not (angle or diagonal) else f"{angle or 32}/{diagonal or 32}"
+
+
+def adapter_file_bytes(wrapped: Any) -> tuple[int, int]:
+    """``(file bytes, payload bytes)`` of the adapter's weights as its library saves them (tn_peft or
+    peft ``save_pretrained``: ``adapter_model.safetensors``; the payload leaves out the file's header of
+    key names and shapes); ``(0, 0)`` for the frozen encoder."""
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    if not hasattr(wrapped, "save_pretrained") or not hasattr(wrapped, "peft_config"):
+        return 0, 0
+    with tempfile.TemporaryDirectory(prefix="tn-peft-size-") as folder:
+        wrapped.save_pretrained(folder)
+        files = list(Path(folder).rglob("*.safetensors"))
+        payload = sum(t.numel() * t.element_size() for f in files for t in load_file(str(f)).values())
+        return sum(f.stat().st_size for f in files), payload
+
+
 def adapter_parameter_count(model: Classifier) -> int:
     """Trainable parameters outside the head (the adapters')."""
     return sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head."))

@@ -12,19 +12,26 @@ from typing import Any
 from ..errors import DataError
 from ..io import write_json
 
-COLUMNS = ("method", "adapter params", "test acc", "mean step", "peak mem")
+COLUMNS = ("method", "adapter params", "bits", "adapter bytes", "test acc", "mean step", "peak mem")
 
 
 def _fmt_params(n: int) -> str:
     return f"{n:,}"
 
 
+def _fmt_bytes(n: int | None) -> str:
+    """Adapter file bytes (``-`` when not measured: runs from before the column, or the head row)."""
+    return f"{n:,}" if n else "-"
+
+
 def table_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
-    """One row per method: name, trainable adapter parameters, test accuracy, step time, peak memory."""
+    """One row per method: name, trainable adapter parameters, their bits and file bytes, test accuracy,
+    step time, peak memory."""
     rows = []
     for r in results:
         acc = r.get("test_accuracy")
-        rows.append([r["method"]["name"], _fmt_params(r["adapter_parameters"]),
+        rows.append([r["method"]["name"], _fmt_params(r["adapter_parameters"]), r.get("bits", "32"),
+                     _fmt_bytes(r.get("adapter_bytes")),
                      "-" if acc is None else f"{100 * acc:.2f}%",
                      f"{1000 * r['mean_step_seconds']:.0f} ms",
                      f"{r['peak_memory_bytes'] / 2**20:,.0f} MiB"])
@@ -142,6 +149,7 @@ def summarize_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                      "learning_rates": {k: v for k, v in lrs if v is not None and (kind != "head" or k == "lr_head")},
                      "runs": len(group), "seeds": sorted(r["seed"] for r in group),
                      "adapter_parameters": group[0]["adapter_parameters"],
+                     "bits": group[0].get("bits", "32"), "adapter_bytes": group[0].get("adapter_bytes"),
                      "test": mean_std(test) if test else None, "validation": mean_std(val) if val else None,
                      "mean_step_seconds": statistics.fmean(r["mean_step_seconds"] for r in group),
                      "peak_memory_bytes": max(r["peak_memory_bytes"] for r in group)})
@@ -171,11 +179,12 @@ def summarize_folders(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 def format_summary_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table of :func:`summarize_folders` rows (accuracies in %, mean ± std over seeds)."""
-    lines = ["| method | adapter params | seeds | validation acc | test acc | mean step | peak mem |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+    lines = ["| method | adapter params | bits | adapter bytes | seeds | validation acc | test acc | mean step | peak mem |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         val, test = (f"{100 * v[0]:.2f} ± {100 * v[1]:.2f}" if v else "-" for v in (r["validation"], r["test"]))
-        lines.append(f"| {r['method']} | {r['adapter_parameters']:,} | {','.join(map(str, r['seeds']))} | "
+        lines.append(f"| {r['method']} | {r['adapter_parameters']:,} | {r.get('bits', '32')} | "
+                     f"{_fmt_bytes(r.get('adapter_bytes'))} | {','.join(map(str, r['seeds']))} | "
                      f"{val} | {test} | "
                      f"{1000 * r['mean_step_seconds']:.0f} ms | {r['peak_memory_bytes'] / 2**20:,.0f} MiB |")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DataError
 from .data import Encoded
-from .methods import Classifier, Method, adapter_parameter_count, parameter_groups
+from .methods import Classifier, Method, adapter_bits, adapter_file_bytes, adapter_parameter_count, parameter_groups
 
 
 def rss_bytes() -> int:
@@ -64,6 +64,9 @@ class History:
 
     method: dict[str, Any]
     adapter_parameters: int = 0
+    bits: str = "32"
+    adapter_bytes: int = 0
+    adapter_payload_bytes: int = 0
     steps: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     eval_steps: list[int] = field(default_factory=list)
@@ -158,7 +161,8 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
     """
     device = torch.device(device)
     model.to(device)
-    history = History(method=method.to_dict(), adapter_parameters=adapter_parameter_count(model))
+    history = History(method=method.to_dict(), adapter_parameters=adapter_parameter_count(model),
+                      bits=adapter_bits(method))
     initialize_gradient_frames(model, train_data, batch_size, seed, device)
     optimizer = torch.optim.AdamW(parameter_groups(model, method), weight_decay=0.0)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -206,6 +210,7 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
     history.mean_step_seconds = sum(timed) / max(len(timed), 1)
     history.train_seconds = sum(step_times)
     history.peak_memory_bytes = int(memory.peak)
+    history.adapter_bytes, history.adapter_payload_bytes = adapter_file_bytes(model.encoder)
     if test is not None and len(test):
         t0 = time.perf_counter()
         history.test_accuracy, history.test_loss = evaluate(model, test, device=device, desc="test",

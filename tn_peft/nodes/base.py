@@ -42,10 +42,14 @@ class Node(nn.Module):
     - ``right_inverse(tensor)``: set the parameters so that ``forward()`` returns ``tensor``,
       where the map has an inverse (otherwise ``NotImplementedError``);
     - ``as_network()``: for renormalized nodes (circuits of small gates) the gate network the
-      planner may contract instead of the dense tensor; ``None`` for ordinary nodes.
+      planner may contract instead of the dense tensor; ``None`` for ordinary nodes;
+    - ``quantizers``: parameter name -> :class:`~tn_peft.quantize.Quantizer` for the parameters the node
+      trains quantized (the ``bits`` option); the node computes with ``quantized(name)``, and the
+      checkpoint stores those parameters as packed codes.
     """
 
     kind: ClassVar[str] = ""
+    quantizers: dict = {}
 
     def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -74,6 +78,12 @@ class Node(nn.Module):
     def right_inverse(self, tensor: torch.Tensor) -> None:
         """Set parameters so that ``forward()`` equals ``tensor``; kinds without an inverse refuse."""
         raise NotImplementedError(f"node kind {self.kind!r} has no right inverse")
+
+    def quantized(self, name: str) -> torch.Tensor:
+        """Parameter ``name`` as the node computes with it: ``q(p)`` (straight-through) when quantized, else ``p``."""
+        param = getattr(self, name)
+        quantizer = self.quantizers.get(name)
+        return param if quantizer is None else quantizer(param)
 
     def as_network(self):
         """The gate network of a renormalized node, or ``None`` (the node is contracted as one tensor)."""

@@ -8,17 +8,20 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
+from ..quantize import SymmetricQuantizer, check_bits
 from .base import Node
 
 
 class Diagonal(Node, kind="diagonal"):
     """``s[k]``: a diagonal matrix stored as its k entries; its one leg is a hyperedge of the network.
 
-    Options: ``init`` zeros (default: dW starts at 0) | ones | normal, ``std`` for normal.
+    Options: ``init`` zeros (default: dW starts at 0) | ones | normal, ``std`` for normal; ``bits``
+    (0: full precision; 1..8: trained through a symmetric power-of-two-step quantizer,
+    :class:`tn_peft.quantize.SymmetricQuantizer`, and saved as packed codes).
     """
 
     def __init__(self, name: str, legs: Sequence[str], shape: Sequence[int], *,
-                 init: str = "zeros", std: float = 1.0) -> None:
+                 init: str = "zeros", std: float = 1.0, bits: int = 0) -> None:
         super().__init__(name, legs, shape)
         if len(self.shape) != 1:
             raise SpecError(f"a diagonal node has exactly one leg, got {list(self.legs)}", node=name,
@@ -32,9 +35,15 @@ class Diagonal(Node, kind="diagonal"):
         else:
             raise SpecError(f"init {init!r} is not known", node=name, fix="use zeros, ones or normal")
         self.values = nn.Parameter(values)
+        self.bits = check_bits(bits, node=name)
+        if bits:
+            self.quantizers = {"values": SymmetricQuantizer(bits)}
 
     def forward(self) -> torch.Tensor:
-        return self.values
+        return self.quantized("values")
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (f", bits={self.bits}" if self.bits else "")
 
     def right_inverse(self, tensor: torch.Tensor) -> None:
         with torch.no_grad():

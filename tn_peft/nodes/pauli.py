@@ -21,6 +21,12 @@ subspace: the top-K singular vectors of the layer's weight (set when the adapter
 layer) or of the layer's first gradient dL/dW (set by :func:`tn_peft.frames.initialize_frames`, as
 LoRA-GA does for LoRA). A framed node starts at zero angles (``init: identity``) unless told
 otherwise, so ``Q = F E_K`` spans that subspace at step 0. The frame is a buffer (saved, not trained).
+
+``bits: b`` (1..8) trains the angles through a b-bit quantizer on the circle (the gates' period
+4 pi, :class:`tn_peft.quantize.AngleQuantizer`) with a straight-through gradient: the node computes,
+saves (packed codes) and loads the quantized circuit. Not for the csd construction. (For a wire of
+d > 2 each angle is wrapped on the same circle; there the wrap is a jump, which the angles rarely
+reach from their start in ``[-pi, pi]``.)
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from .circuit_layout import circuit_layout, gate_params
 from .circuit_network import CircuitNetwork, circuit_network
 from .csd import CSDBlock, csd_num_params, init_angles
 from .fit import FitResult, fit_columns
+from ..quantize import AngleQuantizer, check_bits
 from .frame import apply_frame, frame_from_columns
 
 CONSTRUCTIONS = ("auto", "pauli", "mixed_radix", "csd")
@@ -88,13 +95,13 @@ class PauliNode(StiefelNode, kind="pauli"):
     gate, between Pauli's log N and the full Lie map's N K), ``init`` random | normal |
     identity (zero angles: Q = E_K up to column signs, the CZ layers' signs) | auto (the default:
     identity with a frame, else random), ``init_scale`` (random: angles U(-pi s, pi s); normal: std s), ``frame``
-    none | weight | gradient (see the module docstring).
+    none | weight | gradient, ``bits`` (0: full precision; 1..8: quantized angles; see the module docstring).
     """
 
     def __init__(self, name: str, legs: Sequence[str], shape: Sequence[int], *, cols=None,
                  layers: int = 1, construction: str = "auto", wires: Sequence[int] | None = None,
                  max_wire: int = 0,
-                 init: str | None = None, init_scale: float = 1.0, frame: str = "none") -> None:
+                 init: str | None = None, init_scale: float = 1.0, frame: str = "none", bits: int = 0) -> None:
         super().__init__(name, legs, shape, cols)
         n, k = self.rows, self.cols
         if not isinstance(layers, int) or isinstance(layers, bool) or layers < 0:
@@ -131,8 +138,12 @@ class PauliNode(StiefelNode, kind="pauli"):
                             node=name, fix="use construction: auto (mixed_radix or csd)")
         if construction == "mixed_radix" and n < 2:
             raise SpecError("construction 'mixed_radix' needs at least 2 rows", node=name, fix="use csd")
+        if check_bits(bits, node=name) and construction == "csd":
+            raise SpecError(f"bits {bits} needs a circuit of wires, but {n} rows use the csd construction",
+                            node=name, fix="use bits: 0 on this node, or a layer size whose prime factors are at most 7")
         self.layers = layers
         self.construction = construction
+        self.bits = bits
         self.init, self.init_scale = init, float(init_scale)
         self.frame = frame
         if frame != "none":  # identity frame until set_frame (tau = 0: every reflection is I)
@@ -155,6 +166,8 @@ class PauliNode(StiefelNode, kind="pauli"):
                 self.initial = nn.Parameter(init_angles((first,), init, self.init_scale))
                 self.weights = nn.Parameter(init_angles((layers, (layout.num_params - first) // max(layers, 1)),
                                                         init, self.init_scale))
+            if bits:
+                self.quantizers = {"initial": AngleQuantizer(bits), "weights": AngleQuantizer(bits)}
 
     def reset_parameters(self, init: str | None = None, init_scale: float | None = None) -> None:
         """Redraw every angle (``init`` / ``init_scale`` default to the node's options)."""
@@ -165,15 +178,15 @@ class PauliNode(StiefelNode, kind="pauli"):
                 p.copy_(init_angles(p.shape, init, scale))
 
     def theta(self) -> torch.Tensor:
-        """All circuit angles as one flat vector in layout order (not for csd)."""
-        return torch.cat([self.initial.reshape(-1), self.weights.reshape(-1)])
+        """All circuit angles (quantized when ``bits``) as one flat vector in layout order (not for csd)."""
+        return torch.cat([self.quantized("initial").reshape(-1), self.quantized("weights").reshape(-1)])
 
     def circuit_matrix(self) -> torch.Tensor:
         """The circuit's first K columns ``C(theta)[:, :K]``, without the frame."""
         if self.construction == "csd":
             return self.csd.columns(self.cols)
         if self.construction == "pauli":
-            return pauli_unitary(self.initial, self.weights, self.cols)
+            return pauli_unitary(self.quantized("initial"), self.quantized("weights"), self.cols)
         return circuit_columns(self.wire_dims, self.layers, self.theta(), self.cols)
 
     def matrix(self) -> torch.Tensor:
@@ -220,7 +233,8 @@ class PauliNode(StiefelNode, kind="pauli"):
     def extra_repr(self) -> str:
         wires = f", wires={list(self.wire_dims)}" if self.wire_dims and self.construction != "pauli" else ""
         frame = f", frame={self.frame!r}" if self.frame != "none" else ""
-        return (f"{super().extra_repr()}, construction={self.construction!r}, layers={self.layers}{wires}{frame}")
+        bits = f", bits={self.bits}" if self.bits else ""
+        return (f"{super().extra_repr()}, construction={self.construction!r}, layers={self.layers}{wires}{frame}{bits}")
 
 
 def mixed_radix_params(wire_dims: Sequence[int], layers: int) -> int:
