@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .base_layers import dense_weight, is_quantized
 from .errors import ShapeError, SpecError
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -54,7 +55,7 @@ def weight_matrix(module: nn.Module) -> torch.Tensor:
 
     base = module.base_layer if isinstance(module, TnLayer) else module
     kind, out_features, _ = layer_info(base)
-    weight = base.weight
+    weight = dense_weight(base)
     if kind == "conv1d":
         return weight.T
     return weight.reshape(out_features, -1)
@@ -105,6 +106,10 @@ def initialize_frames(model, batches: Iterable[Any], loss_fn: LossFn, *, adapter
                 todo.append((name, layer, adapter))
     if not todo:
         return 0
+    quantized = next((name for name, layer, _ in todo if is_quantized(layer.base_layer)), None)
+    if quantized is not None:
+        raise ShapeError(f"layer {quantized!r} has a quantized base weight, which has no gradient dL/dW for "
+                         f"frame: gradient; use frame: weight (its dequantized weight) or frame: none")
     weights = {id(layer): layer.base_layer.weight for _, layer, _ in todo}
     saved_flags = {key: w.requires_grad for key, w in weights.items()}
     sums = {key: torch.zeros_like(w, dtype=torch.float64) for key, w in weights.items()}

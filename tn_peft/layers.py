@@ -27,14 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base_layers import compute_dtype, is_quantized, merge_into
 from .errors import ShapeError
 
 _MAX_CACHED_PROGRAMS = 64
 
 
-def adapter_dtype(weight: torch.Tensor) -> torch.dtype:
-    """Adapters train in float32 (float64 if the base is float64), whatever the base's dtype."""
-    return weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
+def adapter_dtype(module: nn.Module) -> torch.dtype:
+    """Adapters train in float32 (float64 if the layer computes in float64), whatever the base's dtype
+    (bfloat16, float16, or a quantized weight: :func:`tn_peft.base_layers.compute_dtype`)."""
+    dtype = compute_dtype(module.base_layer if isinstance(module, TnLayer) else module)
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
 def pairwise_program(equation: str, shapes: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, ...], str]]:
@@ -138,32 +141,35 @@ class TnLayer(nn.Module):
 
     # ---------------------------------------------------------------- merge
     def merge(self, adapter_names: Sequence[str] | None = None, safe_merge: bool = False) -> None:
-        """Add the adapters' dW into the base weight (``W += dW``); ``safe_merge`` checks for NaN/inf first."""
-        weight = self.base_layer.weight
+        """Add the adapters' dW into the base weight (``W += dW``); ``safe_merge`` checks for NaN/inf first.
+        A quantized base is dequantized, merged and re-quantized (:func:`tn_peft.base_layers.merge_into`)."""
         for name in list(adapter_names or self.active_adapters):
             if name in self.merged_adapters or name not in self.tn_adapters:
                 continue
-            with torch.no_grad():
-                delta = self.get_delta_weight(name).to(weight.dtype)
-                if safe_merge:
-                    merged = weight + delta
-                    if not torch.isfinite(merged).all():
-                        raise ShapeError(f"merging adapter {name!r} gives NaN/inf weights; the adapter is broken")
-                    weight.copy_(merged)
-                else:
-                    weight.add_(delta)
+            self._add_to_weight(name, +1, safe_merge)
             self.merged_adapters.append(name)
 
     def unmerge(self, adapter_names: Sequence[str] | None = None) -> None:
         """Subtract merged adapters' dW from the base weight, last merged first."""
-        weight = self.base_layer.weight
         names = list(adapter_names) if adapter_names is not None else list(self.merged_adapters)
         for name in reversed(list(self.merged_adapters)):
             if name not in names:
                 continue
-            with torch.no_grad():
-                weight.sub_(self.get_delta_weight(name).to(weight.dtype))
+            self._add_to_weight(name, -1, False)
             self.merged_adapters.remove(name)
+
+    def _add_to_weight(self, name: str, sign: int, safe_merge: bool) -> None:
+        """``W += sign * dW`` for adapter ``name`` (re-quantizing a quantized base)."""
+        with torch.no_grad():
+            delta = self.get_delta_weight(name) * sign
+            if is_quantized(self.base_layer):
+                merge_into(self.base_layer, delta, safe_merge=safe_merge, name=name)
+                return
+            weight = self.base_layer.weight
+            delta = delta.to(weight.dtype)
+            if safe_merge and not torch.isfinite(weight + delta).all():
+                raise ShapeError(f"merging adapter {name!r} gives NaN/inf weights; the adapter is broken")
+            weight.add_(delta)
 
     # -------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -270,10 +276,10 @@ def build_adapter(network, module: nn.Module, *, shared_nodes: dict[str, nn.Modu
     from .targets import layer_info
 
     _, out_features, in_features = layer_info(module, name)
-    weight = module.weight
+    base = module.base_layer if isinstance(module, TnLayer) else module
     try:
         adapter = network.build(in_features, out_features, shared_nodes=shared_nodes,
-                                dtype=adapter_dtype(weight), device=weight.device)
+                                dtype=adapter_dtype(base), device=base.weight.device)
         set_weight_frames(adapter, module)
         return adapter
     except SpecError as err:

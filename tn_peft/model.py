@@ -188,7 +188,7 @@ class TnPeftModel(nn.Module):
             shape_key = f"{out_features}x{in_features}"
             if shared_specs and shape_key not in shared:
                 shared[shape_key] = network.shared_nodes(in_features, out_features, device=module.weight.device,
-                                                         dtype=adapter_dtype(module.weight))
+                                                         dtype=adapter_dtype(module))
             built[name] = build_adapter(networks[name], module, shared_nodes=shared.get(shape_key), name=name)
         wrappers = self._find_modules_to_save(config, adapter_name)
         for name, adapter in built.items():

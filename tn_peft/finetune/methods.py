@@ -45,15 +45,33 @@ class Method:
         return asdict(self)
 
 
-def load_encoder(path: str | Path):
-    """The frozen pretrained encoder and its tokenizer from a local folder (never downloads)."""
+#: ``--quantize-base`` choices -> transformers' BitsAndBytesConfig arguments (QLoRA's 4-bit nf4 with
+#: double quantization; LLM.int8())
+QUANTIZE_BASE = {
+    "nf4": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True},
+    "int8": {"load_in_8bit": True},
+}
+
+
+def load_encoder(path: str | Path, quantize_base: str | None = None, device: str = "cpu"):
+    """The frozen pretrained encoder and its tokenizer from a local folder (never downloads); with
+    ``quantize_base`` (nf4 | int8) its linear layers load quantized by bitsandbytes (compute in float32)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from ..errors import require
 
     transformers = require("transformers", "transformers", "tn-peft finetune")
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    encoder = transformers.AutoModel.from_pretrained(str(path), local_files_only=True)
+    options: dict[str, Any] = {}
+    if quantize_base:
+        if quantize_base not in QUANTIZE_BASE:
+            raise DataError(f"--quantize-base {quantize_base!r} is not known. Fix: use one of {', '.join(QUANTIZE_BASE)}")
+        require("bitsandbytes", "tn-peft[quantized]", f"--quantize-base {quantize_base}")
+        kwargs = dict(QUANTIZE_BASE[quantize_base])
+        if quantize_base == "nf4":
+            kwargs["bnb_4bit_compute_dtype"] = torch.float32
+        options = {"quantization_config": transformers.BitsAndBytesConfig(**kwargs), "device_map": device}
+    encoder = transformers.AutoModel.from_pretrained(str(path), local_files_only=True, **options)
     encoder.eval()
     for p in encoder.parameters():
         p.requires_grad_(False)

