@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 import tn_peft
-from tn_peft.base_layers import compute_dtype, dense_weight, is_quantized, merge_into, quantized_kind
+from tn_peft.base_layers import (
+    compute_dtype,
+    dense_weight,
+    is_quantized,
+    merge_into,
+    quantized_kind,
+)
 from tn_peft.errors import ShapeError
 from tn_peft.frames import initialize_frames
 
@@ -198,9 +204,10 @@ def test_minilm_loaded_in_nf4_with_double_quantization(tmp_path):
 def test_quantize_base_without_bitsandbytes_names_the_extra(monkeypatch):
     import sys
 
+    from real_models import minilm_path
+
     from tn_peft.errors import MissingDependencyError
     from tn_peft.finetune.methods import load_encoder
-    from real_models import minilm_path
 
     path = minilm_path()
     if path is None:

@@ -223,5 +223,18 @@ def decode(packed: torch.Tensor, step: torch.Tensor, quantizer: Quantizer, shape
     return quantizer.values(codes - quantizer.offset, step).reshape(shape)
 
 
-__all__ = ["AngleQuantizer", "CODES", "MAX_BITS", "Quantizer", "SCALE", "SymmetricQuantizer", "check_bits",
-           "decode", "encode", "pack_codes", "packed_size", "straight_through", "unpack_codes"]
+__all__ = [
+    "CODES",
+    "MAX_BITS",
+    "SCALE",
+    "AngleQuantizer",
+    "Quantizer",
+    "SymmetricQuantizer",
+    "check_bits",
+    "decode",
+    "encode",
+    "pack_codes",
+    "packed_size",
+    "straight_through",
+    "unpack_codes",
+]

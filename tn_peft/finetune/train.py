@@ -17,7 +17,14 @@ from tqdm.auto import tqdm
 
 from ..errors import DataError
 from .data import Encoded
-from .methods import Classifier, Method, adapter_bits, adapter_file_bytes, adapter_parameter_count, parameter_groups
+from .methods import (
+    Classifier,
+    Method,
+    adapter_bits,
+    adapter_file_bytes,
+    adapter_parameter_count,
+    parameter_groups,
+)
 
 
 def rss_bytes() -> int:

@@ -49,7 +49,6 @@ class Node(nn.Module):
     """
 
     kind: ClassVar[str] = ""
-    quantizers: dict = {}
 
     def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -67,6 +66,7 @@ class Node(nn.Module):
         self.name = name
         self.legs = tuple(legs)
         self.shape = tuple(int(s) for s in shape)
+        self.quantizers: dict[str, Any] = {}
 
     def forward(self) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -39,13 +39,13 @@ from torch import nn
 
 from ..errors import ShapeError, SpecError
 from ..factorize import prime_factors as ascending_prime_factors
+from ..quantize import AngleQuantizer, check_bits
 from .base import StiefelNode
 from .circuit import circuit_columns, pauli_unitary
 from .circuit_layout import circuit_layout, gate_params
 from .circuit_network import CircuitNetwork, circuit_network
 from .csd import CSDBlock, csd_num_params, init_angles
 from .fit import FitResult, fit_columns
-from ..quantize import AngleQuantizer, check_bits
 from .frame import apply_frame, frame_from_columns
 
 CONSTRUCTIONS = ("auto", "pauli", "mixed_radix", "csd")
