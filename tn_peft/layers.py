@@ -91,6 +91,8 @@ class TnLayer(nn.Module):
         self.disable_adapters = False
         # adapter name -> node tensors, filled by TnPeftModel for one forward pass (batched evaluation)
         self.node_cache: dict[str, list[torch.Tensor]] | None = None
+        # the rows of this forward's batch grouped by adapter (a mixed-adapter batch, tn_peft.mixed), or None
+        self.row_groups = None
         self._programs: dict[Any, Any] = {}
 
     # ---------------------------------------------------------------- setup
@@ -180,10 +182,27 @@ class TnLayer(nn.Module):
         result = self.base_layer(x, *args, **kwargs)
         if self.merged_adapters:
             return result
+        if self.row_groups is not None:
+            return self._mixed_forward(x, result)
         for name in self.active_adapters:
             if name in self.tn_adapters:
                 out = self.adapter_output(name, self.tn_dropout[name](x))
                 result = result + out.to(result.dtype)
+        return result
+
+    def _mixed_forward(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        """``result`` plus each row group's adapter output on its own rows (:mod:`tn_peft.mixed`)."""
+        from .mixed import check_batch
+
+        check_batch(self.row_groups, x)
+        for name, rows in self.row_groups.groups:
+            if name not in self.tn_adapters:
+                continue
+            if rows.numel() == self.row_groups.batch:  # one adapter for the whole batch: no gather, no scatter
+                result = result + self.adapter_output(name, self.tn_dropout[name](x)).to(result.dtype)
+                continue
+            out = self.adapter_output(name, self.tn_dropout[name](x.index_select(0, rows)))
+            result = result.index_add(0, rows, out.to(result.dtype))
         return result
 
     def adapter_output(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
@@ -261,6 +280,21 @@ class TnConv2d(TnLayer):
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         return self.delta_matrix(adapter_name).reshape(self.base_layer.weight.shape)
+
+    def _mixed_forward(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        """``result`` plus each row group's adapter output on its own rows (:mod:`tn_peft.mixed`)."""
+        from .mixed import check_batch
+
+        check_batch(self.row_groups, x)
+        for name, rows in self.row_groups.groups:
+            if name not in self.tn_adapters:
+                continue
+            if rows.numel() == self.row_groups.batch:  # one adapter for the whole batch: no gather, no scatter
+                result = result + self.adapter_output(name, self.tn_dropout[name](x)).to(result.dtype)
+                continue
+            out = self.adapter_output(name, self.tn_dropout[name](x.index_select(0, rows)))
+            result = result.index_add(0, rows, out.to(result.dtype))
+        return result
 
     def adapter_output(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
         dw = self.delta_matrix(adapter_name, self.node_tensors(adapter_name))

@@ -100,6 +100,7 @@ class TnPeftModel(nn.Module):
         self._disabled = False
         self._frozen: set[int] = set()  # parameters a node kind keeps frozen on purpose
         self._groups: list | None = None
+        self._mixed_nodes: tuple | None = None  # (adapter names, per-layer node modules, node groups) of the last mixed batch
         for param in model.parameters():
             param.requires_grad_(False)
         self.add_adapter(adapter_name, config, targets=targets, layer_specs=layer_specs)
@@ -215,7 +216,7 @@ class TnPeftModel(nn.Module):
         self.peft_config[adapter_name] = config
         self.targets[adapter_name] = infos
         self.networks[adapter_name] = network
-        self._groups = None
+        self._groups = self._mixed_nodes = None
         self._mark_trainable()
 
     @staticmethod
@@ -303,7 +304,7 @@ class TnPeftModel(nn.Module):
             layer.active_adapters = list(names)
         for module_name, wrapper in self._saved_wrappers():
             wrapper.active_adapter = saved[module_name]
-        self._groups = None
+        self._groups = self._mixed_nodes = None
         self._mark_trainable()
 
     def delete_adapter(self, adapter_name: str) -> None:
@@ -321,7 +322,7 @@ class TnPeftModel(nn.Module):
             del self.tn_shared[adapter_name]
         for store in (self.peft_config, self.targets, self.networks):
             store.pop(adapter_name, None)
-        self._groups = None
+        self._groups = self._mixed_nodes = None
 
     def _mark_trainable(self) -> None:
         """Active adapters not loaded for inference are trainable (less the nodes frozen on purpose); others frozen."""
@@ -399,19 +400,52 @@ class TnPeftModel(nn.Module):
             self._replace(name, wrapper.active_module() if merge else wrapper.original_module)
         self.tn_shared = nn.ModuleDict()
         self.peft_config, self.targets, self.networks = {}, {}, {}
-        self._groups = None
+        self._groups = self._mixed_nodes = None
         return self.base_model
 
     # ------------------------------------------------------------- forward
-    def _forward(self, *args: Any, **kwargs: Any) -> Any:
+    def _forward(self, *args: Any, adapter_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        if adapter_names is not None:
+            with self._mixed_batch(adapter_names):
+                return self.base_model(*args, **kwargs)
         with self._node_cache():
             return self.base_model(*args, **kwargs)
 
+    @contextmanager
+    def _mixed_batch(self, adapter_names: Sequence[str]) -> Iterator[None]:
+        """Row i uses adapter ``adapter_names[i]`` (``"__base__"``: none) in every layer (:mod:`tn_peft.mixed`);
+        the nodes of all the named adapters are evaluated together first."""
+        from .mixed import row_groups
+
+        layers = [layer for _, layer in self.tn_layers()]
+        groups = row_groups(adapter_names, list(self.peft_config), training=self.training,
+                            merged=any(layer.merged for layer in layers),
+                            device=next((p.device for p in self.parameters()), "cpu"))
+        names = groups.names
+        cached = self._mixed_nodes if self._mixed_nodes is not None and self._mixed_nodes[0] == names else None
+        if cached is None:
+            entries = [(layer, [(name, list(layer.tn_adapters[name].node_modules().values()))
+                                for name in names if name in layer.tn_adapters]) for layer in layers]
+            cached = self._mixed_nodes = (names, entries, plan_groups(
+                [node for _, pairs in entries for _, modules in pairs for node in modules]))
+        _, entries, node_groups = cached
+        values = evaluate_groups(node_groups) if self.batch_nodes else None
+        try:
+            for layer, pairs in entries:
+                layer.row_groups = groups
+                if values is not None:
+                    layer.node_cache = {name: [values[id(node)] for node in modules] for name, modules in pairs}
+            yield
+        finally:
+            for layer, _ in entries:
+                layer.row_groups = layer.node_cache = None
+
     forward = _SignedForward()  # the base model's signature, so Trainer keeps the right dataset columns
 
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """The base model's ``generate``, with every node evaluated once for the whole generation."""
-        with torch.no_grad(), self._node_cache():
+    def generate(self, *args: Any, adapter_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """The base model's ``generate``, with every node evaluated once for the whole generation;
+        ``adapter_names`` (one per sequence) generates a mixed-adapter batch (:mod:`tn_peft.mixed`)."""
+        with torch.no_grad(), (self._node_cache() if adapter_names is None else self._mixed_batch(adapter_names)):
             return self.base_model.generate(*args, **kwargs)
 
     @contextmanager
