@@ -74,8 +74,10 @@ def test_transformers_forward_and_generate():
     out = model.generate(input_ids=batch["input_ids"], max_new_tokens=3, do_sample=False, adapter_names=names,
                          pad_token_id=0)
     for i, name in enumerate(names):
-        generate = lambda: model.generate(input_ids=batch["input_ids"][i:i + 1], max_new_tokens=3,
-                                          do_sample=False, pad_token_id=0)
+        def generate(row=i):
+            return model.generate(input_ids=batch["input_ids"][row:row + 1], max_new_tokens=3, do_sample=False,
+                                  pad_token_id=0)
+
         if name == "__base__":
             with model.disable_adapter():
                 alone = generate()
