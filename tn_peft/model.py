@@ -32,6 +32,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import model_io
 from .batching import evaluate_groups, plan_groups
+from .distributed import barrier, is_main_process, is_sharded
 from .config import AdapterConfig
 from .errors import SpecError
 from .layers import ModulesToSave, TnLayer, adapter_dtype, build_adapter, wrap_layer
@@ -51,6 +52,16 @@ def from_pretrained(model: nn.Module, directory: str | Path, adapter_name: str =
                     is_trainable: bool = False, **kwargs: Any) -> TnPeftModel:
     """Wrap ``model`` with a saved adapter (``TnPeftModel.from_pretrained``; PEFT's ``PeftModel.from_pretrained``)."""
     return TnPeftModel.from_pretrained(model, directory, adapter_name, is_trainable, **kwargs)
+
+
+def _sharded(groups: list[list[nn.Module]]) -> bool:
+    """True when the nodes are FSDP2-sharded here (their block gathers them only around its own forward)."""
+    for group in groups:
+        for node in group:
+            param = next(node.parameters(), None)
+            if param is not None and is_sharded(param):
+                return True
+    return False
 
 
 class _SignedForward:
@@ -429,7 +440,7 @@ class TnPeftModel(nn.Module):
             cached = self._mixed_nodes = (names, entries, plan_groups(
                 [node for _, pairs in entries for _, modules in pairs for node in modules]))
         _, entries, node_groups = cached
-        values = evaluate_groups(node_groups) if self.batch_nodes else None
+        values = evaluate_groups(node_groups) if self.batch_nodes and not _sharded(node_groups) else None
         try:
             for layer, pairs in entries:
                 layer.row_groups = groups
@@ -465,7 +476,7 @@ class TnPeftModel(nn.Module):
             nodes = [node for _, entries in layers for _, modules in entries for node in modules]
             self._groups = (layers, plan_groups(nodes))
         layers, groups = self._groups
-        if not layers or layers[0][0].merged:
+        if not layers or layers[0][0].merged or _sharded(groups):
             yield
             return
         values = evaluate_groups(groups)
@@ -498,14 +509,17 @@ class TnPeftModel(nn.Module):
     def save_pretrained(self, save_directory: str | Path, selected_adapters: Sequence[str] | None = None,
                         **_: Any) -> None:
         """Write each adapter's ``adapter_model.safetensors`` + ``adapter_config.json`` (non-default ones in
-        subfolders), active or not; ``selected_adapters`` picks some."""
+        subfolders), active or not; ``selected_adapters`` picks some. Under FSDP call it on every rank: the
+        sharded tensors are gathered (a collective) and rank 0 writes (:mod:`tn_peft.distributed`)."""
         for name in selected_adapters or list(self.peft_config):
             if name not in self.peft_config:
                 raise SpecError(f"no adapter named {name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
             config = ckpt.make_config(self.peft_config[name].to_dict(), self.networks[name].to_spec(),
                                       self.targets[name])
-            ckpt.save_adapter_files(ckpt.adapter_directory(save_directory, name), config,
-                                    model_io.adapter_file_tensors(self, name))
+            tensors = model_io.adapter_file_tensors(self, name)  # under FSDP: gathered on every rank
+            if is_main_process():
+                ckpt.save_adapter_files(ckpt.adapter_directory(save_directory, name), config, tensors)
+        barrier()
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, model_id: str | Path, adapter_name: str = "default",

@@ -51,7 +51,10 @@ def adapter_quantizers(model, name: str) -> dict[str, Any]:
 
 def adapter_file_tensors(model, name: str) -> dict[str, torch.Tensor]:
     """What ``adapter_model.safetensors`` holds for adapter ``name``: its state, quantized parameters packed."""
-    return ckpt.encode_tensors(adapter_state_dict(model, name), adapter_quantizers(model, name))
+    from .distributed import full_tensor
+
+    state = {key: full_tensor(tensor) for key, tensor in adapter_state_dict(model, name).items()}
+    return ckpt.encode_tensors(state, adapter_quantizers(model, name))
 
 
 def load_weights(model, directory: Path, adapter_name: str) -> None:

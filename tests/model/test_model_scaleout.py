@@ -160,3 +160,49 @@ def test_torch_compile_inductor_on_gpt2():
     model = tn_peft.get_model(tiny_gpt2(), qpeft_config(TARGETS["gpt2"]))
     ids = token_batch(101, seed=8, batch=2, length=6)["input_ids"]
     _compile_check(model, {"input_ids": ids, "labels": ids}, "inductor")
+
+
+@pytest.mark.parametrize("graph", ["quantum_peft", "lotr"])
+def test_fsdp2_two_processes_match_one_process(graph, tmp_path):
+    """FSDP2 (fully_shard per GPT2Block, then the model; gloo on CPU): the same loss curve and adapter as one
+    process on the global batch, and the adapter saved from the sharded model equals one process's."""
+    from fsdp_common import STEPS, build, sgd_steps
+    from safetensors.torch import load_file
+
+    model = build(graph)
+    perturb(model, scale=0.1)
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    batch = token_batch(model.config.vocab_size, seed=7, batch=4, length=9)
+    torch.save(batch, tmp_path / "batch.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [str(tmp_path / n) for n in ("init", "state.pt", "batch.pt", "rank0.pt")] + [str(tmp_path / "sharded")]
+    procs = [subprocess.Popen([sys.executable, str(HERE / "fsdp_worker.py"), graph, str(rank), "2", *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for rank in range(2)]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-3000:]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    losses = sgd_steps(model, batch, STEPS)
+    assert losses[-1] < losses[0]
+    result = torch.load(tmp_path / "rank0.pt")
+    assert result["sharded"], "the worker's adapter parameters should be FSDP2-sharded"
+    torch.testing.assert_close(torch.tensor(result["losses"]), torch.tensor(losses), rtol=1e-5, atol=1e-6)
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    assert set(result["params"]) == set(params)
+    for name, value in params.items():
+        torch.testing.assert_close(result["params"][name], value, rtol=1e-4, atol=1e-6, msg=name)
+    model.save_pretrained(tmp_path / "single")
+    sharded, single = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("sharded", "single"))
+    assert set(sharded) == set(single)
+    for key in single:
+        torch.testing.assert_close(sharded[key], single[key], rtol=1e-4, atol=1e-6, msg=key)
+    loaded = tn_peft.TnPeftModel.from_pretrained(tiny_gpt2(), tmp_path / "sharded")
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=batch["input_ids"]).logits,
+                                   model(input_ids=batch["input_ids"]).logits, rtol=1e-4, atol=1e-5)
