@@ -32,8 +32,8 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import model_io
 from .batching import evaluate_groups, plan_groups
-from .distributed import barrier, is_main_process, is_sharded
 from .config import AdapterConfig
+from .distributed import barrier, is_main_process, is_sharded
 from .errors import SpecError
 from .layers import ModulesToSave, TnLayer, adapter_dtype, build_adapter, wrap_layer
 from .targets import find_targets, layer_info, match_name
