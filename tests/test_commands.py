@@ -36,7 +36,7 @@ def test_finetune_through_the_cli_records_its_command_line(monkeypatch):
     # metrics.json "command" comes from args.command_line; tn-peft finetune must set it too
     import importlib
 
-    finetune_run = importlib.import_module("tn_peft.finetune.run")  # the module; tn_peft.finetune.run is a function
+    finetune_run = importlib.import_module("tn_peft.finetune.run")
     seen = {}
 
     def fake_run(args):

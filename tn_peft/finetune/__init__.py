@@ -3,9 +3,8 @@
 ``tn-peft finetune`` is :func:`tn_peft.finetune.run.run`; its options are
 :func:`tn_peft.finetune.run.add_arguments`. The pieces: :mod:`.data` (offline data sets, grouped
 split, tokenization), :mod:`.methods` (the classifier and how it is adapted), :mod:`.train` (the
-loop, timing, peak memory), :mod:`.report` (table, metrics.json, curves.png).
+loop, timing, peak memory), :mod:`.report` (table, metrics.json, curves.png), :mod:`.grid` (the
+``--compare`` / ``--graph`` specs), :mod:`.frontier` (accuracy against parameters).
+
+The package imports none of them, so ``python -m tn_peft.finetune.run`` runs that module once.
 """
-
-from .run import add_arguments, run
-
-__all__ = ["add_arguments", "run"]
