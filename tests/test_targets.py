@@ -6,7 +6,13 @@ import pytest
 from torch import nn
 
 from tn_peft.errors import SpecError
-from tn_peft.targets import find_targets, in_modules_to_save, layer_index, layer_info, match_name
+from tn_peft.targets import (
+    find_targets,
+    in_modules_to_save,
+    layer_index,
+    layer_info,
+    match_name,
+)
 
 
 class _Block(nn.Module):
