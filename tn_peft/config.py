@@ -185,20 +185,16 @@ class AdapterConfig:
         return net
 
     def layer_graph_key(self, module_name: str) -> str | None:
-        """The ``layer_graph_args`` key that applies to ``module_name``, or None.
-
-        PEFT's ``get_pattern_key`` rule (``peft.utils.other``): a key matches when
-        ``re.match(rf"(.*\\.)?({key})$", module_name)`` does -- the whole name, a dotted suffix, or a regex over
-        one; the first matching key in dict order wins.
+        """The ``layer_graph_args`` key that applies to ``module_name``, or None (PEFT's rule:
+        :func:`tn_peft.targets.pattern_key`).
 
         >>> AdapterConfig(target_modules=["query"], layer_graph_args={"query": {"rank": 2}}).layer_graph_key(
         ...     "encoder.layer.0.attention.self.query")
         'query'
         """
-        for key in self.layer_graph_args:
-            if re.match(rf"(.*\.)?({key})$", module_name):
-                return key
-        return None
+        from .targets import pattern_key
+
+        return pattern_key(self.layer_graph_args, module_name)
 
     def check_layer_graph_args(self, network=None) -> None:
         """SpecError naming the key for an override of a parameter the graph does not have."""

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..targets import pattern_key
 from .linalg import lora_scale
 
 CONFIG_NAME = "adapter_config.json"
@@ -98,19 +99,6 @@ class LoraCheckpoint:
     @property
     def fan_in_fan_out(self) -> bool:
         return bool(self.config.get("fan_in_fan_out", False))
-
-
-def pattern_key(patterns: Mapping[str, Any], module_name: str) -> str | None:
-    """The first key of a peft ``rank_pattern``/``alpha_pattern`` matching ``module_name`` (peft's rule:
-    ``re.match(rf"(.*\\.)?({key})$", name)``), or None.
-
-    >>> pattern_key({"value": 2}, "encoder.layer.0.attention.self.value")
-    'value'
-    """
-    for key in patterns:
-        if re.match(rf"(.*\.)?({key})$", module_name):
-            return key
-    return None
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:

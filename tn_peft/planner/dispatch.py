@@ -112,10 +112,6 @@ class PlanFamily:
             i += 1
         return i
 
-    def plan_for(self, tokens: int) -> Plan:
-        """The plan used for ``tokens`` rows (its costs were predicted at the grid point it won)."""
-        return self.plans[self.index(tokens)]
-
     def select(self, tokens: int) -> tuple[Callable, frozenset[int]]:
         """``(compiled program, gate operands)`` for ``tokens`` rows: a dict lookup after the first call.
 
