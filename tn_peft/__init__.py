@@ -12,6 +12,7 @@ from .config import AdapterConfig
 from .errors import (
            CheckpointError,
            MissingDependencyError,
+           RightInverseError,
            ShapeError,
            SpecError,
            TnPeftError,
@@ -20,6 +21,7 @@ from .model import TnPeftModel, from_pretrained, get_model
 from .network import Network
 from .spec import catalog, load_graph
 
-__all__ = ["Adapter", "AdapterConfig", "CheckpointError", "MissingDependencyError", "Network", "ShapeError",
+__all__ = ["Adapter", "AdapterConfig", "CheckpointError", "MissingDependencyError", "Network", "RightInverseError",
+           "ShapeError",
            "SpecError", "TnPeftError", "TnPeftModel", "__version__", "catalog", "from_pretrained", "get_model",
            "load_graph"]

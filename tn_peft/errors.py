@@ -41,6 +41,11 @@ class ShapeError(TnPeftError, ValueError):
     """A tensor given at run time has a shape the adapter cannot take."""
 
 
+class RightInverseError(TnPeftError, ValueError):
+    """A node's map does not reach the matrix asked of its right inverse (not orthonormal, an eigenvalue
+    -1 for Cayley, determinant -1 for exp, beyond the intrinsic rank). The message says how to fix it."""
+
+
 class CheckpointError(TnPeftError, ValueError):
     """A checkpoint file is missing, corrupt, or not of the expected kind. Names the file and key."""
 

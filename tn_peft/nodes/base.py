@@ -225,3 +225,41 @@ class StiefelNode(MatrixNode):
         """max |Q^T Q - I|, a check of the parameterization's exactness."""
         with torch.no_grad():
             return orthonormality_error(self.matrix())
+
+    def in_manifold(self, eps: float | None = None) -> bool:
+        """geotorch's check: ``max |Q^T Q - I| <= eps`` (default: 1e-5 in float32, 1e-10 in float64)."""
+        if eps is None:
+            eps = 1e-10 if next(iter(self.parameters()), torch.empty(0)).dtype == torch.float64 else 1e-5
+        return self.orthonormality_error() <= eps
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Move the node to a random point of its manifold and return its matrix (geotorch's ``sample``).
+
+        A Haar-random Stiefel matrix (QR of a Gaussian, column signs fixed) through the kind's right
+        inverse; a kind that cannot take it (circuits; a Lie map of intrinsic rank below K) redraws its
+        parameters instead (``reset_parameters``, else standard normal), a random point it does reach.
+        """
+        from ..errors import RightInverseError
+
+        like = next(iter(self.parameters()))
+        gauss = torch.randn(self.rows, self.cols, generator=generator, dtype=torch.float64)
+        q, r = torch.linalg.qr(gauss)
+        q = q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0)
+        flip = torch.ones(self.cols, dtype=q.dtype)
+        flip[-1] = -1.0
+        for candidate in (q, q * flip):   # exp / Cayley may refuse one orientation, never both
+            try:
+                self.set_matrix(candidate.to(dtype=like.dtype, device=like.device))
+                break
+            except (NotImplementedError, RightInverseError):
+                continue
+        else:
+            reset = getattr(self, "reset_parameters", None)
+            with torch.no_grad():
+                if callable(reset):
+                    reset()
+                else:
+                    for p in self.parameters():
+                        p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p))
+        with torch.no_grad():
+            return self.matrix()

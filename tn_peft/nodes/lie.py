@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import SpecError
+from ..errors import RightInverseError, SpecError
 from .base import StiefelNode
 
 METHODS = ("exp", "cayley", "taylor")
@@ -114,7 +114,7 @@ class LieNode(StiefelNode):
         extra = lower[:, self.rank:].abs().max().item() if lower.shape[1] > self.rank else 0.0
         scale = max(1.0, lower.abs().max().item())
         if extra > 1e-7 * scale:
-            raise ValueError(
+            raise RightInverseError(
                 f"node {self.name!r}: the matrix needs generator columns past the intrinsic rank {self.rank} "
                 f"(largest entry {extra:.3g}); it is not reachable with rank {self.rank}. Fix: raise rank "
                 f"to {self.cols}")

@@ -13,7 +13,7 @@ block is ``B = [tril(A11, -1); A21]``. All in float64 numpy.
   exponential at E_K; Edelman, Arias & Smith 1998). For K < N the exponential reaches every Q; we use
   Zimmermann's iteration (SIAM J. Matrix Anal. Appl. 38, 2017): complete [Q1; R] (R from QR of Q2) to
   an orthogonal V, then rotate the completion until log(V) has a zero lower-right block. It converges
-  for Q not too far from E_K (in practice well beyond ``||Q - E_K|| ~ 1``) and raises ValueError
+  for Q not too far from E_K (in practice well beyond ``||Q - E_K|| ~ 1``) and raises RightInverseError (a ValueError)
   when it does not. For K = N it is the real logarithm of Q, which needs det Q = +1.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ..errors import ShapeError
+from ..errors import RightInverseError, ShapeError
 
 
 def _check(q: np.ndarray) -> tuple[int, int]:
@@ -30,7 +30,7 @@ def _check(q: np.ndarray) -> tuple[int, int]:
         raise ShapeError(f"expected an N x K matrix with N >= K, got shape {q.shape}")
     err = np.abs(q.T @ q - np.eye(q.shape[1])).max()
     if err > 1e-4:
-        raise ValueError(f"the matrix is not orthonormal (max |Q^T Q - I| = {err:.3g}); "
+        raise RightInverseError(f"the matrix is not orthonormal (max |Q^T Q - I| = {err:.3g}); "
                          f"orthonormalize it first (e.g. a QR decomposition)")
     return q.shape
 
@@ -40,12 +40,12 @@ def _block(a11: np.ndarray, a21: np.ndarray) -> np.ndarray:
 
 
 def cayley_inverse(q: np.ndarray) -> np.ndarray:
-    """The B (N x K) with ``cayley(B - B^T)[:, :K] = q``; ValueError if ``-1`` is an eigenvalue of q[:K]."""
+    """The B (N x K) with ``cayley(B - B^T)[:, :K] = q``; RightInverseError if ``-1`` is an eigenvalue of q[:K]."""
     _, k = _check(q)
     q1, q2 = q[:k], q[k:]
     plus = np.eye(k) + q1
     if np.linalg.cond(plus) > 1e10:
-        raise ValueError("the Cayley map does not reach this matrix: its top K x K block has an eigenvalue "
+        raise RightInverseError("the Cayley map does not reach this matrix: its top K x K block has an eigenvalue "
                          "-1 (try flipping the sign of a column, or use the exp or householder kinds)")
     inv = np.linalg.inv(plus)
     return _block(2 * inv.T @ (q1 - q1.T) @ inv, 2 * q2 @ inv)
@@ -67,7 +67,7 @@ def log_orthogonal(v: np.ndarray) -> np.ndarray:
                 minus.append(i)
             i += 1
     if len(minus) % 2:
-        raise ValueError("the matrix has determinant -1, so it is not exp of a skew-symmetric matrix; "
+        raise RightInverseError("the matrix has determinant -1, so it is not exp of a skew-symmetric matrix; "
                          "flip the sign of one column")
     for a, b in zip(minus[::2], minus[1::2]):  # a pair of -1 eigenvalues is a rotation by pi
         log_t[a, b], log_t[b, a] = -np.pi, np.pi
@@ -101,7 +101,7 @@ def stiefel_log(q: np.ndarray, *, tol: float = 1e-13, max_iter: int = 500) -> np
             break
         v[:, k:] = v[:, k:] @ scipy.linalg.expm(-c)
     else:
-        raise ValueError(
+        raise RightInverseError(
             f"the Stiefel logarithm did not converge in {max_iter} iterations (residual {np.abs(c).max():.3g}): "
             f"the matrix is too far from the first {k} identity columns for this algorithm. Fix: use the "
             f"householder or givens kinds, whose right inverses are exact everywhere")
