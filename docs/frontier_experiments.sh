@@ -23,6 +23,12 @@ tn-peft frontier runs/rt-head runs/rt-qp-L3 runs/rt-qp-L1 runs/rt-qp-all6-L1 run
 $F --out runs/bbc-head --data bbc-news --graph none --compare head --seed 0 1 2
 $F --out runs/bbc-qp --data bbc-news --seed 0 1 2
 $F --out runs/bbc-lora-r4 --data bbc-news --graph none --compare lora:r=4:alpha=8:lr=3e-3 --no-floor --seed 0 1 2
-$F --out runs/bbc-lora-r1 --data bbc-news --graph none --compare lora:r=1:alpha=2:lr=1e-2 --no-floor --seed 0   # one seed: the session's CPU ran out
-$F --out runs/bbc-ia3 --data bbc-news --graph none --compare ia3:lr=3e-2 --no-floor --seed 0            # one seed, likewise
-tn-peft frontier runs/bbc-* --out docs/frontier-bbc-news --title "BBC News: MiniLM, 200 steps, query+value (3 seeds; LoRA r1 and IA3 one)"
+$F --out runs/bbc-lora-r1 --data bbc-news --graph none --compare lora:r=1:alpha=2:lr=1e-2 --no-floor --seed 0   # seeds 1 and 2: bbc-lora-r1-s12 below
+$F --out runs/bbc-ia3 --data bbc-news --graph none --compare ia3:lr=3e-2 --no-floor --seed 0 1 2
+$F --out runs/bbc-qp-L1 --data bbc-news --set layers=1 --seed 0 1 2
+$F --out runs/bbc-vera-r256 --data bbc-news --graph none --compare vera:r=256:lr=3e-2 --no-floor --seed 0 1 2
+$F --out runs/bbc-fourierft-n100 --data bbc-news --graph none --compare fourierft:n=100:lr=3e-1 --no-floor --seed 0 1 2
+$F --out runs/bbc-tinylora --data bbc-news --graph none --compare tinylora:lr=3e-3 --no-floor --seed 0 1 2
+$F --out runs/bbc-unilora --data bbc-news --graph none --compare unilora:lr=3e-3 --no-floor --seed 0 1 2
+$F --out runs/bbc-lora-r1-s12 --data bbc-news --graph none --compare lora:r=1:alpha=2:lr=1e-2 --no-floor --seed 1 2
+tn-peft frontier runs/bbc-head runs/bbc-qp runs/bbc-qp-L1 runs/bbc-lora-r4 runs/bbc-lora-r1 runs/bbc-lora-r1-s12 runs/bbc-ia3 runs/bbc-vera-r256 runs/bbc-fourierft-n100 runs/bbc-tinylora runs/bbc-unilora --out docs/frontier-bbc-news --title "BBC News: MiniLM, 200 steps, query+value, 3 seeds"
