@@ -149,13 +149,29 @@ def test_weight_frames_use_the_dequantized_weight():
     assert torch.linalg.matrix_norm(left.T @ u.double(), ord=2) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_train_after_eval_keeps_the_float_kernel():
+    """bitsandbytes repacks a 4-bit weight on CPU at the first eval forward, after which a training step
+    fails; adapted layers keep the standard layout, so eval then train works and eval equals the reference."""
+    model = _model("bnb-4bit")
+    x = torch.randn(3, 64)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _reference(model, x), rtol=1e-4, atol=1e-4)
+    model.train()
+    model(x).sum().backward()
+
+
 def test_merge_after_an_eval_forward_reads_the_true_weight():
-    """bitsandbytes repacks a 4-bit weight on CPU at the first eval forward; the merge must unpack it."""
+    """A 4-bit weight repacked anyway (the layout switch turned back on) is unpacked before merging."""
+    if not getattr(_bnb4(nn.Linear(64, 16)), "support_avx512bf16_for_cpu", False):
+        pytest.skip("this CPU has no AVX512-BF16: bitsandbytes never repacks here")
     model = _model("bnb-4bit")
     layer = dict(model.tn_layers())["0"]
+    layer.base_layer.support_avx512bf16_for_cpu = True
     before = dense_weight(layer.base_layer).clone()
     model.eval()
     model(torch.randn(2, 64))
+    assert getattr(layer.base_layer.weight.quant_state, "packing_format_for_cpu", False)
     # the repacking rounds the block scales to bfloat16 (bitsandbytes' own inverse is best effort)
     assert torch.allclose(dense_weight(layer.base_layer), before, rtol=1e-2, atol=1e-3)
     target = before + layer.get_delta_weight("default").detach()

@@ -16,9 +16,13 @@ quantizer's error on the new weight: :func:`merge_into` returns ``max |Q(D(W_q) 
 relative to ``max |D(W_q) + dW|`` and warns with it; unmerging rounds once more. Other torchao
 weight types refuse to merge, naming the type (they cannot be re-quantized from the tensor alone).
 
-On CPUs with AVX512-BF16, bitsandbytes 0.50 runs an eval-mode 4-bit forward through a repacked
-weight and a bfloat16 kernel, whose outputs differ from the dequantized reference by about 1e-2
-relative; :func:`dense_weight` unpacks such a weight first, so merging reads the true ``D(W_q)``.
+On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight at its first eval-mode forward
+and from then on runs every forward through a bfloat16 kernel, whose outputs differ from the
+dequantized reference by about 1e-2 relative, and whose in-place bias add fails in a training step
+after it ("a view of a leaf Variable that requires grad is being used in an in-place operation").
+:func:`keep_cpu_layout` turns that repacking off (tn_peft does so on every 4-bit layer it adapts,
+and ``tn-peft finetune --quantize-base`` on the whole model); :func:`dense_weight` unpacks a weight
+that was repacked anyway, so merging reads the true ``D(W_q)``.
 
 bitsandbytes and torchao are optional (``pip install tn-peft[quantized]``); a model can only hold
 their layers when they are installed, so nothing here imports them until such a layer is seen.
@@ -134,6 +138,17 @@ KINDS: tuple[QuantizedKind, ...] = (
 )
 
 
+def keep_cpu_layout(model: nn.Module) -> int:
+    """Turn off bitsandbytes' CPU eval-time repacking on every 4-bit layer in ``model`` (module
+    docstring); returns how many layers it changed."""
+    count = 0
+    for module in model.modules():
+        if _is_bnb("Linear4bit")(module) and getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
+
+
 def quantized_kind(module: nn.Module) -> QuantizedKind | None:
     """The :class:`QuantizedKind` of a quantized linear layer tn_peft can merge onto, else None (a float
     layer, or a torchao weight type it runs beside but cannot re-quantize)."""
@@ -190,4 +205,5 @@ def merge_into(module: nn.Module, delta: torch.Tensor, *, safe_merge: bool = Fal
     return error
 
 
-__all__ = ["KINDS", "QuantizedKind", "compute_dtype", "dense_weight", "is_quantized", "merge_into", "quantized_kind"]
+__all__ = ["KINDS", "QuantizedKind", "compute_dtype", "dense_weight", "is_quantized", "keep_cpu_layout", "merge_into",
+           "quantized_kind"]

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base_layers import compute_dtype, is_quantized, merge_into
+from .base_layers import compute_dtype, is_quantized, keep_cpu_layout, merge_into
 from .errors import ShapeError
 
 _MAX_CACHED_PROGRAMS = 64
@@ -82,6 +82,7 @@ class TnLayer(nn.Module):
 
     def __init__(self, base_layer: nn.Module, out_features: int, in_features: int) -> None:
         super().__init__()
+        keep_cpu_layout(base_layer)  # bitsandbytes' CPU eval repacking breaks later training steps
         self.base_layer = base_layer
         self.out_features, self.in_features = int(out_features), int(in_features)
         self.tn_adapters = nn.ModuleDict()

@@ -72,6 +72,10 @@ def load_encoder(path: str | Path, quantize_base: str | None = None, device: str
             kwargs["bnb_4bit_compute_dtype"] = torch.float32
         options = {"quantization_config": transformers.BitsAndBytesConfig(**kwargs), "device_map": device}
     encoder = transformers.AutoModel.from_pretrained(str(path), local_files_only=True, **options)
+    if quantize_base:  # every method alike: bitsandbytes' CPU eval repacking would break training after validation
+        from ..base_layers import keep_cpu_layout
+
+        keep_cpu_layout(encoder)
     encoder.eval()
     for p in encoder.parameters():
         p.requires_grad_(False)
