@@ -3,11 +3,12 @@ and a user kind joining through the two hooks."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import tn_peft
 from tn_peft.batching import batch_key, evaluate_groups, plan_groups
-from tn_peft.nodes.base import Node
+from tn_peft.nodes.base import REGISTRY, Node
 
 
 def _pauli_nodes():
@@ -36,33 +37,38 @@ def test_batched_gradients_reach_every_node():
     assert a.nodes["U"].weights.grad.abs().sum() > 0 and b.nodes["U"].weights.grad.abs().sum() > 0
 
 
-class _Scale(Node, kind="test_batch_scale"):
-    """A user kind that opts in to batching with the two hooks."""
+@pytest.fixture
+def scale_kind():
+    """A user kind that opts in to batching with the two hooks, registered for this test only."""
 
-    calls = 0
+    class Scale(Node, kind="test_batch_scale"):
+        calls = 0
 
-    def __init__(self, name, legs, shape):
-        super().__init__(name, legs, shape)
-        self.value = torch.nn.Parameter(torch.randn(shape))
+        def __init__(self, name, legs, shape):
+            super().__init__(name, legs, shape)
+            self.value = torch.nn.Parameter(torch.randn(shape))
 
-    def forward(self):
-        return self.value * 2
+        def forward(self):
+            return self.value * 2
 
-    @staticmethod
-    def batch_key(node):
-        return node.shape
+        @staticmethod
+        def batch_key(node):
+            return node.shape
 
-    @classmethod
-    def forward_many(cls, nodes):
-        cls.calls += 1
-        return list(torch.stack([n.value for n in nodes]).mul(2).unbind(0))
+        @classmethod
+        def forward_many(cls, nodes):
+            cls.calls += 1
+            return list(torch.stack([n.value for n in nodes]).mul(2).unbind(0))
+
+    yield Scale
+    REGISTRY.pop("test_batch_scale", None)
 
 
-def test_a_user_kind_joins_through_its_hooks():
-    nodes = [_Scale(f"n{i}", ["a"], [3]) for i in range(3)] + [_Scale("odd", ["a"], [4])]
+def test_a_user_kind_joins_through_its_hooks(scale_kind):
+    nodes = [scale_kind(f"n{i}", ["a"], [3]) for i in range(3)] + [scale_kind("odd", ["a"], [4])]
     groups = plan_groups(nodes)
     assert sorted(len(g) for g in groups) == [1, 3]
     values = evaluate_groups(groups)
-    assert _Scale.calls == 1   # one batched call for the three of shape (3,); the odd one is called alone
+    assert scale_kind.calls == 1   # one batched call for the three of shape (3,); the odd one is called alone
     for node in nodes:
         torch.testing.assert_close(values[id(node)], node())
