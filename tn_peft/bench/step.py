@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--no-unbatched", action="store_true",
                         help="skip the Quantum-PEFT row without batched node evaluation")
+    parser.add_argument("--quantize-base", choices=("nf4", "int8"), default=None,
+                        help="both methods on a bitsandbytes-quantized base (needs tn-peft[quantized])")
     parser.add_argument("--out", default="bench-results/step.json", help="JSON output path")
 
 
@@ -62,9 +64,15 @@ def _model_folder(path: str | None) -> str:
         raise MissingDependencyError(f"{err} (needed for bench step; or pass --model)") from None
 
 
-def _load_base(folder: str, device: str):
+def _load_base(folder: str, device: str, quantize_base: str | None = None):
+    """The base model in train mode; ``quantize_base`` (nf4 | int8) loads its linears quantized by
+    bitsandbytes, as ``tn-peft finetune --quantize-base`` does."""
     transformers = require("transformers", purpose="bench step")
     transformers.logging.set_verbosity_error()
+    if quantize_base:
+        from ..finetune.methods import load_encoder
+
+        return load_encoder(folder, quantize_base, device)[0].train()
     return transformers.AutoModel.from_pretrained(folder).to(device).train()
 
 
@@ -76,13 +84,13 @@ def build_methods(args: argparse.Namespace, device: str) -> dict[str, torch.nn.M
     folder = _model_folder(args.model)
     methods: dict[str, torch.nn.Module] = {}
     lora = peft.LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules=list(args.targets))
-    methods[f"lora r{args.rank} (peft)"] = peft.get_peft_model(_load_base(folder, device), lora)
+    methods[f"lora r{args.rank} (peft)"] = peft.get_peft_model(_load_base(folder, device, args.quantize_base), lora)
     config = {"graph": "quantum_peft", "graph_args": {"rank": args.rank, "layers": args.layers},
               "target_modules": list(args.targets)}
     name = f"quantum_peft r{args.rank} L{args.layers}"
-    methods[name] = tn_peft.get_model(_load_base(folder, device), tn_peft.AdapterConfig(**config))
+    methods[name] = tn_peft.get_model(_load_base(folder, device, args.quantize_base), tn_peft.AdapterConfig(**config))
     if not args.no_unbatched:
-        methods[name + " unbatched"] = tn_peft.get_model(_load_base(folder, device), tn_peft.AdapterConfig(**config),
+        methods[name + " unbatched"] = tn_peft.get_model(_load_base(folder, device, args.quantize_base), tn_peft.AdapterConfig(**config),
                                                          batch_nodes=False)
     return methods
 
@@ -205,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
                    "seconds": round(time.time() - started, 1)}
     config = {k: v for k, v in vars(args).items() if k not in ("handler",) and not callable(v)}
     table = format_table(results, device)
-    print(f"bench step: all-MiniLM-L6-v2, batch {args.batch} x {args.tokens} tokens, targets {args.targets}, "
+    base = f", {args.quantize_base} base" if args.quantize_base else ""
+    print(f"bench step: all-MiniLM-L6-v2{base}, batch {args.batch} x {args.tokens} tokens, targets {args.targets}, "
           f"{args.rounds} alternated steps per method after {args.warmup} warm-up, {device}, "
           f"{torch.get_num_threads()} threads")
     print(table)
