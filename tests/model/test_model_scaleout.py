@@ -26,6 +26,23 @@ import tn_peft
 HERE = Path(__file__).parent
 
 
+def _run_ranks(worker: str, argv, world: int = 2) -> None:
+    """Run ``world`` processes of ``worker`` (``argv(rank)`` its arguments), one thread each; a failed rank
+    fails the test with its stderr and never leaves another one running."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(HERE / worker), *argv(rank)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for rank in range(world)]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-3000:]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 @pytest.mark.parametrize("kind", ["gpt2", "minilm"])
 def test_ddp_two_processes_match_one_process_on_the_global_batch(kind, tmp_path):
     model = build_model(kind)  # in eval mode: no dropout, which would differ between processes
@@ -35,19 +52,8 @@ def test_ddp_two_processes_match_one_process_on_the_global_batch(kind, tmp_path)
     if kind == "minilm":
         batch["target"] = torch.randn(4, model.config.hidden_size, generator=torch.Generator().manual_seed(1))
     torch.save(batch, tmp_path / "batch.pt")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), kind, str(rank), "2", str(tmp_path / "init"),
-                               str(tmp_path / "state.pt"), str(tmp_path / "batch.pt"), str(tmp_path / f"rank{rank}.pt")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for rank in range(2)]
-    try:
-        for proc in procs:
-            _, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, err[-3000:]
-    finally:
-        for proc in procs:  # a failed rank must not leave the other one running
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    _run_ranks("ddp_worker.py", lambda rank: [kind, str(rank), "2", str(tmp_path / "init"), str(tmp_path / "state.pt"),
+                                              str(tmp_path / "batch.pt"), str(tmp_path / f"rank{rank}.pt")])
     grads, params = train_step(model, model, batch)
     assert any(g.abs().max() > 0 for g in grads.values())
     for rank in range(2):
@@ -174,19 +180,8 @@ def test_fsdp2_two_processes_match_one_process(graph, tmp_path):
     torch.save(model.state_dict(), tmp_path / "state.pt")
     batch = token_batch(model.config.vocab_size, seed=7, batch=4, length=9)
     torch.save(batch, tmp_path / "batch.pt")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = [str(tmp_path / n) for n in ("init", "state.pt", "batch.pt", "rank0.pt")] + [str(tmp_path / "sharded")]
-    procs = [subprocess.Popen([sys.executable, str(HERE / "fsdp_worker.py"), graph, str(rank), "2", *args],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for rank in range(2)]
-    try:
-        for proc in procs:
-            _, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, err[-3000:]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    _run_ranks("fsdp_worker.py", lambda rank: [graph, str(rank), "2", *args])
     losses = sgd_steps(model, batch, STEPS)
     assert losses[-1] < losses[0]
     result = torch.load(tmp_path / "rank0.pt")

@@ -16,7 +16,6 @@ Results go to ``bench-results/mixed.json``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import torch
 
 from ..errors import require
 from ..io import write_json
+from . import model_bench_device
 from .step import _load_base, _model_folder
 
 
@@ -135,10 +135,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = model_bench_device(args)
     folder = _model_folder(args.model)
     started = time.time()
     results = [measure_count(folder, count, args, device) for count in args.adapters]
@@ -154,13 +151,3 @@ def run(args: argparse.Namespace) -> int:
                                                 "seconds": round(time.time() - started, 1)}})
     print(f"wrote {out}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - `python -m tn_peft.bench.mixed`
-    parser = argparse.ArgumentParser(prog="tn-peft bench mixed", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -26,6 +26,7 @@ import torch
 
 from ..errors import require
 from ..io import write_json
+from . import model_bench_device
 
 PAPER = {"lora_ms": 1719.06, "quantum_peft_ms": 1723.39, "model": "GPT-2"}
 TIME_TARGET = 1.05
@@ -193,10 +194,7 @@ def format_table(results: dict[str, Any], device: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = model_bench_device(args)
     started = time.time()
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     methods = build_methods(args, device)
