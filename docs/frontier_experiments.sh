@@ -32,3 +32,10 @@ $F --out runs/bbc-tinylora --data bbc-news --graph none --compare tinylora:lr=3e
 $F --out runs/bbc-unilora --data bbc-news --graph none --compare unilora:lr=3e-3 --no-floor --seed 0 1 2
 $F --out runs/bbc-lora-r1-s12 --data bbc-news --graph none --compare lora:r=1:alpha=2:lr=1e-2 --no-floor --seed 1 2
 tn-peft frontier runs/bbc-head runs/bbc-qp runs/bbc-qp-L1 runs/bbc-lora-r4 runs/bbc-lora-r1 runs/bbc-lora-r1-s12 runs/bbc-ia3 runs/bbc-vera-r256 runs/bbc-fourierft-n100 runs/bbc-tinylora runs/bbc-unilora --out docs/frontier-bbc-news --title "BBC News: MiniLM, 200 steps, query+value, 3 seeds"
+# The harder task: who said it in the 2016 debates (9 speakers; 600 / 200 / 322), the Rotten Tomatoes learning rates
+$F --out runs/deb-head --data debates-2016 --graph none --compare head --seed 0 1 2
+$F --out runs/deb-qp --data debates-2016 --seed 0 1 2 --no-floor
+$F --out runs/deb-lora-r4 --data debates-2016 --graph none --compare lora:r=4:alpha=8:lr=3e-3 --no-floor --seed 0 1 2
+$F --out runs/deb-fourierft-n100 --data debates-2016 --graph none --compare fourierft:n=100:lr=3e-1 --no-floor --seed 0 1 2
+$F --out runs/deb-lora-r1 --data debates-2016 --graph none --compare lora:r=1:alpha=2:lr=1e-2 --no-floor --seed 0 1 2
+tn-peft frontier runs/deb-head runs/deb-qp runs/deb-fourierft-n100 runs/deb-lora-r1 runs/deb-lora-r4 --out docs/frontier-debates-2016 --title "2016 debates, who said it (9 speakers): MiniLM, 200 steps, query+value, 3 seeds"
