@@ -166,21 +166,29 @@ def file_shapes(shapes: Mapping[str, Any], quantizers: Mapping[str, Any]) -> dic
     return out
 
 
-def decode_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], quantizers: Mapping[str, Any],
-                   shapes: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The file's tensors with each quantized pair decoded back to its key (a CheckpointError naming
+def decode_key(path: str | Path, tensors: Mapping[str, torch.Tensor], key: str, quantizer: Any,
+               shape: Any) -> torch.Tensor:
+    """Quantized ``key`` decoded from the file's ``<key>.codes`` / ``<key>.scale`` (a CheckpointError naming
     ``path`` and the key for a missing or malformed pair)."""
     from .quantize import CODES, SCALE, decode
 
-    out = {k: v for k, v in tensors.items() if not any(k == q + CODES or k == q + SCALE for q in quantizers)}
+    for part in (CODES, SCALE):
+        if key + part not in tensors:
+            plain = " (it holds the full-precision tensor: saved without bits)" if key in tensors else ""
+            raise CheckpointError(f"{path}: missing key {key + part!r}{plain}; the graph trains it with "
+                                  f"{quantizer.bits} bits")
+    return decode(tensors[key + CODES], tensors[key + SCALE], quantizer, tuple(shape), key=key, path=str(path))
+
+
+def decode_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], quantizers: Mapping[str, Any],
+                   shapes: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The file's tensors with each quantized pair decoded back to its key (:func:`decode_key`)."""
+    from .quantize import CODES, SCALE
+
+    pairs = {key + part for key in quantizers for part in (CODES, SCALE)}
+    out = {k: v for k, v in tensors.items() if k not in pairs}
     for key, quantizer in quantizers.items():
-        for part in (CODES, SCALE):
-            if key + part not in tensors:
-                plain = " (it holds the full-precision tensor: saved without bits)" if key in tensors else ""
-                raise CheckpointError(f"{path}: missing key {key + part!r}{plain}; the graph trains it with "
-                                      f"{quantizer.bits} bits")
-        out[key] = decode(tensors[key + CODES], tensors[key + SCALE], quantizer, tuple(shapes[key]),
-                          key=key, path=str(path))
+        out[key] = decode_key(path, tensors, key, quantizer, shapes[key])
     return out
 
 

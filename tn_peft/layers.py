@@ -170,9 +170,13 @@ class TnLayer(nn.Module):
                 return
             weight = self.base_layer.weight
             delta = delta.to(weight.dtype)
-            if safe_merge and not torch.isfinite(weight + delta).all():
+            if not safe_merge:
+                weight.add_(delta)
+                return
+            merged = weight + delta
+            if not torch.isfinite(merged).all():
                 raise ShapeError(f"merging adapter {name!r} gives NaN/inf weights; the adapter is broken")
-            weight.add_(delta)
+            weight.copy_(merged)
 
     # -------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import itertools
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,16 @@ def from_pretrained(model: nn.Module, directory: str | Path, adapter_name: str =
     return TnPeftModel.from_pretrained(model, directory, adapter_name, is_trainable, **kwargs)
 
 
+#: sets of adapter names whose node groups a model keeps (see TnPeftModel._layer_nodes)
+_MAX_NODE_PLANS = 16
+
+
 def _sharded(groups: list[list[nn.Module]]) -> bool:
-    """True when the nodes are FSDP2-sharded here (their block gathers them only around its own forward)."""
-    for group in groups:
-        for node in group:
-            param = next(node.parameters(), None)
-            if param is not None and is_sharded(param):
-                return True
-    return False
+    """True when the nodes are FSDP2-sharded here (their block gathers them only around its own forward).
+    Every node is looked at (a shared node, in the model's own FSDP unit, is gathered while a block's are
+    not): a few dozen attribute checks per forward."""
+    return any(is_sharded(param) for group in groups for node in group
+               for param in itertools.islice(node.parameters(), 1))
 
 
 class _SignedForward:
@@ -110,8 +113,8 @@ class TnPeftModel(nn.Module):
         self.batch_nodes = batch_nodes
         self._disabled = False
         self._frozen: set[int] = set()  # parameters a node kind keeps frozen on purpose
-        self._groups: list | None = None
-        self._mixed_nodes: tuple | None = None  # (adapter names, per-layer node modules, node groups) of the last mixed batch
+        # adapter names -> (per layer: (layer, [(name, node modules)]), node groups): what one forward evaluates
+        self._node_plans: dict[tuple[str, ...], tuple[list, list]] = {}
         for param in model.parameters():
             param.requires_grad_(False)
         self.add_adapter(adapter_name, config, targets=targets, layer_specs=layer_specs)
@@ -227,7 +230,7 @@ class TnPeftModel(nn.Module):
         self.peft_config[adapter_name] = config
         self.targets[adapter_name] = infos
         self.networks[adapter_name] = network
-        self._groups = self._mixed_nodes = None
+        self._node_plans = {}
         self._mark_trainable()
 
     @staticmethod
@@ -315,7 +318,7 @@ class TnPeftModel(nn.Module):
             layer.active_adapters = list(names)
         for module_name, wrapper in self._saved_wrappers():
             wrapper.active_adapter = saved[module_name]
-        self._groups = self._mixed_nodes = None
+        self._node_plans = {}
         self._mark_trainable()
 
     def delete_adapter(self, adapter_name: str) -> None:
@@ -333,7 +336,7 @@ class TnPeftModel(nn.Module):
             del self.tn_shared[adapter_name]
         for store in (self.peft_config, self.targets, self.networks):
             store.pop(adapter_name, None)
-        self._groups = self._mixed_nodes = None
+        self._node_plans = {}
 
     def _mark_trainable(self) -> None:
         """Active adapters not loaded for inference are trainable (less the nodes frozen on purpose); others frozen."""
@@ -411,7 +414,7 @@ class TnPeftModel(nn.Module):
             self._replace(name, wrapper.active_module() if merge else wrapper.original_module)
         self.tn_shared = nn.ModuleDict()
         self.peft_config, self.targets, self.networks = {}, {}, {}
-        self._groups = self._mixed_nodes = None
+        self._node_plans = {}
         return self.base_model
 
     # ------------------------------------------------------------- forward
@@ -432,24 +435,16 @@ class TnPeftModel(nn.Module):
         groups = row_groups(adapter_names, list(self.peft_config), training=self.training,
                             merged=any(layer.merged for layer in layers),
                             device=next((p.device for p in self.parameters()), "cpu"))
-        names = groups.names
-        cached = self._mixed_nodes if self._mixed_nodes is not None and self._mixed_nodes[0] == names else None
-        if cached is None:
-            entries = [(layer, [(name, list(layer.tn_adapters[name].node_modules().values()))
-                                for name in names if name in layer.tn_adapters]) for layer in layers]
-            cached = self._mixed_nodes = (names, entries, plan_groups(
-                [node for _, pairs in entries for _, modules in pairs for node in modules]))
-        _, entries, node_groups = cached
-        values = evaluate_groups(node_groups) if self.batch_nodes and not _sharded(node_groups) else None
+        with_nodes, node_groups = self._layer_nodes(groups.names)
+        batched = self.batch_nodes and not _sharded(node_groups)
         try:
-            for layer, pairs in entries:
+            for layer in layers:   # every layer: one without the named adapters still runs its rows bare
                 layer.row_groups = groups
-                if values is not None:
-                    layer.node_cache = {name: [values[id(node)] for node in modules] for name, modules in pairs}
-            yield
+            with self._cached_nodes(with_nodes, node_groups) if batched else nullcontext():
+                yield
         finally:
-            for layer, _ in entries:
-                layer.row_groups = layer.node_cache = None
+            for layer in layers:
+                layer.row_groups = None
 
     forward = _SignedForward()  # the base model's signature, so Trainer keeps the right dataset columns
 
@@ -466,19 +461,32 @@ class TnPeftModel(nn.Module):
         if not self.batch_nodes or self._disabled:
             yield
             return
-        if self._groups is None:
-            active = self._active_adapters
-            # per layer: (adapter name, its node modules in operand order), so a forward only looks them up
-            # (the modules, not their ids: a deep copy of the model copies these lists along with them)
-            layers = [(layer, [(name, list(layer.tn_adapters[name].node_modules().values()))
-                               for name in active if name in layer.tn_adapters]) for _, layer in self.tn_layers()]
-            layers = [(layer, entries) for layer, entries in layers if entries]
-            nodes = [node for _, entries in layers for _, modules in entries for node in modules]
-            self._groups = (layers, plan_groups(nodes))
-        layers, groups = self._groups
+        layers, groups = self._layer_nodes(self._active_adapters)
         if not layers or layers[0][0].merged or _sharded(groups):
             yield
             return
+        with self._cached_nodes(layers, groups):
+            yield
+
+    def _layer_nodes(self, names: Sequence[str]) -> tuple[list, list]:
+        """For adapters ``names``: per layer that has any, ``(layer, [(name, its node modules in operand order)])``,
+        and those nodes' batching groups; built once per set of names (the modules, not their ids: a deep
+        copy of the model copies these lists along with them)."""
+        key = tuple(names)
+        if key not in self._node_plans:
+            if len(self._node_plans) >= _MAX_NODE_PLANS:   # mixed batches over ever new adapter sets
+                self._node_plans.clear()
+            layers = [(layer, [(name, list(layer.tn_adapters[name].node_modules().values()))
+                               for name in names if name in layer.tn_adapters]) for _, layer in self.tn_layers()]
+            layers = [(layer, entries) for layer, entries in layers if entries]
+            self._node_plans[key] = (layers, plan_groups([node for _, entries in layers
+                                                          for _, modules in entries for node in modules]))
+        return self._node_plans[key]
+
+    @staticmethod
+    @contextmanager
+    def _cached_nodes(layers: list, groups: list) -> Iterator[None]:
+        """Evaluate ``groups`` once and hand each layer its adapters' node tensors for one forward."""
         values = evaluate_groups(groups)
         for layer, entries in layers:
             layer.node_cache = {name: [values[id(node)] for node in nodes] for name, nodes in entries}
@@ -509,17 +517,21 @@ class TnPeftModel(nn.Module):
     def save_pretrained(self, save_directory: str | Path, selected_adapters: Sequence[str] | None = None,
                         **_: Any) -> None:
         """Write each adapter's ``adapter_model.safetensors`` + ``adapter_config.json`` (non-default ones in
-        subfolders), active or not; ``selected_adapters`` picks some. Under FSDP call it on every rank: the
-        sharded tensors are gathered (a collective) and rank 0 writes (:mod:`tn_peft.distributed`)."""
+        subfolders), active or not; ``selected_adapters`` picks some. A sharded (FSDP) adapter must be saved
+        on every rank: its tensors are gathered (a collective) and rank 0 writes (:mod:`tn_peft.distributed`);
+        an unsharded one is written by whichever rank calls (DDP: usually rank 0 alone)."""
         for name in selected_adapters or list(self.peft_config):
             if name not in self.peft_config:
                 raise SpecError(f"no adapter named {name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
             config = ckpt.make_config(self.peft_config[name].to_dict(), self.networks[name].to_spec(),
                                       self.targets[name])
-            tensors = model_io.adapter_file_tensors(self, name)  # under FSDP: gathered on every rank
-            if is_main_process():
+            state = model_io.adapter_state_dict(self, name)
+            sharded = any(is_sharded(tensor) for tensor in state.values())
+            tensors = model_io.adapter_file_tensors(self, name, state)   # sharded: gathered on every rank
+            if not sharded or is_main_process():
                 ckpt.save_adapter_files(ckpt.adapter_directory(save_directory, name), config, tensors)
-        barrier()
+            if sharded:
+                barrier()
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, model_id: str | Path, adapter_name: str = "default",

@@ -49,12 +49,14 @@ def adapter_quantizers(model, name: str) -> dict[str, Any]:
     return quantizers
 
 
-def adapter_file_tensors(model, name: str) -> dict[str, torch.Tensor]:
-    """What ``adapter_model.safetensors`` holds for adapter ``name``: its state, quantized parameters packed."""
+def adapter_file_tensors(model, name: str, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """What ``adapter_model.safetensors`` holds for adapter ``name`` (``state``: its
+    :func:`adapter_state_dict`, if already at hand): sharded tensors gathered, quantized ones packed."""
     from .distributed import full_tensor
 
-    state = {key: full_tensor(tensor) for key, tensor in adapter_state_dict(model, name).items()}
-    return ckpt.encode_tensors(state, adapter_quantizers(model, name))
+    state = adapter_state_dict(model, name) if state is None else state
+    return ckpt.encode_tensors({key: full_tensor(tensor) for key, tensor in state.items()},
+                               adapter_quantizers(model, name))
 
 
 def load_weights(model, directory: Path, adapter_name: str) -> None:

@@ -58,6 +58,7 @@ class Quantizer:
     """
 
     kind = ""
+    offset = 0
 
     def __init__(self, bits: int) -> None:
         if check_bits(bits) == 0:
@@ -73,8 +74,6 @@ class Quantizer:
     def values(self, codes: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         return codes.to(step.dtype) * step
 
-    offset = 0
-
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         """``q(x)`` without gradient."""
         with torch.no_grad():
@@ -86,12 +85,6 @@ class Quantizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bits={self.bits})"
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and vars(self) == vars(other)
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self.bits))
 
 
 class AngleQuantizer(Quantizer):

@@ -1,5 +1,6 @@
 """One rank of the 2-process DDP test (gloo, CPU): load the shared start state, take one SGD step on
-this rank's half of the global batch, save the gradients and the parameters after the step.
+this rank's half of the global batch, save the gradients and the parameters after the step; rank 0
+alone saves the adapter (save_pretrained must not wait for the other rank).
 
 usage: python ddp_worker.py KIND RANK WORLD INIT_FILE STATE_FILE BATCH_FILE OUT_FILE
 """
@@ -31,6 +32,8 @@ share = batch["input_ids"].shape[0] // world
 local = {k: v[rank * share:(rank + 1) * share] for k, v in batch.items()}
 grads, params = train_step(ddp, model, local)
 torch.save({"grads": grads, "params": params}, out_file)
+if rank == 0:  # DDP keeps whole tensors: rank 0 alone saves, with no collective to wait on
+    model.save_pretrained(out_file + ".adapter")
 dist.barrier()  # both ranks are done communicating before either tears gloo down
 dist.destroy_process_group()
 # gloo's threads can still be joinable when the interpreter's static destructors run ("terminate

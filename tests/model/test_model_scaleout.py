@@ -56,6 +56,8 @@ def test_ddp_two_processes_match_one_process_on_the_global_batch(kind, tmp_path)
                                               str(tmp_path / "batch.pt"), str(tmp_path / f"rank{rank}.pt")])
     grads, params = train_step(model, model, batch)
     assert any(g.abs().max() > 0 for g in grads.values())
+    assert (tmp_path / "rank0.pt.adapter" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "rank1.pt.adapter").exists()
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt")
         assert set(result["grads"]) == set(grads)

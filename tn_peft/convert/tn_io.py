@@ -141,7 +141,7 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
 def _copy(path: Path, key: str, tensors: Mapping[str, torch.Tensor], live: torch.Tensor, quantizer=None) -> set[str]:
     """Copy checkpoint key ``key`` (decoded when ``quantizer``) into ``live``; the file keys it used."""
     if quantizer is not None:
-        value = ckpt.decode_tensors(path, tensors, {key: quantizer}, {key: tuple(live.shape)})[key]
+        value = ckpt.decode_key(path, tensors, key, quantizer, live.shape)
         with torch.no_grad():
             live.copy_(value.to(live.dtype))
         return {key + CODES, key + SCALE}
