@@ -50,10 +50,9 @@ def test_node_hooks_still_fire():
     assert calls.count("backward") == 1
 
 
-@pytest.mark.parametrize("planner", [True, False])
-def test_delta_theta0_dense_is_cached_and_follows_the_buffers(planner):
+def test_delta_theta0_dense_is_cached_and_follows_the_buffers():
     """QuanTA: theta_0's dense dW is contracted once, recomputed when its buffers change (load, move)."""
-    adapter = tn_peft.load_graph("quanta", axes=3).build(8, 8, planner=planner)
+    adapter = tn_peft.load_graph("quanta", axes=3).build(8, 8)
     assert torch.count_nonzero(adapter.delta_weight()) == 0  # theta = theta_0 at init
     first = adapter.initial_dense()
     assert adapter.initial_dense() is first  # cached

@@ -10,27 +10,20 @@ tracks ``active_adapters``, ``merged_adapters`` and ``disable_adapters``. Linear
 ``Adapter.apply(x, node tensors)``: the planner's program for the token count, which for the SVD
 graphs contracts straight into the activations (``x -> x V -> x V diag(s) U^T``), never building dW;
 under ``torch.compile`` that same dispatch and program are traced into the graph (no second path).
-Adapters built with ``planner=False`` run the layer's own opt_einsum pairwise program
-(:func:`pairwise_program`), eagerly and under ``torch.compile`` alike.
 The node tensors come from the model's batched evaluation when it has filled ``node_cache``.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import opt_einsum
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .base_layers import compute_dtype, is_quantized, keep_cpu_layout, merge_into
 from .errors import ShapeError
-
-_MAX_CACHED_PROGRAMS = 64
 
 
 def adapter_dtype(module: nn.Module) -> torch.dtype:
@@ -38,41 +31,6 @@ def adapter_dtype(module: nn.Module) -> torch.dtype:
     (bfloat16, float16, or a quantized weight: :func:`tn_peft.base_layers.compute_dtype`)."""
     dtype = compute_dtype(module.base_layer if isinstance(module, TnLayer) else module)
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
-
-
-def pairwise_program(equation: str, shapes: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, ...], str]]:
-    """The cheapest pairwise contraction order for ``equation`` on operands of ``shapes`` (opt_einsum),
-    as ``(operand positions to pop, einsum equation)`` steps that :func:`run_program` executes.
-
-    Each intermediate keeps its axes in the order of the final output (the token axis first), so every
-    step is a plain GEMM with no transposed copies (for ``x V diag(s) U^T`` that is LoRA's own cost).
-    """
-    _, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize="auto-hq")
-    inputs, final = equation.split("->")
-    terms = inputs.split(",")
-    program = []
-    for number, step in enumerate(info.contraction_list):
-        positions, opt_equation = tuple(step[0]), step[2]
-        picked = [terms.pop(i) for i in positions]
-        if number == len(info.contraction_list) - 1:
-            output = final
-        else:
-            wanted = set(opt_equation.split("->")[1])
-            later = "".join(terms)
-            output = "".join(sorted(wanted, key=lambda c: (final.index(c) if c in final else len(final) + later.find(c))))
-        terms.append(output)
-        program.append((positions, ",".join(picked) + "->" + output))
-    return program
-
-
-def run_program(program: list[tuple[tuple[int, ...], str]], operands: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Execute a :func:`pairwise_program` with plain ``torch.einsum`` calls (cheap to dispatch, traceable
-    by ``torch.compile``): each step pops its operands and appends the result."""
-    stack = list(operands)
-    for positions, equation in program:
-        picked = [stack.pop(i) for i in positions]
-        stack.append(torch.einsum(equation, *picked))
-    return stack[0]
 
 
 class TnLayer(nn.Module):
@@ -94,7 +52,6 @@ class TnLayer(nn.Module):
         self.node_cache: dict[str, list[torch.Tensor]] | None = None
         # the rows of this forward's batch grouped by adapter (a mixed-adapter batch, tn_peft.mixed), or None
         self.row_groups = None
-        self._programs: dict[Any, Any] = {}
 
     # ---------------------------------------------------------------- setup
     @property
@@ -124,7 +81,6 @@ class TnLayer(nn.Module):
             if adapter_name in store:
                 del store[adapter_name]
         self.active_adapters = [a for a in self.active_adapters if a != adapter_name]
-        self._programs = {k: v for k, v in self._programs.items() if k[0] != adapter_name}
 
     # ---------------------------------------------------------------- dW
     def node_tensors(self, adapter_name: str) -> list[torch.Tensor]:
@@ -216,36 +172,9 @@ class TnLayer(nn.Module):
         tensors = self.node_tensors(adapter_name)
         if x.shape[-1] != self.in_features:
             raise ShapeError(f"layer takes inputs with last dimension {self.in_features}, got shape {tuple(x.shape)}")
-        if adapter.planner:
-            # the planner's program for this token count; under torch.compile the same dispatch and
-            # program are traced (see tn_peft.planner.dispatch)
-            return adapter.apply(x, tensors)
-        if adapter.network.delta:
-            dw = self.delta_matrix(adapter_name, tensors)
-            return F.linear(x.to(dw.dtype), dw)
-        # Without a planner: the layer's own pairwise program (planned at the first eager call, so
-        # torch.compile finds it cached).
-        x_shape = (math.prod(x.shape[:-1]), *adapter.in_factors)
-        program, smallest = self._program(adapter_name, adapter, x_shape, tensors)
-        xb = x.reshape(x_shape)
-        operands = list(tensors)
-        operands[smallest] = operands[smallest] * adapter.scale
-        out = run_program(program, [xb.to(operands[0].dtype), *operands])
-        return out.reshape(*x.shape[:-1], self.out_features)
-
-    def _program(self, adapter_name: str, adapter, x_shape: tuple[int, ...], tensors) -> tuple[list, int]:
-        """``(pairwise program, operand to fold the scale into)`` for this adapter and input shape, cached."""
-        key = (adapter_name, x_shape)
-        cached = self._programs.get(key)
-        if cached is None:
-            if len(self._programs) >= _MAX_CACHED_PROGRAMS:
-                self._programs.clear()
-            shapes = [tuple(t.shape) for t in tensors]
-            # Fold the scale into the smallest operand: one tiny op instead of one over the activations.
-            smallest = shapes.index(min(shapes, key=math.prod))
-            cached = (pairwise_program(adapter.activation_equation, [x_shape, *shapes]), smallest)
-            self._programs[key] = cached
-        return cached
+        # the planner's program for this token count; under torch.compile the same dispatch and
+        # program are traced (see tn_peft.planner.dispatch)
+        return adapter.apply(x, tensors)
 
     def extra_repr(self) -> str:
         return (f"{self.layer_type}, out={self.out_features}, in={self.in_features}, "

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from tn_peft.planner import Problem, make_plan, reference
+from tn_peft.planner import Problem, make_plan
 from tn_peft.planner.dispatch import PlanFamily, dw_plan_for, family_for
 from tn_peft.spec import load_graph
+from tn_peft.testing.reference import reference_contraction as reference
 
 
 def test_family_switches_plans_with_tokens_and_matches_each_plan():
@@ -55,7 +56,7 @@ def test_families_and_dw_plans_are_cached():
     assert family_for(problem) is not family_for(problem.with_grads(False))
 
 
-def _tt_layer(planner=True):
+def _tt_layer():
     """A TT adapter on a 1024 x 1024 Linear: its plan changes with T (several breakpoints)."""
     from torch import nn
 
@@ -64,7 +65,7 @@ def _tt_layer(planner=True):
     torch.manual_seed(0)
     layer = TnLinear(nn.Linear(1024, 1024))
     layer.base_layer.requires_grad_(False)
-    layer.update_layer("tt", load_graph("tt", cores=3, rank=8).build(1024, 1024, planner=planner))
+    layer.update_layer("tt", load_graph("tt", cores=3, rank=8).build(1024, 1024))
     layer.active_adapters = ["tt"]
     with torch.no_grad():
         for param in layer.tn_adapters["tt"].parameters():
@@ -81,10 +82,8 @@ def _output_and_grads(fn, layer, x):
 
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_planner_dispatch_runs_under_torch_compile_fullgraph(dynamic, monkeypatch):
-    """The planner's own dispatch and program are traced (no layer fallback, no graph break), and the
-    trace runs the plan of the T it sees: under dynamic shapes too (guarded on the plan's T range)."""
-    import tn_peft.layers
-
+    """The planner's own dispatch and program are traced (no graph break), and the trace runs the
+    plan of the T it sees: under dynamic shapes too (guarded on the plan's T range)."""
     layer = _tt_layer()
     adapter = layer.tn_adapters["tt"]
     _output_and_grads(layer, layer, torch.randn(1, 1024))  # eager warm-up: plans the family
@@ -101,10 +100,6 @@ def test_planner_dispatch_runs_under_torch_compile_fullgraph(dynamic, monkeypatc
     monkeypatch.setattr(family, "entries", [(counted(i, p), g) for i, (p, g) in enumerate(family.entries)])
     monkeypatch.setattr(family, "_lookup", {})
 
-    def no_fallback(*args, **kwargs):
-        raise AssertionError("a planner adapter ran the layer's pairwise program")
-
-    monkeypatch.setattr(tn_peft.layers, "run_program", no_fallback)
     torch._dynamo.reset()
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True, dynamic=dynamic)
     starts = [1] + family.breakpoints
@@ -136,14 +131,3 @@ def test_compile_without_eager_warm_up_plans_outside_the_graph():
     torch._dynamo.reset()
     x = torch.randn(3, 7, 40)
     torch.testing.assert_close(torch.compile(layer, backend="aot_eager")(x), layer(x))
-
-
-def test_adapter_without_planner_still_compiles_fullgraph():
-    layer = _tt_layer(planner=False)
-    x = torch.randn(64, 1024)
-    want, want_grads = _output_and_grads(layer, layer, x)
-    torch._dynamo.reset()
-    got, got_grads = _output_and_grads(torch.compile(layer, backend="aot_eager", fullgraph=True), layer, x)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    for name, grad in want_grads.items():
-        torch.testing.assert_close(got_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)

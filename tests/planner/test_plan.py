@@ -5,9 +5,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tn_peft.planner import CostModel, Problem, make_plan, reference
+from tn_peft.planner import CostModel, Problem, make_plan
 from tn_peft.spec import load_graph
 from tn_peft.testing import networks
+from tn_peft.testing.reference import reference_contraction as reference
 
 
 def _tensors(problem, dtype=torch.float64, grad=False):

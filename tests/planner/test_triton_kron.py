@@ -14,7 +14,8 @@ SCRIPT = textwrap.dedent("""
     import torch
     from tn_peft.planner import triton_kernels as tk
     from tn_peft.planner.fused import fused_program
-    from tn_peft.planner import Problem, reference
+    from tn_peft.planner import Problem
+    from tn_peft.testing.reference import reference_contraction as reference
     from tn_peft.planner.cost import CostModel
     from tn_peft.planner.dispatch import family_for
     from tn_peft.planner.problem import Operand

@@ -13,11 +13,12 @@ trees, ``make_plan``), :mod:`.emit` (generated torch source), :mod:`.plan` (the 
 :mod:`.dispatch` (token-aware plan families and per-call lookup), :mod:`.measure` (what torch
 really does), :mod:`.calibrate` (measuring a machine's constants), :mod:`.triton_kernels` (fused
 kernels) and :mod:`.fused` (which problems use them on CUDA), :mod:`.cli` (``tn-peft plan``).
+The reference contraction the plans are tested against: :func:`tn_peft.testing.reference_contraction`.
 """
 
 from .choose import make_plan
 from .cost import CostModel, StepCost
-from .plan import Plan, reference
+from .plan import Plan
 from .problem import TOKENS, Operand, Problem
 
-__all__ = ["TOKENS", "CostModel", "Operand", "Plan", "Problem", "StepCost", "make_plan", "reference"]
+__all__ = ["TOKENS", "CostModel", "Operand", "Plan", "Problem", "StepCost", "make_plan"]

@@ -428,19 +428,3 @@ def _fmt_bytes(x: float) -> str:
         if abs(x) >= size:
             return f"{x / size:.3g} {unit}"
     return f"{int(x)} B"
-
-
-def reference(problem: Problem, x: torch.Tensor | None, tensors: Sequence[torch.Tensor],
-              initial: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-    """The contraction by one plain ``torch.einsum`` (a reference for tests): same output as a plan."""
-    ops = list(tensors)
-    if problem.has_x:
-        sizes = problem.size_dict
-        ops = [x.reshape(x.shape[0], *(sizes[leg] for leg in problem.in_legs))] + ops
-    out = torch.einsum(problem.equation(), *ops) * problem.scale
-    if initial is not None:
-        init = ([ops[0]] if problem.has_x else []) + list(initial)
-        out = out - torch.einsum(problem.equation(), *init) * problem.scale
-    if problem.has_x:
-        return out.reshape(x.shape[0], problem.out_features)
-    return out.reshape(problem.out_features, problem.in_features)

@@ -29,7 +29,12 @@ from .assertions import (
     tolerance,
 )
 from .profiles import PROFILES, load_profile, register_profiles
-from .reference import reference_delta, reference_delta_weight
+from .reference import (
+    reference_contraction,
+    reference_delta,
+    reference_delta_weight,
+    reference_output,
+)
 from .strategies import (
     STIEFEL_KINDS,
     adapters,
@@ -43,4 +48,5 @@ from .strategies import (
 __all__ = ["PROFILES", "STIEFEL_KINDS", "TOLERANCES", "adapters", "assert_equivalent", "assert_merge_roundtrip",
            "assert_orthonormal", "assert_planner_matches_reference", "assert_right_inverse_round_trips",
            "assert_same_delta", "assert_save_load_roundtrip", "layer_shapes", "load_profile", "networks",
-           "randomize", "reference_delta", "reference_delta_weight", "register_profiles", "specs", "stiefel_nodes", "tolerance"]
+           "randomize", "reference_contraction", "reference_delta", "reference_delta_weight", "reference_output",
+           "register_profiles", "specs", "stiefel_nodes", "tolerance"]

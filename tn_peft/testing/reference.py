@@ -1,7 +1,14 @@
-"""The reference contraction: dW by a plain numpy einsum over the leg lists, independent of the planner."""
+"""The reference contractions, independent of the planner's trees and generated programs.
+
+- :func:`reference_delta_weight`: dW by a plain numpy einsum built from the leg lists (float64);
+- :func:`reference_contraction`: a planner :class:`~tn_peft.planner.Problem` by one ``torch.einsum``
+  (differentiable: gradients to compare a plan's with);
+- :func:`reference_output`: an adapter's ``x @ dW^T`` by that einsum.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -35,3 +42,30 @@ def reference_delta(adapter) -> torch.Tensor:
                        for name, t in zip(adapter.operands, adapter.initial_tensors())}
             dw = dw - reference_delta_weight(net, initial, adapter.in_features, adapter.out_features)
     return torch.from_numpy(adapter.scale * dw)
+
+
+def reference_contraction(problem, x: torch.Tensor | None, tensors: Sequence[torch.Tensor],
+                          initial: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    """``problem`` contracted by one ``torch.einsum``: ``scale * (T(theta) - T(theta_0))`` as
+    ``(tokens, out)`` when the problem has x (``x``: ``(tokens, in)``), else as ``(out, in)``."""
+    ops = list(tensors)
+    if problem.has_x:
+        sizes = problem.size_dict
+        ops = [x.reshape(x.shape[0], *(sizes[leg] for leg in problem.in_legs))] + ops
+    out = torch.einsum(problem.equation(), *ops) * problem.scale
+    if initial is not None:
+        init = ([ops[0]] if problem.has_x else []) + list(initial)
+        out = out - torch.einsum(problem.equation(), *init) * problem.scale
+    if problem.has_x:
+        return out.reshape(x.shape[0], problem.out_features)
+    return out.reshape(problem.out_features, problem.in_features)
+
+
+def reference_output(adapter, x: torch.Tensor) -> torch.Tensor:
+    """``x @ dW^T`` for x of shape ``(..., in)``: the adapter's nodes through :func:`reference_contraction`
+    (differentiable in x and in the node tensors)."""
+    initial = adapter.initial_tensors() if adapter.network.delta else None
+    flat = x.reshape(-1, adapter.in_features)
+    problem = adapter.problem.with_tokens(flat.shape[0])
+    y = reference_contraction(problem, flat, adapter.node_tensors(), initial)
+    return y.reshape(*x.shape[:-1], adapter.out_features)
