@@ -255,14 +255,17 @@ class Adapter(nn.Module):
         self._families[key] = family
         return family
 
-    def plan(self, tokens: int | None = None, *, train: bool = True):
-        """The :class:`~tn_peft.planner.plan.Plan` for ``tokens`` rows (None: the dW plan)."""
-        from .planner.choose import make_plan
+    def plan(self, tokens: int | None = None, *, train: bool = True, device: str | torch.device = "cpu"):
+        """The :class:`~tn_peft.planner.plan.Plan` for ``tokens`` rows (None: the dW plan) on ``device``:
+        planned with that device's cost model, and on CUDA with triton recording the fused kernel
+        that runs instead of the source (:meth:`~tn_peft.planner.plan.Plan.run_as`)."""
+        from .planner.cost import CostModel
+        from .planner.dispatch import running_plan
 
         problem = self.problem.with_grads(bool(train))
         if tokens is not None:
             problem = problem.with_tokens(tokens)
-        return make_plan(problem, initial=self.network.delta)
+        return running_plan(problem, CostModel.for_device(torch.device(device).type), initial=self.network.delta)
 
     def extra_repr(self) -> str:
         return (f"{self.network.name!r}, in={self.in_features}, out={self.out_features}, "

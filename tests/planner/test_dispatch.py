@@ -131,3 +131,35 @@ def test_compile_without_eager_warm_up_plans_outside_the_graph():
     torch._dynamo.reset()
     x = torch.randn(3, 7, 40)
     torch.testing.assert_close(torch.compile(layer, backend="aot_eager")(x), layer(x))
+
+
+def test_a_fused_kernel_is_recorded_in_the_plan_it_replaces():
+    """Plan.run_as: same tree and costs, the kernel runs, decisions and source say so."""
+    problem = Problem.from_network(load_graph("lora"), 48, 32, tokens=5)
+    plan = make_plan(problem)
+
+    def kernel(x, *tensors):
+        return torch.zeros(x.shape[0], 32)
+
+    kernel.kernel = "lowrank"
+    fused = plan.run_as(kernel)
+    assert fused.program is kernel and plan.program is not kernel
+    assert fused.signature() == plan.signature() and fused.flops() == plan.flops()
+    assert plan.kernel is None and "fused" not in " ".join(plan.decisions)
+    assert any("fused Triton kernel 'lowrank'" in d for d in fused.decisions)
+    assert fused.source().startswith("# runs as the fused Triton kernel 'lowrank'")
+    assert fused.source().endswith(plan.source())
+
+
+def test_adapter_plan_takes_the_device():
+    """On CUDA's cost model with triton importable, the LoRA chain's plan is the fused lowrank kernel;
+    on CPU the plan's own source runs."""
+    from tn_peft.planner import triton_kernels
+
+    adapter = load_graph("lora").build(48, 32)
+    cpu = adapter.plan(64)
+    assert cpu.kernel is None and cpu.model.name == "cpu"
+    cuda = adapter.plan(64, device="cuda")
+    assert cuda.model.name == "cuda"
+    assert cuda.kernel == ("lowrank" if triton_kernels.available() else None)
+    assert adapter.plan(None, device="cuda").kernel is None  # the dW plan has no activations to fuse

@@ -78,7 +78,8 @@ SCRIPT = textwrap.dedent("""
     # the CUDA plan family picks the fused program up
     problem = Problem.from_network(load_graph("kron"), 48, 40, tokens=3)
     family = family_for(problem, CostModel.for_device("cuda"))
-    assert family.fused is not None
+    assert family.fused is not None and family.plan_for(6).kernel == "kron_rows"
+    assert "fused Triton kernel 'kron_rows'" in family.plan_for(6).source()
     tensors = [torch.randn(sh) for sh in problem.shapes()[1:]]
     x = torch.randn(2, 3, 48)
     close(family(x, *tensors).reshape(6, 40), reference(problem, x.reshape(6, 48), tensors))

@@ -64,26 +64,14 @@ class PlanFamily:
         self._lookup: dict[int, tuple[Callable, frozenset[int]]] = {}
         self.in_features, self.out_features = problem.in_features, problem.out_features
         # On CUDA, chains x -> V -> (s) -> U and per-wire maps run as one fused Triton kernel instead
-        # of the plan (both circuits of a Quantum-PEFT chain gate by gate: one kernel for the chain).
-        self.fused: Callable | None = None
-        fused_gates: tuple[Callable, frozenset[int]] | None = None
-        if self.model.name == "cuda" and not initial:
-            from . import fused, triton_kernels
-
-            if triton_kernels.available():
-                self.fused = fused.fused_program(problem)
-                fused_gates = fused.fused_gate_program(problem)
+        # of the plan's source (both circuits of a Quantum-PEFT chain gate by gate: one kernel for the
+        # chain); such a plan becomes plan.run_as(kernel), so self.plans describes what runs.
+        self.fused, fused_gates = fused_kernels(problem, self.model, initial=initial)
+        self.plans = [as_run(plan, self.fused, fused_gates) for plan in self.plans]
         # (program, gate operands) per token range, compiled now: a torch.compile trace of the
         # dispatch then reads plain lists and never compiles generated source.
-        self.entries: list[tuple[Callable, frozenset[int]]] = []
-        for plan in self.plans:
-            gates = plan.gate_operands()
-            program = plan.program
-            if self.fused is not None and not gates:
-                program = self.fused
-            elif fused_gates is not None and gates == fused_gates[1]:
-                program = fused_gates[0]
-            self.entries.append((program, gates))
+        self.entries: list[tuple[Callable, frozenset[int]]] = [(plan.program, plan.gate_operands())
+                                                               for plan in self.plans]
 
     def _plan(self, tokens: int) -> Plan:
         self.planned += 1
@@ -129,6 +117,10 @@ class PlanFamily:
                 self._lookup[tokens] = entry
         return entry
 
+    def plan_for(self, tokens: int) -> Plan:
+        """The plan that runs for ``tokens`` rows (fused kernels recorded: :meth:`Plan.run_as`)."""
+        return self.plans[self.index(tokens)]
+
     def program_for(self, tokens: int) -> Callable:
         """The compiled program for ``tokens`` rows (see :meth:`select`)."""
         return self.select(tokens)[0]
@@ -166,6 +158,40 @@ _FAMILIES: dict[tuple, PlanFamily] = {}
 _DW_PLANS: dict[tuple, Plan] = {}
 #: Families kept per process (one per layer shape x grad pattern x dtype x device kind).
 CACHE_LIMIT = 512
+
+
+def fused_kernels(problem: Problem, model: CostModel, *, initial: bool = False
+                  ) -> tuple[Callable | None, tuple[Callable, frozenset[int]] | None]:
+    """The fused Triton programs that may replace ``problem``'s plans on ``model``'s device:
+    ``(chain or per-wire program, (both-circuits program, its gate operands))``, each None where none
+    applies (any device but CUDA, no triton, delta networks; :mod:`.fused` decides the rest)."""
+    if model.name != "cuda" or initial or not problem.has_x:
+        return None, None
+    from . import fused, triton_kernels
+
+    if not triton_kernels.available():
+        return None, None
+    return fused.fused_program(problem), fused.fused_gate_program(problem)
+
+
+def as_run(plan: Plan, fused: Callable | None, fused_gates: tuple[Callable, frozenset[int]] | None) -> Plan:
+    """``plan`` as it runs: :meth:`Plan.run_as` the fused program that replaces it, else itself.
+    The chain program replaces a plan with no circuit gate by gate; the both-circuits program one
+    that applies exactly its two circuits gate by gate."""
+    gates = plan.gate_operands()
+    if fused is not None and not gates:
+        return plan.run_as(fused)
+    if fused_gates is not None and gates == fused_gates[1]:
+        return plan.run_as(fused_gates[0])
+    return plan
+
+
+def running_plan(problem: Problem, model: CostModel | None = None, *, initial: bool = False) -> Plan:
+    """The plan for ``problem`` at its own token count, as it runs on ``model``'s device (fused
+    kernels recorded, :func:`as_run`)."""
+    model = model or CostModel.for_device("cpu")
+    plan = make_plan(problem, model, initial=initial)
+    return as_run(plan, *fused_kernels(problem, model, initial=initial))
 
 
 def family_for(problem: Problem, model: CostModel | None = None, *, initial: bool = False) -> PlanFamily:

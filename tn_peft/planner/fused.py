@@ -8,7 +8,8 @@ when the problem is
 - per-wire maps: every in-leg of x leads through a chain of two-leg tensors (and diagonals) to one
   out-leg, with no bond between wires (Kronecker ``A (x) (Ba Bb)``) -> ``kron_rows``;
 
-and None otherwise (the plan's program runs). When a plan applies both circuits of a Quantum-PEFT
+and None otherwise (the plan's program runs). Each returned program names its kernel in ``.kernel``;
+:meth:`~.plan.Plan.run_as` records it in the plan's decisions and source. When a plan applies both circuits of a Quantum-PEFT
 chain gate by gate, :func:`fused_gate_program` runs x -> V -> s -> U in one launch instead
 (``circuit_chain``); a plan applying one circuit gate by gate runs its own program, whose circuit
 step is one kernel (``circuit_rows``). No triton is needed to decide.
@@ -102,6 +103,7 @@ def _wire_program(problem) -> Callable | None:
             maps.append((w, t if kind == "mat" else t.t() if kind == "matT" else torch.diag(t)))
         return kron_rows(x, in_dims, maps, scale, perm)
 
+    program.kernel = "kron_rows"
     return program
 
 
@@ -131,6 +133,7 @@ def fused_program(problem) -> Callable | None:
         s = tensors[i_s] if i_s is not None else None
         return lowrank(x, vm, s, um, scale)
 
+    program.kernel = "lowrank"
     return program
 
 
@@ -162,6 +165,7 @@ def fused_gate_program(problem) -> tuple[Callable, frozenset[int]] | None:
                 s = ones[(x.dtype, x.device)] = torch.ones(k, dtype=x.dtype, device=x.device)
         return circuit_chain(x, tensors[iv], s, tensors[iu], scale)
 
+    program.kernel = "circuit_chain"
     return program, frozenset((iu, iv))
 
 

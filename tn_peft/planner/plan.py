@@ -13,6 +13,7 @@ of two dense dW, or of two outputs.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,10 +79,12 @@ class Plan:
         self.emitted = Emitted()
         self._source = self._emit()
         self._program: Callable | None = None
+        self.kernel: str | None = None   # a fused kernel that runs instead of the source (run_as)
 
     @property
     def program(self) -> Callable:
-        """The generated source compiled (once, on first use) into a function."""
+        """The generated source compiled (once, on first use) into a function; or the fused kernel
+        program this plan runs as (:meth:`run_as`)."""
         if self._program is None:
             self._program = compile_source(self._source, self.problem.name, _NAMESPACE)
         return self._program
@@ -309,6 +312,9 @@ class Plan:
             out.append(f"thin node matrices {', '.join(thin)} laid out thin side first (skinny-GEMM layout)")
         if problem.scale != 1.0:
             out.append(f"scale {problem.scale:g} folded into the smallest tensor")
+        if self.kernel is not None:
+            out.append(f"runs as the fused Triton kernel {self.kernel!r} (one launch; the source is the "
+                       "torch program it replaces)")
         return out
 
     def tree(self) -> str:
@@ -331,8 +337,20 @@ class Plan:
         return "\n".join(lines)
 
     def source(self) -> str:
-        """The generated Python source of the program (compiled once into ``self.program``)."""
-        return self._source
+        """The generated Python source of the program (compiled once into ``self.program``); when the
+        plan runs as a fused kernel (:meth:`run_as`), a comment above it says so."""
+        if self.kernel is None:
+            return self._source
+        return (f"# runs as the fused Triton kernel {self.kernel!r} (tn_peft.planner.triton_kernels);\n"
+                f"# this torch program is the contraction it replaces (same result, same tree costs)\n"
+                + self._source)
+
+    def run_as(self, program: Callable) -> Plan:
+        """A copy of this plan whose program is ``program``, a fused kernel (:mod:`.fused`; its name in
+        ``program.kernel``): recorded in :attr:`decisions` and :meth:`source`. Same tree and costs."""
+        fused = copy.copy(self)
+        fused._program, fused.kernel = program, getattr(program, "kernel", "fused")
+        return fused
 
     def signature(self) -> tuple:
         return (tuple(b.signature() for b in self.branches), self.delta)
