@@ -41,6 +41,7 @@ class Adapter(nn.Module):
                  shared_nodes: Mapping[str, Node] | None = None,
                  dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> None:
         super().__init__()
+        _plan_outside_the_graph()
         network.validate()
         self.network = network
         self.in_features, self.out_features = int(in_features), int(out_features)
@@ -89,6 +90,10 @@ class Adapter(nn.Module):
                                             circuits=circuits)
         self._circuits = bool(circuits)
         self._families: dict[tuple, Any] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        _plan_outside_the_graph()  # an unpickled adapter in a fresh process never ran __init__
 
     def __getstate__(self) -> dict[str, Any]:
         # Plan families hold functions compiled from generated source, which pickle cannot store;
@@ -245,10 +250,9 @@ class Adapter(nn.Module):
         y = program(flat, *tensors)
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
 
-    @torch.compiler.disable(reason="tn_peft plans a layer's contraction (a tree search) outside the graph; "
-                                   "run one eager forward first to plan it, then compile")
     def _plan_family(self, key: tuple, x: torch.Tensor, tensors: list[torch.Tensor]):
-        """Plan (or fetch from the process-wide cache) the family for ``key`` and remember it."""
+        """Plan (or fetch from the process-wide cache) the family for ``key`` and remember it.
+        Runs outside any torch.compile graph (:func:`_plan_outside_the_graph`)."""
         from .planner.dispatch import family_for
 
         family = family_for(self._problem(tensors, x), self._cost_model(x), initial=self.network.delta)
@@ -281,3 +285,17 @@ class Adapter(nn.Module):
                          "parameters": node.num_parameters(), "shared": spec.shared,
                          "elements": math.prod(node.shape)})
         return rows
+
+
+def _plan_outside_the_graph() -> None:
+    """Wrap ``Adapter._plan_family`` in ``torch.compiler.disable``, once, when the first adapter is
+    built or unpickled. As a decorator it would import ``torch._dynamo`` with tn_peft (~1.4 s of every
+    ``import tn_peft``); adapters are made eagerly, never inside a trace, so a trace always finds it
+    wrapped, and planning (a tree search) becomes a graph break instead of being traced."""
+    if getattr(Adapter._plan_family, "_tn_peft_outside_graph", False):
+        return
+    wrapped = torch.compiler.disable(Adapter._plan_family,
+                                     reason="tn_peft plans a layer's contraction (a tree search) outside the "
+                                            "graph; run one eager forward first to plan it, then compile")
+    wrapped._tn_peft_outside_graph = True
+    Adapter._plan_family = wrapped

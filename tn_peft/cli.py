@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "step": ("tn_peft.bench.step", "train-step time of Quantum-PEFT vs peft's LoRA on MiniLM"),
     "fuzz": ("tn_peft.bench.fuzz", "random graph specs, checkpoints and command lines: counts by outcome, crashes saved"),
     "kernels": ("tn_peft.bench.kernels", "fused Triton kernels vs the torch programs they replace (CUDA; --check on CPU)"),
+    "import": ("tn_peft.bench.imports", "import tn_peft and the command line's --help, beside import torch"),
     "mixed": ("tn_peft.bench.mixed", "mixed-adapter batches (adapter_names=) vs one adapter at a time and peft's mixed LoRA"),
 }
 
