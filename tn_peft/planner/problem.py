@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from ..errors import SpecError
 
@@ -56,7 +55,6 @@ class Problem:
     itemsize: int = 4
     scale: float = 1.0
     name: str = "network"
-    meta: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
 
     # ----------------------------------------------------------- constructors
     @classmethod

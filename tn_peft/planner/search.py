@@ -122,7 +122,9 @@ def oe_dp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int]
                scorer: Scorer | None = None) -> tuple[list[tuple[int, int]], float]:
     """The same optimum through opt_einsum's ``DynamicProgramming`` with our cost as ``minimize``.
 
-    (Slower than :func:`ccp_path`, which enumerates only connected pairs; kept as a cross-check.)
+    The production fallback of :func:`optimal_path` up to ``EXACT_LIMIT`` operands, when the
+    connected-subset searches give up (over budget, or a disconnected network); slower than
+    :func:`ccp_path`, which enumerates only connected pairs.
     """
     scorer = scorer or Scorer(problem, model, circuit_gates)
     n = scorer.n
