@@ -97,7 +97,7 @@ def _with_circuits(problem: Problem, rng: random.Random) -> tuple[Problem, froze
     ops = list(problem.operands)
     for i, op in enumerate(ops):
         if op.kind == "tensor" and len(op.legs) >= 2 and rng.random() < 0.35:
-            ops[i] = replace(op, kind="circuit", gates=rng.randint(1, 20), chunk=rng.choice([2, 4]))
+            ops[i] = replace(op, kind="circuit", passes=rng.randint(1, 20), chunk=rng.choice([2, 4]))
     problem = replace(problem, operands=tuple(ops))
     return problem, frozenset(i for i, op in enumerate(ops) if op.kind == "circuit")
 

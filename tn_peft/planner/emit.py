@@ -413,7 +413,7 @@ class Emitter:
         storage = self.new_storage(name, layout)
         self.out.lines.append(f"{name} = {call}  # {q.name} gate by gate on {self.label(a.layout)} -> "
                               f"{self.label(layout)}")
-        passes = max(operand.gates, 1)
+        passes = max(operand.passes, 1)
         saves = [st] * passes if q.grad else []
         width = math.prod(self.sizes[leg] for leg in rows)
         cost = circuit_cost(self.model, max(self.nbytes(rest) // self.itemsize, 1), width, passes, operand.chunk,

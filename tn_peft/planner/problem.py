@@ -31,15 +31,15 @@ KINDS = ("x", "tensor", "diagonal", "circuit")
 class Operand:
     """One input of the contraction: ``name``, ``legs`` (axis order), ``kind``, ``requires_grad``.
 
-    ``gates`` (circuits only) is the number of state passes of the circuit, its cost per column:
-    applying it to a ``(rows, N)`` state costs about ``2 * gates * rows * N * chunk`` flops.
+    ``passes`` (circuits only) is the number of state passes of the circuit, its cost per column:
+    applying it to a ``(rows, N)`` state costs about ``2 * passes * rows * N * chunk`` flops.
     """
 
     name: str
     legs: tuple[str, ...]
     kind: str = "tensor"
     requires_grad: bool = True
-    gates: int = 0
+    passes: int = 0
     chunk: int = 2
 
 

@@ -162,7 +162,7 @@ class Scorer:
             states = self.size(lo) // self.size(col)
         else:
             return None
-        return circuit_cost(self.model, states, self.size(rows), op.gates, op.chunk, grad_o, grad_q, self.itemsize)
+        return circuit_cost(self.model, states, self.size(rows), op.passes, op.chunk, grad_o, grad_q, self.itemsize)
 
     def objective(self, s1: int, s2: int) -> float:
         """The search's objective of one step, ``(time + memory_weight * saved) * flop_rate`` (cached)."""
