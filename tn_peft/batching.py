@@ -100,7 +100,7 @@ def _pauli_many(nodes) -> list[torch.Tensor]:
 
 def _register_builtin() -> None:
     try:
-        from .nodes.pauli import PauliNode
+        from .nodes.circuit import PauliNode
     except ImportError:  # pragma: no cover - the pauli kind is part of tn_peft
         return
     BATCHERS.setdefault(PauliNode, (_pauli_key, _pauli_many))

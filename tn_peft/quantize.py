@@ -9,7 +9,7 @@ precision but the adapter the model computes with, saves and loads is the quanti
 - :class:`AngleQuantizer` (circuit angles, which are periodic): ``2^b`` uniform levels over one
   period ``P`` of the gate, ``q(x) = c(x) P / 2^b`` with the code ``c(x) = round(x 2^b / P)`` wrapped
   into ``[-2^(b-1), 2^(b-1))``: on the circle, never clipped. For the half-angle rotations of
-  :mod:`tn_peft.nodes.circuit` (``RY(t) = [[cos t/2, -sin t/2], [sin t/2, cos t/2]]``) ``P = 4 pi``;
+  :mod:`tn_peft.nodes.circuit.apply` (``RY(t) = [[cos t/2, -sin t/2], [sin t/2, cos t/2]]``) ``P = 4 pi``;
   the levels include 0 (the identity gate). One bit gives the levels {0, -2 pi}: gates +-I.
 - :class:`SymmetricQuantizer` (unbounded values): ``q(x) = c(x) 2^e`` with ``c`` in
   ``[-(2^(b-1) - 1), 2^(b-1) - 1]`` and the smallest power-of-two step ``2^e`` that covers

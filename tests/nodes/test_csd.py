@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tn_peft.nodes import PauliNode
-from tn_peft.nodes.csd import CSDBlock, csd_blocks, csd_num_params
+from tn_peft.nodes.circuit.csd import CSDBlock, csd_blocks, csd_num_params
 from tn_peft.testing import assert_orthonormal
 
 

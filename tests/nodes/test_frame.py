@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from tn_peft.batching import evaluate_groups, plan_groups
 from tn_peft.errors import ShapeError, SpecError
+from tn_peft.nodes.circuit.pauli import PauliNode, grouped_wires
 from tn_peft.nodes.frame import apply_frame, frame_from_columns
-from tn_peft.nodes.pauli import PauliNode, grouped_wires
 
 
 def _orthonormal(n, k, seed=0, dtype=torch.float64):
@@ -86,7 +86,7 @@ def test_grouped_wires(n, max_wire, wires):
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(n=st.integers(2, 5000), max_wire=st.integers(2, 64))
 def test_grouped_wires_multiply_to_n_within_the_limit(n, max_wire):
-    from tn_peft.nodes.pauli import prime_factors
+    from tn_peft.nodes.circuit.pauli import prime_factors
 
     if max_wire < max(prime_factors(n)):
         return

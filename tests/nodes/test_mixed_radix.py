@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tn_peft.nodes import PauliNode, circuit_apply, circuit_columns
-from tn_peft.nodes.circuit_layout import circuit_num_params
-from tn_peft.nodes.pauli import choose_construction, prime_factors
+from tn_peft.nodes.circuit.layout import circuit_num_params
+from tn_peft.nodes.circuit.pauli import choose_construction, prime_factors
 from tn_peft.testing import assert_orthonormal
 
 

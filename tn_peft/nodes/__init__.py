@@ -1,17 +1,23 @@
-"""Node kinds: each file holds one kind; importing this package registers them all.
+"""Node kinds: each file holds one kind (the Pauli circuits: the :mod:`.circuit` package); importing
+this package registers them all.
 
 See :mod:`tn_peft.nodes.base` for the interface and how to add a kind of your own.
 """
 
 from .base import REGISTRY, MatrixNode, Node, StiefelNode, create_node, node_kind
-from .circuit import circuit_apply, circuit_columns, pauli_unitary
-from .circuit_network import CircuitNetwork, CircuitOp
+from .circuit import (
+           CircuitNetwork,
+           CircuitOp,
+           PauliNode,
+           circuit_apply,
+           circuit_columns,
+           pauli_unitary,
+)
 from .dense import Dense
 from .diagonal import Diagonal
 from .givens import GivensNode, givens_columns
 from .householder import HouseholderNode, householder_columns
 from .lie import CayleyNode, ExpNode, TaylorNode, lie_columns
-from .pauli import PauliNode
 
 __all__ = [
            "REGISTRY",

@@ -28,8 +28,8 @@ import math
 import torch
 from torch import nn
 
-from .circuit import circuit_apply, circuit_columns
-from .circuit_layout import circuit_num_params
+from .apply import circuit_apply, circuit_columns
+from .layout import circuit_num_params
 
 
 def _pow2_floor(n: int) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ShapeError
+from ...errors import ShapeError
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .circuit_layout import circuit_layout
+from .layout import circuit_layout
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ constructions, recorded in ``node.construction``:
 - ``mixed_radix`` (N = d_0 d_1 ... d_{q-1}): wires of the prime factors of N (largest first; or the
   ``wires`` option), generalized RY ``exp((T - T^T)/2)`` with ``d(d-1)/2`` angles per gate and
   generalized CZ ``(-1)^(i*j)``; ``sum_w d_w(d_w-1)/2 (1 + L pairs(w))`` angles
-  (:func:`~tn_peft.nodes.circuit_layout.circuit_num_params`); 384 = 3 x 2^7 with L = 1 has 26.
-- ``csd`` (any N): the recursive cosine-sine construction of :mod:`tn_peft.nodes.csd`.
+  (:func:`~tn_peft.nodes.circuit.layout.circuit_num_params`); 384 = 3 x 2^7 with L = 1 has 26.
+- ``csd`` (any N): the recursive cosine-sine construction of :mod:`tn_peft.nodes.circuit.csd`.
 
 ``construction: auto`` picks pauli for powers of two, mixed_radix when every prime factor of N is
 at most 7, csd otherwise (e.g. 259 = 7 x 37, 11008 = 2^8 x 43). All are exactly orthonormal.
@@ -37,16 +37,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..errors import ShapeError, SpecError
-from ..factorize import prime_factors as ascending_prime_factors
-from ..quantize import AngleQuantizer, check_bits
-from .base import StiefelNode
-from .circuit import circuit_columns, pauli_unitary
-from .circuit_layout import circuit_layout, gate_params
-from .circuit_network import CircuitNetwork, circuit_network
+from ...errors import ShapeError, SpecError
+from ...factorize import prime_factors as ascending_prime_factors
+from ...quantize import AngleQuantizer, check_bits
+from ..base import StiefelNode
+from ..frame import apply_frame, frame_from_columns
+from .apply import circuit_columns, pauli_unitary
 from .csd import CSDBlock, csd_num_params, init_angles
 from .fit import FitResult, fit_columns
-from .frame import apply_frame, frame_from_columns
+from .layout import circuit_layout, gate_params
+from .network import CircuitNetwork, circuit_network
 
 CONSTRUCTIONS = ("auto", "pauli", "mixed_radix", "csd")
 INITS = ("random", "normal", "identity")
@@ -211,7 +211,7 @@ class PauliNode(StiefelNode, kind="pauli"):
             self.frame_tau.copy_(tau)
 
     def as_network(self) -> CircuitNetwork | None:
-        """The circuit as gate and sign tensors (:mod:`tn_peft.nodes.circuit_network`); None for csd and
+        """The circuit as gate and sign tensors (:mod:`tn_peft.nodes.circuit.network`); None for csd and
         for a framed node (its dense frame is no circuit, so it is contracted as one tensor)."""
         if self.construction == "csd" or self.frame != "none":
             return None
@@ -225,8 +225,8 @@ class PauliNode(StiefelNode, kind="pauli"):
     def fit(self, target: torch.Tensor, **options) -> FitResult:
         """Fit the angles to ``target`` (rows x cols, or the node's leg layout) up to column signs.
 
-        Options go to :func:`tn_peft.nodes.fit.fit_columns` (steps, lr, restarts, polish).
-        Returns a :class:`~tn_peft.nodes.fit.FitResult`; ``float(result)`` is ``||Q D - T||_F``.
+        Options go to :func:`tn_peft.nodes.circuit.fit.fit_columns` (steps, lr, restarts, polish).
+        Returns a :class:`~tn_peft.nodes.circuit.fit.FitResult`; ``float(result)`` is ``||Q D - T||_F``.
         """
         return fit_columns(self, target, reinit=lambda: self.reset_parameters("random"), **options)
 

@@ -12,7 +12,7 @@ dimension); the gates of consecutive wires are multiplied into a dense ``D x D``
 gather + one product (CZ signs and idle wires folded in as a constant mask); a sublayer is then a few
 GEMMs, each multiplying the state's leading chunk axis and rotating it to the end (``(D, rest)^T C^T``,
 the "Kronecker shuffle"), with no copies; chunk sizes come from a small cost model
-(:mod:`.circuit_layout`). The initial sublayer is
+(:mod:`.layout`). The initial sublayer is
 merged into the first even sublayer, and for the first k columns that merged sublayer is itself a
 Kronecker product whose columns are built directly (an outer product of a head vector and a tail
 block), so a circuit with L layers costs ``2L - 1`` passes over an ``N x k`` state. Everything takes
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import ShapeError
-from .circuit_layout import (
+from ...errors import ShapeError
+from .layout import (
     Chunk,
     CircuitLayout,
     apply_passes,
@@ -295,7 +295,7 @@ def _check_theta(wire_dims, layers, theta):
 def circuit_columns(wire_dims: Sequence[int], layers: int, theta: torch.Tensor, k: int | None = None) -> torch.Tensor:
     """First k columns of the circuit's orthogonal matrix: ``U[:, :k]``, shape ``(..., N, k)``.
 
-    ``theta``: ``(..., num_params)`` flat angles in layout order (see :mod:`.circuit_layout`).
+    ``theta``: ``(..., num_params)`` flat angles in layout order (see :mod:`.layout`).
     Never forms ``U``: cost O(2L N k D) for chunk size D.
     """
     wire_dims = tuple(int(d) for d in wire_dims)
