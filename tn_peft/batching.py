@@ -7,9 +7,9 @@ hooks (the default: each node is evaluated on its own):
 - ``batch_key(node) -> hashable``: nodes with equal keys (and the same class) can be evaluated together;
 - ``forward_many(nodes) -> list[Tensor]``: their tensors, in order, from one batched computation.
 
-Kinds that do not define the hooks themselves may get them here, in :data:`BATCHERS` (the ``pauli``
-kind's circuits take a leading batch of angle sets, so all Pauli nodes of one circuit shape are one
-``circuit_columns`` call). :func:`plan_groups` groups the nodes it is given (shared nodes -- LoTR --
+The ``pauli`` kind defines them (its circuits take a leading batch of angle sets, so all Pauli
+nodes of one circuit shape are one ``circuit_columns`` call). A kind you do not own can get them
+from :data:`BATCHERS` (class -> the two functions) instead. :func:`plan_groups` groups the nodes it is given (shared nodes -- LoTR --
 given several times once) and :func:`evaluate_groups` calls those hooks.
 """
 
@@ -20,7 +20,8 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 import torch
 from torch import nn
 
-#: node class -> (batch_key, forward_many) for kinds that do not define the hooks themselves.
+#: node class -> (batch_key, forward_many) for kinds that do not define the hooks themselves (empty in
+#: tn_peft: every built-in kind that batches defines them).
 BATCHERS: dict[type, tuple[Callable[[nn.Module], Hashable | None], Callable[[Sequence[nn.Module]], list]]] = {}
 
 
@@ -71,39 +72,3 @@ def evaluate_groups(groups: list[list[nn.Module]]) -> dict[int, torch.Tensor]:
         for node, tensor in zip(group, tensors):
             results[id(node)] = tensor
     return results
-
-
-# ------------------------------------------------------------------ pauli
-def _pauli_key(node) -> Hashable | None:
-    if node.construction == "csd":
-        return None
-    theta = node.initial
-    return (node.construction, tuple(node.wire_dims), node.layers, node.cols, node._matrix_shape, node._to_legs,
-            node.frame != "none", theta.dtype, theta.device)
-
-
-def _pauli_many(nodes) -> list[torch.Tensor]:
-    """All nodes' first-k columns from one batched circuit evaluation: ``(B, N, k)``."""
-    from .nodes.circuit import circuit_columns
-
-    first = nodes[0]
-    theta = torch.stack([node.theta() for node in nodes])
-    columns = circuit_columns(first.wire_dims, first.layers, theta, first.cols)
-    if first.frame != "none":  # F @ C per node, all frames at once
-        from .nodes.frame import apply_frame
-
-        columns = apply_frame(torch.stack([node.frame_vectors for node in nodes]),
-                              torch.stack([node.frame_tau for node in nodes]), columns)
-    shaped = columns.reshape(len(nodes), *first._matrix_shape).permute(0, *(i + 1 for i in first._to_legs))
-    return list(shaped.unbind(0))
-
-
-def _register_builtin() -> None:
-    try:
-        from .nodes.circuit import PauliNode
-    except ImportError:  # pragma: no cover - the pauli kind is part of tn_peft
-        return
-    BATCHERS.setdefault(PauliNode, (_pauli_key, _pauli_many))
-
-
-_register_builtin()

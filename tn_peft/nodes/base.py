@@ -46,6 +46,10 @@ class Node(nn.Module):
     - ``quantizers``: parameter name -> :class:`~tn_peft.quantize.Quantizer` for the parameters the node
       trains quantized (the ``bits`` option); the node computes with ``quantized(name)``, and the
       checkpoint stores those parameters as packed codes.
+
+    Optional, to be evaluated many at once across layers (:mod:`tn_peft.batching`): ``batch_key()``
+    (nodes of one class with equal keys go together; None: this one cannot) and a classmethod
+    ``forward_many(nodes) -> list[Tensor]`` (their tensors from one batched computation).
     """
 
     kind: ClassVar[str] = ""

@@ -210,6 +210,27 @@ class PauliNode(StiefelNode, kind="pauli"):
             self.frame_vectors.copy_(vectors)
             self.frame_tau.copy_(tau)
 
+    def batch_key(self) -> tuple | None:
+        """Nodes with equal keys evaluate as one batched circuit (:mod:`tn_peft.batching`); csd: never."""
+        if self.construction == "csd":
+            return None
+        theta = self.initial
+        return (self.construction, tuple(self.wire_dims), self.layers, self.cols, self._matrix_shape,
+                self._to_legs, self.frame != "none", theta.dtype, theta.device)
+
+    @classmethod
+    def forward_many(cls, nodes: Sequence[PauliNode]) -> list[torch.Tensor]:
+        """Every node's tensor from one circuit evaluation over the stacked angles, ``(B, N, k)``, and
+        one batched frame product ``F @ C`` when the nodes have frames."""
+        first = nodes[0]
+        theta = torch.stack([node.theta() for node in nodes])
+        columns = circuit_columns(first.wire_dims, first.layers, theta, first.cols)
+        if first.frame != "none":
+            columns = apply_frame(torch.stack([node.frame_vectors for node in nodes]),
+                                  torch.stack([node.frame_tau for node in nodes]), columns)
+        shaped = columns.reshape(len(nodes), *first._matrix_shape).permute(0, *(i + 1 for i in first._to_legs))
+        return list(shaped.unbind(0))
+
     def as_network(self) -> CircuitNetwork | None:
         """The circuit as gate and sign tensors (:mod:`tn_peft.nodes.circuit.network`); None for csd and
         for a framed node (its dense frame is no circuit, so it is contracted as one tensor)."""
