@@ -75,15 +75,9 @@ class Adapter(nn.Module):
             with torch.no_grad():
                 for name in self.operands:
                     self.register_buffer(f"initial_{name}", self.node(name)().detach().clone())
-        # Renormalized nodes (circuits) the planner may apply gate by gate: name -> (ops, chunk).
-        circuits = {}
-        for name in self.operands:
-            module = self.node(name)
-            gates = module.as_network()  # None for ordinary nodes (the Node interface)
-            if gates is not None and len(getattr(module, "col_legs", ())) == 1 \
-                    and module.legs[-1] == module.col_legs[0]:
-                chunk = max(getattr(gates, "wire_dims", (2,)) or (2,))
-                circuits[name] = (len(getattr(gates, "ops", ())), chunk)
+        # Renormalized nodes (circuits) the planner may apply gate by gate: name -> (passes, chunk).
+        circuits = {name: profile for name in self.operands
+                    if (profile := self.node(name).circuit_profile()) is not None}
         from .planner.problem import Problem
 
         self.problem = Problem.from_network(network, self.in_features, self.out_features, sizes=self.sizes,

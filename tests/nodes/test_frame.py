@@ -99,3 +99,4 @@ def test_max_wire_below_the_largest_prime_factor_is_refused():
         PauliNode("U", ["out", "k"], (384, 4), max_wire=2)
     with pytest.raises(SpecError, match="max_wire must be an integer"):
         PauliNode("U", ["out", "k"], (384, 4), max_wire=2.5)
+

@@ -139,3 +139,17 @@ def test_quantum_peft_graph_has_72_parameters_at_4096():
     adapter = Adapter(load_graph("quantum_peft", rank=4, layers=1), 4096, 4096)
     assert sum(p.numel() for p in adapter.parameters() if p.requires_grad) == 2 * 34 + 4 == 72
     assert adapter.node("U").construction == "pauli"
+
+
+def test_circuit_profile_is_what_the_planner_reads():
+    """A Pauli node reports (passes = gate ops, chunk = widest wire); plain kinds report None."""
+    import tn_peft
+
+    adapter = tn_peft.load_graph("quantum_peft", layers=2).build(48, 48)
+    u = adapter.node("U")
+    network = u.as_network()
+    assert u.circuit_profile() == (len(network.ops), max(network.wire_dims)) == (len(network.ops), 3)
+    assert adapter.node("s").circuit_profile() is None
+    assert tn_peft.load_graph("svd").build(16, 16).node("U").circuit_profile() is None
+    (circuit,) = [op for op in adapter.problem.operands if op.name == "U"]
+    assert circuit.kind == "circuit" and (circuit.passes, circuit.chunk) == u.circuit_profile()

@@ -43,6 +43,7 @@ class Node(nn.Module):
       where the map has an inverse (otherwise ``NotImplementedError``);
     - ``as_network()``: for renormalized nodes (circuits of small gates) the gate network the
       planner may contract instead of the dense tensor; ``None`` for ordinary nodes;
+      ``circuit_profile()`` what the planner reads of it (passes over the state, widest wire);
     - ``quantizers``: parameter name -> :class:`~tn_peft.quantize.Quantizer` for the parameters the node
       trains quantized (the ``bits`` option); the node computes with ``quantized(name)``, and the
       checkpoint stores those parameters as packed codes.
@@ -92,6 +93,17 @@ class Node(nn.Module):
     def as_network(self):
         """The gate network of a renormalized node, or ``None`` (the node is contracted as one tensor)."""
         return
+
+    def circuit_profile(self) -> tuple[int, int] | None:
+        """``(passes, chunk)`` the planner costs applying this node gate by gate with, or None (a
+        plain tensor). A renormalized node qualifies when its ``as_network()`` has ``ops`` (one pass
+        over the state each) and ``wire_dims`` (chunk = the widest wire) and its one column leg
+        (``col_legs``) is its last leg: ``state @ Q`` then maps rows of N to rows of k."""
+        gates = self.as_network()
+        cols = getattr(self, "col_legs", ())
+        if gates is None or len(cols) != 1 or self.legs[-1] != cols[0]:
+            return None
+        return len(getattr(gates, "ops", ())), max(getattr(gates, "wire_dims", (2,)) or (2,))
 
     def extra_repr(self) -> str:
         legs = ", ".join(f"{leg}={size}" for leg, size in zip(self.legs, self.shape))
