@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .problem import MAX_BITMAP_OPERANDS
 from .scorer import Scorer, _bits
 
 
@@ -33,8 +34,8 @@ class BatchScorer:
     """Vectorized step objectives of one :class:`Scorer`'s problem (operands as bits of int64)."""
 
     def __init__(self, scorer: Scorer):
-        if scorer.n > 63:
-            raise ValueError(f"BatchScorer handles up to 63 operands, got {scorer.n}")
+        if scorer.n > MAX_BITMAP_OPERANDS:
+            raise ValueError(f"BatchScorer handles up to {MAX_BITMAP_OPERANDS} operands, got {scorer.n}")
         self.scorer = scorer
         model = scorer.model
         self.n, self.n_legs = scorer.n, len(scorer.leg_sizes)

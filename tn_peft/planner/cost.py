@@ -26,6 +26,8 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from .problem import COST_SLACK
+
 
 @dataclass(frozen=True)
 class CostModel:
@@ -241,7 +243,7 @@ def step_floor(model: CostModel, itemsize: int):
         c = full / shared
         bound = (1 + np.asarray(grads)) * (overhead + np.maximum(full, (a + b + c) * per_entry))
         bound = bound + np.where(c * itemsize >= threshold, c * per_fresh, 0.0)
-        return bound * (1 - 1e-9)  # float rounding (sizes as floats) must never lift it above the exact cost
+        return bound * (1 - COST_SLACK)  # float rounding (sizes as floats) must never lift it above the exact cost
 
     return floor
 

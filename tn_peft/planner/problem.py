@@ -25,6 +25,11 @@ from ..errors import SpecError
 #: The leg name of the activations' token axis (T = product of x's leading dimensions).
 TOKENS = "<T>"
 KINDS = ("x", "tensor", "diagonal", "circuit")
+#: Most operands a search handles: operand subsets are int64 bitmaps (numpy), 63 bits without the sign.
+MAX_BITMAP_OPERANDS = 63
+#: Relative slack on a known tree's cost used as a pruning cap, and under an exact lower bound: sizes
+#: are summed as floats, so rounding must never prune the tree that set the cap or lift a bound above it.
+COST_SLACK = 1e-9
 
 
 @dataclass(frozen=True)

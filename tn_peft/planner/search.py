@@ -23,7 +23,7 @@ import opt_einsum
 from opt_einsum.paths import DynamicProgramming, _dp_calc_legs
 
 from .cost import CostModel
-from .problem import Problem
+from .problem import COST_SLACK, MAX_BITMAP_OPERANDS, Problem
 from .scorer import INFEASIBLE, Scorer
 from .subset_dp import Disconnected, OverBudget, ccp_path, find_hub, hub_path
 
@@ -32,6 +32,9 @@ __all__ = ["EXACT_LIMIT", "LARGE_BUDGETS", "OUTER_LIMIT", "Scorer", "ccp_path", 
 
 #: Operand counts up to which the search is always exact (opt_einsum's DP as the last resort).
 EXACT_LIMIT = 22
+#: opt_einsum's "optimal" enumerates every order (factorial); beyond this many operands its "dp" finds
+#: the same FLOP optimum (outer products aside) in seconds instead of hours.
+OE_OPTIMAL_LIMIT = 9
 #: Beyond EXACT_LIMIT (up to 63 operands, the subsets' int64 bitmaps): the subset DPs' budgets
 #: (connected pairs, hub cells), about 0.1 s each, before cotengra's hyper-optimizer takes over.
 LARGE_BUDGETS = (60_000, 400_000)
@@ -73,7 +76,7 @@ def flops_path(problem: Problem, optimize: str = "greedy") -> list[tuple[int, in
     if len(problem.operands) == 1:
         return []
     n = len(problem.operands)
-    if optimize == "optimal" and n > 9:
+    if optimize == "optimal" and n > OE_OPTIMAL_LIMIT:
         optimize = "dp"  # same optimum (without outer products), without the factorial search
     path, _ = opt_einsum.contract_path(*_einsum_args(problem), optimize=optimize, shapes=True)
     return linear_to_ssa(path, n)
@@ -100,7 +103,7 @@ def optimal_path(problem: Problem, model: CostModel, circuit_gates: frozenset[in
     n = len(problem.operands)
     if n <= OUTER_LIMIT:
         return exhaustive_path(problem, model, circuit_gates, scorer)
-    if n > 63:
+    if n > MAX_BITMAP_OPERANDS:
         return hyper_path(problem, model, circuit_gates)
     hub = find_hub(problem)
     large = n > EXACT_LIMIT
@@ -146,7 +149,7 @@ def oe_dp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int]
 
     # cost_cap = the greedy tree's cost: every subtree of the optimum costs less, so one pass does.
     cap = scorer.path_cost(seed)
-    cap = cap * (1 + 1e-9) if math.isfinite(cap) else False
+    cap = cap * (1 + COST_SLACK) if math.isfinite(cap) else False
     try:
         linear = DynamicProgramming(minimize=compare, cost_cap=cap)(list(inputs), output, sizes)
     except RuntimeError:  # nothing under the cap (only with infeasible circuit steps): no cap

@@ -21,7 +21,7 @@ import numpy as np
 
 from .batch_scorer import BatchScorer
 from .cost import CostModel, step_floor
-from .problem import Problem
+from .problem import COST_SLACK, MAX_BITMAP_OPERANDS, Problem
 from .scorer import Scorer, _bits
 
 
@@ -122,8 +122,8 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     look at; ``pair_budget``: connected pairs of the pieces' DP.
     """
     n = len(problem.operands)
-    if n > 63:
-        raise ValueError(f"hub_path plans up to 63 operands, got {n} (use hyper_path)")
+    if n > MAX_BITMAP_OPERANDS:
+        raise ValueError(f"hub_path plans up to {MAX_BITMAP_OPERANDS} operands, got {n} (use hyper_path)")
     if n == 1:
         return [], 0.0
     if hub is None:
@@ -292,7 +292,7 @@ def _ordered_scorer(problem: Problem, model: CostModel, circuit_gates: frozenset
 
 def _cap(cost: float) -> float:
     """The pruning cap from a known tree's cost (a hair above it, so that tree itself survives)."""
-    return cost * (1 + 1e-9) if math.isfinite(cost) else math.inf
+    return cost * (1 + COST_SLACK) if math.isfinite(cost) else math.inf
 
 
 def _ccp_table(scorer: Scorer, nbr: list[int], n: int, cap: float, budget: int,
