@@ -205,6 +205,37 @@ class AdapterConfig:
                 raise SpecError(f"layer_graph_args[{key!r}]: graph has no parameter {unknown[0]!r}",
                                 fix=f"parameters are: {', '.join(sorted(params)) or '(none)'}")
 
+    def layer_networks(self, network, names: list[str], layer_specs: Mapping[str, Any] | None = None) -> dict:
+        """Module name -> its network, for the adapted modules ``names``: a ``layer_specs`` entry (a
+        checkpoint's per-layer graph) first, else :meth:`layer_network` (``network`` itself when nothing
+        overrides it; one network per ``layer_graph_args`` key, however many layers it matches). Warns,
+        as PEFT does for rank_pattern keys, about ``layer_graph_args`` keys that match no module."""
+        import warnings
+
+        from .network import Network
+
+        layer_specs = layer_specs or {}
+        networks, by_key = {}, {}
+        base_spec = None
+        for name in names:
+            if name in layer_specs:
+                networks[name] = Network.from_spec(layer_specs[name], source=f"targets[{name!r}].graph")
+                continue
+            key = self.layer_graph_key(name)
+            if key not in by_key:
+                net = self.layer_network(name, network)
+                if net is not network:
+                    base_spec = base_spec or network.to_spec()
+                    net = network if net.to_spec() == base_spec else net
+                by_key[key] = net
+            networks[name] = by_key[key]
+        matched = set(by_key) | {self.layer_graph_key(name) for name in layer_specs if name in names}
+        unmatched = sorted(set(self.layer_graph_args) - matched)
+        if unmatched:
+            warnings.warn(f"The following layer_graph_args keys did not match any targeted module and were "
+                          f"ignored: {unmatched}.", RuntimeWarning, stacklevel=4)
+        return networks
+
     def layer_network(self, module_name: str, network=None):
         """The network of layer ``module_name``: ``graph_args`` with its ``layer_graph_args`` override merged
         over them (an override's ``alpha`` also beats :attr:`alpha`); ``network`` (default :meth:`network`)

@@ -188,7 +188,7 @@ class TnPeftModel(nn.Module):
                                    config.modules_to_save, layers_to_transform=config.layers_to_transform,
                                    layers_pattern=config.layers_pattern)
         modules = {name: self.base_model.get_submodule(name) for name in targets}
-        networks = self._layer_networks(config, network, list(modules), layer_specs or {})
+        networks = config.layer_networks(network, list(modules), layer_specs)
         shared_specs = [spec for spec in network.nodes if spec.shared]
         if shared_specs:
             _check_shared_overrides(network, networks, modules)
@@ -233,32 +233,6 @@ class TnPeftModel(nn.Module):
         self._node_plans = {}
         self._mark_trainable()
 
-    @staticmethod
-    def _layer_networks(config: AdapterConfig, network, names: list[str], layer_specs: dict[str, Any]) -> dict:
-        """Module name -> its network (``network`` itself when nothing overrides it); warns, as PEFT does for
-        rank_pattern keys, about layer_graph_args keys that match no adapted module."""
-        from .network import Network
-
-        networks, by_key = {}, {}  # one network per layer_graph_args key, however many layers it matches
-        base_spec = None
-        for name in names:
-            if name in layer_specs:
-                networks[name] = Network.from_spec(layer_specs[name], source=f"targets[{name!r}].graph")
-                continue
-            key = config.layer_graph_key(name)
-            if key not in by_key:
-                net = config.layer_network(name, network)
-                if net is not network:
-                    base_spec = base_spec or network.to_spec()
-                    net = network if net.to_spec() == base_spec else net
-                by_key[key] = net
-            networks[name] = by_key[key]
-        matched = set(by_key) | {config.layer_graph_key(name) for name in layer_specs if name in names}
-        unmatched = sorted(set(config.layer_graph_args) - matched)
-        if unmatched:
-            warnings.warn(f"The following layer_graph_args keys did not match any targeted module and were "
-                          f"ignored: {unmatched}.", RuntimeWarning, stacklevel=4)
-        return networks
 
     def _find_modules_to_save(self, config: AdapterConfig, adapter_name: str) -> list[tuple[str, nn.Module]]:
         if not config.modules_to_save:
