@@ -53,3 +53,18 @@ def test_regex_errors_never_reach_targets():
 ])
 def test_good_values_still_pass(kwargs):
     AdapterConfig(**{"target_modules": ["query"], **kwargs})
+
+
+def test_layer_networks_resolves_each_module_once_per_key():
+    """One network per layer_graph_args key, the base network where nothing overrides, a warning for
+    a key that matches nothing."""
+    config = AdapterConfig(graph="lora", graph_args={"rank": 4}, target_modules=["query", "value"],
+                           layer_graph_args={"value": {"rank": 2}})
+    network = config.network()
+    names = ["l0.query", "l0.value", "l1.query", "l1.value"]
+    networks = config.layer_networks(network, names)
+    assert networks["l0.query"] is network and networks["l1.query"] is network
+    assert networks["l0.value"] is networks["l1.value"] and networks["l0.value"] is not network
+    assert networks["l0.value"].resolve(8, 8)["r"] == 2
+    with pytest.warns(RuntimeWarning, match="did not match"):
+        config.layer_networks(network, ["l0.query"])
