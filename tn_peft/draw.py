@@ -211,10 +211,9 @@ def draw_network(net: Network, path: str | Path | None = None, *, sizes: Mapping
         return f"{leg}={expr}" if expr is not None and str(expr) != leg else leg
 
     circuits = dict(circuits or {})
-    rows = [sum(len(c.wire_dims) for c in circuits.values()) * 0.28 + 0.5 * len(circuits)] if circuits else []
-    fig = plt.figure(figsize=(7.5, 4.8 + sum(rows)), dpi=120)
-    grid = fig.add_gridspec(1 + len(circuits), 1, height_ratios=[4.8] + [0.28 * len(c.wire_dims) + 0.5
-                                                                          for c in circuits.values()])
+    heights = [4.8] + [0.28 * len(c.wire_dims) + 0.5 for c in circuits.values()]  # inches: network, each circuit
+    fig = plt.figure(figsize=(7.5, sum(heights)), dpi=120)
+    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
     ax = fig.add_subplot(grid[0])
     labels: list[tuple[object, np.ndarray]] = []
     node_artists: list = []

@@ -24,9 +24,10 @@ import subprocess
 import sys
 import time
 
+from ..errors import TnPeftError
+
 HELP_TARGET_S = 0.3
 ENGINE_TARGET_S = 0.3
-
 
 
 def _cli(argv: list[str]) -> str:
@@ -56,7 +57,7 @@ def _time(code: str) -> float:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise RuntimeError(f"bench import: the case {code.splitlines()[0]!r} failed: {result.stderr.strip()[-500:]}")
+        raise TnPeftError(f"bench import: the case {code.splitlines()[0]!r} failed: {result.stderr.strip()[-500:]}")
     return elapsed
 
 
