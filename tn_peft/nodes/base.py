@@ -95,15 +95,10 @@ class Node(nn.Module):
         return
 
     def circuit_profile(self) -> tuple[int, int] | None:
-        """``(passes, chunk)`` the planner costs applying this node gate by gate with, or None (a
-        plain tensor). A renormalized node qualifies when its ``as_network()`` has ``ops`` (one pass
-        over the state each) and ``wire_dims`` (chunk = the widest wire) and its one column leg
-        (``col_legs``) is its last leg: ``state @ Q`` then maps rows of N to rows of k."""
-        gates = self.as_network()
-        cols = getattr(self, "col_legs", ())
-        if gates is None or len(cols) != 1 or self.legs[-1] != cols[0]:
-            return None
-        return len(getattr(gates, "ops", ())), max(getattr(gates, "wire_dims", (2,)) or (2,))
+        """``(passes, chunk)`` the planner costs applying this node gate by gate with: passes over the
+        state (one per gate op) and the widest wire; None (the default) for a node contracted as one
+        tensor. A circuit kind overrides it beside ``as_network()`` (see the ``pauli`` kind)."""
+        return None
 
     def extra_repr(self) -> str:
         legs = ", ".join(f"{leg}={size}" for leg, size in zip(self.legs, self.shape))

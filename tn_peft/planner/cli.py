@@ -53,7 +53,7 @@ def report(net, in_features: int, out_features: int, *, tokens: int | None, trai
     """The text ``tn-peft plan`` prints."""
     from .choose import make_plan
     from .cost import CostModel
-    from .dispatch import PlanFamily, as_run, fused_kernels
+    from .dispatch import PlanFamily, running_plan
 
     adapter = net.build(in_features, out_features)
     problem = dataclasses.replace(adapter.problem.with_grads(bool(train)), itemsize=itemsize)
@@ -61,9 +61,8 @@ def report(net, in_features: int, out_features: int, *, tokens: int | None, trai
         problem = problem.with_tokens(tokens, x_grad=x_grad)
     model = CostModel.for_device(device)
     start = time.perf_counter()
-    plan = make_plan(problem, model, initial=net.delta, optimize=optimize)
+    plan = running_plan(problem, model, initial=net.delta, optimize=optimize)  # as it runs there (--device cuda)
     planning = time.perf_counter() - start
-    plan = as_run(plan, *fused_kernels(problem, model, initial=net.delta))  # what runs there (--device cuda)
     mode = "training (node tensors need gradients)" if train else "inference (no gradients)"
     what = f"x @ dW^T with T={tokens}" if tokens is not None else "dW"
     lines = [(f"plan {net.name}: {what}, layer out={out_features} x in={in_features}, {mode}, "

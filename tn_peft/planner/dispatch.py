@@ -186,11 +186,12 @@ def as_run(plan: Plan, fused: Callable | None, fused_gates: tuple[Callable, froz
     return plan
 
 
-def running_plan(problem: Problem, model: CostModel | None = None, *, initial: bool = False) -> Plan:
+def running_plan(problem: Problem, model: CostModel | None = None, *, initial: bool = False,
+                 optimize: str = "auto") -> Plan:
     """The plan for ``problem`` at its own token count, as it runs on ``model``'s device (fused
     kernels recorded, :func:`as_run`)."""
     model = model or CostModel.for_device("cpu")
-    plan = make_plan(problem, model, initial=initial)
+    plan = make_plan(problem, model, initial=initial, optimize=optimize)
     return as_run(plan, *fused_kernels(problem, model, initial=initial))
 
 

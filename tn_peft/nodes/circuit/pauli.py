@@ -238,6 +238,14 @@ class PauliNode(StiefelNode, kind="pauli"):
             return None
         return circuit_network(self.wire_dims, self.layers, self.theta(), self.cols)
 
+    def circuit_profile(self) -> tuple[int, int] | None:
+        """``(gate ops, widest wire)`` when the planner may apply this circuit gate by gate: it has a gate
+        network and its one column leg is its last (``state @ Q`` maps rows of N to rows of k)."""
+        network = self.as_network()
+        if network is None or len(self.col_legs) != 1 or self.legs[-1] != self.col_legs[0]:
+            return None
+        return len(network.ops), max(network.wire_dims)
+
     def set_matrix(self, matrix: torch.Tensor) -> None:
         raise NotImplementedError(
             f"node {self.name!r}: a {self.construction} circuit does not reach every orthonormal matrix, "
