@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 
 import pytest
@@ -168,6 +169,39 @@ def test_length_grouped_batches_cover_the_epoch_once():
     assert len(batches) == 10 and sorted(seen) == list(range(100))
     spread = [int(mask[b].sum(1).max() - mask[b].sum(1).min()) for b in batches]
     assert sum(spread) / len(spread) < 5  # sorted within megabatches: ~2; random batches: ~10
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
+def test_lr_schedules_warm_up_then_follow_their_shape(schedule):
+    from tn_peft.finetune.train import lr_factor
+
+    factors = [lr_factor(step, 100, schedule) for step in range(100)]
+    assert factors[:6] == pytest.approx([(s + 1) / 6 for s in range(6)])  # 6% warmup, every schedule
+    after = factors[6:]
+    if schedule == "constant":
+        assert after == [1.0] * 94
+    else:
+        assert after[0] == 1.0 and after[-1] < 0.02 and all(a >= b for a, b in itertools.pairwise(after))
+        middle = after[47]  # halfway through the decay: linear and cosine agree at 1/2
+        assert middle == pytest.approx(0.5, abs=0.02)
+        quarter = after[23]  # cosine stays higher early: (1 + cos(pi/4)) / 2 = 0.854 vs linear 0.755
+        assert quarter == pytest.approx(0.854 if schedule == "cosine" else 0.755, abs=0.01)
+
+
+def test_unknown_schedule_is_a_data_error_naming_the_choices():
+    from tn_peft.finetune.train import lr_factor
+
+    with pytest.raises(DataError, match="linear, cosine, constant"):
+        lr_factor(10, 100, "step")
+
+
+def test_schedule_separates_settings_in_the_summary():
+    from tn_peft.finetune.report import run_key
+
+    linear = {"method": {"name": "m", "lr": 0.1}}
+    cosine = {"method": {"name": "m", "lr": 0.1, "schedule": "cosine"}}
+    assert run_key(linear) != run_key(cosine) and run_key(cosine)[0] == "m, cosine schedule"
+    assert run_key(linear) == run_key({"method": {"name": "m", "lr": 0.1, "schedule": "linear"}})
 
 
 def test_summary_of_several_runs(tmp_path):

@@ -36,6 +36,7 @@ class Method:
     lr_diag: float | None = None
     lr_head: float = 1e-3
     steps: int = 200
+    schedule: str = "linear"  # the learning rate after warmup: linear | cosine | constant (train.SCHEDULES)
 
     def __post_init__(self) -> None:
         if not self.family:

@@ -124,10 +124,12 @@ DEFAULT_TARGETS = ("query", "value")
 
 def run_key(run: dict[str, Any]) -> tuple[str, tuple]:
     """Which runs are seeds of one setting: the method's name (with its targets when they are not
-    query and value) and its learning rates."""
+    query and value, and its schedule when it is not linear) and its learning rates."""
     m = run["method"]
     targets = tuple(m.get("targets") or DEFAULT_TARGETS)
     name = m["name"] if targets == DEFAULT_TARGETS else f"{m['name']} on {','.join(targets)}"
+    if m.get("schedule", "linear") != "linear":
+        name += f", {m['schedule']} schedule"
     return name, tuple((k, m.get(k)) for k in ("lr", "lr_diag", "lr_head"))
 
 

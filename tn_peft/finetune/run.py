@@ -38,7 +38,7 @@ from .report import (
     summarize_runs,
     write_metrics,
 )
-from .train import train
+from .train import SCHEDULES, train
 
 #: split sizes (train, validation, test) per data set; CSV files use fractions of their rows
 SPLIT_SIZES = {"rotten-tomatoes": (3200, 800, 2000), "bbc-news": (1200, 400, 600), "debates-2016": (600, 200, 322)}
@@ -109,6 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help=f"learning rate of diagonal nodes (s in U diag(s) V^T) (default: {GRAPH_LRS['lr_diag']})")
     t.add_argument("--lr-head", type=float, default=None,
                    help=f"learning rate of the linear head, every method (default: {HEAD_LR})")
+    t.add_argument("--schedule", choices=SCHEDULES, default="linear",
+                   help="learning rate after the 6%% warmup, every method: linear or cosine decay to 0, or constant "
+                        "(default: %(default)s)")
     t.add_argument("--eval-every", type=int, default=50, help="validation every N steps (default: %(default)s)")
     t.add_argument("--tune", action="store_true",
                    help="choose each setting's learning rates on validation: train its grid (a spec's lr=a,b; "
@@ -164,10 +167,11 @@ def _steps(args: argparse.Namespace, train_size: int) -> int:
     return args.steps if args.steps is not None else DEFAULT_STEPS
 
 
-def method_for(row: Row, lrs: dict[str, float], targets: list[str], steps: int, name: str | None = None) -> Method:
-    """The Method that trains ``row`` with learning rates ``lrs``."""
+def method_for(row: Row, lrs: dict[str, float], targets: list[str], steps: int, name: str | None = None,
+               schedule: str = "linear") -> Method:
+    """The Method that trains ``row`` with learning rates ``lrs`` for ``steps`` steps of ``schedule``."""
     common = {"name": name or row.label, "family": row.family, "targets": list(targets), "steps": steps,
-              "lr_head": lrs.get("lr_head", HEAD_LR)}
+              "schedule": schedule, "lr_head": lrs.get("lr_head", HEAD_LR)}
     if row.kind == "graph":
         return Method(kind="graph", graph=row.source, graph_args=dict(row.args), lr=lrs["lr"],
                       lr_diag=lrs.get("lr_diag"), **common)
@@ -186,7 +190,7 @@ def methods_from_args(args: argparse.Namespace, train_size: int) -> list[Method]
         for lrs in settings:
             varying = {k: v for k, v in lrs.items() if len(row.lr_grid[k]) > 1}
             name = row.label + "".join(f" {k}={v:g}" for k, v in varying.items()) if len(settings) > 1 else None
-            methods.append(method_for(row, lrs, targets, steps, name))
+            methods.append(method_for(row, lrs, targets, steps, name, args.schedule))
     return methods
 
 
@@ -248,7 +252,7 @@ def _lr_tag(row: Row, lrs: dict[str, float]) -> str:
 
 
 def tune_and_train(rows: list[Row], trainer: Trainer, targets: list[str], steps: int, seeds: list[int],
-                   tune_seeds: list[int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                   tune_seeds: list[int], schedule: str = "linear") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """For each row: train every learning-rate setting at ``tune_seeds``, choose the best mean final
     validation accuracy (first wins ties), then train the choice at the other ``seeds``.
     Returns (the chosen settings' runs on ``seeds``, the tuning record with every setting's runs)."""
@@ -257,7 +261,7 @@ def tune_and_train(rows: list[Row], trainer: Trainer, targets: list[str], steps:
         settings = row.settings()
         tried = []
         for lrs in settings:
-            method = method_for(row, lrs, targets, steps)
+            method = method_for(row, lrs, targets, steps, schedule=schedule)
             runs = [trainer(method, seed, _lr_tag(row, lrs)) for seed in tune_seeds]
             tried.append({"learning_rates": lrs, "validation": final_validation(runs), "runs": runs})
         best = max(range(len(tried)), key=lambda i: (tried[i]["validation"], -i))
@@ -267,7 +271,7 @@ def tune_and_train(rows: list[Row], trainer: Trainer, targets: list[str], steps:
                                      "runs": [{"seed": r["seed"], "validation_accuracy": r["validation_accuracy"],
                                                "test_accuracy": r.get("test_accuracy")} for r in t["runs"]]}
                                     for t in tried]})
-        method = method_for(row, chosen["learning_rates"], targets, steps)
+        method = method_for(row, chosen["learning_rates"], targets, steps, schedule=schedule)
         kept = [r for r in chosen["runs"] if r["seed"] in seeds]
         tag = _lr_tag(row, chosen["learning_rates"])
         results += kept + [trainer(method, seed, tag) for seed in seeds if seed not in tune_seeds]
@@ -306,7 +310,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tuning = None
     if args.tune:
         results, tuning = tune_and_train(rows, trainer, targets, _steps(args, len(split.train)), seeds,
-                                         list(args.tune_seeds or seeds[:1]))
+                                         list(args.tune_seeds or seeds[:1]), args.schedule)
     else:
         results = [trainer(method, seed) for method in methods_from_args(args, len(split.train)) for seed in seeds]
     table_results = [r for r in results if r["seed"] == seeds[0]]

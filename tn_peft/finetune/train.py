@@ -1,5 +1,5 @@
-"""The training loop: AdamW with per-role learning rates, warmup + linear decay, periodic validation,
-test accuracy at the end, mean step time and peak memory. Progress bars come from tqdm.
+"""The training loop: AdamW with per-role learning rates, warmup then a schedule (linear decay by
+default), periodic validation, test accuracy at the end, mean step time and peak memory. Progress bars come from tqdm.
 """
 
 from __future__ import annotations
@@ -109,11 +109,29 @@ def evaluate(model: nn.Module, data: Encoded, *, batch_size: int = 128, device: 
     return correct / max(len(data), 1), loss_sum / max(len(data), 1)
 
 
-def lr_factor(step: int, total: int, warmup_fraction: float = 0.06) -> float:
-    """Linear warmup over the first ``warmup_fraction`` of steps, then linear decay to 0."""
+#: learning-rate schedules after the warmup: ``linear`` decay to 0 (the default, as Hugging Face's
+#: Trainer), ``cosine`` decay to 0, ``constant``
+SCHEDULES = ("linear", "cosine", "constant")
+
+
+def lr_factor(step: int, total: int, schedule: str = "linear", warmup_fraction: float = 0.06) -> float:
+    """The learning-rate multiplier at ``step`` (0-based) of ``total``: linear warmup over the first
+    ``warmup_fraction`` of steps, then, for progress ``p = (step - warmup) / (total - warmup)``,
+    ``linear``: ``1 - p``; ``cosine``: ``(1 + cos(pi p)) / 2``; ``constant``: 1.
+
+    >>> [round(lr_factor(s, 100, "cosine"), 3) for s in (0, 5, 6, 53, 99)]
+    [0.167, 1.0, 1.0, 0.5, 0.0]
+    """
+    if schedule not in SCHEDULES:
+        raise DataError(f"schedule {schedule!r} is not known. Fix: use one of {', '.join(SCHEDULES)}")
     warmup = max(1, round(total * warmup_fraction))
     if step < warmup:
         return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
@@ -184,7 +202,7 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
                 batches = length_grouped_batches(train_data, batch_size, generator)
             idx = batches.pop()
             ids, mask, labels = (t.to(device) for t in train_data.batch(idx))
-            factor = lr_factor(step, method.steps)
+            factor = lr_factor(step, method.steps, method.schedule)
             for group, lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = lr * factor
             start = time.perf_counter()
