@@ -54,3 +54,47 @@ def test_settings_on_other_targets_are_not_pooled_with_the_default_ones():
 
     rows = summarize_runs([run(0, ["query", "value"]), run(0, ["query", "key"]), run(1, ["query", "key"])])
     assert [(r["method"], r["seeds"]) for r in rows] == [("qp", [0]), ("qp on query,key", [0, 1])]
+
+
+def _metrics(folder, name, params, seeds_acc):
+    import json
+
+    folder.mkdir(parents=True)
+    runs = [{"method": {"name": name, "kind": "graph", "family": "quantum_peft", "lr": 0.03}, "seed": seed,
+             "adapter_parameters": params, "test_accuracy": acc, "validation_accuracy": [acc],
+             "mean_step_seconds": 0.1, "peak_memory_bytes": 1} for seed, acc in seeds_acc]
+    (folder / "metrics.json").write_text(json.dumps({"runs": runs}))
+    return folder
+
+
+def test_a_saved_frontier_pools_with_new_run_folders(tmp_path):
+    frontier.write(ROWS, tmp_path / "old", title="t")
+    new = _metrics(tmp_path / "new", "quantum_peft rank=64", 2160, [(0, 0.77), (1, 0.79)])
+    rows = frontier.load_rows([tmp_path / "old" / "frontier.json", new])
+    assert [r["method"] for r in rows] == [r["method"] for r in ROWS] + ["quantum_peft rank=64"]
+    assert rows[0]["test"] == ROWS[0]["test"] and rows[-1]["seeds"] == [0, 1]
+    assert frontier.load_rows([tmp_path / "old"]) == frontier.load_rows([tmp_path / "old" / "frontier.json"])
+    text = frontier.markdown(rows, "t")
+    assert "| **quantum_peft rank=64** | quantum_peft | 2,160 | 0,1 | 78.00 ± 1.41 | 78.00 ± 1.41 | lr 0.03 |" in text
+
+
+def test_a_setting_in_two_inputs_is_one_error_naming_both(tmp_path):
+    import pytest
+
+    from tn_peft.errors import DataError
+
+    frontier.write(ROWS, tmp_path / "a")
+    frontier.write(ROWS[:2], tmp_path / "b")
+    with pytest.raises(DataError, match=r"'head' \(lr 0.01\) is in both .*a/frontier.json and .*b/frontier.json"):
+        frontier.load_rows([tmp_path / "a", tmp_path / "b"])
+
+
+def test_a_corrupt_saved_frontier_names_the_file(tmp_path):
+    import pytest
+
+    from tn_peft.errors import DataError
+
+    bad = tmp_path / "frontier.json"
+    bad.write_text('{"rows": [{"method": "x"}]}')
+    with pytest.raises(DataError, match=r"frontier.json: not a saved frontier \(KeyError"):
+        frontier.load_rows([bad])

@@ -7,10 +7,15 @@ more accurate than every point at or below its size. :func:`budget_table` answer
 parameters, who is best?": for each budget (the sizes of the points), the tn_peft setting and the
 peft setting with at most B parameters that score best on *validation*, their test accuracies, and
 the difference.
+
+``frontier.json`` keeps the rows (settings with their mean ± std over seeds) beside the plot, so a
+later ``tn-peft frontier docs/frontier-x/frontier.json runs/new --out docs/frontier-x`` adds new
+run folders to a frontier whose own run folders are gone.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -138,19 +143,75 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> P
         plt.close(fig)
 
 
+#: the name of the saved rows in a frontier folder
+ROWS_FILE = "frontier.json"
+
+
 def write(rows: Sequence[dict[str, Any]], folder: str | Path, title: str = "",
           max_budget: int | None = 10_000) -> tuple[Path, Path]:
-    """Write ``frontier.png`` and ``frontier.md`` into ``folder``."""
+    """Write ``frontier.png``, ``frontier.md`` and the rows (``frontier.json``) into ``folder``."""
     folder = Path(folder)
     png = plot(rows, folder / "frontier.png", title)
     md = atomic_write_text(folder / "frontier.md", markdown(rows, title, max_budget))
+    atomic_write_text(folder / ROWS_FILE, json.dumps({"title": title, "rows": list(rows)}, indent=1) + "\n")
     return png, md
+
+
+def _is_rows(path: Path) -> bool:
+    """A saved frontier (``frontier.json``, or a folder holding one and no ``metrics.json``)."""
+    if path.is_dir():
+        return (path / ROWS_FILE).is_file() and not (path / "metrics.json").is_file()
+    return path.name == ROWS_FILE
+
+
+def load_rows(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The rows of several inputs: run folders or ``metrics.json`` files (their runs pooled into settings
+    by :func:`~tn_peft.finetune.report.summarize_runs`) and saved frontiers (their rows as they are).
+    A setting (method and learning rates) found in two inputs is an error naming both."""
+    from ..errors import DataError
+    from .report import load_runs, summarize_runs
+
+    saved, runs, origin = [], [], {}
+    for path in map(Path, paths):
+        if not _is_rows(path):
+            runs_here = load_runs([path])
+            runs += runs_here
+            for row in summarize_runs(runs_here):
+                origin.setdefault(_setting(row), path)
+            continue
+        file = path / ROWS_FILE if path.is_dir() else path
+        try:
+            rows = json.loads(file.read_text())["rows"]
+            for row in rows:
+                row["test"] = tuple(row["test"]) if row.get("test") else None
+                row["validation"] = tuple(row["validation"]) if row.get("validation") else None
+                _ = row["method"], row["kind"], row["family"], row["adapter_parameters"], row["seeds"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise DataError(f"{file}: not a saved frontier ({type(err).__name__}: {err}). "
+                            f"Fix: pass a {ROWS_FILE} written by tn-peft frontier or tn-peft finetune") from None
+        for row in rows:
+            key = _setting(row)
+            if key in origin:
+                raise DataError(f"setting {row['method']!r} ({_lrs(row)}) is in both {origin[key]} and {file}. "
+                                f"Fix: pass it once (drop one of the two inputs)")
+            origin[key] = file
+        saved += rows
+    return saved + summarize_runs(runs)
+
+
+def _setting(row: dict[str, Any]) -> tuple:
+    return row["method"], tuple(sorted(row.get("learning_rates", {}).items()))
+
+
+def _lrs(row: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in row.get("learning_rates", {}).items()) or "no learning rates"
 
 
 def add_arguments(parser):
     """``tn-peft frontier RUN [RUN ...]``: one frontier from the runs of several finetune run folders."""
-    parser.add_argument("runs", nargs="+", help="finetune run folders (or their metrics.json files)")
-    parser.add_argument("--out", required=True, help="folder for frontier.png and frontier.md")
+    parser.add_argument("runs", nargs="+", help="finetune run folders (or their metrics.json files), and saved "
+                        "frontiers (frontier.json, or their folders) whose rows are added as they are")
+    parser.add_argument("--out", required=True, help="folder for frontier.png, frontier.md and frontier.json")
     parser.add_argument("--title", default="", help="plot and table title")
     parser.add_argument("--max-budget", type=int, default=10_000,
                         help="largest budget of the tn_peft-vs-peft table (default: %(default)s)")
@@ -158,11 +219,11 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    """Merge the runs (seeds of one setting pooled by name and learning rates), write the frontier, print it."""
+    """Merge the runs (seeds of one setting pooled by name and learning rates) and saved rows, write the
+    frontier, print it."""
     from ..errors import DataError
-    from .report import load_runs, summarize_runs
 
-    rows = summarize_runs(load_runs(args.runs))
+    rows = load_rows(args.runs)
     if not points(rows):
         raise DataError("no run with a test accuracy in these folders (runs with --no-test have none)")
     png, md = write(rows, args.out, args.title, args.max_budget)
