@@ -153,3 +153,59 @@ def test_circuit_profile_is_what_the_planner_reads():
     assert tn_peft.load_graph("svd").build(16, 16).node("U").circuit_profile() is None
     (circuit,) = [op for op in adapter.problem.operands if op.name == "U"]
     assert circuit.kind == "circuit" and (circuit.passes, circuit.chunk) == u.circuit_profile()
+
+
+def test_spread_basis_is_a_coprime_golden_stride():
+    from tn_peft.nodes.circuit.pauli import spread_basis
+
+    assert spread_basis(384, 4) == [0, 239, 94, 333] and spread_basis(2, 2) == [0, 1]
+    for n, k in [(384, 64), (4096, 16), (12, 12), (3, 2)]:
+        states = spread_basis(n, k)
+        assert len(set(states)) == k and all(0 <= s < n for s in states)
+    with pytest.raises(ShapeError):
+        spread_basis(8, 9)
+
+
+@pytest.mark.parametrize("rows,construction", [(16, "pauli"), (24, "mixed_radix")])
+def test_spread_basis_node_is_the_full_circuit_at_those_columns(rows, construction):
+    from tn_peft.nodes.circuit.pauli import spread_basis
+
+    first = PauliNode("U", ["o", "k"], [rows, 4], layers=2)
+    spread = PauliNode("U", ["o", "k"], [rows, 4], layers=2, basis="spread")
+    spread.load_state_dict(first.state_dict())
+    full = PauliNode("U", ["o", "k"], [rows, rows], layers=2)
+    full.load_state_dict(first.state_dict())
+    assert spread.construction == construction and spread.as_network() is None and spread.circuit_profile() is None
+    torch.testing.assert_close(first.matrix(), full.matrix()[:, :4])
+    torch.testing.assert_close(spread.matrix(), full.matrix()[:, spread_basis(rows, 4)])
+    assert spread.orthonormality_error() < 1e-5 and "basis='spread'" in repr(spread)
+
+
+def test_spread_basis_batches_with_its_own_kind_and_trains():
+    from tn_peft.batching import batch_key, evaluate_groups, plan_groups
+
+    a, b = (PauliNode("U", ["o", "k"], [24, 4], layers=1, basis="spread") for _ in range(2))
+    first = PauliNode("U", ["o", "k"], [24, 4], layers=1)
+    assert batch_key(a) == batch_key(b) != batch_key(first)
+    values = evaluate_groups(plan_groups([a, b]))
+    torch.testing.assert_close(values[id(a)], a(), rtol=1e-6, atol=1e-6)
+    values[id(b)].sum().backward()
+    assert b.weights.grad.abs().sum() > 0
+
+
+def test_spread_basis_errors_name_the_node():
+    with pytest.raises(SpecError, match="basis 'middle' is not known.*first, spread"):
+        PauliNode("U", ["o", "k"], [16, 4], basis="middle")
+    with pytest.raises(SpecError, match="csd construction"):
+        PauliNode("U", ["o", "k"], [22, 4], basis="spread")
+
+
+def test_quantum_peft_with_the_spread_basis_plans_the_reference_delta():
+    import tn_peft
+    from tn_peft.testing import reference_delta
+
+    adapter = tn_peft.load_graph("quantum_peft", layers=2, basis="spread").build(48, 48)
+    with torch.no_grad():
+        adapter.node("s").values.normal_()
+    x = torch.randn(5, 48, dtype=torch.float32)
+    torch.testing.assert_close(adapter(x).double(), x.double() @ reference_delta(adapter).T, rtol=1e-4, atol=1e-5)

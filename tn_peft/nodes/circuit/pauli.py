@@ -22,6 +22,13 @@ layer) or of the layer's first gradient dL/dW (set by :func:`tn_peft.frames.init
 LoRA-GA does for LoRA). A framed node starts at zero angles (``init: identity``) unless told
 otherwise, so ``Q = F E_K`` spans that subspace at step 0. The frame is a buffer (saved, not trained).
 
+``basis: first | spread`` says which K basis states the circuit maps: ``first`` (the default) takes
+``U[:, :K]``, states that share every wire but the last ``log K`` ones (the circuit's fast path,
+gate by gate in the planner); ``spread`` takes ``U[:, S]`` for the K states ``S = {j a mod N : j < K}``
+with ``a`` the integer nearest ``N / phi`` that is coprime with N (:func:`spread_basis`): a
+golden-ratio stride, so the states differ on most wires. It is computed as ``U @ E_S`` and contracted
+as a dense node.
+
 ``bits: b`` (1..8) trains the angles through a b-bit quantizer on the circle (the gates' period
 4 pi, :class:`tn_peft.quantize.AngleQuantizer`) with a straight-through gradient: the node computes,
 saves (packed codes) and loads the quantized circuit. Not for the csd construction. (For a wire of
@@ -42,7 +49,7 @@ from ...factorize import prime_factors as ascending_prime_factors
 from ...quantize import AngleQuantizer, check_bits
 from ..base import StiefelNode
 from ..frame import apply_frame, frame_from_columns
-from .apply import circuit_columns, pauli_unitary
+from .apply import circuit_apply, circuit_columns, pauli_unitary
 from .csd import CSDBlock, csd_num_params, init_angles
 from .fit import FitResult, fit_columns
 from .layout import circuit_layout, gate_params
@@ -52,8 +59,23 @@ CONSTRUCTIONS = ("auto", "pauli", "mixed_radix", "csd")
 INITS = ("random", "normal", "identity")
 #: where a frame's subspace comes from (``none``: no frame, Q = C(theta)[:, :K])
 FRAMES = ("none", "weight", "gradient")
+#: which K basis states the circuit maps (see the module docstring)
+BASES = ("first", "spread")
 #: auto uses mixed radix when every prime factor of N is at most this
 SMALL_PRIME = 7
+GOLDEN = (1 + 5 ** 0.5) / 2
+
+
+def spread_basis(n: int, k: int) -> list[int]:
+    """K distinct basis states ``j a mod N`` (``j < K``) with ``a`` the integer nearest ``N / phi`` that is
+    coprime with N: ``spread_basis(384, 4) == [0, 239, 94, 333]`` (first: ``[0, 1, 2, 3]``)."""
+    if not 1 <= k <= n:
+        raise ShapeError(f"spread_basis needs 1 <= k <= n, got k={k}, n={n}")
+    if n <= 2:
+        return list(range(k))
+    target = n / GOLDEN
+    a = min((c for c in range(1, n) if math.gcd(c, n) == 1), key=lambda c: (abs(c - target), c))
+    return [j * a % n for j in range(k)]
 
 
 def prime_factors(n: int) -> list[int]:
@@ -95,13 +117,15 @@ class PauliNode(StiefelNode, kind="pauli"):
     gate, between Pauli's log N and the full Lie map's N K), ``init`` random | normal |
     identity (zero angles: Q = E_K up to column signs, the CZ layers' signs) | auto (the default:
     identity with a frame, else random), ``init_scale`` (random: angles U(-pi s, pi s); normal: std s), ``frame``
-    none | weight | gradient, ``bits`` (0: full precision; 1..8: quantized angles; see the module docstring).
+    none | weight | gradient, ``basis`` first | spread (which K basis states: ``U[:, :K]`` or
+    ``U[:, spread_basis(N, K)]``), ``bits`` (0: full precision; 1..8: quantized angles; see the module docstring).
     """
 
     def __init__(self, name: str, legs: Sequence[str], shape: Sequence[int], *, cols=None,
                  layers: int = 1, construction: str = "auto", wires: Sequence[int] | None = None,
                  max_wire: int = 0,
-                 init: str | None = None, init_scale: float = 1.0, frame: str = "none", bits: int = 0) -> None:
+                 init: str | None = None, init_scale: float = 1.0, frame: str = "none", basis: str = "first",
+                 bits: int = 0) -> None:
         super().__init__(name, legs, shape, cols)
         n, k = self.rows, self.cols
         if not isinstance(layers, int) or isinstance(layers, bool) or layers < 0:
@@ -111,6 +135,8 @@ class PauliNode(StiefelNode, kind="pauli"):
                             fix=f"use one of {', '.join(CONSTRUCTIONS)}")
         if frame not in FRAMES:
             raise SpecError(f"frame {frame!r} is not known", node=name, fix=f"use one of {', '.join(FRAMES)}")
+        if basis not in BASES:
+            raise SpecError(f"basis {basis!r} is not known", node=name, fix=f"use one of {', '.join(BASES)}")
         if init is None or init == "auto":
             init = "random" if frame == "none" else "identity"
         if init not in INITS:
@@ -146,9 +172,13 @@ class PauliNode(StiefelNode, kind="pauli"):
         self.bits = bits
         self.init, self.init_scale = init, float(init_scale)
         self.frame = frame
+        self.basis = basis
         if frame != "none":  # identity frame until set_frame (tau = 0: every reflection is I)
             self.register_buffer("frame_vectors", torch.zeros(n, k))
             self.register_buffer("frame_tau", torch.zeros(k))
+        if construction == "csd" and basis != "first":
+            raise SpecError(f"basis {basis!r} needs a circuit of wires, but {n} rows use the csd construction",
+                            node=name, fix="use basis: first on this node")
         if construction == "csd":
             self.wire_dims = None
             self.csd = CSDBlock(n, layers, init, self.init_scale, columns=k)
@@ -182,15 +212,23 @@ class PauliNode(StiefelNode, kind="pauli"):
         return torch.cat([self.quantized("initial").reshape(-1), self.quantized("weights").reshape(-1)])
 
     def circuit_matrix(self) -> torch.Tensor:
-        """The circuit's first K columns ``C(theta)[:, :K]``, without the frame."""
+        """The circuit's columns ``C(theta)[:, :K]`` (or at the spread basis states), without the frame."""
         if self.construction == "csd":
             return self.csd.columns(self.cols)
+        if self.basis == "spread":
+            return self._spread_columns(self.theta())
         if self.construction == "pauli":
             return pauli_unitary(self.quantized("initial"), self.quantized("weights"), self.cols)
         return circuit_columns(self.wire_dims, self.layers, self.theta(), self.cols)
 
     def matrix(self) -> torch.Tensor:
         return self.framed(self.circuit_matrix())
+
+    def _spread_columns(self, theta: torch.Tensor) -> torch.Tensor:
+        """``C(theta) @ E_S`` for the spread basis states S, ``(..., N, K)`` for angles ``(..., P)``."""
+        states = torch.zeros(self.rows, self.cols, dtype=theta.dtype, device=theta.device)
+        states[spread_basis(self.rows, self.cols), range(self.cols)] = 1.0
+        return circuit_apply(self.wire_dims, self.layers, theta, states)
 
     def framed(self, columns: torch.Tensor) -> torch.Tensor:
         """``F @ columns`` (``columns`` (..., N, c)); ``columns`` itself without a frame."""
@@ -216,7 +254,7 @@ class PauliNode(StiefelNode, kind="pauli"):
             return None
         theta = self.initial
         return (self.construction, tuple(self.wire_dims), self.layers, self.cols, self._matrix_shape,
-                self._to_legs, self.frame != "none", theta.dtype, theta.device)
+                self._to_legs, self.frame != "none", self.basis, theta.dtype, theta.device)
 
     @classmethod
     def forward_many(cls, nodes: Sequence[PauliNode]) -> list[torch.Tensor]:
@@ -224,7 +262,10 @@ class PauliNode(StiefelNode, kind="pauli"):
         one batched frame product ``F @ C`` when the nodes have frames."""
         first = nodes[0]
         theta = torch.stack([node.theta() for node in nodes])
-        columns = circuit_columns(first.wire_dims, first.layers, theta, first.cols)
+        if first.basis == "spread":
+            columns = first._spread_columns(theta)
+        else:
+            columns = circuit_columns(first.wire_dims, first.layers, theta, first.cols)
         if first.frame != "none":
             columns = apply_frame(torch.stack([node.frame_vectors for node in nodes]),
                                   torch.stack([node.frame_tau for node in nodes]), columns)
@@ -232,9 +273,10 @@ class PauliNode(StiefelNode, kind="pauli"):
         return list(shaped.unbind(0))
 
     def as_network(self) -> CircuitNetwork | None:
-        """The circuit as gate and sign tensors (:mod:`tn_peft.nodes.circuit.network`); None for csd and
-        for a framed node (its dense frame is no circuit, so it is contracted as one tensor)."""
-        if self.construction == "csd" or self.frame != "none":
+        """The circuit as gate and sign tensors (:mod:`tn_peft.nodes.circuit.network`); None for csd, for
+        a framed node (its dense frame is no circuit, so it is contracted as one tensor) and for the
+        spread basis (its columns are no prefix of the circuit's)."""
+        if self.construction == "csd" or self.frame != "none" or self.basis != "first":
             return None
         return circuit_network(self.wire_dims, self.layers, self.theta(), self.cols)
 
@@ -263,7 +305,9 @@ class PauliNode(StiefelNode, kind="pauli"):
         wires = f", wires={list(self.wire_dims)}" if self.wire_dims and self.construction != "pauli" else ""
         frame = f", frame={self.frame!r}" if self.frame != "none" else ""
         bits = f", bits={self.bits}" if self.bits else ""
-        return (f"{super().extra_repr()}, construction={self.construction!r}, layers={self.layers}{wires}{frame}{bits}")
+        basis = f", basis={self.basis!r}" if self.basis != "first" else ""
+        return (f"{super().extra_repr()}, construction={self.construction!r}, layers={self.layers}{wires}{frame}"
+                f"{basis}{bits}")
 
 
 def mixed_radix_params(wire_dims: Sequence[int], layers: int) -> int:
@@ -271,4 +315,5 @@ def mixed_radix_params(wire_dims: Sequence[int], layers: int) -> int:
     return circuit_layout(tuple(wire_dims), layers).num_params
 
 
-__all__ = ["PauliNode", "choose_construction", "gate_params", "grouped_wires", "mixed_radix_params", "prime_factors"]
+__all__ = ["PauliNode", "choose_construction", "gate_params", "grouped_wires", "mixed_radix_params", "prime_factors",
+           "spread_basis"]
