@@ -195,6 +195,36 @@ def test_unknown_schedule_is_a_data_error_naming_the_choices():
         lr_factor(10, 100, "step")
 
 
+def test_circular_decay_pulls_angles_to_their_start_along_the_circle():
+    import math
+
+    import tn_peft
+    from tn_peft.finetune.train import CircularDecay
+
+    adapter = tn_peft.load_graph("quantum_peft", layers=1).build(16, 16)
+    decay = CircularDecay(adapter, 0.5)
+    assert len(decay.angles) == 4 and decay() == 0  # U and V: initial and weights; s is not an angle
+    u = adapter.node("U")
+    with torch.no_grad():
+        u.initial[0] += math.pi  # half a turn: the largest penalty, 0.5 * (1 - cos pi) = 1
+        u.weights.view(-1)[0] += 4 * math.pi  # a whole period of the gates: no penalty
+    value = decay()
+    assert value.item() == pytest.approx(1.0, abs=1e-5)
+    value.backward()
+    assert float(u.initial.grad.abs().max()) < 1e-5  # sin(pi) = 0: a maximum, not a pull
+    assert CircularDecay(adapter, 0.0)() == 0.0
+
+
+def test_schedule_and_angle_decay_reach_the_methods():
+    from tn_peft.finetune.run import methods_from_args
+
+    args = add_arguments(argparse.ArgumentParser()).parse_args(
+        ["--compare", "lora", "--schedule", "cosine", "--angle-decay", "1e-3", "--steps", "7"])
+    graph, lora, head = methods_from_args(args, train_size=100)
+    assert [m.schedule for m in (graph, lora, head)] == ["cosine"] * 3 and graph.steps == lora.steps == 7
+    assert (graph.angle_decay, lora.angle_decay, head.angle_decay) == (1e-3, 0.0, 0.0)  # angles: graphs only
+
+
 def test_schedule_separates_settings_in_the_summary():
     from tn_peft.finetune.report import run_key
 
@@ -202,6 +232,7 @@ def test_schedule_separates_settings_in_the_summary():
     cosine = {"method": {"name": "m", "lr": 0.1, "schedule": "cosine"}}
     assert run_key(linear) != run_key(cosine) and run_key(cosine)[0] == "m, cosine schedule"
     assert run_key(linear) == run_key({"method": {"name": "m", "lr": 0.1, "schedule": "linear"}})
+    assert run_key({"method": {"name": "m", "lr": 0.1, "angle_decay": 1e-3}})[0] == "m, angle decay 0.001"
 
 
 def test_summary_of_several_runs(tmp_path):

@@ -37,6 +37,7 @@ class Method:
     lr_head: float = 1e-3
     steps: int = 200
     schedule: str = "linear"  # the learning rate after warmup: linear | cosine | constant (train.SCHEDULES)
+    angle_decay: float = 0.0  # lambda of the circular pull of circuit angles to their start (train.CircularDecay)
 
     def __post_init__(self) -> None:
         if not self.family:

@@ -124,12 +124,14 @@ DEFAULT_TARGETS = ("query", "value")
 
 def run_key(run: dict[str, Any]) -> tuple[str, tuple]:
     """Which runs are seeds of one setting: the method's name (with its targets when they are not
-    query and value, and its schedule when it is not linear) and its learning rates."""
+    query and value, its schedule when it is not linear, its angle decay when set) and its learning rates."""
     m = run["method"]
     targets = tuple(m.get("targets") or DEFAULT_TARGETS)
     name = m["name"] if targets == DEFAULT_TARGETS else f"{m['name']} on {','.join(targets)}"
     if m.get("schedule", "linear") != "linear":
         name += f", {m['schedule']} schedule"
+    if m.get("angle_decay"):
+        name += f", angle decay {m['angle_decay']:g}"
     return name, tuple((k, m.get(k)) for k in ("lr", "lr_diag", "lr_head"))
 
 

@@ -112,6 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=SCHEDULES, default="linear",
                    help="learning rate after the 6%% warmup, every method: linear or cosine decay to 0, or constant "
                         "(default: %(default)s)")
+    t.add_argument("--angle-decay", type=float, default=0.0, metavar="LAMBDA",
+                   help="graphs: add LAMBDA * sum(1 - cos(theta - theta_0)) over circuit angles to the loss, a "
+                        "weight decay on the circle toward their start (default: 0, none)")
     t.add_argument("--eval-every", type=int, default=50, help="validation every N steps (default: %(default)s)")
     t.add_argument("--tune", action="store_true",
                    help="choose each setting's learning rates on validation: train its grid (a spec's lr=a,b; "
@@ -161,20 +164,23 @@ def rows_from_args(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-def _steps(args: argparse.Namespace, train_size: int) -> int:
+def training_options(args: argparse.Namespace, train_size: int) -> dict[str, Any]:
+    """What every row trains with, as :class:`Method` fields: ``steps``, ``schedule``, ``angle_decay``."""
+    steps = args.steps if args.steps is not None else DEFAULT_STEPS
     if args.epochs is not None:
-        return max(1, math.ceil(args.epochs * train_size / args.batch_size))
-    return args.steps if args.steps is not None else DEFAULT_STEPS
+        steps = max(1, math.ceil(args.epochs * train_size / args.batch_size))
+    return {"steps": steps, "schedule": args.schedule, "angle_decay": args.angle_decay}
 
 
-def method_for(row: Row, lrs: dict[str, float], targets: list[str], steps: int, name: str | None = None,
-               schedule: str = "linear") -> Method:
-    """The Method that trains ``row`` with learning rates ``lrs`` for ``steps`` steps of ``schedule``."""
-    common = {"name": name or row.label, "family": row.family, "targets": list(targets), "steps": steps,
-              "schedule": schedule, "lr_head": lrs.get("lr_head", HEAD_LR)}
+def method_for(row: Row, lrs: dict[str, float], targets: list[str], training: dict[str, Any],
+               name: str | None = None) -> Method:
+    """The Method that trains ``row`` with learning rates ``lrs`` and :func:`training_options` ``training``
+    (the angle decay applies to graphs only)."""
+    common = {"name": name or row.label, "family": row.family, "targets": list(targets),
+              "steps": training["steps"], "schedule": training["schedule"], "lr_head": lrs.get("lr_head", HEAD_LR)}
     if row.kind == "graph":
         return Method(kind="graph", graph=row.source, graph_args=dict(row.args), lr=lrs["lr"],
-                      lr_diag=lrs.get("lr_diag"), **common)
+                      lr_diag=lrs.get("lr_diag"), angle_decay=training["angle_decay"], **common)
     if row.kind == "peft":
         return Method(kind="peft", peft_type=row.source, peft_args=dict(row.args), lr=lrs["lr"], **common)
     return Method(kind="head", lr=lrs.get("lr_head", HEAD_LR), **common)
@@ -183,14 +189,14 @@ def method_for(row: Row, lrs: dict[str, float], targets: list[str], steps: int, 
 def methods_from_args(args: argparse.Namespace, train_size: int) -> list[Method]:
     """Without --tune: one Method per row and learning-rate setting (a row with several is named by them)."""
     targets = [t.strip() for t in str(args.targets).split(",") if t.strip()]
-    steps = _steps(args, train_size)
+    training = training_options(args, train_size)
     methods = []
     for row in rows_from_args(args):
         settings = row.settings()
         for lrs in settings:
             varying = {k: v for k, v in lrs.items() if len(row.lr_grid[k]) > 1}
             name = row.label + "".join(f" {k}={v:g}" for k, v in varying.items()) if len(settings) > 1 else None
-            methods.append(method_for(row, lrs, targets, steps, name, args.schedule))
+            methods.append(method_for(row, lrs, targets, training, name))
     return methods
 
 
@@ -251,8 +257,8 @@ def _lr_tag(row: Row, lrs: dict[str, float]) -> str:
     return "".join(f"-{k}{v:g}" for k, v in lrs.items() if len(row.lr_grid[k]) > 1)
 
 
-def tune_and_train(rows: list[Row], trainer: Trainer, targets: list[str], steps: int, seeds: list[int],
-                   tune_seeds: list[int], schedule: str = "linear") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def tune_and_train(rows: list[Row], trainer: Trainer, targets: list[str], training: dict[str, Any],
+                   seeds: list[int], tune_seeds: list[int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """For each row: train every learning-rate setting at ``tune_seeds``, choose the best mean final
     validation accuracy (first wins ties), then train the choice at the other ``seeds``.
     Returns (the chosen settings' runs on ``seeds``, the tuning record with every setting's runs)."""
@@ -261,7 +267,7 @@ def tune_and_train(rows: list[Row], trainer: Trainer, targets: list[str], steps:
         settings = row.settings()
         tried = []
         for lrs in settings:
-            method = method_for(row, lrs, targets, steps, schedule=schedule)
+            method = method_for(row, lrs, targets, training)
             runs = [trainer(method, seed, _lr_tag(row, lrs)) for seed in tune_seeds]
             tried.append({"learning_rates": lrs, "validation": final_validation(runs), "runs": runs})
         best = max(range(len(tried)), key=lambda i: (tried[i]["validation"], -i))
@@ -271,7 +277,7 @@ def tune_and_train(rows: list[Row], trainer: Trainer, targets: list[str], steps:
                                      "runs": [{"seed": r["seed"], "validation_accuracy": r["validation_accuracy"],
                                                "test_accuracy": r.get("test_accuracy")} for r in t["runs"]]}
                                     for t in tried]})
-        method = method_for(row, chosen["learning_rates"], targets, steps, schedule=schedule)
+        method = method_for(row, chosen["learning_rates"], targets, training)
         kept = [r for r in chosen["runs"] if r["seed"] in seeds]
         tag = _lr_tag(row, chosen["learning_rates"])
         results += kept + [trainer(method, seed, tag) for seed in seeds if seed not in tune_seeds]
@@ -309,8 +315,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     targets = [t.strip() for t in str(args.targets).split(",") if t.strip()]
     tuning = None
     if args.tune:
-        results, tuning = tune_and_train(rows, trainer, targets, _steps(args, len(split.train)), seeds,
-                                         list(args.tune_seeds or seeds[:1]), args.schedule)
+        results, tuning = tune_and_train(rows, trainer, targets, training_options(args, len(split.train)), seeds,
+                                         list(args.tune_seeds or seeds[:1]))
     else:
         results = [trainer(method, seed) for method in methods_from_args(args, len(split.train)) for seed in seeds]
     table_results = [r for r in results if r["seed"] == seeds[0]]

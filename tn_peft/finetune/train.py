@@ -155,6 +155,26 @@ def length_grouped_batches(data: Encoded, batch_size: int, generator: torch.Gene
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
+class CircularDecay:
+    """Weight decay for periodic parameters: ``lambda * sum(1 - cos(theta - theta_0))`` over every
+    circuit angle (``pauli`` nodes), pulling each angle back to its start along the circle (AdamW's
+    decay pulls to 0, a point the period makes arbitrary; the loop's AdamW has none). Its gradient,
+    ``lambda sin(theta - theta_0)``, vanishes at the start and a full turn away."""
+
+    def __init__(self, model: nn.Module, strength: float):
+        from ..nodes.base import Node
+
+        self.strength = float(strength)
+        self.angles = [p for m in model.modules() if isinstance(m, Node) and m.kind == "pauli"
+                       for p in m.parameters() if p.requires_grad]
+        self.anchors = [p.detach().clone() for p in self.angles]
+
+    def __call__(self) -> torch.Tensor | float:
+        if not self.strength or not self.angles:
+            return 0.0
+        return self.strength * sum((1 - torch.cos(p - a)).sum() for p, a in zip(self.angles, self.anchors))
+
+
 #: batches of dL/dW that ``frame: gradient`` nodes are set from before training (LoRA-GA uses ~64 examples)
 FRAME_BATCHES = 4
 #: the frame batches come from their own shuffle, so a framed run trains on the same batches as any other
@@ -190,6 +210,7 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
                       bits=adapter_bits(method))
     initialize_gradient_frames(model, train_data, batch_size, seed, device)
     optimizer = torch.optim.AdamW(parameter_groups(model, method), weight_decay=0.0)
+    decay = CircularDecay(model, method.angle_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     generator = torch.Generator().manual_seed(seed)
     batches: list[torch.Tensor] = []
@@ -208,7 +229,7 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
             start = time.perf_counter()
             loss = nn.functional.cross_entropy(model(ids, mask), labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + decay()).backward()
             optimizer.step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
