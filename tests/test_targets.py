@@ -1,4 +1,4 @@
-"""tn_peft.targets on its own: PEFT's matching rules, layer indices, layer shapes, the output head."""
+"""tn_peft.targets on its own: PEFT's matching rules, layer indices, the output head."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from tn_peft.targets import (
     find_targets,
     in_modules_to_save,
     layer_index,
-    layer_info,
     match_name,
 )
 
@@ -52,14 +51,6 @@ def test_layer_index_outermost_and_patterns():
 def test_modules_to_save_covers_children():
     assert in_modules_to_save("classifier.dense", ["classifier"]) and in_modules_to_save("a.classifier", ["classifier"])
     assert not in_modules_to_save("classifier2", ["classifier"])
-
-
-def test_layer_info_shapes_and_refusal():
-    net = _Net()
-    assert layer_info(net.layer[0].value) == ("linear", 4, 8)
-    assert layer_info(net.conv) == ("conv2d", 3, 2 * 3 * 2)
-    with pytest.raises(SpecError, match="module 'norm' is a torch.nn.modules.normalization.LayerNorm"):
-        layer_info(net.layer[0].norm, "norm")
 
 
 def test_find_targets_rules():

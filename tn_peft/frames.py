@@ -50,8 +50,7 @@ def framed_nodes(adapter: nn.Module, source: str) -> list[tuple[str, nn.Module, 
 
 def weight_matrix(module: nn.Module) -> torch.Tensor:
     """The layer's weight as its ``(out, in)`` matrix (Conv1D stores ``in x out``; Conv2d is flattened)."""
-    from .layers import TnLayer
-    from .targets import layer_info
+    from .layers import TnLayer, layer_info
 
     base = module.base_layer if isinstance(module, TnLayer) else module
     kind, out_features, _ = layer_info(base)

@@ -36,8 +36,15 @@ from .batching import evaluate_groups, plan_groups
 from .config import AdapterConfig
 from .distributed import barrier, is_main_process, is_sharded
 from .errors import SpecError
-from .layers import ModulesToSave, TnLayer, adapter_dtype, build_adapter, wrap_layer
-from .targets import find_targets, layer_info, match_name
+from .layers import (
+    ModulesToSave,
+    TnLayer,
+    adapter_dtype,
+    build_adapter,
+    layer_info,
+    wrap_layer,
+)
+from .targets import find_targets, match_name
 
 
 def get_model(model: nn.Module, config: AdapterConfig, adapter_name: str = "default", *,
@@ -209,7 +216,7 @@ class TnPeftModel(nn.Module):
         for name, adapter in built.items():
             self._frozen.update(id(p) for p in adapter.parameters() if not p.requires_grad)
             module = modules[name]
-            layer = module if isinstance(module, TnLayer) else wrap_layer(module)
+            layer = module if isinstance(module, TnLayer) else wrap_layer(module, name)
             if layer is not module:
                 layer.active_adapters = list(self._active_adapters)
                 self._replace(name, layer)

@@ -1,4 +1,6 @@
-"""Which modules an :class:`~tn_peft.config.AdapterConfig` adapts: PEFT's matching rules, and layer shapes.
+"""Which modules an :class:`~tn_peft.config.AdapterConfig` adapts: PEFT's matching rules.
+
+Which layer types can be adapted, and their shapes, is :data:`tn_peft.layers.LAYER_TYPES`.
 
 Matching (exactly as PEFT's ``check_target_module_exists``):
 
@@ -24,18 +26,10 @@ from torch import nn
 
 from .config import ALL_LINEAR
 from .errors import SpecError
+from .layers import ModulesToSave, TnLayer, is_linear, layer_type
 
 #: Head module names PEFT excludes from ``all-linear`` for classification models.
 CLASSIFIER_HEAD_NAMES = ("score", "classifier")
-
-
-def conv1d_class() -> type | None:
-    """transformers' GPT-2 ``Conv1D`` (weight stored ``in x out``), or None without transformers."""
-    try:
-        from transformers.pytorch_utils import Conv1D
-    except ImportError:  # pragma: no cover - transformers is optional
-        return None
-    return Conv1D
 
 
 def match_name(name: str, patterns: str | Iterable[str] | None) -> bool:
@@ -90,42 +84,6 @@ def layer_index(name: str, layers_pattern: str | Iterable[str] | None = None) ->
     return int(match["idx"]) if match else None
 
 
-def layer_info(module: nn.Module, name: str = "?") -> tuple[str, int, int]:
-    """``(layer_type, out_features, in_features)`` of an adaptable layer; SpecError for anything else.
-
-    ``conv2d`` layers are adapted as the (out_channels, in_channels/groups * kh * kw) matrix of
-    their weight.
-    """
-    from .layers import TnLayer
-
-    if isinstance(module, TnLayer):
-        return module.layer_type, module.out_features, module.in_features
-    conv1d = conv1d_class()
-    if isinstance(module, nn.Linear):
-        return "linear", module.out_features, module.in_features
-    if conv1d is not None and isinstance(module, conv1d):
-        nx, nf = module.weight.shape
-        return "conv1d", int(nf), int(nx)
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return "conv2d", module.out_channels, module.in_channels // module.groups * kh * kw
-    raise SpecError(
-        f"module {name!r} is a {type(module).__module__}.{type(module).__name__}, which tn_peft cannot adapt "
-        f"(it adapts nn.Linear, transformers' Conv1D and nn.Conv2d)",
-        fix="narrow target_modules to linear/conv layers (e.g. ['query', 'value']), or add the module to "
-            "exclude_modules")
-
-
-def is_linear(module: nn.Module) -> bool:
-    """An ``nn.Linear`` or GPT-2 ``Conv1D`` (or a tn_peft layer wrapping one)."""
-    from .layers import TnLayer
-
-    if isinstance(module, TnLayer):
-        return module.layer_type in ("linear", "conv1d")
-    conv1d = conv1d_class()
-    return isinstance(module, nn.Linear) or (conv1d is not None and isinstance(module, conv1d))
-
-
 def output_head_names(model: nn.Module) -> set[str]:
     """Names of the output head's modules: output embeddings, and top-level ``score``/``classifier``."""
     heads: list[nn.Module] = []
@@ -160,10 +118,9 @@ def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = N
 
     Raises SpecError when nothing matches (listing some module names), when ``layers_to_transform`` is
     given and a matched module's name holds no layer index (PEFT skips such modules silently; tn_peft
-    names them), and, through :func:`layer_info`, when a matched module is not a layer tn_peft can adapt.
+    names them), and, through :func:`tn_peft.layers.layer_type`, when a matched module is not a layer tn_peft
+    can adapt.
     """
-    from .layers import ModulesToSave, TnLayer
-
     all_linear = isinstance(target_modules, str) and target_modules.lower() == ALL_LINEAR
     heads = output_head_names(model) if all_linear else set()
     inner: set[str] = set()  # modules inside our own wrappers are never targets
@@ -180,7 +137,7 @@ def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = N
             if is_linear(module) and name not in heads:
                 found.append(name)
         elif match_name(name, target_modules):
-            layer_info(module, name)
+            layer_type(module, name)
             found.append(name)
     using_indexes = layers_to_transform is not None and (
         len(layers_to_transform) != 0 if isinstance(layers_to_transform, list) else True)
