@@ -212,14 +212,14 @@ class AdapterConfig:
         as PEFT does for rank_pattern keys, about ``layer_graph_args`` keys that match no module."""
         import warnings
 
-        from .network import Network
+        from .spec import network_from_spec
 
         layer_specs = layer_specs or {}
         networks, by_key = {}, {}
         base_spec = None
         for name in names:
             if name in layer_specs:
-                networks[name] = Network.from_spec(layer_specs[name], source=f"targets[{name!r}].graph")
+                networks[name] = network_from_spec(layer_specs[name], source=f"targets[{name!r}].graph")
                 continue
             key = self.layer_graph_key(name)
             if key not in by_key:
