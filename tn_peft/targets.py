@@ -41,21 +41,6 @@ def match_name(name: str, patterns: str | Iterable[str] | None) -> bool:
     return any(name == p or name.endswith(f".{p}") for p in patterns)
 
 
-def pattern_key(patterns: Iterable[str], module_name: str) -> str | None:
-    """The first key of ``patterns`` (PEFT's ``rank_pattern`` / ``alpha_pattern``, tn_peft's
-    ``layer_graph_args``) that applies to ``module_name``, or None. PEFT's ``get_pattern_key`` rule: a key
-    matches when ``re.match(rf"(.*\\.)?({key})$", module_name)`` does -- the whole name, a dotted suffix,
-    or a regex over one; the first matching key in order wins.
-
-    >>> pattern_key({"value": 2}, "encoder.layer.0.attention.self.value")
-    'value'
-    """
-    for key in patterns:
-        if re.match(rf"(.*\.)?({key})$", module_name):
-            return key
-    return None
-
-
 def in_modules_to_save(name: str, modules_to_save: Iterable[str] | None) -> bool:
     """True when ``name`` is, or lies inside, a module listed in ``modules_to_save`` (PEFT's rule)."""
     return any(re.match(rf"(^|.*\.){m}($|\..*)", name) for m in (modules_to_save or ()))
