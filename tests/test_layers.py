@@ -18,7 +18,6 @@ from tn_peft.layers import (
     is_linear,
     layer_info,
     layer_type,
-    wrap_layer,
 )
 
 
@@ -42,7 +41,7 @@ def test_the_table_has_one_row_per_type():
 def test_dispatch_and_shape_rule(module, cls, info):
     assert layer_type(module).layer_class is cls
     assert layer_info(module) == info
-    wrapped = wrap_layer(module)
+    wrapped = layer_type(module).layer_class(module)
     assert type(wrapped) is cls and wrapped.base_layer is module
     assert layer_info(wrapped) == info  # a wrapped layer is its base's type, with the same shape
     assert (wrapped.out_features, wrapped.in_features) == info[1:]
@@ -54,7 +53,7 @@ def test_unsupported_type_is_one_error_naming_the_module_and_the_supported_types
     assert find_layer_type(emb) is None and not is_linear(emb)
     message = ("module 'block.emb' is a torch.nn.modules.sparse.Embedding, which tn_peft cannot adapt "
                "(it adapts nn.Linear, transformers' Conv1D and nn.Conv2d)")
-    for call in (layer_type, layer_info, wrap_layer):
+    for call in (layer_type, layer_info):
         with pytest.raises(SpecError, match="^" + re.escape(message)) as err:
             call(emb, "block.emb")
         assert "exclude_modules" in err.value.fix

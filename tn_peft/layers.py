@@ -11,7 +11,8 @@
 the tn_peft layer class, whose ``dw_shape`` is the shape rule ``(out_features, in_features)`` of dW,
 and whether ``target_modules="all-linear"`` takes it. :func:`layer_type` looks a module up in it
 (one SpecError, naming the module and the supported types, for anything else); target matching
-(:mod:`tn_peft.targets`) and injection (:mod:`tn_peft.model`) read the table through it.
+and :func:`tn_peft.targets.resolve_config` read the table through it, and injection
+(:mod:`tn_peft.model`) wraps each module in its resolved row's ``layer_class``.
 
 Each layer holds its adapters in ``tn_adapters`` (name -> :class:`~tn_peft.adapters.Adapter`) and
 tracks ``active_adapters``, ``merged_adapters`` and ``disable_adapters``. Linear adapters run
@@ -267,6 +268,13 @@ class LayerType:
         base = self.base_class()
         return base is not None and isinstance(module, base)
 
+    def shape(self, module: nn.Module) -> tuple[int, int]:
+        """``(out_features, in_features)`` of dW for ``module``, a layer of this type (plain or wrapped)."""
+        if isinstance(module, TnLayer):
+            return module.out_features, module.in_features
+        out_features, in_features = self.layer_class.dw_shape(module)
+        return int(out_features), int(in_features)
+
 
 #: The supported base layer types, in dispatch order (the first whose base class the module is an
 #: instance of wins, as PEFT's dispatchers). Quantized linears (bitsandbytes, torchao) are nn.Linear.
@@ -309,10 +317,7 @@ def layer_info(module: nn.Module, name: str = "?") -> tuple[str, int, int]:
     their weight.
     """
     row = layer_type(module, name)
-    if isinstance(module, TnLayer):
-        return row.name, module.out_features, module.in_features
-    out_features, in_features = row.layer_class.dw_shape(module)
-    return row.name, int(out_features), int(in_features)
+    return (row.name, *row.shape(module))
 
 
 def is_linear(module: nn.Module) -> bool:
@@ -338,11 +343,6 @@ def build_adapter(network, module: nn.Module, *, shared_nodes: dict[str, nn.Modu
         raise SpecError(f"building the adapter for module {name!r} (out={out_features}, in={in_features}): "
                         f"{err.bare_message}", source=err.source, line=err.line, node=err.node, leg=err.leg,
                         fix=err.fix) from None
-
-
-def wrap_layer(module: nn.Module, name: str = "?") -> TnLayer:
-    """The tn_peft layer for base layer ``module``: its :data:`LAYER_TYPES` row's layer class."""
-    return layer_type(module, name).layer_class(module)
 
 
 class ModulesToSave(nn.Module):

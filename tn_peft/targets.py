@@ -1,6 +1,14 @@
-"""Which modules an :class:`~tn_peft.config.AdapterConfig` adapts: PEFT's matching rules.
+"""Which modules an :class:`~tn_peft.config.AdapterConfig` adapts, and with what: PEFT's matching rules,
+and :func:`resolve_config`, the one pure step from (config, model) to module name -> layer type -> network.
 
-Which layer types can be adapted, and their shapes, is :data:`tn_peft.layers.LAYER_TYPES`.
+Model integration runs spec -> Network -> Adapter -> plan -> program -> layer:
+``config.network()`` loads the graph (:mod:`tn_peft.spec` -> :class:`~tn_peft.network.Network`);
+:func:`resolve_config` matches it against the model once, giving every adapted module its
+:data:`~tn_peft.layers.LAYER_TYPES` row, the shape of its dW and its network (``layer_graph_args`` or a
+checkpoint's per-layer graph); :class:`~tn_peft.model.TnPeftModel` then builds each network into an
+:class:`~tn_peft.adapters.Adapter` for that shape, whose planner (:mod:`tn_peft.planner`) turns each
+token count into a contraction program, and wraps the module in the row's layer class
+(:mod:`tn_peft.layers`), which runs the program in its forward.
 
 Matching (exactly as PEFT's ``check_target_module_exists``):
 
@@ -20,13 +28,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from .config import ALL_LINEAR
 from .errors import SpecError
-from .layers import ModulesToSave, TnLayer, is_linear, layer_type
+from .layers import LayerType, ModulesToSave, TnLayer, is_linear, layer_type
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import AdapterConfig
+    from .network import Network
 
 #: Head module names PEFT excludes from ``all-linear`` for classification models.
 CLASSIFIER_HEAD_NAMES = ("score", "classifier")
@@ -160,3 +173,86 @@ def _is_pretrained(model: nn.Module) -> bool:
     except ImportError:  # pragma: no cover - transformers is optional
         return False
     return isinstance(model, PreTrainedModel)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module a config adapts, resolved: its :data:`~tn_peft.layers.LAYER_TYPES` row, the shape of its
+    dW and its network (``own_graph``: not the config's, from ``layer_graph_args`` or a checkpoint)."""
+
+    module: nn.Module
+    layer_type: LayerType
+    out_features: int
+    in_features: int
+    network: Network
+    own_graph: bool
+
+    @property
+    def shape_key(self) -> str:
+        """``"<out>x<in>"``: the key of the shared nodes of this shape (LoTR's U and V)."""
+        return f"{self.out_features}x{self.in_features}"
+
+    def checkpoint_entry(self) -> dict[str, Any]:
+        """What ``adapter_config.json`` records under ``targets`` for this module: type, shape, and the
+        layer's own graph when it has one."""
+        entry: dict[str, Any] = {"type": self.layer_type.name, "shape": [self.out_features, self.in_features]}
+        if self.own_graph:
+            entry["graph"] = self.network.to_spec()
+        return entry
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A config resolved against a model (:func:`resolve_config`): its network, and module name -> :class:`Target`
+    for every adapted module, in model order."""
+
+    network: Network
+    targets: dict[str, Target]
+
+
+def resolve_config(config: AdapterConfig, model: nn.Module, *, targets: Iterable[str] | None = None,
+                   layer_specs: dict[str, Any] | None = None) -> ResolvedConfig:
+    """Resolve ``config`` against ``model`` once: which modules it adapts (:func:`find_targets`, or the exact
+    names ``targets``), each one's layer type and dW shape (:func:`tn_peft.layers.layer_type`) and network
+    (:meth:`~tn_peft.config.AdapterConfig.layer_networks`; ``layer_specs``, module name -> graph spec as a
+    checkpoint saves it, forces some). Changes neither; SpecError for a config that does not fit the model.
+    """
+    network = config.network()
+    config.check_layer_graph_args(network)
+    if targets is None:
+        targets = find_targets(model, config.target_modules, config.exclude_modules, config.modules_to_save,
+                               layers_to_transform=config.layers_to_transform, layers_pattern=config.layers_pattern)
+    modules = {name: model.get_submodule(name) for name in targets}
+    networks = config.layer_networks(network, list(modules), layer_specs)
+    resolved = {}
+    for name, module in modules.items():
+        row = layer_type(module, name)
+        out_features, in_features = row.shape(module)
+        resolved[name] = Target(module, row, out_features, in_features, networks[name], networks[name] is not network)
+    if any(spec.shared for spec in network.nodes):
+        _check_shared_overrides(network, resolved)
+    return ResolvedConfig(network, resolved)
+
+
+def _shared_signature(network: Network, out_features: int, in_features: int) -> dict[str, tuple]:
+    """What a layer of this shape needs of each shared node: kind, legs, options, sizes."""
+    sizes = network.resolve(in_features, out_features)
+    return {spec.name: (spec.kind, tuple(spec.legs), spec.options, tuple(sizes[leg] for leg in spec.legs))
+            for spec in network.nodes if spec.shared}
+
+
+def _check_shared_overrides(network: Network, targets: dict[str, Target]) -> None:
+    """Layers with their own graph (layer_graph_args) may use the shared nodes of their shape only if
+    those come out the same (e.g. LoTR with a per-layer alpha, not a per-layer rank)."""
+    for name, target in targets.items():
+        if target.network is network:
+            continue
+        shape = target.out_features, target.in_features
+        want, have = _shared_signature(target.network, *shape), _shared_signature(network, *shape)
+        odd = next((node for node in sorted(set(want) | set(have)) if want.get(node) != have.get(node)), None)
+        if odd is not None:
+            raise SpecError(f"layer_graph_args changes node {odd!r} of {name!r}, but graph {network.name!r} shares "
+                            f"it between layers of a shape ({have.get(odd, ('absent',))[-1]} for every layer, "
+                            f"{want.get(odd, ('absent',))[-1]} here)",
+                            fix="override only what leaves the shared nodes alone (e.g. alpha), or use a graph "
+                                "without shared nodes")
