@@ -32,7 +32,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base_layers import compute_dtype, is_quantized, keep_cpu_layout, merge_into
+from .base_layers import (
+    compute_dtype,
+    dense_weight,
+    is_quantized,
+    keep_cpu_layout,
+    merge_into,
+)
 from .errors import ShapeError, SpecError
 
 
@@ -52,6 +58,12 @@ class TnLayer(nn.Module):
     def dw_shape(base_layer: nn.Module) -> tuple[int, int]:
         """``(out_features, in_features)`` of dW for ``base_layer`` (the layer type's shape rule)."""
         raise NotImplementedError
+
+    @staticmethod
+    def as_matrix(weight: torch.Tensor, out_features: int) -> torch.Tensor:
+        """A tensor laid out like the base weight (the weight, its gradient) as the ``(out, in)`` matrix of dW
+        (the inverse of :meth:`get_delta_weight`'s layout)."""
+        return weight.reshape(out_features, -1)
 
     def __init__(self, base_layer: nn.Module) -> None:
         super().__init__()
@@ -82,7 +94,7 @@ class TnLayer(nn.Module):
         return bool(self.merged_adapters)
 
     def update_layer(self, adapter_name: str, adapter: nn.Module, *, dropout: float = 0.0) -> None:
-        """Add a built :class:`~tn_peft.adapters.Adapter` (see :func:`build_adapter`) as ``adapter_name``."""
+        """Add a built :class:`~tn_peft.adapters.Adapter` (built by :class:`tn_peft.model.TnPeftModel`) as ``adapter_name``."""
         if (adapter.in_features, adapter.out_features) != (self.in_features, self.out_features):
             raise ShapeError(f"adapter built for (out={adapter.out_features}, in={adapter.in_features}) "
                              f"cannot go on a layer of (out={self.out_features}, in={self.in_features})")
@@ -219,6 +231,10 @@ class TnConv1D(TnLayer):
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         return self.delta_matrix(adapter_name).T
 
+    @staticmethod
+    def as_matrix(weight: torch.Tensor, out_features: int) -> torch.Tensor:
+        return weight.T
+
 
 class TnConv2d(TnLayer):
     """``nn.Conv2d`` + adapters; dW is the ``(out, in/groups * kh * kw)`` view of the kernel."""
@@ -327,22 +343,13 @@ def is_linear(module: nn.Module) -> bool:
     return row is not None and row.all_linear
 
 
-def build_adapter(network, module: nn.Module, *, shared_nodes: dict[str, nn.Module] | None = None,
-                  name: str = "?") -> nn.Module:
-    """Build ``network`` for the shape of layer ``module`` (plain or wrapped), on its device, in its dtype."""
-    from .frames import set_weight_frames
-
-    _, out_features, in_features = layer_info(module, name)
+def weight_matrix(module: nn.Module) -> torch.Tensor:
+    """The layer's weight (dequantized when quantized) as its ``(out, in)`` matrix: Conv1D stores ``in x out``,
+    Conv2d is flattened (its layer class's :meth:`~TnLayer.as_matrix`)."""
     base = module.base_layer if isinstance(module, TnLayer) else module
-    try:
-        adapter = network.build(in_features, out_features, shared_nodes=shared_nodes,
-                                dtype=adapter_dtype(base), device=base.weight.device)
-        set_weight_frames(adapter, module)
-        return adapter
-    except SpecError as err:
-        raise SpecError(f"building the adapter for module {name!r} (out={out_features}, in={in_features}): "
-                        f"{err.bare_message}", source=err.source, line=err.line, node=err.node, leg=err.leg,
-                        fix=err.fix) from None
+    row = layer_type(base)
+    out_features, _ = row.shape(base)
+    return row.layer_class.as_matrix(dense_weight(base), out_features)
 
 
 class ModulesToSave(nn.Module):

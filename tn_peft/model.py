@@ -36,8 +36,9 @@ from .batching import evaluate_groups, plan_groups
 from .config import AdapterConfig
 from .distributed import barrier, is_main_process, is_sharded
 from .errors import SpecError
-from .layers import ModulesToSave, TnLayer, adapter_dtype, build_adapter
-from .targets import match_name, resolve_config
+from .frames import set_weight_frames
+from .layers import ModulesToSave, TnLayer, adapter_dtype
+from .targets import Target, match_name, resolve_config
 
 
 def get_model(model: nn.Module, config: AdapterConfig, adapter_name: str = "default", *,
@@ -53,6 +54,22 @@ def from_pretrained(model: nn.Module, directory: str | Path, adapter_name: str =
                     is_trainable: bool = False, **kwargs: Any) -> TnPeftModel:
     """Wrap ``model`` with a saved adapter (``TnPeftModel.from_pretrained``; PEFT's ``PeftModel.from_pretrained``)."""
     return TnPeftModel.from_pretrained(model, directory, adapter_name, is_trainable, **kwargs)
+
+
+def _build_adapter(name: str, target: Target, shared_nodes: dict[str, nn.Module] | None) -> nn.Module:
+    """The :class:`~tn_peft.adapters.Adapter` of module ``name``: its network built for its dW shape, on the
+    layer's device, in its adapter dtype (:func:`~tn_peft.layers.adapter_dtype`), ``frame: weight`` nodes set."""
+    module, out_features, in_features = target.module, target.out_features, target.in_features
+    base = module.base_layer if isinstance(module, TnLayer) else module
+    try:
+        adapter = target.network.build(in_features, out_features, shared_nodes=shared_nodes,
+                                       dtype=adapter_dtype(base), device=base.weight.device)
+        set_weight_frames(adapter, module)
+        return adapter
+    except SpecError as err:
+        raise SpecError(f"building the adapter for module {name!r} (out={out_features}, in={in_features}): "
+                        f"{err.bare_message}", source=err.source, line=err.line, node=err.node, leg=err.leg,
+                        fix=err.fix) from None
 
 
 #: sets of adapter names whose node groups a model keeps (see TnPeftModel._layer_nodes)
@@ -194,7 +211,7 @@ class TnPeftModel(nn.Module):
             if shared_specs and shape_key not in shared:
                 shared[shape_key] = network.shared_nodes(target.in_features, target.out_features,
                                                          device=module.weight.device, dtype=adapter_dtype(module))
-            built[name] = build_adapter(target.network, module, shared_nodes=shared.get(shape_key), name=name)
+            built[name] = _build_adapter(name, target, shared.get(shape_key))
         wrappers = self._find_modules_to_save(config, adapter_name)
         for name, target in resolved.targets.items():
             adapter, module = built[name], target.module
