@@ -1,7 +1,9 @@
 """The package imports lazily: ``import tn_peft`` and the command line's --help never import torch."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +56,30 @@ def test_report_flags_each_target():
 def test_bench_import_runs_every_case():
     medians = imports.measure(rounds=1)
     assert set(medians) == set(imports.CASES) and all(v > 0 for v in medians.values())
+
+
+def test_top_level_modules_import_one_way():
+    """No import cycle among tn_peft's top-level modules, lazy imports included: spec imports network,
+    targets imports config and layers, frames imports layers, and never the other way."""
+    package = Path(__file__).resolve().parent.parent / "tn_peft"
+    modules = {path.stem: path for path in package.glob("*.py") if path.stem != "__init__"}
+    imports = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+        imports[name] = found & set(modules) - {name}
+
+    def cycle_from(start, path):
+        for nxt in sorted(imports[path[-1]]):
+            if nxt == start:
+                return path + [start]
+            if nxt not in path and nxt > start:  # each cycle once, from its smallest module
+                found = cycle_from(start, path + [nxt])
+                if found:
+                    return found
+        return None
+
+    cycles = [c for c in (cycle_from(name, [name]) for name in sorted(modules)) if c]
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-import tn_peft
 from tn_peft.errors import SpecError
 from tn_peft.sizes import resolve_sizes
+from tn_peft.spec import network_from_spec
 
 
 def _net(nodes, sizes=None, params=None, open_legs=None):
     spec = {"name": "t", "params": params or {"rank": 4}, "open": open_legs or {"out": "out", "in": "in"},
             "sizes": sizes or {}, "nodes": nodes}
-    return tn_peft.Network.from_spec(spec)
+    return network_from_spec(spec)
 
 
 def test_expressions_of_params_and_other_legs():

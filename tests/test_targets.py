@@ -1,17 +1,19 @@
-"""tn_peft.targets on its own: PEFT's matching rules, layer indices, layer shapes, the output head."""
+"""tn_peft.targets on its own: PEFT's matching rules, layer indices, the output head, resolving a config."""
 
 from __future__ import annotations
 
 import pytest
 from torch import nn
 
+from tn_peft.config import AdapterConfig
 from tn_peft.errors import SpecError
+from tn_peft.layers import LAYER_TYPES, TnLayer
 from tn_peft.targets import (
     find_targets,
     in_modules_to_save,
     layer_index,
-    layer_info,
     match_name,
+    resolve_config,
 )
 
 
@@ -54,14 +56,6 @@ def test_modules_to_save_covers_children():
     assert not in_modules_to_save("classifier2", ["classifier"])
 
 
-def test_layer_info_shapes_and_refusal():
-    net = _Net()
-    assert layer_info(net.layer[0].value) == ("linear", 4, 8)
-    assert layer_info(net.conv) == ("conv2d", 3, 2 * 3 * 2)
-    with pytest.raises(SpecError, match="module 'norm' is a torch.nn.modules.normalization.LayerNorm"):
-        layer_info(net.layer[0].norm, "norm")
-
-
 def test_find_targets_rules():
     net = _Net()
     assert find_targets(net, ["query"]) == ["layer.0.query", "layer.1.query", "layer.2.query"]
@@ -83,3 +77,33 @@ def test_find_targets_errors_name_the_fault():
         find_targets(net, ["query"], layers_to_transform=[5], layers_pattern="layer")
     with pytest.raises(SpecError, match="which tn_peft cannot adapt"):
         find_targets(net, ["norm"])
+
+
+def test_resolve_config_gives_each_module_its_layer_type_shape_and_network():
+    net = _Net()
+    config = AdapterConfig(graph="lora", target_modules=["value"], layers_to_transform=[0, 2], layers_pattern="layer",
+                           layer_graph_args={"layer.2.value": {"rank": 2}})
+    before = config.to_dict()
+    resolved = resolve_config(config, net)
+    assert resolved.network == config.network()
+    linear, _, conv2d = LAYER_TYPES
+    assert {name: (t.layer_type, t.out_features, t.in_features, t.own_graph) for name, t in resolved.targets.items()} == {
+        "layer.0.value": (linear, 4, 8, False), "layer.2.value": (linear, 4, 8, True)}
+    value0, value2 = resolved.targets.values()
+    assert value0.network is resolved.network and value2.network.params["rank"] == 2
+    assert value0.module is net.layer[0].value and value0.shape_key == "4x8"
+    assert value0.checkpoint_entry() == {"type": "linear", "shape": [4, 8]}
+    assert value2.checkpoint_entry() == {"type": "linear", "shape": [4, 8], "graph": value2.network.to_spec()}
+    # pure: neither the model nor the config changed
+    assert not any(isinstance(m, TnLayer) for m in net.modules()) and config.to_dict() == before
+    forced = resolve_config(AdapterConfig(graph="lora", target_modules=["query"]), net, targets=["conv"])
+    assert forced.targets["conv"].layer_type is conv2d and forced.targets["conv"].in_features == 2 * 3 * 2
+
+
+def test_resolve_config_errors_name_the_module():
+    net = _Net()
+    with pytest.raises(SpecError, match="module 'layer.0.norm' is a .*LayerNorm, which tn_peft cannot adapt"):
+        resolve_config(AdapterConfig(graph="lora", target_modules=["query"]), net, targets=["layer.0.norm"])
+    with pytest.raises(SpecError, match="layer_graph_args changes node 'U' of 'layer.1.query'"):
+        resolve_config(AdapterConfig(graph="lotr", target_modules=["query"],
+                                     layer_graph_args={"layer.1.query": {"rank": 2}}), net)

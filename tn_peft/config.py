@@ -29,6 +29,21 @@ def _check_regex(what: str, pattern: str, used_as: str | None = None) -> None:
                         fix="escape special characters (re.escape) or fix the pattern") from None
 
 
+def pattern_key(patterns: Iterable[str], module_name: str) -> str | None:
+    """The first key of ``patterns`` (PEFT's ``rank_pattern`` / ``alpha_pattern``, tn_peft's
+    ``layer_graph_args``) that applies to ``module_name``, or None. PEFT's ``get_pattern_key`` rule: a key
+    matches when ``re.match(rf"(.*\\.)?({key})$", module_name)`` does -- the whole name, a dotted suffix,
+    or a regex over one; the first matching key in order wins.
+
+    >>> pattern_key({"value": 2}, "encoder.layer.0.attention.self.value")
+    'value'
+    """
+    for key in patterns:
+        if re.match(rf"(.*\.)?({key})$", module_name):
+            return key
+    return None
+
+
 @dataclass
 class AdapterConfig:
     """Configuration of one named adapter (see :func:`tn_peft.get_model`).
@@ -186,14 +201,12 @@ class AdapterConfig:
 
     def layer_graph_key(self, module_name: str) -> str | None:
         """The ``layer_graph_args`` key that applies to ``module_name``, or None (PEFT's rule:
-        :func:`tn_peft.targets.pattern_key`).
+        :func:`pattern_key`).
 
         >>> AdapterConfig(target_modules=["query"], layer_graph_args={"query": {"rank": 2}}).layer_graph_key(
         ...     "encoder.layer.0.attention.self.query")
         'query'
         """
-        from .targets import pattern_key
-
         return pattern_key(self.layer_graph_args, module_name)
 
     def check_layer_graph_args(self, network=None) -> None:
@@ -212,14 +225,14 @@ class AdapterConfig:
         as PEFT does for rank_pattern keys, about ``layer_graph_args`` keys that match no module."""
         import warnings
 
-        from .network import Network
+        from .spec import network_from_spec
 
         layer_specs = layer_specs or {}
         networks, by_key = {}, {}
         base_spec = None
         for name in names:
             if name in layer_specs:
-                networks[name] = Network.from_spec(layer_specs[name], source=f"targets[{name!r}].graph")
+                networks[name] = network_from_spec(layer_specs[name], source=f"targets[{name!r}].graph")
                 continue
             key = self.layer_graph_key(name)
             if key not in by_key:

@@ -22,8 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base_layers import dense_weight, is_quantized
+from .base_layers import is_quantized
 from .errors import ShapeError, SpecError
+from .layers import TnLayer, weight_matrix
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -46,19 +47,6 @@ def framed_nodes(adapter: nn.Module, source: str) -> list[tuple[str, nn.Module, 
                             source=network.source, fix="frame only the U / V nodes of an SVD-form graph")
         found.append((name, node, side))
     return found
-
-
-def weight_matrix(module: nn.Module) -> torch.Tensor:
-    """The layer's weight as its ``(out, in)`` matrix (Conv1D stores ``in x out``; Conv2d is flattened)."""
-    from .layers import TnLayer
-    from .targets import layer_info
-
-    base = module.base_layer if isinstance(module, TnLayer) else module
-    kind, out_features, _ = layer_info(base)
-    weight = dense_weight(base)
-    if kind == "conv1d":
-        return weight.T
-    return weight.reshape(out_features, -1)
 
 
 def set_frames(adapter: nn.Module, matrix: torch.Tensor, source: str) -> int:
@@ -94,8 +82,6 @@ def initialize_frames(model, batches: Iterable[Any], loss_fn: LossFn, *, adapter
     only inside this call (``torch.autograd.grad``: no ``.grad`` is written, ``requires_grad`` is
     restored); the adapters' own tensors are left as they are.
     """
-    from .layers import TnLayer
-
     layers = [(name, layer) for name, layer in model.named_modules() if isinstance(layer, TnLayer)]
     todo = []
     for name, layer in layers:
@@ -131,8 +117,6 @@ def initialize_frames(model, batches: Iterable[Any], loss_fn: LossFn, *, adapter
         raise ShapeError("initialize_frames got no batches: pass at least one batch to take dL/dW from")
     total = 0
     for _, layer, adapter in todo:
-        grad = sums[id(layer)]
-        if layer.layer_type == "conv1d":
-            grad = grad.T
+        grad = layer.as_matrix(sums[id(layer)], adapter.out_features)
         total += set_frames(adapter, grad.reshape(adapter.out_features, adapter.in_features), "gradient")
     return total

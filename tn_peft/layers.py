@@ -1,9 +1,18 @@
 """Wrapped layers: ``y = base(x) + adapter(dropout(x))`` for the active adapter(s), with merge/unmerge.
 
-- :class:`TnLinear` wraps ``nn.Linear`` (weight ``out x in``);
+- :class:`TnLinear` wraps ``nn.Linear`` (weight ``out x in``; bitsandbytes' 4-bit / 8-bit linears and
+  torchao-quantized ones are ``nn.Linear`` too, see :mod:`tn_peft.base_layers`);
 - :class:`TnConv1D` wraps transformers' GPT-2 ``Conv1D`` (weight stored ``in x out``: merging adds ``dW^T``);
 - :class:`TnConv2d` wraps ``nn.Conv2d``, adapted as the ``(out, in/groups * kh * kw)`` matrix of its weight;
 - :class:`ModulesToSave` keeps a trainable copy of a module per adapter (PEFT's ``modules_to_save``).
+
+:data:`LAYER_TYPES` is the one table of supported base layer types, as PEFT's LoRA dispatchers
+(``dispatch_default``) choose a layer class by the base layer's type: each row gives the base class,
+the tn_peft layer class, whose ``dw_shape`` is the shape rule ``(out_features, in_features)`` of dW,
+and whether ``target_modules="all-linear"`` takes it. :func:`layer_type` looks a module up in it
+(one SpecError, naming the module and the supported types, for anything else); target matching
+and :func:`tn_peft.targets.resolve_config` read the table through it, and injection
+(:mod:`tn_peft.model`) wraps each module in its resolved row's ``layer_class``.
 
 Each layer holds its adapters in ``tn_adapters`` (name -> :class:`~tn_peft.adapters.Adapter`) and
 tracks ``active_adapters``, ``merged_adapters`` and ``disable_adapters``. Linear adapters run
@@ -16,14 +25,21 @@ The node tensors come from the model's batched evaluation when it has filled ``n
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .base_layers import compute_dtype, is_quantized, keep_cpu_layout, merge_into
-from .errors import ShapeError
+from .base_layers import (
+    compute_dtype,
+    dense_weight,
+    is_quantized,
+    keep_cpu_layout,
+    merge_into,
+)
+from .errors import ShapeError, SpecError
 
 
 def adapter_dtype(module: nn.Module) -> torch.dtype:
@@ -38,11 +54,22 @@ class TnLayer(nn.Module):
 
     layer_type = ""
 
-    def __init__(self, base_layer: nn.Module, out_features: int, in_features: int) -> None:
+    @staticmethod
+    def dw_shape(base_layer: nn.Module) -> tuple[int, int]:
+        """``(out_features, in_features)`` of dW for ``base_layer`` (the layer type's shape rule)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def as_matrix(weight: torch.Tensor, out_features: int) -> torch.Tensor:
+        """A tensor laid out like the base weight (the weight, its gradient) as the ``(out, in)`` matrix of dW
+        (the inverse of :meth:`get_delta_weight`'s layout)."""
+        return weight.reshape(out_features, -1)
+
+    def __init__(self, base_layer: nn.Module) -> None:
         super().__init__()
         keep_cpu_layout(base_layer)  # bitsandbytes' CPU eval repacking breaks later training steps
         self.base_layer = base_layer
-        self.out_features, self.in_features = int(out_features), int(in_features)
+        self.out_features, self.in_features = (int(n) for n in self.dw_shape(base_layer))
         self.tn_adapters = nn.ModuleDict()
         self.tn_dropout = nn.ModuleDict()
         self.active_adapters: list[str] = []
@@ -67,7 +94,7 @@ class TnLayer(nn.Module):
         return bool(self.merged_adapters)
 
     def update_layer(self, adapter_name: str, adapter: nn.Module, *, dropout: float = 0.0) -> None:
-        """Add a built :class:`~tn_peft.adapters.Adapter` (see :func:`build_adapter`) as ``adapter_name``."""
+        """Add a built :class:`~tn_peft.adapters.Adapter` (built by :class:`tn_peft.model.TnPeftModel`) as ``adapter_name``."""
         if (adapter.in_features, adapter.out_features) != (self.in_features, self.out_features):
             raise ShapeError(f"adapter built for (out={adapter.out_features}, in={adapter.in_features}) "
                              f"cannot go on a layer of (out={self.out_features}, in={self.in_features})")
@@ -186,8 +213,9 @@ class TnLinear(TnLayer):
 
     layer_type = "linear"
 
-    def __init__(self, base_layer: nn.Linear) -> None:
-        super().__init__(base_layer, base_layer.out_features, base_layer.in_features)
+    @staticmethod
+    def dw_shape(base_layer: nn.Module) -> tuple[int, int]:
+        return base_layer.out_features, base_layer.in_features
 
 
 class TnConv1D(TnLayer):
@@ -195,12 +223,17 @@ class TnConv1D(TnLayer):
 
     layer_type = "conv1d"
 
-    def __init__(self, base_layer: nn.Module) -> None:
+    @staticmethod
+    def dw_shape(base_layer: nn.Module) -> tuple[int, int]:
         nx, nf = base_layer.weight.shape
-        super().__init__(base_layer, nf, nx)
+        return int(nf), int(nx)
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         return self.delta_matrix(adapter_name).T
+
+    @staticmethod
+    def as_matrix(weight: torch.Tensor, out_features: int) -> torch.Tensor:
+        return weight.T
 
 
 class TnConv2d(TnLayer):
@@ -208,9 +241,10 @@ class TnConv2d(TnLayer):
 
     layer_type = "conv2d"
 
-    def __init__(self, base_layer: nn.Conv2d) -> None:
+    @staticmethod
+    def dw_shape(base_layer: nn.Module) -> tuple[int, int]:
         kh, kw = base_layer.kernel_size
-        super().__init__(base_layer, base_layer.out_channels, base_layer.in_channels // base_layer.groups * kh * kw)
+        return base_layer.out_channels, base_layer.in_channels // base_layer.groups * kh * kw
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         return self.delta_matrix(adapter_name).reshape(self.base_layer.weight.shape)
@@ -221,36 +255,101 @@ class TnConv2d(TnLayer):
         return self.base_layer._conv_forward(x.to(kernel.dtype), kernel, None)
 
 
-def build_adapter(network, module: nn.Module, *, shared_nodes: dict[str, nn.Module] | None = None,
-                  name: str = "?") -> nn.Module:
-    """Build ``network`` for the shape of layer ``module`` (plain or wrapped), on its device, in its dtype."""
-    from .errors import SpecError
-    from .frames import set_weight_frames
-    from .targets import layer_info
-
-    _, out_features, in_features = layer_info(module, name)
-    base = module.base_layer if isinstance(module, TnLayer) else module
+def conv1d_class() -> type | None:
+    """transformers' GPT-2 ``Conv1D`` (weight stored ``in x out``), or None without transformers."""
     try:
-        adapter = network.build(in_features, out_features, shared_nodes=shared_nodes,
-                                dtype=adapter_dtype(base), device=base.weight.device)
-        set_weight_frames(adapter, module)
-        return adapter
-    except SpecError as err:
-        raise SpecError(f"building the adapter for module {name!r} (out={out_features}, in={in_features}): "
-                        f"{err.bare_message}", source=err.source, line=err.line, node=err.node, leg=err.leg,
-                        fix=err.fix) from None
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - transformers is optional
+        return None
+    return Conv1D
 
 
-def wrap_layer(module: nn.Module) -> TnLayer:
-    """The tn_peft layer for ``module`` (its type was checked by :func:`tn_peft.targets.layer_info`)."""
-    from .targets import layer_info
+@dataclass(frozen=True)
+class LayerType:
+    """One supported base layer type: its class (``base_class()``, None when the library that defines
+    it is not installed), the tn_peft layer that wraps it (``layer_class.dw_shape`` is the shape rule),
+    how errors name it, and whether ``target_modules="all-linear"`` takes it."""
 
-    kind, _, _ = layer_info(module)  # "conv1d" only for an instance of transformers' Conv1D
-    if kind == "linear":
-        return TnLinear(module)
-    if kind == "conv1d":
-        return TnConv1D(module)
-    return TnConv2d(module)
+    base_class: Callable[[], type | None]
+    layer_class: type[TnLayer]
+    label: str
+    all_linear: bool
+
+    @property
+    def name(self) -> str:
+        """``"linear"``, ``"conv1d"``, ``"conv2d"``: what ``adapter_config.json`` records as a target's ``type``."""
+        return self.layer_class.layer_type
+
+    def matches(self, module: nn.Module) -> bool:
+        base = self.base_class()
+        return base is not None and isinstance(module, base)
+
+    def shape(self, module: nn.Module) -> tuple[int, int]:
+        """``(out_features, in_features)`` of dW for ``module``, a layer of this type (plain or wrapped)."""
+        if isinstance(module, TnLayer):
+            return module.out_features, module.in_features
+        out_features, in_features = self.layer_class.dw_shape(module)
+        return int(out_features), int(in_features)
+
+
+#: The supported base layer types, in dispatch order (the first whose base class the module is an
+#: instance of wins, as PEFT's dispatchers). Quantized linears (bitsandbytes, torchao) are nn.Linear.
+LAYER_TYPES: tuple[LayerType, ...] = (
+    LayerType(lambda: nn.Linear, TnLinear, "nn.Linear", all_linear=True),
+    LayerType(conv1d_class, TnConv1D, "transformers' Conv1D", all_linear=True),
+    LayerType(lambda: nn.Conv2d, TnConv2d, "nn.Conv2d", all_linear=False),
+)
+
+
+def find_layer_type(module: nn.Module) -> LayerType | None:
+    """The :data:`LAYER_TYPES` row of ``module`` (a base layer, or a tn_peft layer wrapping one), else None."""
+    wrapped = isinstance(module, TnLayer)
+    for row in LAYER_TYPES:
+        if isinstance(module, row.layer_class) if wrapped else row.matches(module):
+            return row
+    return None
+
+
+def layer_type(module: nn.Module, name: str = "?") -> LayerType:
+    """The :data:`LAYER_TYPES` row of ``module``; SpecError naming the module (``name``) and the supported
+    types for anything else."""
+    row = find_layer_type(module)
+    if row is None:
+        labels = [r.label for r in LAYER_TYPES]
+        supported = ", ".join(labels[:-1]) + f" and {labels[-1]}"
+        raise SpecError(
+            f"module {name!r} is a {type(module).__module__}.{type(module).__name__}, which tn_peft cannot adapt "
+            f"(it adapts {supported})",
+            fix="narrow target_modules to linear/conv layers (e.g. ['query', 'value']), or add the module to "
+                "exclude_modules")
+    return row
+
+
+def layer_info(module: nn.Module, name: str = "?") -> tuple[str, int, int]:
+    """``(layer_type, out_features, in_features)`` of an adaptable layer (plain or wrapped); SpecError for
+    anything else (:func:`layer_type`).
+
+    ``conv2d`` layers are adapted as the (out_channels, in_channels/groups * kh * kw) matrix of
+    their weight.
+    """
+    row = layer_type(module, name)
+    return (row.name, *row.shape(module))
+
+
+def is_linear(module: nn.Module) -> bool:
+    """A layer ``target_modules="all-linear"`` takes: ``nn.Linear`` or GPT-2 ``Conv1D`` (or a tn_peft layer
+    wrapping one)."""
+    row = find_layer_type(module)
+    return row is not None and row.all_linear
+
+
+def weight_matrix(module: nn.Module) -> torch.Tensor:
+    """The layer's weight (dequantized when quantized) as its ``(out, in)`` matrix: Conv1D stores ``in x out``,
+    Conv2d is flattened (its layer class's :meth:`~TnLayer.as_matrix`)."""
+    base = module.base_layer if isinstance(module, TnLayer) else module
+    row = layer_type(base)
+    out_features, _ = row.shape(base)
+    return row.layer_class.as_matrix(dense_weight(base), out_features)
 
 
 class ModulesToSave(nn.Module):

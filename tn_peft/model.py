@@ -36,8 +36,9 @@ from .batching import evaluate_groups, plan_groups
 from .config import AdapterConfig
 from .distributed import barrier, is_main_process, is_sharded
 from .errors import SpecError
-from .layers import ModulesToSave, TnLayer, adapter_dtype, build_adapter, wrap_layer
-from .targets import find_targets, layer_info, match_name
+from .frames import set_weight_frames
+from .layers import ModulesToSave, TnLayer, adapter_dtype
+from .targets import Target, match_name, resolve_config
 
 
 def get_model(model: nn.Module, config: AdapterConfig, adapter_name: str = "default", *,
@@ -53,6 +54,22 @@ def from_pretrained(model: nn.Module, directory: str | Path, adapter_name: str =
                     is_trainable: bool = False, **kwargs: Any) -> TnPeftModel:
     """Wrap ``model`` with a saved adapter (``TnPeftModel.from_pretrained``; PEFT's ``PeftModel.from_pretrained``)."""
     return TnPeftModel.from_pretrained(model, directory, adapter_name, is_trainable, **kwargs)
+
+
+def _build_adapter(name: str, target: Target, shared_nodes: dict[str, nn.Module] | None) -> nn.Module:
+    """The :class:`~tn_peft.adapters.Adapter` of module ``name``: its network built for its dW shape, on the
+    layer's device, in its adapter dtype (:func:`~tn_peft.layers.adapter_dtype`), ``frame: weight`` nodes set."""
+    module, out_features, in_features = target.module, target.out_features, target.in_features
+    base = module.base_layer if isinstance(module, TnLayer) else module
+    try:
+        adapter = target.network.build(in_features, out_features, shared_nodes=shared_nodes,
+                                       dtype=adapter_dtype(base), device=base.weight.device)
+        set_weight_frames(adapter, module)
+        return adapter
+    except SpecError as err:
+        raise SpecError(f"building the adapter for module {name!r} (out={out_features}, in={in_features}): "
+                        f"{err.bare_message}", source=err.source, line=err.line, node=err.node, leg=err.leg,
+                        fix=err.fix) from None
 
 
 #: sets of adapter names whose node groups a model keeps (see TnPeftModel._layer_nodes)
@@ -174,42 +191,32 @@ class TnPeftModel(nn.Module):
         ``layer_specs`` (module name -> graph spec, as saved in ``targets`` of adapter_config.json) forces the
         network of some layers.
 
-        Each layer's network is ``config.layer_network(name)``: ``graph_args`` with the layer's
-        ``layer_graph_args`` override merged over them (PEFT's rank_pattern / alpha_pattern)."""
+        :func:`tn_peft.targets.resolve_config` gives each adapted module its layer type and network
+        (``config.layer_network(name)``: ``graph_args`` with the layer's ``layer_graph_args`` override merged
+        over them, PEFT's rank_pattern / alpha_pattern); each network is built for its layer's shape and the
+        module is wrapped in its layer type's class."""
         if adapter_name in self.peft_config:
             raise SpecError(f"an adapter named {adapter_name!r} already exists", fix="choose another adapter_name")
         if not adapter_name or "." in adapter_name:
             raise SpecError(f"adapter name {adapter_name!r} must be non-empty and contain no '.'",
                             fix="use e.g. 'default' or 'task_a'")
-        network = config.network()
-        config.check_layer_graph_args(network)
-        if targets is None:
-            targets = find_targets(self.base_model, config.target_modules, config.exclude_modules,
-                                   config.modules_to_save, layers_to_transform=config.layers_to_transform,
-                                   layers_pattern=config.layers_pattern)
-        modules = {name: self.base_model.get_submodule(name) for name in targets}
-        networks = config.layer_networks(network, list(modules), layer_specs)
+        resolved = resolve_config(config, self.base_model, targets=targets, layer_specs=layer_specs)
+        network = resolved.network
         shared_specs = [spec for spec in network.nodes if spec.shared]
-        if shared_specs:
-            _check_shared_overrides(network, networks, modules)
         shared: dict[str, dict[str, nn.Module]] = {}
-        built, infos = {}, {}
+        built = {}
         # Build everything before touching the model, so an error leaves it unchanged.
-        for name, module in modules.items():
-            kind, out_features, in_features = layer_info(module, name)
-            infos[name] = {"type": kind, "shape": [out_features, in_features]}
-            if networks[name] is not network:  # the layer's own graph (layer_graph_args) travels with the checkpoint
-                infos[name]["graph"] = networks[name].to_spec()
-            shape_key = f"{out_features}x{in_features}"
+        for name, target in resolved.targets.items():
+            module, shape_key = target.module, target.shape_key
             if shared_specs and shape_key not in shared:
-                shared[shape_key] = network.shared_nodes(in_features, out_features, device=module.weight.device,
-                                                         dtype=adapter_dtype(module))
-            built[name] = build_adapter(networks[name], module, shared_nodes=shared.get(shape_key), name=name)
+                shared[shape_key] = network.shared_nodes(target.in_features, target.out_features,
+                                                         device=module.weight.device, dtype=adapter_dtype(module))
+            built[name] = _build_adapter(name, target, shared.get(shape_key))
         wrappers = self._find_modules_to_save(config, adapter_name)
-        for name, adapter in built.items():
+        for name, target in resolved.targets.items():
+            adapter, module = built[name], target.module
             self._frozen.update(id(p) for p in adapter.parameters() if not p.requires_grad)
-            module = modules[name]
-            layer = module if isinstance(module, TnLayer) else wrap_layer(module)
+            layer = module if isinstance(module, TnLayer) else target.layer_type.layer_class(module)
             if layer is not module:
                 layer.active_adapters = list(self._active_adapters)
                 self._replace(name, layer)
@@ -228,11 +235,10 @@ class TnPeftModel(nn.Module):
             model_config = getattr(self.base_model, "config", None)
             config.base_model_name_or_path = getattr(model_config, "_name_or_path", None) or None
         self.peft_config[adapter_name] = config
-        self.targets[adapter_name] = infos
+        self.targets[adapter_name] = {name: target.checkpoint_entry() for name, target in resolved.targets.items()}
         self.networks[adapter_name] = network
         self._node_plans = {}
         self._mark_trainable()
-
 
     def _find_modules_to_save(self, config: AdapterConfig, adapter_name: str) -> list[tuple[str, nn.Module]]:
         if not config.modules_to_save:
@@ -538,27 +544,3 @@ class TnPeftModel(nn.Module):
     def _load_weights(self, directory: Path, adapter_name: str) -> None:
         model_io.load_weights(self, directory, adapter_name)
 
-
-def _shared_signature(network, out_features: int, in_features: int) -> dict[str, tuple]:
-    """What a layer of this shape needs of each shared node: kind, legs, options, sizes."""
-    sizes = network.resolve(in_features, out_features)
-    return {spec.name: (spec.kind, tuple(spec.legs), spec.options, tuple(sizes[leg] for leg in spec.legs))
-            for spec in network.nodes if spec.shared}
-
-
-def _check_shared_overrides(network, networks: dict[str, Any], modules: dict[str, nn.Module]) -> None:
-    """Layers with their own graph (layer_graph_args) may use the shared nodes of their shape only if
-    those come out the same (e.g. LoTR with a per-layer alpha, not a per-layer rank)."""
-    for name, net in networks.items():
-        if net is network:
-            continue
-        _, out_features, in_features = layer_info(modules[name], name)
-        want, have = _shared_signature(net, out_features, in_features), _shared_signature(network, out_features,
-                                                                                            in_features)
-        odd = next((node for node in sorted(set(want) | set(have)) if want.get(node) != have.get(node)), None)
-        if odd is not None:
-            raise SpecError(f"layer_graph_args changes node {odd!r} of {name!r}, but graph {network.name!r} shares "
-                            f"it between layers of a shape ({have.get(odd, ('absent',))[-1]} for every layer, "
-                            f"{want.get(odd, ('absent',))[-1]} here)",
-                            fix="override only what leaves the shared nodes alone (e.g. alpha), or use a graph "
-                                "without shared nodes")

@@ -11,7 +11,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .errors import CheckpointError
-from .targets import layer_info
+from .layers import layer_info
 
 
 def adapter_state_dict(model, name: str) -> dict[str, torch.Tensor]:

@@ -1,5 +1,11 @@
 """``Network``: an adapter as pure tensor-network structure (no torch).
 
+The first step of the flow spec -> Network -> :class:`~tn_peft.adapters.Adapter` -> plan
+(:mod:`tn_peft.planner`) -> program -> layer (:mod:`tn_peft.layers`): :mod:`tn_peft.spec` expands a
+graph file into a Network (spec imports network, never the other way), ``Network.build`` makes the
+Adapter for one layer shape, whose planner turns each token count into a contraction program, which
+the wrapped layer runs.
+
 A network has nodes with named legs. A leg on two nodes is a bond; on three or more it is a
 hyperedge (a diagonal node's leg is one); the open legs are ``out`` and ``in`` of the adapted
 weight, each either one leg or a list of factor legs (``in = n1*n2*...``). Leg sizes stay symbolic
@@ -78,9 +84,10 @@ class Network:
         self.scale = scale
         self.delta = bool(delta)
         self.source = source
-        #: The spec mapping this network was expanded from (loops and ``{param}`` templates intact),
-        #: so that :meth:`with_params` can expand it again; None once built or edited in Python.
-        self.template: dict[str, Any] | None = None
+        #: What this network was expanded from (:class:`tn_peft.spec.Template`: the spec mapping with its
+        #: loops and ``{param}`` templates intact), whose ``expand(params)`` :meth:`with_params` calls to
+        #: expand it again; None once built or edited in Python.
+        self.template: Any = None
 
     # ----------------------------------------------------------------- builder
     def add_node(self, name: str, kind: str, legs: Sequence[str] | Mapping[str, Any], *,
@@ -238,8 +245,7 @@ class Network:
         Operands are the node names in order; with ``activations`` the first operand is ``"x"`` with
         legs ``(batch, *in legs)``, and the output is ``(batch, *out legs)``.
 
-        >>> Network.from_spec({"nodes": [{"name": "B", "kind": "dense", "legs": ["out", "r"]},
-        ...     {"name": "A", "kind": "dense", "legs": ["r", "in"]}], "sizes": {"r": 4}}).to_einsum()
+        >>> Network().add_node("B", "dense", ["out", "r"]).add_node("A", "dense", ["r", "in"]).to_einsum()
         ('ab,bc->ac', ['B', 'A'])
         """
         sym = self.symbols()
@@ -255,7 +261,7 @@ class Network:
 
     # ------------------------------------------------------------------ spec
     def to_spec(self) -> dict[str, Any]:
-        """The network as a JSON-serializable spec; ``Network.from_spec(net.to_spec())`` rebuilds it."""
+        """The network as a JSON-serializable spec; :func:`tn_peft.spec.network_from_spec` rebuilds it."""
         spec: dict[str, Any] = {"name": self.name}
         if self.description:
             spec["description"] = self.description
@@ -267,13 +273,6 @@ class Network:
             spec["delta"] = True
         spec["nodes"] = [n.to_spec() for n in self.nodes]
         return spec
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], *, source: str | None = None, **overrides: Any) -> Network:
-        """Build a network from a spec mapping (see :mod:`tn_peft.spec` for the file format)."""
-        from .spec import network_from_spec
-
-        return network_from_spec(spec, source=source, overrides=overrides)
 
     def with_params(self, **overrides: Any) -> Network:
         """A copy with some parameters changed.
@@ -287,9 +286,7 @@ class Network:
             raise SpecError(f"has no parameter {unknown[0]!r}", source=self.source,
                             fix=f"use one of: {', '.join(sorted(self.params))}")
         if self.template is not None:
-            from .spec import network_from_spec
-
-            return network_from_spec(self.template, source=self.source, overrides={**self.params, **overrides})
+            return self.template.expand({**self.params, **overrides})
         clone = copy.deepcopy(self)
         clone.params.update(overrides)
         return clone

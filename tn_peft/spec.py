@@ -21,6 +21,7 @@ import copy
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,18 @@ def load_graph(graph: str | Path | Mapping[str, Any], **overrides: Any) -> Netwo
     return network_from_spec(read_spec_file(path), source=str(path), overrides=overrides)
 
 
+@dataclass(frozen=True)
+class Template:
+    """A spec mapping as written (loops and ``{param}`` templates intact) and its source: the
+    :attr:`Network.template <tn_peft.network.Network.template>` that ``Network.with_params`` expands again."""
+
+    spec: Mapping[str, Any]
+    source: str | None
+
+    def expand(self, params: Mapping[str, Any]) -> Network:
+        return network_from_spec(self.spec, source=self.source, overrides=params)
+
+
 def network_from_spec(spec: Mapping[str, Any], *, source: str | None = None,
                       overrides: Mapping[str, Any] | None = None) -> Network:
     """Expand loops and templates of a spec mapping with its parameters and build the Network."""
@@ -198,7 +211,7 @@ def network_from_spec(spec: Mapping[str, Any], *, source: str | None = None,
             raise SpecError(f"expands to more than {MAX_NODES:,} nodes (tn_peft.limits.MAX_NODES)", source=source,
                             line=_line(entry), node=str(entry.get("name")) if isinstance(entry, Mapping) else None,
                             fix="lower the loop's range (a number of cores or axes)")
-    net.template = copy.deepcopy(dict(spec))
+    net.template = Template(copy.deepcopy(dict(spec)), source)
     return net.validate()
 
 

@@ -1,4 +1,14 @@
-"""Which modules an :class:`~tn_peft.config.AdapterConfig` adapts: PEFT's matching rules, and layer shapes.
+"""Which modules an :class:`~tn_peft.config.AdapterConfig` adapts, and with what: PEFT's matching rules,
+and :func:`resolve_config`, the one pure step from (config, model) to module name -> layer type -> network.
+
+Model integration runs spec -> Network -> Adapter -> plan -> program -> layer:
+``config.network()`` loads the graph (:mod:`tn_peft.spec` -> :class:`~tn_peft.network.Network`);
+:func:`resolve_config` matches it against the model once, giving every adapted module its
+:data:`~tn_peft.layers.LAYER_TYPES` row, the shape of its dW and its network (``layer_graph_args`` or a
+checkpoint's per-layer graph); :class:`~tn_peft.model.TnPeftModel` then builds each network into an
+:class:`~tn_peft.adapters.Adapter` for that shape, whose planner (:mod:`tn_peft.planner`) turns each
+token count into a contraction program, and wraps the module in the row's layer class
+(:mod:`tn_peft.layers`), which runs the program in its forward.
 
 Matching (exactly as PEFT's ``check_target_module_exists``):
 
@@ -18,24 +28,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from .config import ALL_LINEAR
 from .errors import SpecError
+from .layers import LayerType, ModulesToSave, TnLayer, is_linear, layer_type
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import AdapterConfig
+    from .network import Network
 
 #: Head module names PEFT excludes from ``all-linear`` for classification models.
 CLASSIFIER_HEAD_NAMES = ("score", "classifier")
-
-
-def conv1d_class() -> type | None:
-    """transformers' GPT-2 ``Conv1D`` (weight stored ``in x out``), or None without transformers."""
-    try:
-        from transformers.pytorch_utils import Conv1D
-    except ImportError:  # pragma: no cover - transformers is optional
-        return None
-    return Conv1D
 
 
 def match_name(name: str, patterns: str | Iterable[str] | None) -> bool:
@@ -45,21 +52,6 @@ def match_name(name: str, patterns: str | Iterable[str] | None) -> bool:
     if isinstance(patterns, str):
         return re.fullmatch(patterns, name) is not None
     return any(name == p or name.endswith(f".{p}") for p in patterns)
-
-
-def pattern_key(patterns: Iterable[str], module_name: str) -> str | None:
-    """The first key of ``patterns`` (PEFT's ``rank_pattern`` / ``alpha_pattern``, tn_peft's
-    ``layer_graph_args``) that applies to ``module_name``, or None. PEFT's ``get_pattern_key`` rule: a key
-    matches when ``re.match(rf"(.*\\.)?({key})$", module_name)`` does -- the whole name, a dotted suffix,
-    or a regex over one; the first matching key in order wins.
-
-    >>> pattern_key({"value": 2}, "encoder.layer.0.attention.self.value")
-    'value'
-    """
-    for key in patterns:
-        if re.match(rf"(.*\.)?({key})$", module_name):
-            return key
-    return None
 
 
 def in_modules_to_save(name: str, modules_to_save: Iterable[str] | None) -> bool:
@@ -88,42 +80,6 @@ def layer_index(name: str, layers_pattern: str | Iterable[str] | None = None) ->
             if match is not None:
                 break
     return int(match["idx"]) if match else None
-
-
-def layer_info(module: nn.Module, name: str = "?") -> tuple[str, int, int]:
-    """``(layer_type, out_features, in_features)`` of an adaptable layer; SpecError for anything else.
-
-    ``conv2d`` layers are adapted as the (out_channels, in_channels/groups * kh * kw) matrix of
-    their weight.
-    """
-    from .layers import TnLayer
-
-    if isinstance(module, TnLayer):
-        return module.layer_type, module.out_features, module.in_features
-    conv1d = conv1d_class()
-    if isinstance(module, nn.Linear):
-        return "linear", module.out_features, module.in_features
-    if conv1d is not None and isinstance(module, conv1d):
-        nx, nf = module.weight.shape
-        return "conv1d", int(nf), int(nx)
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return "conv2d", module.out_channels, module.in_channels // module.groups * kh * kw
-    raise SpecError(
-        f"module {name!r} is a {type(module).__module__}.{type(module).__name__}, which tn_peft cannot adapt "
-        f"(it adapts nn.Linear, transformers' Conv1D and nn.Conv2d)",
-        fix="narrow target_modules to linear/conv layers (e.g. ['query', 'value']), or add the module to "
-            "exclude_modules")
-
-
-def is_linear(module: nn.Module) -> bool:
-    """An ``nn.Linear`` or GPT-2 ``Conv1D`` (or a tn_peft layer wrapping one)."""
-    from .layers import TnLayer
-
-    if isinstance(module, TnLayer):
-        return module.layer_type in ("linear", "conv1d")
-    conv1d = conv1d_class()
-    return isinstance(module, nn.Linear) or (conv1d is not None and isinstance(module, conv1d))
 
 
 def output_head_names(model: nn.Module) -> set[str]:
@@ -160,10 +116,9 @@ def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = N
 
     Raises SpecError when nothing matches (listing some module names), when ``layers_to_transform`` is
     given and a matched module's name holds no layer index (PEFT skips such modules silently; tn_peft
-    names them), and, through :func:`layer_info`, when a matched module is not a layer tn_peft can adapt.
+    names them), and, through :func:`tn_peft.layers.layer_type`, when a matched module is not a layer tn_peft
+    can adapt.
     """
-    from .layers import ModulesToSave, TnLayer
-
     all_linear = isinstance(target_modules, str) and target_modules.lower() == ALL_LINEAR
     heads = output_head_names(model) if all_linear else set()
     inner: set[str] = set()  # modules inside our own wrappers are never targets
@@ -180,7 +135,7 @@ def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = N
             if is_linear(module) and name not in heads:
                 found.append(name)
         elif match_name(name, target_modules):
-            layer_info(module, name)
+            layer_type(module, name)
             found.append(name)
     using_indexes = layers_to_transform is not None and (
         len(layers_to_transform) != 0 if isinstance(layers_to_transform, list) else True)
@@ -218,3 +173,86 @@ def _is_pretrained(model: nn.Module) -> bool:
     except ImportError:  # pragma: no cover - transformers is optional
         return False
     return isinstance(model, PreTrainedModel)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module a config adapts, resolved: its :data:`~tn_peft.layers.LAYER_TYPES` row, the shape of its
+    dW and its network (``own_graph``: not the config's, from ``layer_graph_args`` or a checkpoint)."""
+
+    module: nn.Module
+    layer_type: LayerType
+    out_features: int
+    in_features: int
+    network: Network
+    own_graph: bool
+
+    @property
+    def shape_key(self) -> str:
+        """``"<out>x<in>"``: the key of the shared nodes of this shape (LoTR's U and V)."""
+        return f"{self.out_features}x{self.in_features}"
+
+    def checkpoint_entry(self) -> dict[str, Any]:
+        """What ``adapter_config.json`` records under ``targets`` for this module: type, shape, and the
+        layer's own graph when it has one."""
+        entry: dict[str, Any] = {"type": self.layer_type.name, "shape": [self.out_features, self.in_features]}
+        if self.own_graph:
+            entry["graph"] = self.network.to_spec()
+        return entry
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A config resolved against a model (:func:`resolve_config`): its network, and module name -> :class:`Target`
+    for every adapted module, in model order."""
+
+    network: Network
+    targets: dict[str, Target]
+
+
+def resolve_config(config: AdapterConfig, model: nn.Module, *, targets: Iterable[str] | None = None,
+                   layer_specs: dict[str, Any] | None = None) -> ResolvedConfig:
+    """Resolve ``config`` against ``model`` once: which modules it adapts (:func:`find_targets`, or the exact
+    names ``targets``), each one's layer type and dW shape (:func:`tn_peft.layers.layer_type`) and network
+    (:meth:`~tn_peft.config.AdapterConfig.layer_networks`; ``layer_specs``, module name -> graph spec as a
+    checkpoint saves it, forces some). Changes neither; SpecError for a config that does not fit the model.
+    """
+    network = config.network()
+    config.check_layer_graph_args(network)
+    if targets is None:
+        targets = find_targets(model, config.target_modules, config.exclude_modules, config.modules_to_save,
+                               layers_to_transform=config.layers_to_transform, layers_pattern=config.layers_pattern)
+    modules = {name: model.get_submodule(name) for name in targets}
+    networks = config.layer_networks(network, list(modules), layer_specs)
+    resolved = {}
+    for name, module in modules.items():
+        row = layer_type(module, name)
+        out_features, in_features = row.shape(module)
+        resolved[name] = Target(module, row, out_features, in_features, networks[name], networks[name] is not network)
+    if any(spec.shared for spec in network.nodes):
+        _check_shared_overrides(network, resolved)
+    return ResolvedConfig(network, resolved)
+
+
+def _shared_signature(network: Network, out_features: int, in_features: int) -> dict[str, tuple]:
+    """What a layer of this shape needs of each shared node: kind, legs, options, sizes."""
+    sizes = network.resolve(in_features, out_features)
+    return {spec.name: (spec.kind, tuple(spec.legs), spec.options, tuple(sizes[leg] for leg in spec.legs))
+            for spec in network.nodes if spec.shared}
+
+
+def _check_shared_overrides(network: Network, targets: dict[str, Target]) -> None:
+    """Layers with their own graph (layer_graph_args) may use the shared nodes of their shape only if
+    those come out the same (e.g. LoTR with a per-layer alpha, not a per-layer rank)."""
+    for name, target in targets.items():
+        if target.network is network:
+            continue
+        shape = target.out_features, target.in_features
+        want, have = _shared_signature(target.network, *shape), _shared_signature(network, *shape)
+        odd = next((node for node in sorted(set(want) | set(have)) if want.get(node) != have.get(node)), None)
+        if odd is not None:
+            raise SpecError(f"layer_graph_args changes node {odd!r} of {name!r}, but graph {network.name!r} shares "
+                            f"it between layers of a shape ({have.get(odd, ('absent',))[-1]} for every layer, "
+                            f"{want.get(odd, ('absent',))[-1]} here)",
+                            fix="override only what leaves the shared nodes alone (e.g. alpha), or use a graph "
+                                "without shared nodes")

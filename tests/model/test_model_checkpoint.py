@@ -12,6 +12,7 @@ from torch import nn
 import tn_peft
 from tn_peft import checkpoint as ckpt
 from tn_peft.errors import CheckpointError
+from tn_peft.spec import network_from_spec
 
 LORA = {"graph": "lora", "graph_args": {"rank": 2}}
 
@@ -40,7 +41,7 @@ def test_files_keys_and_config_fields(tmp_path):
     assert config["targets"] == {"0": {"type": "linear", "shape": [8, 8]}, "2.0": {"type": "linear", "shape": [4, 8]}}
     for key in ckpt.CONFIG_FIELDS:
         assert key in config
-    assert tn_peft.Network.from_spec(config["graph"]) == model.networks["default"]
+    assert network_from_spec(config["graph"]) == model.networks["default"]
     loaded = tn_peft.AdapterConfig.from_pretrained(tmp_path)
     assert loaded.target_modules == ["0", "2.0"] and loaded.network() == model.networks["default"]
 

@@ -202,7 +202,7 @@ def _check_base_model(lora: LoraCheckpoint, base_model) -> dict[str, str]:
     default = "conv1d" if lora.fan_in_fan_out else "linear"
     if base_model is None:
         return {name: default for name in lora.layers}
-    from ..targets import layer_info
+    from ..layers import layer_info
 
     modules = dict(base_model.named_modules())
     path = lora.directory / "adapter_model.safetensors"

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
+from ..config import pattern_key
 from ..errors import CheckpointError
-from ..targets import pattern_key
 from .linalg import lora_scale
 
 CONFIG_NAME = "adapter_config.json"

@@ -81,10 +81,10 @@ def adapter_tensors(module_name: str, adapter, dtype: torch.dtype = torch.float3
 def network_from_config(config: Mapping[str, Any], path: Path):
     """The saved graph (``config['graph']``, parameters already applied) as a Network."""
     from ..errors import SpecError
-    from ..network import Network
+    from ..spec import network_from_spec
 
     try:
-        return Network.from_spec(config["graph"], source=str(path))
+        return network_from_spec(config["graph"], source=str(path))
     except SpecError as exc:
         raise CheckpointError(f"{path}: key 'graph' is not a valid graph spec ({exc})") from None
 
