@@ -23,8 +23,8 @@ import opt_einsum
 from opt_einsum.paths import DynamicProgramming, _dp_calc_legs
 
 from .cost import CostModel
+from .cost.scorer import INFEASIBLE, Scorer
 from .problem import COST_SLACK, MAX_BITMAP_OPERANDS, Problem
-from .scorer import INFEASIBLE, Scorer
 from .subset_dp import Disconnected, OverBudget, ccp_path, find_hub, hub_path
 
 __all__ = ["EXACT_LIMIT", "LARGE_BUDGETS", "OUTER_LIMIT", "Scorer", "ccp_path", "exhaustive_path", "find_hub", "flops_path",

@@ -19,10 +19,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from .batch_scorer import BatchScorer
+from .bitmaps import bits, submasks
 from .cost import CostModel, step_floor
+from .cost.batch_scorer import BatchScorer
+from .cost.scorer import Scorer
 from .problem import COST_SLACK, MAX_BITMAP_OPERANDS, Problem
-from .scorer import Scorer, _bits
 
 
 class OverBudget(Exception):
@@ -111,7 +112,7 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     first time a subset leaves the queue its cost is final).
 
     Expanding a subset costs all its steps (every piece ``R`` it can absorb) in one numpy pass
-    (:class:`~.batch_scorer.BatchScorer`); steps that cannot stay under the cap given the cost of
+    (:class:`~.cost.batch_scorer.BatchScorer`); steps that cannot stay under the cap given the cost of
     reaching the subset are skipped by :func:`~.cost.step_floor`. Ahead of the A*, a best-first
     search expands ``PREFETCH_WIDTH`` subsets per pass (those with the lowest cost + look-ahead)
     and lowers the cap whenever a path completes; a subset's steps do not depend on how it was
@@ -301,7 +302,7 @@ def _ccp_table(scorer: Scorer, nbr: list[int], n: int, cap: float, budget: int,
 
     Operands are numbered breadth-first (component by component) and ``nbr`` holds neighbour masks
     within ``0..n-1``; DPccp's enumeration then meets every subset after all of its parts. The pairs
-    are enumerated first and costed in one numpy pass (:class:`~.batch_scorer.BatchScorer`).
+    are enumerated first and costed in one numpy pass (:class:`~.cost.batch_scorer.BatchScorer`).
     """
     firsts, seconds = _ccp_pairs(nbr, n, budget)
     best: dict[int, tuple[float, int, int]] = {1 << i: (0.0, 0, 0) for i in range(n)}
@@ -345,10 +346,10 @@ def _ccp_pairs(nbr: list[int], n: int, budget: int) -> tuple[list[int], list[int
 
     def enumerate_cmp(s1: int, s2: int, excluded: int) -> None:
         nb = neighbours(s2, excluded)
-        for sub in _subsets(nb):
+        for sub in submasks(nb):
             firsts.append(s1)
             seconds.append(s2 | sub)
-        for sub in _subsets(nb):
+        for sub in submasks(nb):
             enumerate_cmp(s1, s2 | sub, excluded | nb)
 
     def emit_csg(s1: int) -> None:
@@ -366,9 +367,9 @@ def _ccp_pairs(nbr: list[int], n: int, budget: int) -> tuple[list[int], list[int
 
     def enumerate_csg(s: int, excluded: int) -> None:
         nb = neighbours(s, excluded)
-        for sub in _subsets(nb):
+        for sub in submasks(nb):
             emit_csg(s | sub)
-        for sub in _subsets(nb):
+        for sub in submasks(nb):
             enumerate_csg(s | sub, excluded | nb)
 
     for i in range(n - 1, -1, -1):
@@ -395,7 +396,7 @@ def _spine_path(nbr: list[int], n: int) -> list[tuple[int, int]]:
     held, current = 1 << (n - 1), n - 1
     while held != (1 << n) - 1:
         around = 0
-        for i in _bits(held):
+        for i in bits(held):
             around |= nbr[i]
         nxt = (around & ~held & -(around & ~held)).bit_length() - 1
         path.append((current, nxt))
@@ -411,16 +412,6 @@ def _sequential_path(n: int) -> list[tuple[int, int]]:
         path.append((current, i))
         current = n + i - 1
     return path
-
-
-def _subsets(mask: int):
-    """Non-empty subsets of ``mask`` in increasing order (so every subset precedes its supersets)."""
-    sub = 0
-    while True:
-        sub = (sub - mask) & mask
-        if not sub:
-            return
-        yield sub
 
 
 def _bfs_order(problem: Problem, skip: int | None = None) -> list[int]:
@@ -453,7 +444,7 @@ def _components(nbr: list[int], n: int) -> list[int]:
         frontier = comp
         while frontier:
             grow = 0
-            for i in _bits(frontier):
+            for i in bits(frontier):
                 grow |= nbr[i]
             frontier = grow & ~comp
             comp |= frontier
