@@ -58,3 +58,25 @@ def test_one_operand():
 
     problem = Problem.from_operands([Operand("A", ("o", "i"))], {"o": 3, "i": 4}, ["o"], ["i"])
     assert hub_path(problem, MODEL) == ([], 0.0)
+
+
+def test_hub_search_state_after_a_run():
+    from tn_peft.planner.search.base import Disconnected, OverBudget
+    from tn_peft.planner.search.hub import HubSearch
+
+    problem = Problem.from_network(load_graph("tt", cores=8, rank=4), 2**8, 2**8, tokens=64)
+    search = HubSearch(problem, MODEL)
+    assert search.order[-1] == find_hub(problem) == 0  # the hub comes last: its bit is the highest
+    path, cost = search.run()
+    assert (path, cost) == hub_path(problem, MODEL)
+    assert search.dist[search.full] == pytest.approx(cost, rel=1e-12)  # the A* reached everything at that cost
+    assert 0 < search.looked <= search.budget
+    with pytest.raises(OverBudget):
+        HubSearch(problem, MODEL, budget=1).run()
+    from tn_peft.planner import Operand
+
+    apart = Problem.from_operands([Operand("A", ("o", "r")), Operand("B", ("s", "i")), Operand("C", ("r", "s", "t")),
+                                  Operand("D", ("t",)), Operand("E", ("u",))], {"o": 2, "r": 2, "s": 2, "i": 2, "t": 2,
+                                                                                 "u": 2}, ["o", "u"], ["i"])
+    with pytest.raises(Disconnected):
+        HubSearch(apart, MODEL)

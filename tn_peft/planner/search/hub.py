@@ -42,6 +42,19 @@ PREFETCH_WIDTH = 32
 def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
              hub: int | None = None, budget: int = HUB_BUDGET,
              pair_budget: int = CCP_BUDGET) -> tuple[list[tuple[int, int]], float]:
+    """Exact optimum of a connected network around a hub operand (x touching every TT core): a
+    :class:`HubSearch` run (see there). ``hub``: the operand index (default: the one sharing legs
+    with the most others). ``budget``: subset x piece cells the search may look at;
+    ``pair_budget``: connected pairs of the pieces' DP."""
+    n = len(problem.operands)
+    if n > MAX_BITMAP_OPERANDS:
+        raise ValueError(f"hub_path plans up to {MAX_BITMAP_OPERANDS} operands, got {n} (use hyper_path)")
+    if n == 1:
+        return [], 0.0
+    return HubSearch(problem, model, circuit_gates, hub, budget, pair_budget).run()
+
+
+class HubSearch:
     """Exact optimum of a connected network around a hub operand (x touching every TT core).
 
     Every tree is a spine: the hub ``h`` absorbs, one after another, subtrees ``R1, R2, ...`` that
@@ -60,71 +73,111 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     and lowers the cap whenever a path completes; a subset's steps do not depend on how it was
     reached, so the A* then runs on that cache, expanding what it lacks (or what it reached more
     cheaply than the cache assumed) itself. A subset's steps, sorted, share one queue entry.
-    ``hub``: the operand index (default: the one sharing legs with the most others). Up to 63
-    operands (subsets are int64 bitmaps in numpy). ``budget``: subset x piece cells the search may
-    look at; ``pair_budget``: connected pairs of the pieces' DP.
+    Up to 63 operands (subsets are int64 bitmaps in numpy), at least two; arguments as :func:`hub_path`'s.
     """
-    n = len(problem.operands)
-    if n > MAX_BITMAP_OPERANDS:
-        raise ValueError(f"hub_path plans up to {MAX_BITMAP_OPERANDS} operands, got {n} (use hyper_path)")
-    if n == 1:
-        return [], 0.0
-    if hub is None:
-        hub, _ = most_connected(problem)
-    order = bfs_order(problem, skip=hub) + [hub]
-    scorer, nbr = ordered_scorer(problem, model, circuit_gates, order)
-    h = 1 << (n - 1)
-    if len(component_masks(nbr, n)) > 1:
-        raise Disconnected("hub_path plans connected networks (ccp_path joins components)")
-    seed_path = _spine_path(nbr, n)
-    cap = cap_of(scorer.path_cost(seed_path))
-    batch = BatchScorer(scorer)
-    pieces = ccp_table(scorer, [m & ~h for m in nbr[:-1]], n - 1, cap, pair_budget, batch)
-    ranked = sorted(pieces, key=lambda r: pieces[r][0])
-    piece_group = batch.group(ranked)
-    piece_partner = batch.partner(piece_group)
-    piece_cost = np.array([pieces[r][0] for r in ranked])
-    piece_size = np.exp2(piece_group.stats[:, 0])
-    piece_grad = (piece_group.subsets & scorer.grad_mask) != 0
-    full = (1 << n) - 1
-    grad_mask = np.int64(scorer.grad_mask)
-    # Circuit steps (gate by gate) read less than a matmul would: no floor and no look-ahead then.
-    bounded = not scorer.gates
-    floor = step_floor(model, scorer.itemsize)
-    per_entry = model.flop_rate * scorer.itemsize / model.bandwidth if bounded else 0.0
-    # subset -> its steps by increasing (cost + look-ahead): those, costs, subsets reached, pieces;
-    # and the cost of reaching it they were pruned for (steps beyond the cap from there are left out)
-    steps: dict[int, tuple[list[float], list[float], list[int], list[int]]] = {}
-    pruned_at: dict[int, float] = {}
-    looked = 0
 
-    def expand(subsets: list[int], reach: np.ndarray) -> tuple[np.ndarray, ...]:
+    def __init__(self, problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
+                 hub: int | None = None, budget: int = HUB_BUDGET, pair_budget: int = CCP_BUDGET):
+        n = self.n = len(problem.operands)
+        if hub is None:
+            hub, _ = most_connected(problem)
+        self.order = bfs_order(problem, skip=hub) + [hub]
+        scorer, nbr = self.scorer, self.nbr = ordered_scorer(problem, model, circuit_gates, self.order)
+        h = self.h = 1 << (n - 1)
+        if len(component_masks(nbr, n)) > 1:
+            raise Disconnected("hub_path plans connected networks (ccp_path joins components)")
+        self.seed_path = _spine_path(nbr, n)
+        self.cap = cap_of(scorer.path_cost(self.seed_path))
+        batch = self.batch = BatchScorer(scorer)
+        pieces = self.pieces = ccp_table(scorer, [m & ~h for m in nbr[:-1]], n - 1, self.cap, pair_budget, batch)
+        self.ranked = sorted(pieces, key=lambda r: pieces[r][0])
+        self.piece_group = batch.group(self.ranked)
+        self.piece_partner = batch.partner(self.piece_group)
+        self.piece_cost = np.array([pieces[r][0] for r in self.ranked])
+        self.piece_size = np.exp2(self.piece_group.stats[:, 0])
+        self.piece_grad = (self.piece_group.subsets & scorer.grad_mask) != 0
+        self.full = (1 << n) - 1
+        self.grad_mask = np.int64(scorer.grad_mask)
+        # Circuit steps (gate by gate) read less than a matmul would: no floor and no look-ahead then.
+        self.bounded = not scorer.gates
+        self.floor = step_floor(model, scorer.itemsize)
+        self.per_entry = model.flop_rate * scorer.itemsize / model.bandwidth if self.bounded else 0.0
+        # subset -> its steps by increasing (cost + look-ahead): those, costs, subsets reached, pieces;
+        # and the cost of reaching it they were pruned for (steps beyond the cap from there are left out)
+        self.steps: dict[int, tuple[list[float], list[float], list[int], list[int]]] = {}
+        self.pruned_at: dict[int, float] = {}
+        self.looked = 0
+        self.budget = budget
+        # the A*: cost of reaching each settled subset, the piece that reached it, the queue
+        self.dist: dict[int, float] = {h: 0.0}
+        self.came: dict[int, int] = {}
+        self.heap: list[tuple[float, int, int]] = []  # (key, subset, index of its next step)
+
+    def run(self) -> tuple[list[tuple[int, int]], float]:
+        """The optimal ``(ssa path, objective)`` (the seed, the hub absorbing its neighbours one by
+        one, when nothing beats it)."""
+        n, h, full = self.n, self.h, self.full
+        dist, came, heap, steps = self.dist, self.came, self.heap, self.steps
+        self.prefetch()
+        self.settle_next(h)
+        while heap:
+            _, t, i = heapq.heappop(heap)
+            keys, costs, reached, used = steps[t]
+            if i + 1 < len(keys) and dist[t] + keys[i + 1] < self.cap:
+                heapq.heappush(heap, (dist[t] + keys[i + 1], t, i + 1))
+            u = reached[i]
+            if u in dist:
+                continue
+            dist[u] = dist[t] + costs[i]
+            came[u] = used[i]
+            if u == full:
+                break
+            self.settle_next(u)
+        scorer, order = self.scorer, self.order
+        if full not in came:  # nothing under the cap: the seed is optimal
+            return relabel(self.seed_path, order, n), scorer.path_cost(self.seed_path)
+        spine: list[int] = []
+        s = full
+        while s != h:
+            spine.append(came[s])
+            s ^= came[s]
+        path: list[tuple[int, int]] = []
+        ids: dict[int, int] = {1 << i: i for i in range(n)}
+        current = n - 1
+        for r in reversed(spine):
+            other = build_path(self.pieces, r, ids, path, n)
+            path.append((current, other))
+            current = n + len(path) - 1
+        return relabel(path, order, n), scorer.path_cost(path)
+
+    def expand(self, subsets: list[int], reach: np.ndarray) -> tuple[np.ndarray, ...]:
         """Cost every step out of ``subsets`` (reached at cost ``reach``) in numpy passes; keep
         those under the cap, sorted. Returns them as arrays: which subset, key, cost, reached."""
-        nonlocal looked
-        looked += len(subsets) * len(ranked)
-        if looked > budget:
+        self.looked += len(subsets) * len(self.ranked)
+        if self.looked > self.budget:
             raise OverBudget
-        rows = max(1, CHUNK_CELLS // len(ranked))
+        rows = max(1, CHUNK_CELLS // len(self.ranked))
         starts = range(0, len(subsets), rows)
-        parts = [expand_chunk(subsets[lo:lo + rows], reach[lo:lo + rows]) for lo in starts]
+        parts = [self._expand_chunk(subsets[lo:lo + rows], reach[lo:lo + rows]) for lo in starts]
         which = np.concatenate([part[0] + lo for part, lo in zip(parts, starts)])  # chunk rows -> rows
         return (which, *(np.concatenate([part[k] for part in parts]) for k in (1, 2, 3)))
 
-    def expand_chunk(subsets: list[int], reach: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _expand_chunk(self, subsets: list[int], reach: np.ndarray) -> tuple[np.ndarray, ...]:
+        batch, piece_group, grad_mask, cap = self.batch, self.piece_group, self.grad_mask, self.cap
         group = batch.group(subsets)
         held = group.subsets
-        grid = batch.shared(group, piece_group, piece_partner)
-        bound = reach[:, None] + piece_cost[None, :]
-        if bounded:  # no step costs less than its floor: skip those that cannot stay under the cap
-            grads = ((held & grad_mask) != 0)[:, None].astype(np.int64) + piece_grad[None, :]
-            bound = bound + floor(np.exp2(group.stats[:, 0])[:, None], piece_size[None, :], np.exp2(grid[..., 0]), grads)
+        grid = batch.shared(group, piece_group, self.piece_partner)
+        bound = reach[:, None] + self.piece_cost[None, :]
+        if self.bounded:  # no step costs less than its floor: skip those that cannot stay under the cap
+            grads = ((held & grad_mask) != 0)[:, None].astype(np.int64) + self.piece_grad[None, :]
+            bound = bound + self.floor(np.exp2(group.stats[:, 0])[:, None], self.piece_size[None, :],
+                                       np.exp2(grid[..., 0]), grads)
         fits = ((held[:, None] & piece_group.subsets[None, :]) == 0) & (grid[..., 1] > 0) & (bound < cap)
         which, piece = np.nonzero(fits)
         step, entries = batch.pairs(group, which, piece_group, piece, grid[which, piece])
         reached = held[which] | piece_group.subsets[piece]
-        ahead = np.where(reached == full, 0.0, (1 + ((reached & grad_mask) != 0)) * entries * per_entry)
-        cost = piece_cost[piece] + step
+        ahead = np.where(reached == self.full, 0.0, (1 + ((reached & grad_mask) != 0)) * entries * self.per_entry)
+        cost = self.piece_cost[piece] + step
         key = cost + ahead
         keep = np.flatnonzero(reach[which] + key < cap)
         keep = keep[np.lexsort((key[keep], which[keep]))]
@@ -132,28 +185,28 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
         columns = [v[keep].tolist() for v in (key, cost, reached, piece_group.subsets[piece])]
         for j, subset in enumerate(subsets):
             lo, hi = bounds[j], bounds[j + 1]
-            steps[subset] = tuple(col[lo:hi] for col in columns)  # type: ignore[assignment]
-            pruned_at[subset] = float(reach[j])
+            self.steps[subset] = tuple(col[lo:hi] for col in columns)  # type: ignore[assignment]
+            self.pruned_at[subset] = float(reach[j])
         return which[keep], key[keep], cost[keep], reached[keep]
 
-    def prefetch() -> None:
+    def prefetch(self) -> None:
         """Best first in numpy passes: expand the ``PREFETCH_WIDTH`` subsets of the frontier with
         the lowest cost + look-ahead together, merge what they reach into the frontier, and lower
         the cap whenever a path completes; stop when nothing left can beat the cap (or at half the
         budget). Only a cache for the A* below: a subset it missed, or reached more cheaply than
         here, is expanded when the A* needs it."""
-        nonlocal cap
-        states, reach, key = np.array([h], dtype=np.int64), np.zeros(1), np.zeros(1)
+        full = self.full
+        states, reach, key = np.array([self.h], dtype=np.int64), np.zeros(1), np.zeros(1)
         seen, seen_reach = np.zeros(0, dtype=np.int64), np.zeros(0)  # expanded (sorted), at what cost
-        while len(states) and looked < budget // 2:
+        while len(states) and self.looked < self.budget // 2:
             take = np.argsort(key, kind="stable")[:PREFETCH_WIDTH]
-            take = take[key[take] < cap]
+            take = take[key[take] < self.cap]
             if not len(take):
                 return
             subsets, at = states[take], reach[take]
             left = np.ones(len(states), dtype=bool)
             left[take] = False
-            which, step_key, cost, reached = expand(subsets.tolist(), at)
+            which, step_key, cost, reached = self.expand(subsets.tolist(), at)
             seen, seen_reach = np.concatenate([seen, subsets]), np.concatenate([seen_reach, at])
             order = np.lexsort((seen_reach, seen))  # one record per subset: its cheapest expansion
             seen, seen_reach = seen[order], seen_reach[order]
@@ -162,8 +215,8 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
             below, ahead = at[which] + cost, at[which] + step_key
             done = reached == full
             if done.any():
-                cap = min(cap, cap_of(float(below[done].min())))
-            new = ~done & (ahead < cap)
+                self.cap = min(self.cap, cap_of(float(below[done].min())))
+            new = ~done & (ahead < self.cap)
             states = np.concatenate([states[left], reached[new]])
             reach = np.concatenate([reach[left], below[new]])
             key = np.concatenate([key[left], ahead[new]])
@@ -175,51 +228,17 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
             states, reach, key = states[first], reach[first], key[first]
             at_seen = np.minimum(np.searchsorted(seen, states), max(len(seen) - 1, 0))
             again = (seen[at_seen] != states) | (reach < seen_reach[at_seen])  # new, or reached cheaper
-            keep = again & (key < cap)
+            keep = again & (key < self.cap)
             states, reach, key = states[keep], reach[keep], key[keep]
 
-    dist: dict[int, float] = {h: 0.0}
-    came: dict[int, int] = {}
-    heap: list[tuple[float, int, int]] = []  # (key, subset, index of its next step)
-
-    def settle_next(subset: int) -> None:
+    def settle_next(self, subset: int) -> None:
         """Push ``subset``'s first step, expanding it if the cache has not, or pruned too much."""
-        if pruned_at.get(subset, math.inf) > dist[subset]:
-            expand([subset], np.array([dist[subset]]))
-        keys = steps[subset][0]
-        if keys and dist[subset] + keys[0] < cap:
-            heapq.heappush(heap, (dist[subset] + keys[0], subset, 0))
-
-    prefetch()
-    settle_next(h)
-    while heap:
-        _, t, i = heapq.heappop(heap)
-        keys, costs, reached, used = steps[t]
-        if i + 1 < len(keys) and dist[t] + keys[i + 1] < cap:
-            heapq.heappush(heap, (dist[t] + keys[i + 1], t, i + 1))
-        u = reached[i]
-        if u in dist:
-            continue
-        dist[u] = dist[t] + costs[i]
-        came[u] = used[i]
-        if u == full:
-            break
-        settle_next(u)
-    if full not in came:  # nothing under the cap: the seed is optimal
-        return relabel(seed_path, order, n), scorer.path_cost(seed_path)
-    spine: list[int] = []
-    s = full
-    while s != h:
-        spine.append(came[s])
-        s ^= came[s]
-    path: list[tuple[int, int]] = []
-    ids: dict[int, int] = {1 << i: i for i in range(n)}
-    current = n - 1
-    for r in reversed(spine):
-        other = build_path(pieces, r, ids, path, n)
-        path.append((current, other))
-        current = n + len(path) - 1
-    return relabel(path, order, n), scorer.path_cost(path)
+        dist = self.dist
+        if self.pruned_at.get(subset, math.inf) > dist[subset]:
+            self.expand([subset], np.array([dist[subset]]))
+        keys = self.steps[subset][0]
+        if keys and dist[subset] + keys[0] < self.cap:
+            heapq.heappush(self.heap, (dist[subset] + keys[0], subset, 0))
 
 
 def _spine_path(nbr: list[int], n: int) -> list[tuple[int, int]]:
