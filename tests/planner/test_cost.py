@@ -69,7 +69,7 @@ def test_measure_helpers_run():
 def test_search_objective_and_floor_agree_with_the_step_cost(device):
     """The search's inlined objective equals StepCost.objective, and cost.step_floor never exceeds it."""
     from tn_peft.planner.cost import step_floor
-    from tn_peft.planner.scorer import Scorer
+    from tn_peft.planner.cost.scorer import Scorer
 
     model = CostModel.for_device(device)
     floor = step_floor(model, 4)
@@ -92,3 +92,30 @@ def test_search_objective_and_floor_agree_with_the_step_cost(device):
                     assert floor(scorer.size(la), scorer.size(lb), scorer.size(la & lb), grads) <= exact
                     checked += 1
     assert checked > 1000
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_one_step_formula_gives_numbers_and_arrays_alike(device):
+    # cost.step writes each step's arithmetic once: run on Python numbers (the scalar scorer) and on
+    # numpy arrays (the batch scorer) it must agree to the last bit, copies and fresh pages included
+    import random
+
+    import numpy as np
+
+    from tn_peft.planner.cost.step import ARRAY, SCALAR, broadcast_step, matmul_step
+
+    model, rng = CostModel.for_device(device), random.Random(0)
+    rows = []
+    for _ in range(300):
+        m, n, k, batch = (2 ** rng.randint(0, 14) for _ in range(4))
+        flags = [rng.random() < 0.5 for _ in range(6)]
+        rows.append((m * k * batch, n * k * batch, m * n * batch, m * n * k * batch, m, n, k, *flags))
+    columns = [np.array(col) for col in zip(*rows)]
+    for i in (7, 8):  # grad flags: 0/1 integers, so that they add up
+        columns[i] = columns[i].astype(np.int64)
+    matmul = [np.asarray(t, dtype=np.float64) for t in matmul_step(model, 4, ARRAY)(*columns)]
+    picks = (0, 1, 2, 3, 7, 8, 9, 10)
+    broadcast = [np.asarray(t, dtype=np.float64) for t in broadcast_step(model, 4, ARRAY)(*(columns[i] for i in picks))]
+    for r, row in enumerate(rows):
+        assert matmul_step(model, 4, SCALAR)(*row) == tuple(float(t[r]) for t in matmul)
+        assert broadcast_step(model, 4, SCALAR)(*(row[i] for i in picks)) == tuple(float(t[r]) for t in broadcast)

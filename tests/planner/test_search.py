@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from search_helpers import random_problem
 
 from tn_peft.planner import CostModel, Problem
+from tn_peft.planner.cost.scorer import Scorer
 from tn_peft.planner.search import (
-    Scorer,
     exhaustive_path,
     flops_path,
     hyper_path,
@@ -78,25 +78,49 @@ def test_path_helpers():
 
 
 def test_large_chains_stay_exact_and_large_tangles_go_to_cotengra(monkeypatch):
-    from tn_peft.planner import search
+    from tn_peft.planner.search import ccp_path, flops_path, optimal
 
     chain = Problem.from_network(load_graph("tt", cores=30, rank=8), 2**30, 2**30)  # 30 operands
-    exact = search.ccp_path(chain, MODEL)[1]
+    exact = ccp_path(chain, MODEL)[1]
 
     def no_hyper(*args, **kwargs):
         raise AssertionError("a 30-core chain should be planned exactly")
 
-    monkeypatch.setattr(search, "hyper_path", no_hyper)
+    monkeypatch.setattr(optimal, "hyper_path", no_hyper)
     assert optimal_path(chain, MODEL)[1] == pytest.approx(exact, rel=1e-12)
     monkeypatch.undo()
     called = []
 
     def hyper(problem, model, gates=frozenset()):
         called.append(len(problem.operands))
-        return search.flops_path(problem, "greedy"), 0.0
+        return flops_path(problem, "greedy"), 0.0
 
-    monkeypatch.setattr(search, "hyper_path", hyper)
-    monkeypatch.setattr(search, "LARGE_BUDGETS", (10, 10))  # both subset DPs run over at once
+    monkeypatch.setattr(optimal, "hyper_path", hyper)
+    monkeypatch.setattr(optimal, "LARGE_BUDGETS", (10, 10))  # both subset DPs run over at once
     optimal_path(random_problem(25, random.Random(5), tokens=8), MODEL)
     optimal_path(Problem.from_network(load_graph("tt", cores=70, rank=2), 2**70, 2**70), MODEL)  # > 63 operands
     assert called == [26, 70]
+
+
+def test_searches_are_picked_by_name():
+    from tn_peft.planner.search import SEARCHES, search_for
+
+    assert search_for("auto") is optimal_path and search_for("hyper") is hyper_path
+    problem = Problem.from_network(load_graph("tt", cores=4, rank=4), 256, 256, tokens=8)
+    for name, search in SEARCHES.items():  # one signature: (problem, model, circuit operands) -> (path, objective)
+        path, cost = search(problem, MODEL, frozenset())
+        assert len(path) == len(problem.operands) - 1
+        assert cost == pytest.approx(Scorer(problem, MODEL).path_cost(path), rel=1e-12), name
+    assert search_for("greedy")(problem, MODEL)[0] == flops_path(problem, "greedy")
+
+
+def test_an_unknown_search_names_the_known_ones():
+    from tn_peft.planner import make_plan
+    from tn_peft.planner.search import SEARCHES, search_for
+
+    with pytest.raises(ValueError, match="unknown search 'fastest'; known searches: auto, hyper") as info:
+        search_for("fastest")
+    assert all(name in str(info.value) for name in SEARCHES)
+    problem = Problem.from_network(load_graph("lora"), 64, 64, tokens=4)
+    with pytest.raises(ValueError, match="unknown search 'fastest'"):
+        make_plan(problem, optimize="fastest")

@@ -6,9 +6,9 @@
     print(plan.source())
     y = plan(x, *node_tensors)
 
-Modules: :mod:`.problem` (what is contracted), :mod:`.cost` (the cost model), :mod:`.scorer`
-(step costs of operand subsets), :mod:`.search` (the search entry points: exhaustive, opt_einsum's
-DP, cotengra beyond), :mod:`.subset_dp` (exact connected-subset DPs), :mod:`.choose` (candidate
+Modules: :mod:`.problem` (what is contracted), :mod:`.cost` (the cost model, the step
+costs of operand subsets), :mod:`.search` (one search algorithm per module, picked by name),
+:mod:`.choose` (candidate
 trees, ``make_plan``), :mod:`.emit` (generated torch source), :mod:`.plan` (the ``Plan`` object),
 :mod:`.dispatch` (token-aware plan families and per-call lookup), :mod:`.measure` (what torch
 really does), :mod:`.calibrate` (measuring a machine's constants), :mod:`.triton_kernels` (fused

@@ -12,9 +12,10 @@ import functools
 import itertools
 
 from .cost import CostModel
+from .cost.scorer import Scorer
 from .plan import Branch, Plan
 from .problem import Problem
-from .search import Scorer, flops_path, hyper_path, optimal_path
+from .search import FLOP_SEARCHES, flops_path, optimal_path, search_for
 
 
 def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") -> Branch:
@@ -23,14 +24,12 @@ def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") ->
     options = [frozenset()]
     if problem.has_x:
         options = [frozenset(c) for r in range(len(circuits) + 1) for c in itertools.combinations(circuits, r)]
+    chosen = search_for(optimize)
     best: Branch | None = None
     for gates in options:
-        if optimize in ("greedy", "optimal", "dp") and not gates:
-            path = flops_path(problem, optimize)
-        elif optimize == "hyper":
-            path, _ = hyper_path(problem, model, gates)
-        else:
-            path, _ = optimal_path(problem, model, gates)
+        # opt_einsum's FLOP-only searches know no circuits: trees applying one gate by gate are the exact search's
+        search = optimal_path if gates and optimize in FLOP_SEARCHES else chosen
+        path, _ = search(problem, model, gates)
         scorer = Scorer(problem, model, gates)
         steps = scorer.path_steps(path)
         if any(s is None for s in steps):
@@ -101,15 +100,17 @@ def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool
     trees) are emitted and ranked by the cost of their emitted programs (layout copies included);
     the FLOP-optimal tree is kept unless another is predicted ``anchor_margin`` better.
     ``"hyper"``: cotengra's hyper-optimizer whatever the size.
-    ``"greedy"`` / ``"optimal"``: opt_einsum's FLOP-only trees, emitted by the same generator.
+    ``"greedy"`` / ``"optimal"`` / ``"dp"``: opt_einsum's FLOP-only trees, emitted by the same generator.
+    Any other name of :data:`~.search.SEARCHES` runs that search in place of the exact one.
     ``initial``: a ``delta`` network (QuanTA): the program also takes theta_0's tensors and returns
     the difference.
     """
     model = model or CostModel.for_device("cpu")
     problem.check()
+    search_for(optimize)  # an unknown name fails here, naming the known ones
     if initial:
         return _delta_plan(problem, model, optimize)
-    if optimize in ("greedy", "optimal", "dp"):
+    if optimize in FLOP_SEARCHES:
         return Plan(problem, model, [_branch(problem, model, flops_path(problem, optimize))], method=optimize)
     best = search_branch(problem, model, optimize)
     plans = {best.signature(): Plan(problem, model, [best], method=optimize)}

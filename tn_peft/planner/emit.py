@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cost import CostModel, _matmul_terms, circuit_cost, pair_cost
+from .cost import CostModel, circuit_cost, pair_cost
+from .cost.step import matmul_cost
 from .problem import TOKENS, Problem
 
 
@@ -333,10 +334,10 @@ class Emitter:
         m, n, k, batch_size = (math.prod(self.sizes[leg] for leg in g) for g in (left, right, contr, batch))
         entries = [math.prod(self.sizes[leg] for leg in lay) for lay in (a.layout, b.layout, layout)]
         # the search's matmul cost; layout copies are ops of their own here, so none are charged
-        flops, backward, *_, time = _matmul_terms(self.model, *entries, m * n * k * batch_size, m, n, k, a.grad,
-                                                  b.grad, True, True, False, False, self.itemsize)
-        self.record(Op("matmul", storage, entries[2] * self.itemsize, saves, [a_st, b_st], flops, backward, time),
-                    a.grad or b.grad)
+        cost = matmul_cost(self.model, *entries, m * n * k * batch_size, m, n, k, a.grad, b.grad,
+                           itemsize=self.itemsize)
+        self.record(Op("matmul", storage, entries[2] * self.itemsize, saves, [a_st, b_st], cost.flops,
+                       cost.backward_flops, cost.time), a.grad or b.grad)
         return Var(name, layout, phys, storage, a.grad or b.grad)
 
     def widen(self, v: Var, free: list[str], contr: list[str]) -> Var:

@@ -22,9 +22,9 @@ import torch
 
 from ..errors import ShapeError
 from .cost import CostModel, StepCost, pair_cost
+from .cost.scorer import Scorer
 from .emit import Emitted, Emitter, Op, Var, compile_source, identifier
 from .problem import TOKENS, Problem
-from .search import Scorer
 
 
 @dataclass

@@ -7,9 +7,9 @@ thousands of Python calls. For pairs ``(S1, S2)`` of operand subsets (int bitmap
   ``outside`` count the carriers of each leg in ``S`` / not in ``S`` (one matmul each);
 - sizes are ``2 ** (bits @ log2(leg sizes))``, rounded to the integer they stand for (exact up to
   2^50, within float rounding beyond, as the scalar arithmetic's own float conversions are);
-- the step's objective is :func:`~.cost.matmul_objective`, or the broadcast cost when nothing is
-  summed, term for term in the same order, so results agree with ``Scorer.objective`` to the last
-  bit (tested). Steps with a circuit operand applied gate by gate are costed by the scalar scorer.
+- the step's objective is :func:`~.step.matmul_step`'s, or :func:`~.step.broadcast_step`'s when
+  nothing is summed: the scalar scorer's formulas run on arrays (:data:`~.step.ARRAY`), so results
+  agree with ``Scorer.objective`` to the last bit (tested). Steps with a circuit operand applied gate by gate are costed by the scalar scorer.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .problem import MAX_BITMAP_OPERANDS
-from .scorer import Scorer, _bits
+from ..bitmaps import bits
+from ..problem import MAX_BITMAP_OPERANDS
+from .model import objective
+from .scorer import Scorer
+from .step import ARRAY, broadcast_step, matmul_step
 
 
 class Group(NamedTuple):
@@ -41,12 +44,12 @@ class BatchScorer:
         self.n, self.n_legs = scorer.n, len(scorer.leg_sizes)
         incidence = np.zeros((self.n, self.n_legs))
         for i, mask in enumerate(scorer.op_masks):
-            incidence[i, list(_bits(mask))] = 1.0
+            incidence[i, list(bits(mask))] = 1.0
         self.incidence = incidence
         self.carried = incidence.sum(axis=0)  # carriers per leg
         log_sizes = np.log2(np.array(scorer.leg_sizes, dtype=np.float64))
         out = np.zeros(self.n_legs, dtype=bool)
-        out[list(_bits(scorer.out_mask))] = True
+        out[list(bits(scorer.out_mask))] = True
         self.out = out
         # A leg both tensors hold closes in their merge unless it is an output leg, or a hyperedge
         # (3+ carriers) with a carrier outside both; columns: log2 size, count, then the same over
@@ -60,6 +63,8 @@ class BatchScorer:
         self.gate_ops = np.array([1 << i for i in sorted(scorer.gates)], dtype=np.int64)
         self.itemsize = scorer.itemsize
         self.model = model
+        self._matmul = matmul_step(model, scorer.itemsize, ARRAY)
+        self._broadcast = broadcast_step(model, scorer.itemsize, ARRAY)
 
     @staticmethod
     def _unpack(masks: np.ndarray, width: int) -> np.ndarray:
@@ -120,59 +125,32 @@ class BatchScorer:
         a, b = _exact(log_a), _exact(log_b)
         m, n = _exact(log_a - log_both), _exact(log_b - log_both)
         full, k, c = _exact(log_full), _exact(closed_log), _exact(log_full - closed_log)
-        ga, gb = (s1 & self.grad_mask) != 0, (s2 & self.grad_mask) != 0
+        ga = ((s1 & self.grad_mask) != 0).astype(np.int64)
+        gb = ((s2 & self.grad_mask) != 0).astype(np.int64)
         count_a = ((s1 & (s1 - 1)) != 0) | ((s1 & self.leaves) == 0)
         count_b = ((s2 & (s2 - 1)) != 0) | ((s2 & self.leaves) == 0)
-        out = self._matmul(a, b, c, full, m, n, k, ga, gb, count_a, count_b, a_stats[:, 1], b_stats[:, 1])
+        copy = self.model.copy_operands
+        copy_a, copy_b = count_a & (a_stats[:, 1] >= 3) & copy, count_b & (b_stats[:, 1] >= 3) & copy
+        # the scalar scorer costs the pair with the lower bitmap as A (its cache key): so do we, so
+        # that the terms of A and B are added in the same order, to the last bit
+        swap = s1 > s2
+        a, b = np.where(swap, b, a), np.where(swap, a, b)
+        m, n = np.where(swap, n, m), np.where(swap, m, n)
+        ga, gb = np.where(swap, gb, ga), np.where(swap, ga, gb)
+        count_a, count_b = np.where(swap, count_b, count_a), np.where(swap, count_a, count_b)
+        copy_a, copy_b = np.where(swap, copy_b, copy_a), np.where(swap, copy_a, copy_b)
+        with np.errstate(divide="ignore", invalid="ignore"):  # rows that are broadcasts (k = 1 ok, d = 0 never)
+            _, _, saved, _, time = self._matmul(a, b, c, full, m, n, k, ga, gb, count_a, count_b, copy_a, copy_b)
+        out = objective(self.model, time, saved)
         multiply = np.flatnonzero(closed_count == 0)  # nothing summed: a broadcast multiply
         if len(multiply):
-            out[multiply] = self._broadcast(*(v[multiply] for v in (a, b, c, full, ga, gb, count_a, count_b)))
+            _, _, saved, _, time = self._broadcast(*(v[multiply] for v in (a, b, c, full, ga, gb, count_a, count_b)))
+            out[multiply] = objective(self.model, time, saved)
         if len(self.gate_ops):  # steps applying a circuit gate by gate: the scalar scorer's rule
             gated = np.isin(s1, self.gate_ops) | np.isin(s2, self.gate_ops)
             for row in np.flatnonzero(gated).tolist():
                 out[row] = self.scorer.objective(int(s1[row]), int(s2[row]))
         return out, c
-
-    def _matmul(self, a, b, c, full, m, n, k, ga, gb, count_a, count_b, legs_a, legs_b) -> np.ndarray:
-        """:func:`~.cost.matmul_objective`, elementwise (same operations in the same order)."""
-        model, itemsize = self.model, self.itemsize
-        half, rate, bandwidth, overhead = model.half_dim, model.flop_rate, model.bandwidth, model.op_overhead
-        threshold, alloc, weight = model.alloc_threshold, model.alloc_bandwidth, model.memory_weight
-        copy_rate = model.bandwidth * 1 / (1 + model.copy_half_run)
-        flops = 2 * full
-        d = np.minimum(np.minimum(m, n), k)
-        with np.errstate(divide="ignore", invalid="ignore"):  # rows that are broadcasts (k = 1 ok, d = 0 never)
-            compute = flops * (d + half) / (d * rate)
-        moved = (a + b + c) * itemsize / bandwidth
-        grads = ga.astype(np.int64) + gb
-        time = (overhead + np.maximum(moved, compute)) * (1 + grads)
-        time = time + np.where(c * itemsize >= threshold, c * itemsize / alloc, 0.0)
-        time = time + np.where(ga & (a * itemsize >= threshold), a * itemsize / alloc, 0.0)
-        time = time + np.where(gb & (b * itemsize >= threshold), b * itemsize / alloc, 0.0)
-        if model.copy_operands:
-            for size, count, legs in ((a, count_a, legs_a), (b, count_b, legs_b)):
-                nbytes = size * itemsize
-                one = overhead + 2 * nbytes / copy_rate + np.where(nbytes >= threshold, nbytes / alloc, 0.0)
-                time = time + np.where(count & (legs >= 3), one * (1 + (grads > 0)), 0.0)
-        saved = (a * count_a * gb + b * count_b * ga) * itemsize
-        return (time + weight * saved) * rate
-
-    def _broadcast(self, a, b, c, full, ga, gb, count_a, count_b) -> np.ndarray:
-        """The objective of :func:`~.cost._broadcast_cost` (a multiply with broadcasting), elementwise."""
-        model, itemsize = self.model, self.itemsize
-        rate, threshold, alloc = model.flop_rate * 1.0, model.alloc_threshold, model.alloc_bandwidth
-
-        def op_seconds(flops, moved, fresh):
-            return (model.op_overhead + np.maximum(flops / rate, moved / model.bandwidth)
-                    + np.where(fresh >= threshold, fresh / alloc, 0.0))
-
-        time = op_seconds(full, (a + b + c) * itemsize, c * itemsize)
-        for needed, size in ((ga, a), (gb, b)):
-            reduce = size < full
-            step = op_seconds(full, (2 * full + size) * itemsize, np.where(reduce, full, size) * itemsize)
-            time = time + np.where(needed, step, 0.0)
-        saved = (a * count_a * gb + b * count_b * ga) * itemsize
-        return (time + model.memory_weight * saved) * model.flop_rate
 
 
 def _exact(log2_size: np.ndarray) -> np.ndarray:

@@ -9,15 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .cost import (
-    CostModel,
-    StepCost,
-    _broadcast_cost,
-    _matmul_terms,
-    circuit_cost,
-    matmul_objective,
-)
-from .problem import Problem
+from ..bitmaps import bits
+from ..problem import Problem
+from .model import CostModel, StepCost, objective
+from .step import broadcast_step, circuit_cost, matmul_step, step_cost
 
 INFEASIBLE = math.inf
 
@@ -40,7 +35,7 @@ class Scorer:
         self.out_mask = sum(1 << index[leg] for leg in problem.output)
         self.carriers = [0] * len(self.leg_names)
         for i, mask in enumerate(self.op_masks):
-            for b in _bits(mask):
+            for b in bits(mask):
                 self.carriers[b] |= 1 << i
         self.grad_mask = sum(1 << i for i, op in enumerate(problem.operands) if op.requires_grad)
         # saving a node tensor costs nothing (it is alive anyway); saving x or an intermediate does
@@ -54,7 +49,8 @@ class Scorer:
         self._op_by_bit = {1 << i: m for i, m in enumerate(self.op_masks)}
         self._pairs: dict[tuple[int, int], StepCost | None] = {}
         self._objectives: dict[tuple[int, int], float] = {}
-        self._matmul_objective = matmul_objective(model, problem.itemsize)
+        self._matmul = matmul_step(model, problem.itemsize)
+        self._broadcast = broadcast_step(model, problem.itemsize)
 
     def size(self, mask: int) -> int:
         """Product of the sizes of the legs in ``mask``."""
@@ -88,7 +84,7 @@ class Scorer:
 
     def legs_of(self, subset: int) -> frozenset[str]:
         """Leg names of the tensor made by contracting ``subset``."""
-        return frozenset(self.leg_names[b] for b in _bits(self.legs_mask(subset)))
+        return frozenset(self.leg_names[b] for b in bits(self.legs_mask(subset)))
 
     def pair(self, s1: int, s2: int) -> StepCost | None:
         """The step merging subsets ``s1`` and ``s2`` (None if the step is not allowed)."""
@@ -138,16 +134,15 @@ class Scorer:
         m, n = a // both, b // both
         full = m * n * both
         if not summed:
-            return _broadcast_cost(self.model, a, b, full, full, ga, gb, count_a, count_b, self.itemsize)
+            terms = self._broadcast(a, b, full, full, ga, gb, count_a, count_b)
+            return objective(self.model, terms[4], terms[2]) if objective_only else step_cost(terms, full, self.itemsize)
         k = sizes.get(summed) or size(summed)
         c = full // k
         copy = self.model.copy_operands
         copy_a = copy and count_a and la.bit_count() >= 3
         copy_b = copy and count_b and lb.bit_count() >= 3
-        if objective_only:
-            return self._matmul_objective(a, b, c, full, m, n, k, ga, gb, count_a, count_b, copy_a, copy_b)
-        return StepCost(*_matmul_terms(self.model, a, b, c, full, m, n, k, ga, gb, count_a, count_b, copy_a,
-                                       copy_b, self.itemsize))
+        terms = self._matmul(a, b, c, full, m, n, k, ga, gb, count_a, count_b, copy_a, copy_b)
+        return objective(self.model, terms[4], terms[2]) if objective_only else step_cost(terms, c, self.itemsize)
 
     def _circuit_step(self, index: int, lo: int, lc: int, grad_q: bool, grad_o: bool) -> StepCost | None:
         # A circuit Q[rows..., k] applies to an operand holding all its row legs (-> k), or its
@@ -169,7 +164,7 @@ class Scorer:
         key = (s1, s2) if s1 < s2 else (s2, s1)
         value = self._objectives.get(key)
         if value is None:
-            cost = self._pair(key[0], key[1], True)  # matmul steps come back as their objective
+            cost = self._pair(key[0], key[1], True)  # matmul and broadcast steps come back as their objective
             if cost is None:
                 value = INFEASIBLE
             elif type(cost) is float:
@@ -196,10 +191,3 @@ class Scorer:
             subsets.append(subsets[i] | subsets[j])
         return out
 
-
-def _bits(mask: int):
-    """Indices of the set bits of ``mask``."""
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
