@@ -200,7 +200,7 @@ class TnLayer(nn.Module):
         if x.shape[-1] != self.in_features:
             raise ShapeError(f"layer takes inputs with last dimension {self.in_features}, got shape {tuple(x.shape)}")
         # the planner's program for this token count; under torch.compile the same dispatch and
-        # program are traced (see tn_peft.planner.dispatch)
+        # program are traced (see tn_peft.planner.runtime.dispatch)
         return adapter.apply(x, tensors)
 
     def extra_repr(self) -> str:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tn_peft.planner import Problem, make_plan
-from tn_peft.planner.dispatch import PlanFamily, dw_plan_for, family_for
+from tn_peft.planner.runtime.dispatch import PlanFamily, dw_plan_for, family_for
 from tn_peft.spec import load_graph
 from tn_peft.testing.reference import reference_contraction as reference
 
@@ -34,7 +34,7 @@ def test_family_switches_plans_with_tokens_and_matches_each_plan():
 
 def test_dispatch_is_a_lookup_that_never_plans(monkeypatch):
     # (its time, 2-4 us, is measured side by side by `tn-peft bench planner`, not here)
-    from tn_peft.planner import dispatch
+    from tn_peft.planner.runtime import dispatch
 
     family = family_for(Problem.from_network(load_graph("tt", cores=3, rank=8), 1024, 1024, tokens=1))
     assert len(family.plans) > 1
@@ -154,7 +154,7 @@ def test_a_fused_kernel_is_recorded_in_the_plan_it_replaces():
 def test_adapter_plan_takes_the_device():
     """On CUDA's cost model with triton importable, the LoRA chain's plan is the fused lowrank kernel;
     on CPU the plan's own source runs."""
-    from tn_peft.planner import triton_kernels
+    from tn_peft.planner.runtime import triton_kernels
 
     adapter = load_graph("lora").build(48, 32)
     cpu = adapter.plan(64)

@@ -79,14 +79,6 @@ def test_tt_training_plan_keeps_less_memory_than_flop_optimal():
     assert ours.saved_bytes() < flop_optimal.saved_bytes() / 2
 
 
-def test_scale_one_and_no_grads_emit_plain_matmuls():
-    net = load_graph("lora", alpha=4, rank=4)  # scale 1
-    problem = Problem.from_network(net, 32, 16, tokens=8, grad=False)
-    plan = make_plan(problem)
-    assert plan.saved_bytes() == 0
-    assert "* 1.0" not in plan.source()
-
-
 def test_plan_call_keeps_leading_dims_and_checks_shape():
     from tn_peft.errors import ShapeError
 

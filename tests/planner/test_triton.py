@@ -12,8 +12,8 @@ pytest.importorskip("triton")
 
 SCRIPT = textwrap.dedent("""
     import torch
-    from tn_peft.planner import triton_kernels as tk
-    from tn_peft.planner.fused import fused_program
+    from tn_peft.planner.runtime import triton_kernels as tk
+    from tn_peft.planner.runtime.fused import fused_program
     from tn_peft.planner import Problem
     from tn_peft.spec import load_graph
     torch.manual_seed(0)
@@ -82,7 +82,7 @@ SCRIPT = textwrap.dedent("""
         close(a, b)
 
     # a plan applying both circuits gate by gate runs the fused chain program (circuit nodes passed)
-    from tn_peft.planner.fused import fused_gate_program
+    from tn_peft.planner.runtime.fused import fused_gate_program
     problem = adapter.problem.with_tokens(9)
     program, gates = fused_gate_program(problem)
     assert gates == frozenset((0, 2))  # U and V (node positions without x)

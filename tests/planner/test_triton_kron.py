@@ -12,12 +12,12 @@ pytest.importorskip("triton")
 
 SCRIPT = textwrap.dedent("""
     import torch
-    from tn_peft.planner import triton_kernels as tk
-    from tn_peft.planner.fused import fused_program
+    from tn_peft.planner.runtime import triton_kernels as tk
+    from tn_peft.planner.runtime.fused import fused_program
     from tn_peft.planner import Problem
     from tn_peft.testing.reference import reference_contraction as reference
     from tn_peft.planner.cost import CostModel
-    from tn_peft.planner.dispatch import family_for
+    from tn_peft.planner.runtime.dispatch import family_for
     from tn_peft.planner.problem import Operand
     from tn_peft.spec import load_graph
     torch.manual_seed(0)

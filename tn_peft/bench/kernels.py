@@ -61,7 +61,7 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 def _case(name: str, out_features: int, in_features: int, tokens: int, device: torch.device):
     """``(fused fn, torch fn, args, grad_inputs)`` for one case; fns take ``*args``."""
     from ..planner import CostModel, make_plan
-    from ..planner.fused import fused_gate_program, fused_program
+    from ..planner.runtime.fused import fused_gate_program, fused_program
     from ..spec import load_graph
 
     adapter = load_graph(name).build(in_features, out_features).to(device)

@@ -33,8 +33,8 @@ import torch
 
 from ..io import write_json
 from ..planner import CostModel, Problem, make_plan, measure
-from ..planner.dispatch import PlanFamily, clear_caches
 from ..planner.problem import TOKENS
+from ..planner.runtime.dispatch import PlanFamily, clear_caches
 from ..planner.search import optimal_path
 from ..spec import catalog, load_graph
 from . import layer_shape

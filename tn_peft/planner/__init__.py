@@ -8,11 +8,12 @@
 
 Modules: :mod:`.problem` (what is contracted), :mod:`.cost` (the cost model, the step
 costs of operand subsets), :mod:`.search` (one search algorithm per module, picked by name),
-:mod:`.choose` (candidate
-trees, ``make_plan``), :mod:`.emit` (generated torch source), :mod:`.plan` (the ``Plan`` object),
-:mod:`.dispatch` (token-aware plan families and per-call lookup), :mod:`.measure` (what torch
-really does), :mod:`.calibrate` (measuring a machine's constants), :mod:`.triton_kernels` (fused
-kernels) and :mod:`.fused` (which problems use them on CUDA), :mod:`.cli` (``tn-peft plan``).
+:mod:`.choose` (candidate trees, ``make_plan``), :mod:`.plan` (the ``Plan`` object), :mod:`.lower`
+(a plan's trees -> its program's source, driving :mod:`.emit`, the generated torch code per step),
+:mod:`.runtime` (what runs programs: :mod:`.runtime.dispatch` token-aware plan families and
+per-call lookup, :mod:`.runtime.fused` which problems run as :mod:`.runtime.triton_kernels` on
+CUDA, :mod:`.runtime.namespace` the names a program runs with), :mod:`.measure` (what torch
+really does), :mod:`.calibrate` (measuring a machine's constants), :mod:`.cli` (``tn-peft plan``).
 The reference contraction the plans are tested against: :func:`tn_peft.testing.reference_contraction`.
 """
 

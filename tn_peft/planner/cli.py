@@ -53,7 +53,7 @@ def report(net, in_features: int, out_features: int, *, tokens: int | None, trai
     """The text ``tn-peft plan`` prints."""
     from .choose import make_plan
     from .cost import CostModel
-    from .dispatch import PlanFamily, running_plan
+    from .runtime.dispatch import PlanFamily, running_plan
 
     adapter = net.build(in_features, out_features)
     problem = dataclasses.replace(adapter.problem.with_grads(bool(train)), itemsize=itemsize)

@@ -4,8 +4,9 @@ Each pairwise step becomes one ``matmul`` / ``F.linear`` (or one broadcast ``*``
 summed), preceded only by the reshapes and permutes its operands need. The emitter tracks every
 tensor's leg order (``layout``) and physical shape, so it knows which reshapes are free views and
 which permutes copy, and which storage each op makes autograd keep. :class:`Emitted` carries the
-source lines and that op list; :mod:`~tn_peft.planner.plan` derives ``saved_bytes`` and
-``peak_bytes`` from it and compiles the source once with :func:`compile_source`.
+source lines and that op list; :mod:`~tn_peft.planner.lower` drives the emitter over a plan's
+trees, :mod:`~tn_peft.planner.plan` derives ``saved_bytes`` and ``peak_bytes`` from the ops and
+compiles the source once with :func:`compile_source`.
 
 Example (LoRA contracted into x, ``y = ((x A^T) B^T) * scale`` with the scale folded into A)::
 

@@ -30,11 +30,11 @@ from typing import Any
 
 import torch
 
-from ..errors import ShapeError
-from .choose import make_plan
-from .cost import CostModel
-from .plan import Plan
-from .problem import Problem
+from ...errors import ShapeError
+from ..choose import make_plan
+from ..cost import CostModel
+from ..plan import Plan
+from ..problem import Problem
 
 GRID_RATIO = 4
 BREAK_PRECISION = 1.1

@@ -9,7 +9,7 @@ when the problem is
   out-leg, with no bond between wires (Kronecker ``A (x) (Ba Bb)``) -> ``kron_rows``;
 
 and None otherwise (the plan's program runs). Each returned program names its kernel in ``.kernel``;
-:meth:`~.plan.Plan.run_as` records it in the plan's decisions and source. When a plan applies both circuits of a Quantum-PEFT
+:meth:`~..plan.Plan.run_as` records it in the plan's decisions and source. When a plan applies both circuits of a Quantum-PEFT
 chain gate by gate, :func:`fused_gate_program` runs x -> V -> s -> U in one launch instead
 (``circuit_chain``); a plan applying one circuit gate by gate runs its own program, whose circuit
 step is one kernel (``circuit_rows``). No triton is needed to decide.
