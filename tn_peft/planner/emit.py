@@ -28,7 +28,7 @@ from typing import Any
 
 from .cost import CostModel, circuit_cost, pair_cost
 from .cost.step import matmul_cost
-from .problem import TOKENS, Problem
+from .problem import TOKENS, Operand, Problem
 
 
 @dataclass
@@ -66,6 +66,36 @@ class Emitted:
     storage_bytes: dict[str, int] = field(default_factory=dict)
     counted: set[str] = field(default_factory=set)   # storages whose bytes count (not node tensors)
     widened: list[str] = field(default_factory=list)  # node matrices copied thin side first (emit.widen)
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How ``a . b`` groups its legs and stores each operand, before the result's order is chosen.
+
+    ``left`` / ``right``: legs of a only / of b only; ``batch``: shared legs kept; ``contr``: shared
+    legs summed; ``widened``: b's layout after :meth:`Emitter.widen` (None: unchanged); ``copied``:
+    bytes the operands' layout copies cost; ``a_ff`` / ``b_ff``: an operand stored free legs first.
+    """
+
+    left: list[str]
+    right: list[str]
+    batch: list[str]
+    contr: list[str]
+    widened: tuple[str, ...] | None
+    copied: int
+    a_ff: bool
+    b_ff: bool
+
+
+@dataclass(frozen=True)
+class MatmulSetup:
+    """One way to emit ``a . b``: its :class:`Orientation`, the result's leg order (``layout``), the
+    view ops it adds, and whether a transposed product puts a's legs first (``left_first``)."""
+
+    orientation: Orientation
+    layout: tuple[str, ...]
+    views: int
+    left_first: bool
 
 
 def identifier(name: str, taken: set[str]) -> str:
@@ -159,14 +189,7 @@ class Emitter:
         name = self.fresh()
         storage = self.new_storage(name, order)
         self.out.lines.append(f"{name} = {base}.permute{perm}.reshape{self.shape(groups)}  # copy")
-        run = 1
-        for leg_a, leg_b in zip(reversed(order), reversed(v.layout)):  # contiguous inner run kept
-            if leg_a != leg_b:
-                break
-            run *= self.sizes[leg_a]
-        nbytes = self.out.storage_bytes[storage]
-        time = self.model.copy_seconds(nbytes, run) * (1 + int(v.grad))
-        self.record(Op("copy", storage, nbytes, [], [v.storage], time=time), v.grad)
+        self._charge_copy(storage, v, self._inner_run(order, v.layout))
         return name, storage
 
     def sum_out(self, v: Var, legs: Sequence[str]) -> Var:
@@ -177,10 +200,7 @@ class Emitter:
         name = self.fresh()
         storage = self.new_storage(name, keep)
         self.out.lines.append(f"{name} = {expr}.sum({dims})")
-        nbytes = self.nbytes(v.layout)
-        time = self.model.op_seconds(nbytes / self.itemsize, nbytes) * (1 + int(v.grad))
-        self.record(Op("sum", storage, self.out.storage_bytes[storage], [], [v.storage],
-                       nbytes / self.itemsize, nbytes / self.itemsize * v.grad, time), v.grad)
+        self._charge_sum(storage, v)
         return Var(name, keep, tuple((leg,) for leg in keep), storage, v.grad)
 
     # ------------------------------------------------------------------ steps
@@ -207,8 +227,8 @@ class Emitter:
             base = self._orientation(x, y, keep)
             for left_first in (False, True):
                 setup = self._setup(base, left_first)
-                later = self._later_copy(setup["layout"], setup["batch"], after)
-                options.append((setup["copied"] + later, setup["views"], rank, left_first, x, y, setup))
+                later = self._later_copy(setup.layout, base.batch, after)
+                options.append((base.copied + later, setup.views, rank, left_first, x, y, setup))
         *_, x, y, setup = min(options, key=lambda o: o[:4])
         return self.matmul(x, y, keep, setup=setup)
 
@@ -224,7 +244,7 @@ class Emitter:
             return 0
         return self.nbytes(layout)
 
-    def _orientation(self, a: Var, b: Var, keep: frozenset[str]) -> tuple:
+    def _orientation(self, a: Var, b: Var, keep: frozenset[str]) -> Orientation:
         """The groups of ``a . b`` and how each operand is stored: the part of :meth:`_setup` that
         does not depend on the result's order (``left_first``)."""
         left = [leg for leg in a.layout if leg not in b.layout]
@@ -244,12 +264,13 @@ class Emitter:
         b_ff = self._orient(widened or b_layout, batch, right, contr)
         a_ff = True if a_ff is None else a_ff
         b_ff = (not a_ff) if b_ff is None else b_ff
-        return left, right, batch, contr, widened, copied, a_ff, b_ff
+        return Orientation(left, right, batch, contr, widened, copied, a_ff, b_ff)
 
-    def _setup(self, orientation: tuple, left_first: bool = False) -> dict:
-        """How ``a . b`` would be emitted (from :meth:`_orientation`): groups, orientations, result
-        layout, bytes copied."""
-        left, right, batch, contr, widened, copied, a_ff, b_ff = orientation
+    @staticmethod
+    def _setup(orientation: Orientation, left_first: bool = False) -> MatmulSetup:
+        """How ``a . b`` would be emitted (from :meth:`_orientation`): result layout and view ops."""
+        left, right, batch = orientation.left, orientation.right, orientation.batch
+        a_ff, b_ff = orientation.a_ff, orientation.b_ff
         views = 0
         if a_ff:
             rest = left + right
@@ -260,9 +281,7 @@ class Emitter:
         else:
             rest = left + right
             views = 1
-        return {"batch": batch, "contr": contr, "left": left, "right": right, "a_ff": a_ff, "b_ff": b_ff,
-                "layout": tuple(batch) + tuple(rest), "copied": copied, "views": views,
-                "left_first": left_first and not a_ff and b_ff, "widened": widened}
+        return MatmulSetup(orientation, tuple(batch) + tuple(rest), views, left_first and not a_ff and b_ff)
 
     def _widened(self, b: Var, right: list[str], contr: list[str], a: Var, batch: list[str]) -> tuple | None:
         """b's layout after :meth:`widen`, or None if it stays."""
@@ -290,12 +309,13 @@ class Emitter:
             return False
         return None
 
-    def matmul(self, a: Var, b: Var, keep: frozenset[str], setup: dict) -> Var:
+    def matmul(self, a: Var, b: Var, keep: frozenset[str], setup: MatmulSetup) -> Var:
         """``a . b`` as laid out by ``setup`` (from :meth:`_setup`, chosen by :meth:`contract`)."""
-        batch, contr, left, right = setup["batch"], setup["contr"], setup["left"], setup["right"]
-        if setup["widened"] is not None:
+        o = setup.orientation
+        batch, contr, left, right = o.batch, o.contr, o.left, o.right
+        if o.widened is not None:
             b = self.widen(b, right, contr)
-        a_ff, b_ff = setup["a_ff"], setup["b_ff"]
+        a_ff, b_ff = o.a_ff, o.b_ff
         a_expr, a_st = self.arrange(a, [g for g in ([batch] if batch else []) + ([left, contr] if a_ff else [contr, left])])
         b_expr, b_st = self.arrange(b, [g for g in ([batch] if batch else []) + ([right, contr] if b_ff else [contr, right])])
         name = self.fresh()
@@ -305,7 +325,7 @@ class Emitter:
                 expr, rest = f"F.linear({a_expr}, {b_expr})", left + right
             elif a_ff:
                 expr, rest = f"torch.matmul({a_expr}, {b_expr})", left + right
-            elif b_ff and setup["left_first"]:
+            elif b_ff and setup.left_first:
                 expr, rest = f"torch.matmul({a_expr}.t(), {b_expr}.t())", left + right
             elif b_ff:
                 expr, rest = f"torch.matmul({b_expr}, {a_expr})", right + left
@@ -314,7 +334,7 @@ class Emitter:
         else:
             if a_ff and not b_ff:
                 expr, rest = f"torch.matmul({a_expr}, {b_expr})", left + right
-            elif not a_ff and b_ff and setup["left_first"]:
+            elif not a_ff and b_ff and setup.left_first:
                 expr, rest = (f"torch.matmul({a_expr}.transpose(-1, -2), {b_expr}.transpose(-1, -2))",
                               left + right)
             elif not a_ff and b_ff:
@@ -328,17 +348,10 @@ class Emitter:
         # the result's real dims, size-1 ones included (an empty group is a dim of size 1)
         phys = tuple(tuple(g) for g in ((batch, first, second) if batch else (first, second)))
         storage = self.new_storage(name, layout)
-        saves = ([a_st] if b.grad else []) + ([b_st] if a.grad else [])
         self.out.lines.append(f"{name} = {expr}  # {self.label(a.layout)} . {self.label(b.layout)} -> "
                               f"{self.label(layout)}")
         self.views += expr.count(".t()") + expr.count(".transpose(")
-        m, n, k, batch_size = (math.prod(self.sizes[leg] for leg in g) for g in (left, right, contr, batch))
-        entries = [math.prod(self.sizes[leg] for leg in lay) for lay in (a.layout, b.layout, layout)]
-        # the search's matmul cost; layout copies are ops of their own here, so none are charged
-        cost = matmul_cost(self.model, *entries, m * n * k * batch_size, m, n, k, a.grad, b.grad,
-                           itemsize=self.itemsize)
-        self.record(Op("matmul", storage, entries[2] * self.itemsize, saves, [a_st, b_st], cost.flops,
-                       cost.backward_flops, cost.time), a.grad or b.grad)
+        self._charge_matmul(a, b, (a_st, b_st), storage, layout, (left, right, contr, batch))
         return Var(name, layout, phys, storage, a.grad or b.grad)
 
     def widen(self, v: Var, free: list[str], contr: list[str]) -> Var:
@@ -355,9 +368,7 @@ class Emitter:
         self.views += 1
         self.out.lines.append(f"{name} = {self.view(v, [big_legs, small_legs])}.t().contiguous()  # thin side first")
         self.out.widened.append(v.name)
-        nbytes = self.out.storage_bytes[storage]
-        time = self.model.copy_seconds(nbytes, 1) * (1 + int(v.grad))
-        self.record(Op("copy", storage, nbytes, [], [v.storage], time=time), v.grad)
+        self._charge_copy(storage, v, 1)
         return Var(name, layout, (tuple(small_legs), tuple(big_legs)), storage, v.grad)
 
     def broadcast(self, a: Var, b: Var) -> Var:
@@ -387,14 +398,10 @@ class Emitter:
                 other_expr += "[" + ", ".join(":" if leg in other.layout else "None" for leg in layout) + "]"
             phys = tuple((leg,) for leg in layout)
         storage = self.new_storage(name, layout)
-        saves = ([a.storage] if b.grad else []) + ([b.storage] if a.grad else [])
         self.out.lines.append(f"{name} = {base_expr} * {other_expr}  # {self.label(a.layout)} * "
                               f"{self.label(b.layout)} -> {self.label(layout)}")
         self.views += other_expr.count(".permute") + other_expr.count("[") + base_expr.count(".reshape")
-        cost = pair_cost(self.model, a.layout, b.layout, layout, self.sizes, grad_a=a.grad, grad_b=b.grad,
-                         itemsize=self.itemsize)
-        self.record(Op("mul", storage, self.out.storage_bytes[storage], saves, [a.storage, b.storage],
-                       cost.flops, cost.backward_flops, cost.time), a.grad or b.grad)
+        self._charge_broadcast(a, b, storage, layout)
         return Var(name, layout, phys, storage, a.grad or b.grad)
 
     def circuit(self, q: Var, a: Var, op_index: int, keep: frozenset[str]) -> Var:
@@ -415,13 +422,7 @@ class Emitter:
         storage = self.new_storage(name, layout)
         self.out.lines.append(f"{name} = {call}  # {q.name} gate by gate on {self.label(a.layout)} -> "
                               f"{self.label(layout)}")
-        passes = max(operand.passes, 1)
-        saves = [st] * passes if q.grad else []
-        width = math.prod(self.sizes[leg] for leg in rows)
-        cost = circuit_cost(self.model, max(self.nbytes(rest) // self.itemsize, 1), width, passes, operand.chunk,
-                            a.grad, q.grad, self.itemsize)
-        self.record(Op("circuit", storage, self.out.storage_bytes[storage], saves, [st], cost.flops,
-                       cost.backward_flops, cost.time), a.grad or q.grad)
+        self._charge_circuit(q, a, operand, st, storage, rest, rows)
         phys = (tuple(rest), tuple(layout[len(rest):])) if rest else (tuple(layout),)
         return Var(name, layout, phys, storage, q.grad or a.grad)
 
@@ -434,11 +435,69 @@ class Emitter:
         name = f"{v.name}_s"
         self.out.lines.append(f"{name} = {v.name} * {scale!r}")
         storage = self.new_storage(name, v.layout)
+        self._charge_scale(storage, v)
+        return Var(name, v.layout, v.phys, storage, v.grad, leaf=True)
+
+    # -------------------------------------------------------- cost accounting
+    # The methods above write source lines; each method below records the Op one emitted line is
+    # charged as: the bytes it makes, the storages autograd keeps for it, its FLOPs and seconds.
+    def _charge_copy(self, storage: str, v: Var, run: int) -> None:
+        """A layout copy of ``v`` into ``storage`` keeping a contiguous inner run of ``run`` entries."""
+        nbytes = self.out.storage_bytes[storage]
+        time = self.model.copy_seconds(nbytes, run) * (1 + int(v.grad))
+        self.record(Op("copy", storage, nbytes, [], [v.storage], time=time), v.grad)
+
+    def _inner_run(self, order: tuple[str, ...], layout: tuple[str, ...]) -> int:
+        """Entries of the trailing legs ``order`` keeps in ``layout``'s place (the contiguous inner run)."""
+        run = 1
+        for leg_a, leg_b in zip(reversed(order), reversed(layout)):
+            if leg_a != leg_b:
+                break
+            run *= self.sizes[leg_a]
+        return run
+
+    def _charge_sum(self, storage: str, v: Var) -> None:
+        nbytes = self.nbytes(v.layout)
+        time = self.model.op_seconds(nbytes / self.itemsize, nbytes) * (1 + int(v.grad))
+        self.record(Op("sum", storage, self.out.storage_bytes[storage], [], [v.storage],
+                       nbytes / self.itemsize, nbytes / self.itemsize * v.grad, time), v.grad)
+
+    def _charge_matmul(self, a: Var, b: Var, reads: tuple[str, str], storage: str, layout: tuple[str, ...],
+                       groups: tuple[list[str], list[str], list[str], list[str]]) -> None:
+        """``a . b`` reading storages ``reads`` (as arranged), grouped ``(left, right, contr, batch)``."""
+        a_st, b_st = reads
+        saves = ([a_st] if b.grad else []) + ([b_st] if a.grad else [])
+        m, n, k, batch_size = (math.prod(self.sizes[leg] for leg in g) for g in groups)
+        entries = [math.prod(self.sizes[leg] for leg in lay) for lay in (a.layout, b.layout, layout)]
+        # the search's matmul cost; layout copies are ops of their own here, so none are charged
+        cost = matmul_cost(self.model, *entries, m * n * k * batch_size, m, n, k, a.grad, b.grad,
+                           itemsize=self.itemsize)
+        self.record(Op("matmul", storage, entries[2] * self.itemsize, saves, [a_st, b_st], cost.flops,
+                       cost.backward_flops, cost.time), a.grad or b.grad)
+
+    def _charge_broadcast(self, a: Var, b: Var, storage: str, layout: tuple[str, ...]) -> None:
+        saves = ([a.storage] if b.grad else []) + ([b.storage] if a.grad else [])
+        cost = pair_cost(self.model, a.layout, b.layout, layout, self.sizes, grad_a=a.grad, grad_b=b.grad,
+                         itemsize=self.itemsize)
+        self.record(Op("mul", storage, self.out.storage_bytes[storage], saves, [a.storage, b.storage],
+                       cost.flops, cost.backward_flops, cost.time), a.grad or b.grad)
+
+    def _charge_circuit(self, q: Var, a: Var, operand: Operand, read: str, storage: str, rest: list[str],
+                        rows: tuple[str, ...]) -> None:
+        """Circuit ``q`` applied gate by gate to the rows of ``a`` (arranged as storage ``read``)."""
+        passes = max(operand.passes, 1)
+        saves = [read] * passes if q.grad else []
+        width = math.prod(self.sizes[leg] for leg in rows)
+        cost = circuit_cost(self.model, max(self.nbytes(rest) // self.itemsize, 1), width, passes, operand.chunk,
+                            a.grad, q.grad, self.itemsize)
+        self.record(Op("circuit", storage, self.out.storage_bytes[storage], saves, [read], cost.flops,
+                       cost.backward_flops, cost.time), a.grad or q.grad)
+
+    def _charge_scale(self, storage: str, v: Var) -> None:
         nbytes = self.out.storage_bytes[storage]
         time = self.model.op_seconds(nbytes / self.itemsize, 2 * nbytes) * (1 + int(v.grad))
         self.record(Op("scale", storage, nbytes, [], [v.storage], nbytes / self.itemsize,
                        nbytes / self.itemsize * v.grad, time), v.grad)
-        return Var(name, v.layout, v.phys, storage, v.grad, leaf=True)
 
 
 def compile_source(source: str, name: str, namespace: dict[str, Any]) -> Callable:
