@@ -237,9 +237,9 @@ class Adapter(nn.Module):
         if self._initial_names:
             tensors += self.initial_tensors()
         flat = x if x.dim() == 2 else x.reshape(-1, self.in_features)  # skip a view op when already 2-D
-        program, gates = family.select(flat.shape[0])
+        program, gated = family.select(flat.shape[0])
         if self._circuits:
-            for i in gates:  # circuits applied gate by gate take the node module
+            for i in gated:  # circuits applied gate by gate take the node module
                 tensors[i] = self.node(self.operands[i])
         y = program(flat, *tensors)
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)

@@ -22,8 +22,8 @@ def random_pairs(n: int, rng: random.Random, count: int = 200) -> tuple[np.ndarr
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
 
-def assert_matches_scalar(problem: Problem, model: CostModel, rng: random.Random, gates=frozenset()):
-    scorer = Scorer(problem, model, gates)
+def assert_matches_scalar(problem: Problem, model: CostModel, rng: random.Random, gated=frozenset()):
+    scorer = Scorer(problem, model, gated)
     s1, s2 = random_pairs(scorer.n, rng)
     got, entries = BatchScorer(scorer).objectives(s1, s2)
     for a, b, value, size in zip(s1.tolist(), s2.tolist(), got.tolist(), entries.tolist()):
@@ -52,11 +52,11 @@ def test_catalog_networks_match_the_scalar_scorer(graph, tokens):
 def test_circuit_steps_are_costed_like_the_scalar_scorer():
     problem = Problem.from_network(load_graph("quantum_peft"), 256, 256, tokens=64,
                                    circuits={"U": (15, 2), "V": (15, 2)})
-    gates = frozenset(i for i, op in enumerate(problem.operands) if op.kind == "circuit")
-    assert gates
+    gated = frozenset(i for i, op in enumerate(problem.operands) if op.kind == "circuit")
+    assert gated
     rng = random.Random(2)
-    assert_matches_scalar(problem, CostModel(), rng, gates)
-    scorer = Scorer(problem, CostModel(), gates)
+    assert_matches_scalar(problem, CostModel(), rng, gated)
+    scorer = Scorer(problem, CostModel(), gated)
     values, _ = BatchScorer(scorer).objectives(*random_pairs(scorer.n, rng, 400))
     assert np.isinf(values).any()  # a circuit that cannot apply gate by gate there: infeasible
 

@@ -91,7 +91,7 @@ def test_large_chains_stay_exact_and_large_tangles_go_to_cotengra(monkeypatch):
     monkeypatch.undo()
     called = []
 
-    def hyper(problem, model, gates=frozenset()):
+    def hyper(problem, model, gated=frozenset()):
         called.append(len(problem.operands))
         return flops_path(problem, "greedy"), 0.0
 

@@ -61,11 +61,11 @@ def test_searches_agree_with_circuits_applied_gate_by_gate(seed):
     # a step joining two circuits is infeasible in every order (both are modules, neither a tensor),
     # so the renumbering searches and opt_einsum's DP optimize the same cost
     rng = random.Random(900 + seed)
-    problem, gates = _with_circuits(random_problem(rng.randint(6, 10), rng, tokens=rng.choice([1, 64]),
+    problem, gated = _with_circuits(random_problem(rng.randint(6, 10), rng, tokens=rng.choice([1, 64]),
                                                    hub=seed % 2 == 0), rng)
-    _, expected = oe_dp_path(problem, MODEL, gates)
+    _, expected = oe_dp_path(problem, MODEL, gated)
     for exact in (ccp_path, hub_path):
-        _, cost = exact(problem, MODEL, gates)
+        _, cost = exact(problem, MODEL, gated)
         assert cost == pytest.approx(expected, rel=1e-12) or cost == expected == float("inf")
 
 

@@ -82,12 +82,12 @@ SCRIPT = textwrap.dedent("""
         close(a, b)
 
     # a plan applying both circuits gate by gate runs the fused chain program (circuit nodes passed)
-    from tn_peft.planner.runtime.fused import fused_gate_program
+    from tn_peft.planner.runtime.fused import fused_gated_program
     problem = adapter.problem.with_tokens(9)
-    program, gates = fused_gate_program(problem)
-    assert gates == frozenset((0, 2))  # U and V (node positions without x)
+    program, gated = fused_gated_program(problem)
+    assert gated == frozenset((0, 2))  # U and V (node positions without x)
     close(program(xx, U, sv, V), torch.einsum(problem.equation(), xx, U(), sv, V()) * problem.scale)
-    assert fused_gate_program(Problem.from_network(load_graph("svd"), 48, 40, tokens=6)) is None  # dense U, V
+    assert fused_gated_program(Problem.from_network(load_graph("svd"), 48, 40, tokens=6)) is None  # dense U, V
     print("ok")
 """)
 

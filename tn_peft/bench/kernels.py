@@ -61,7 +61,7 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 def _case(name: str, out_features: int, in_features: int, tokens: int, device: torch.device):
     """``(fused fn, torch fn, args, grad_inputs)`` for one case; fns take ``*args``."""
     from ..planner import CostModel, make_plan
-    from ..planner.runtime.fused import fused_gate_program, fused_program
+    from ..planner.runtime.fused import fused_gated_program, fused_program
     from ..spec import load_graph
 
     adapter = load_graph(name).build(in_features, out_features).to(device)
@@ -71,7 +71,7 @@ def _case(name: str, out_features: int, in_features: int, tokens: int, device: t
     x = torch.randn(tokens, in_features, device=device, requires_grad=True)
     problem = adapter.problem.with_tokens(tokens)
     if name == "quantum_peft":
-        gated = fused_gate_program(problem)
+        gated = fused_gated_program(problem)
         if gated is None:
             raise ShapeError(f"graph {name!r} at {out_features}x{in_features} has no fused gate-by-gate kernel "
                              "(its circuits are not applied gate by gate at this shape); use --shapes such as "

@@ -26,17 +26,17 @@ def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") ->
         options = [frozenset(c) for r in range(len(circuits) + 1) for c in itertools.combinations(circuits, r)]
     chosen = search_for(optimize)
     best: Branch | None = None
-    for gates in options:
+    for gated in options:
         # opt_einsum's FLOP-only searches know no circuits: trees applying one gate by gate are the exact search's
-        search = optimal_path if gates and optimize in FLOP_SEARCHES else chosen
-        path, _ = search(problem, model, gates)
-        scorer = Scorer(problem, model, gates)
+        search = optimal_path if gated and optimize in FLOP_SEARCHES else chosen
+        path, _ = search(problem, model, gated)
+        scorer = Scorer(problem, model, gated)
         steps = scorer.path_steps(path)
         if any(s is None for s in steps):
             continue
         objective = sum(s.objective(model) for s in steps)
         if best is None or objective < best.objective:
-            best = Branch(problem, path, gates, steps, objective, widen=widen_for(problem))
+            best = Branch(problem, path, gated, steps, objective, widen=widen_for(problem))
     assert best is not None
     return best
 
@@ -114,7 +114,7 @@ def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool
         return Plan(problem, model, [_branch(problem, model, flops_path(problem, optimize))], method=optimize)
     best = search_branch(problem, model, optimize)
     plans = {best.signature(): Plan(problem, model, [best], method=optimize)}
-    if best.gates or len(problem.operands) < 3:
+    if best.gated or len(problem.operands) < 3:
         return next(iter(plans.values()))
     anchor = None
     candidates = []

@@ -103,7 +103,7 @@ class Lowering:
         problem = branch.problem
         emitter = Emitter(problem, self.emitted, self.model, prefix=prefix, widen=branch.widen)
         vars_: list[Var] = [emitter.leaf(i, name) for i, name in enumerate(names)]
-        scorer = Scorer(problem, self.model, branch.gates)
+        scorer = Scorer(problem, self.model, branch.gated)
         subsets = branch.subsets()
         scale, scale_at = problem.scale, self._scale_target(branch, scorer)
         if scale != 1.0 and scale_at is not None and scale_at < len(names):
@@ -112,9 +112,9 @@ class Lowering:
         for k, (i, j) in enumerate(branch.path):
             keep = scorer.legs_of(subsets[i] | subsets[j])
             a, b = vars_[i], vars_[j]
-            if i in branch.gates and subsets[i] == 1 << i:
+            if i in branch.gated and subsets[i] == 1 << i:
                 out = emitter.circuit(a, b, i, keep)
-            elif j in branch.gates and subsets[j] == 1 << j:
+            elif j in branch.gated and subsets[j] == 1 << j:
                 out = emitter.circuit(b, a, j, keep)
             else:
                 out = emitter.contract(a, b, keep, after[k])
@@ -160,7 +160,7 @@ class Lowering:
         (at T = 1 the x-side intermediates are the smallest). Ties go to node tensors."""
         problem = branch.problem
         sizes = [(scorer.size(scorer.op_masks[i]), 0, i) for i, op in enumerate(problem.operands)
-                 if op.kind != "x" and i not in branch.gates]
+                 if op.kind != "x" and i not in branch.gated]
         n = len(problem.operands)
         subsets = branch.subsets()
         sizes += [(scorer.size(scorer.legs_mask(subsets[n + k])), 1, n + k) for k in range(len(branch.path))]

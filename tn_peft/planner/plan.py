@@ -36,13 +36,13 @@ class Branch:
 
     problem: Problem
     path: list[tuple[int, int]]
-    gates: frozenset[int] = frozenset()
+    gated: frozenset[int] = frozenset()
     steps: list[StepCost] = field(default_factory=list)
     objective: float = 0.0
     widen: bool = False   # thin node matrices laid out thin side first before meeting x (see emit)
 
     def signature(self) -> tuple:
-        return (tuple(self.path), tuple(sorted(self.gates)), self.widen)
+        return (tuple(self.path), tuple(sorted(self.gated)), self.widen)
 
     def subsets(self) -> list[int]:
         """The operands (bitmaps) behind every SSA id: the operands, then each step's union."""
@@ -155,7 +155,7 @@ class Plan:
             if op.kind == "diagonal":
                 out.append(f"diagonal {op.name}: applied as a scaling (broadcast multiply)")
             if op.kind == "circuit":
-                how = "gate by gate on the activations" if i in main.gates else "dense Stiefel matrix"
+                how = "gate by gate on the activations" if i in main.gated else "dense Stiefel matrix"
                 out.append(f"circuit {op.name}: {how}")
         if self.delta == "dense":
             out.append("delta: dW(theta) - dW(theta_0) built densely, then one matmul")
@@ -178,7 +178,7 @@ class Plan:
             if len(self.branches) > 1:
                 lines.append("theta:" if b == 0 else "theta_0:")
             names = branch.problem.names
-            scorer = Scorer(branch.problem, self.model, branch.gates)
+            scorer = Scorer(branch.problem, self.model, branch.gated)
             labels = list(names)
             subsets = branch.subsets()
             for k, (i, j) in enumerate(branch.path):
@@ -209,12 +209,12 @@ class Plan:
     def signature(self) -> tuple:
         return (tuple(b.signature() for b in self.branches), self.delta)
 
-    def gate_operands(self) -> frozenset[int]:
+    def gated_nodes(self) -> frozenset[int]:
         """Node positions (operand order, x excluded) whose circuits the program applies gate by gate;
         the program takes those node modules (or their ``as_network()``) instead of tensors."""
         main = self.branches[0]
         shift = 1 if main.problem.has_x else 0
-        return frozenset(i - shift for i in main.gates)
+        return frozenset(i - shift for i in main.gated)
 
     # ---------------------------------------------------------------- running
     def __call__(self, x: torch.Tensor | None = None, *tensors: Any) -> torch.Tensor:
@@ -242,10 +242,10 @@ class Plan:
             raise ShapeError(f"plan {self.problem.name!r} takes {expected} node tensors ({names}"
                              f"{', then theta_0' + chr(39) + 's' if self.initial is not None else ''}), got {len(tensors)}")
         sizes = self.problem.size_dict
-        gates = self.gate_operands()
+        gated = self.gated_nodes()
         for k, t in enumerate(tensors):
             op = nodes[k % len(nodes)]
-            if k % len(nodes) in gates or not isinstance(t, torch.Tensor):
+            if k % len(nodes) in gated or not isinstance(t, torch.Tensor):
                 continue
             shape = tuple(sizes[leg] for leg in op.legs)
             if tuple(t.shape) != shape:

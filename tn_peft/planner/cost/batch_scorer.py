@@ -60,7 +60,7 @@ class BatchScorer:
         self.hyper = [(leg, scorer.carriers[leg], log_sizes[leg])
                       for leg in np.flatnonzero((self.carried >= 3) & ~out).tolist()]
         self.grad_mask, self.leaves = np.int64(scorer.grad_mask), np.int64(scorer.leaf_nodes)
-        self.gate_ops = np.array([1 << i for i in sorted(scorer.gates)], dtype=np.int64)
+        self.gated_bits = np.array([1 << i for i in sorted(scorer.gated)], dtype=np.int64)
         self.itemsize = scorer.itemsize
         self.model = model
         self._matmul = matmul_step(model, scorer.itemsize, ARRAY)
@@ -146,8 +146,8 @@ class BatchScorer:
         if len(multiply):
             _, _, saved, _, time = self._broadcast(*(v[multiply] for v in (a, b, c, full, ga, gb, count_a, count_b)))
             out[multiply] = objective(self.model, time, saved)
-        if len(self.gate_ops):  # steps applying a circuit gate by gate: the scalar scorer's rule
-            gated = np.isin(s1, self.gate_ops) | np.isin(s2, self.gate_ops)
+        if len(self.gated_bits):  # steps applying a circuit gate by gate: the scalar scorer's rule
+            gated = np.isin(s1, self.gated_bits) | np.isin(s2, self.gated_bits)
             for row in np.flatnonzero(gated).tolist():
                 out[row] = self.scorer.objective(int(s1[row]), int(s2[row]))
         return out, c

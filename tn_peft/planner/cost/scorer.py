@@ -21,10 +21,10 @@ class Scorer:
     """Costs of merging operand subsets (bitmaps) of one problem, cached.
 
     Legs are bits of an int mask (``leg_names`` maps back), so a step's cost is a few integer ops.
-    ``circuit_gates``: indices of circuit operands applied gate by gate (others are dense tensors).
+    ``gated``: indices of circuit operands applied gate by gate (others are dense tensors).
     """
 
-    def __init__(self, problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset()):
+    def __init__(self, problem: Problem, model: CostModel, gated: frozenset[int] = frozenset()):
         self.problem, self.model = problem, model
         self.n = len(problem.operands)
         sizes = problem.size_dict
@@ -40,7 +40,7 @@ class Scorer:
         self.grad_mask = sum(1 << i for i, op in enumerate(problem.operands) if op.requires_grad)
         # saving a node tensor costs nothing (it is alive anyway); saving x or an intermediate does
         self.leaf_nodes = sum(1 << i for i, op in enumerate(problem.operands) if op.kind != "x")
-        self.gates = frozenset(circuit_gates)
+        self.gated = frozenset(gated)
         self.itemsize = problem.itemsize
         self._legs_of: dict[int, int] = {1 << i: m for i, m in enumerate(self.op_masks)}
         self._size: dict[int, int] = {0: 1}
@@ -115,12 +115,12 @@ class Scorer:
             legs_of[s] = lc
         grad = self.grad_mask
         ga, gb = bool(s1 & grad), bool(s2 & grad)
-        if self.gates:
-            gated = [s for s in (s1, s2) if s & (s - 1) == 0 and s.bit_length() - 1 in self.gates]
-            if len(gated) == 2:  # a circuit applies to a tensor; both are circuits (modules, no tensor)
+        if self.gated:
+            applied = [s for s in (s1, s2) if s & (s - 1) == 0 and s.bit_length() - 1 in self.gated]
+            if len(applied) == 2:  # a circuit applies to a tensor; both are circuits (modules, no tensor)
                 return None
             for single, lq, lo, gq, go in ((s1, la, lb, ga, gb), (s2, lb, la, gb, ga)):
-                if gated and single == gated[0]:
+                if applied and single == applied[0]:
                     return self._circuit_step(single.bit_length() - 1, lo, lc, gq, go)
         leaves = self.leaf_nodes
         count_a = s1 & (s1 - 1) != 0 or not s1 & leaves  # a node tensor is alive anyway: keeping it is free

@@ -6,7 +6,7 @@ layer shape at T = 1, 4, 16, ... (``GRID_RATIO``) up to ``max_tokens``; where tw
 points disagree it bisects (geometrically, to ``BREAK_PRECISION``) for the switch point. Costs are
 piecewise linear in T, so a tree optimal at both ends of an interval is optimal inside it.
 
-Per call, :meth:`PlanFamily.select` is a dict lookup (``T -> (compiled program, gate operands)``),
+Per call, :meth:`PlanFamily.select` is a dict lookup (``T -> (compiled program, gated nodes)``),
 falling back to a scan of the breakpoints the first time a T is seen: microseconds, never a re-plan.
 
 Under ``torch.compile`` the dispatch is traced too (no second code path, no graph break with
@@ -66,11 +66,11 @@ class PlanFamily:
         # On CUDA, chains x -> V -> (s) -> U and per-wire maps run as one fused Triton kernel instead
         # of the plan's source (both circuits of a Quantum-PEFT chain gate by gate: one kernel for the
         # chain); such a plan becomes plan.run_as(kernel), so self.plans describes what runs.
-        self.fused, fused_gates = fused_kernels(problem, self.model, initial=initial)
-        self.plans = [as_run(plan, self.fused, fused_gates) for plan in self.plans]
-        # (program, gate operands) per token range, compiled now: a torch.compile trace of the
+        self.fused, fused_gated = fused_kernels(problem, self.model, initial=initial)
+        self.plans = [as_run(plan, self.fused, fused_gated) for plan in self.plans]
+        # (program, gated nodes) per token range, compiled now: a torch.compile trace of the
         # dispatch then reads plain lists and never compiles generated source.
-        self.entries: list[tuple[Callable, frozenset[int]]] = [(plan.program, plan.gate_operands())
+        self.entries: list[tuple[Callable, frozenset[int]]] = [(plan.program, plan.gated_nodes())
                                                                for plan in self.plans]
 
     def _plan(self, tokens: int) -> Plan:
@@ -101,9 +101,9 @@ class PlanFamily:
         return i
 
     def select(self, tokens: int) -> tuple[Callable, frozenset[int]]:
-        """``(compiled program, gate operands)`` for ``tokens`` rows: a dict lookup after the first call.
+        """``(compiled program, gated nodes)`` for ``tokens`` rows: a dict lookup after the first call.
 
-        The gate operands are node positions (0-based, operand order without x) the program applies
+        The gated nodes are node positions (0-based, operand order without x) the program applies
         gate by gate: the caller passes those node modules instead of their tensors. Under
         ``torch.compile`` the cache is skipped (a trace must not mutate it, and a symbolic T is no
         dict key): the scan of the breakpoints is traced instead.
@@ -136,8 +136,8 @@ class PlanFamily:
             raise ShapeError(f"adapter {self.problem.name!r} takes inputs with last dimension {n}, "
                              f"got shape {tuple(x.shape)}")
         flat = x.reshape(-1, n)
-        program, gates = self.select(flat.shape[0])
-        for i in gates:
+        program, gated = self.select(flat.shape[0])
+        for i in gated:
             if isinstance(tensors[i], torch.Tensor):
                 raise ShapeError(f"the plan for {flat.shape[0]} tokens applies node {self.problem.operands[i + 1].name!r} "
                                  "gate by gate: pass its node module, not its tensor (Adapter.apply does)")
@@ -163,7 +163,7 @@ CACHE_LIMIT = 512
 def fused_kernels(problem: Problem, model: CostModel, *, initial: bool = False
                   ) -> tuple[Callable | None, tuple[Callable, frozenset[int]] | None]:
     """The fused Triton programs that may replace ``problem``'s plans on ``model``'s device:
-    ``(chain or per-wire program, (both-circuits program, its gate operands))``, each None where none
+    ``(chain or per-wire program, (both-circuits program, its gated nodes))``, each None where none
     applies (any device but CUDA, no triton, delta networks; :mod:`.fused` decides the rest)."""
     if model.name != "cuda" or initial or not problem.has_x:
         return None, None
@@ -171,18 +171,18 @@ def fused_kernels(problem: Problem, model: CostModel, *, initial: bool = False
 
     if not triton_kernels.available():
         return None, None
-    return fused.fused_program(problem), fused.fused_gate_program(problem)
+    return fused.fused_program(problem), fused.fused_gated_program(problem)
 
 
-def as_run(plan: Plan, fused: Callable | None, fused_gates: tuple[Callable, frozenset[int]] | None) -> Plan:
+def as_run(plan: Plan, fused: Callable | None, fused_gated: tuple[Callable, frozenset[int]] | None) -> Plan:
     """``plan`` as it runs: :meth:`Plan.run_as` the fused program that replaces it, else itself.
     The chain program replaces a plan with no circuit gate by gate; the both-circuits program one
     that applies exactly its two circuits gate by gate."""
-    gates = plan.gate_operands()
-    if fused is not None and not gates:
+    gated = plan.gated_nodes()
+    if fused is not None and not gated:
         return plan.run_as(fused)
-    if fused_gates is not None and gates == fused_gates[1]:
-        return plan.run_as(fused_gates[0])
+    if fused_gated is not None and gated == fused_gated[1]:
+        return plan.run_as(fused_gated[0])
     return plan
 
 

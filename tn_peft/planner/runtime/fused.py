@@ -10,7 +10,7 @@ when the problem is
 
 and None otherwise (the plan's program runs). Each returned program names its kernel in ``.kernel``;
 :meth:`~..plan.Plan.run_as` records it in the plan's decisions and source. When a plan applies both circuits of a Quantum-PEFT
-chain gate by gate, :func:`fused_gate_program` runs x -> V -> s -> U in one launch instead
+chain gate by gate, :func:`fused_gated_program` runs x -> V -> s -> U in one launch instead
 (``circuit_chain``); a plan applying one circuit gate by gate runs its own program, whose circuit
 step is one kernel (``circuit_rows``). No triton is needed to decide.
 """
@@ -137,9 +137,9 @@ def fused_program(problem) -> Callable | None:
     return program
 
 
-def fused_gate_program(problem) -> tuple[Callable, frozenset[int]] | None:
-    """``(program, gates)`` when ``problem`` is a chain x -> V -> (s) -> U whose U and V are both
-    circuits (Quantum-PEFT): applied gate by gate, ``gates`` (their node positions), the program
+def fused_gated_program(problem) -> tuple[Callable, frozenset[int]] | None:
+    """``(program, gated)`` when ``problem`` is a chain x -> V -> (s) -> U whose U and V are both
+    circuits (Quantum-PEFT): applied gate by gate, ``gated`` (their node positions), the program
     runs both circuits and the scaling in one launch (:func:`~.triton_kernels.circuit_chain`); the
     caller passes the circuit node modules at those positions. Else None."""
     if not problem.has_x or len(problem.out_legs) != 1 or len(problem.in_legs) != 1:

@@ -16,8 +16,8 @@ from ..cost import CostModel
 from ..cost.scorer import Scorer
 from ..problem import COST_SLACK, Problem
 
-#: ``search(problem, model, circuit_gates=frozenset(), **options) -> (ssa path, objective)``: every
-#: search's signature (``circuit_gates``: circuit operands applied gate by gate).
+#: ``search(problem, model, gated=frozenset(), **options) -> (ssa path, objective)``: every
+#: search's signature (``gated``: circuit operands applied gate by gate).
 Search = Callable[..., tuple[list[tuple[int, int]], float]]
 
 
@@ -110,11 +110,11 @@ def cap_of(cost: float) -> float:
     return cost * (1 + COST_SLACK) if math.isfinite(cost) else math.inf
 
 
-def ordered_scorer(problem: Problem, model: CostModel, circuit_gates: frozenset[int],
+def ordered_scorer(problem: Problem, model: CostModel, gated: frozenset[int],
                     order: list[int]) -> tuple[Scorer, list[int]]:
     """A scorer of ``problem`` with its operands in ``order``, and each operand's neighbour mask."""
     ordered = replace(problem, operands=tuple(problem.operands[i] for i in order))
-    scorer = Scorer(ordered, model, frozenset(order.index(i) for i in circuit_gates))
+    scorer = Scorer(ordered, model, frozenset(order.index(i) for i in gated))
     masks = scorer.op_masks
     n = len(masks)
     nbr = [sum(1 << j for j in range(n) if j != i and masks[i] & masks[j]) for i in range(n)]

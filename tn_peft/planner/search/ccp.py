@@ -34,7 +34,7 @@ CCP_BUDGET = 1_000_000  # about 2 s at worst (random 21-operand trees: 0.07-0.42
 CHUNK_CELLS = 2**16
 
 
-def ccp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
+def ccp_path(problem: Problem, model: CostModel, gated: frozenset[int] = frozenset(),
              budget: int = CCP_BUDGET) -> tuple[list[tuple[int, int]], float]:
     """Exact DP over connected subgraph / complement pairs (DPccp, Moerkotte & Neumann 2006).
 
@@ -45,7 +45,7 @@ def ccp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
     """
     n = len(problem.operands)
     order = bfs_order(problem)
-    scorer, nbr = ordered_scorer(problem, model, circuit_gates, order)
+    scorer, nbr = ordered_scorer(problem, model, gated, order)
     seed_path = sequential_path(n)  # operands in BFS order: every step shares a leg (per component)
     cap = cap_of(scorer.path_cost(seed_path))
     best = ccp_table(scorer, nbr, n, cap, budget)

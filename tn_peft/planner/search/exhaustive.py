@@ -10,10 +10,10 @@ from ..problem import Problem
 from .base import linear_to_ssa, tree_to_ssa
 
 
-def exhaustive_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
+def exhaustive_path(problem: Problem, model: CostModel, gated: frozenset[int] = frozenset(),
                     scorer: Scorer | None = None) -> tuple[list[tuple[int, int]], float]:
     """Minimum over every binary tree (outer products included), by memoized recursion over subsets."""
-    scorer = scorer or Scorer(problem, model, circuit_gates)
+    scorer = scorer or Scorer(problem, model, gated)
     n = scorer.n
 
     @functools.cache

@@ -29,9 +29,9 @@ def flops_path(problem: Problem, optimize: str = "greedy") -> list[tuple[int, in
 def flops_search(optimize: str):
     """:func:`flops_path` with ``optimize`` behind the searches' signature (the objective of its tree)."""
 
-    def search(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset()):
+    def search(problem: Problem, model: CostModel, gated: frozenset[int] = frozenset()):
         path = flops_path(problem, optimize)
-        return path, Scorer(problem, model, circuit_gates).path_cost(path)
+        return path, Scorer(problem, model, gated).path_cost(path)
 
     search.__name__ = search.__qualname__ = f"flops_path_{optimize}"
     return search

@@ -39,7 +39,7 @@ HUB_BUDGET = 400_000
 PREFETCH_WIDTH = 32
 
 
-def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
+def hub_path(problem: Problem, model: CostModel, gated: frozenset[int] = frozenset(),
              hub: int | None = None, budget: int = HUB_BUDGET,
              pair_budget: int = CCP_BUDGET) -> tuple[list[tuple[int, int]], float]:
     """Exact optimum of a connected network around a hub operand (x touching every TT core): a
@@ -51,7 +51,7 @@ def hub_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] =
         raise ValueError(f"hub_path plans up to {MAX_BITMAP_OPERANDS} operands, got {n} (use hyper_path)")
     if n == 1:
         return [], 0.0
-    return HubSearch(problem, model, circuit_gates, hub, budget, pair_budget).run()
+    return HubSearch(problem, model, gated, hub, budget, pair_budget).run()
 
 
 class HubSearch:
@@ -76,13 +76,13 @@ class HubSearch:
     Up to 63 operands (subsets are int64 bitmaps in numpy), at least two; arguments as :func:`hub_path`'s.
     """
 
-    def __init__(self, problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
+    def __init__(self, problem: Problem, model: CostModel, gated: frozenset[int] = frozenset(),
                  hub: int | None = None, budget: int = HUB_BUDGET, pair_budget: int = CCP_BUDGET):
         n = self.n = len(problem.operands)
         if hub is None:
             hub, _ = most_connected(problem)
         self.order = bfs_order(problem, skip=hub) + [hub]
-        scorer, nbr = self.scorer, self.nbr = ordered_scorer(problem, model, circuit_gates, self.order)
+        scorer, nbr = self.scorer, self.nbr = ordered_scorer(problem, model, gated, self.order)
         h = self.h = 1 << (n - 1)
         if len(component_masks(nbr, n)) > 1:
             raise Disconnected("hub_path plans connected networks (ccp_path joins components)")
@@ -99,7 +99,7 @@ class HubSearch:
         self.full = (1 << n) - 1
         self.grad_mask = np.int64(scorer.grad_mask)
         # Circuit steps (gate by gate) read less than a matmul would: no floor and no look-ahead then.
-        self.bounded = not scorer.gates
+        self.bounded = not scorer.gated
         self.floor = step_floor(model, scorer.itemsize)
         self.per_entry = model.flop_rate * scorer.itemsize / model.bandwidth if self.bounded else 0.0
         # subset -> its steps by increasing (cost + look-ahead): those, costs, subsets reached, pieces;

@@ -12,12 +12,12 @@ from .base import einsum_inputs, linear_to_ssa
 from .flops import flops_path
 
 
-def hyper_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
+def hyper_path(problem: Problem, model: CostModel, gated: frozenset[int] = frozenset(),
                max_repeats: int = 64) -> tuple[list[tuple[int, int]], float]:
     """cotengra's hyper-optimizer (greedy family) scored with our objective (for large networks)."""
     import cotengra as ctg
 
-    scorer = Scorer(problem, model, circuit_gates)
+    scorer = Scorer(problem, model, gated)
     inputs, output, sizes = einsum_inputs(problem)
 
     from cotengra.scoring import ensure_basic_quantities_are_computed

@@ -14,7 +14,7 @@ from .base import einsum_inputs, linear_to_ssa
 from .flops import flops_path
 
 
-def oe_dp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
+def oe_dp_path(problem: Problem, model: CostModel, gated: frozenset[int] = frozenset(),
                scorer: Scorer | None = None) -> tuple[list[tuple[int, int]], float]:
     """The same optimum through opt_einsum's ``DynamicProgramming`` with our cost as ``minimize``.
 
@@ -22,7 +22,7 @@ def oe_dp_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int]
     connected-subset searches give up (over budget, or a disconnected network); slower than
     :func:`~.ccp.ccp_path`, which enumerates only connected pairs.
     """
-    scorer = scorer or Scorer(problem, model, circuit_gates)
+    scorer = scorer or Scorer(problem, model, gated)
     n = scorer.n
     if n <= 2:
         path = [(0, 1)] if n == 2 else []

@@ -28,7 +28,7 @@ LARGE_BUDGETS = (60_000, 400_000)
 OUTER_LIMIT = 8
 
 
-def optimal_path(problem: Problem, model: CostModel, circuit_gates: frozenset[int] = frozenset(),
+def optimal_path(problem: Problem, model: CostModel, gated: frozenset[int] = frozenset(),
                  scorer: Scorer | None = None) -> tuple[list[tuple[int, int]], float]:
     """The exact optimum of the objective: ``(ssa path, objective)``.
 
@@ -42,15 +42,15 @@ def optimal_path(problem: Problem, model: CostModel, circuit_gates: frozenset[in
     """
     n = len(problem.operands)
     if n <= OUTER_LIMIT:
-        return exhaustive_path(problem, model, circuit_gates, scorer)
+        return exhaustive_path(problem, model, gated, scorer)
     if n > MAX_BITMAP_OPERANDS:
-        return hyper_path(problem, model, circuit_gates)
+        return hyper_path(problem, model, gated)
     hub = find_hub(problem)
     large = n > EXACT_LIMIT
     pairs = {"budget": LARGE_BUDGETS[0]} if large else {}
     cells = {"budget": LARGE_BUDGETS[1], "pair_budget": LARGE_BUDGETS[0]} if large else {}
-    searches = [functools.partial(ccp_path, problem, model, circuit_gates, **pairs),
-                functools.partial(hub_path, problem, model, circuit_gates, hub=hub, **cells)]
+    searches = [functools.partial(ccp_path, problem, model, gated, **pairs),
+                functools.partial(hub_path, problem, model, gated, hub=hub, **cells)]
     if hub is not None:
         searches.reverse()
     for search in searches:
@@ -58,4 +58,4 @@ def optimal_path(problem: Problem, model: CostModel, circuit_gates: frozenset[in
             return search()
         except (OverBudget, Disconnected):
             continue
-    return oe_dp_path(problem, model, circuit_gates) if n <= EXACT_LIMIT else hyper_path(problem, model, circuit_gates)
+    return oe_dp_path(problem, model, gated) if n <= EXACT_LIMIT else hyper_path(problem, model, gated)
