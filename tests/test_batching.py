@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tn_peft
-from tn_peft.batching import batch_key, evaluate_groups, plan_groups
+from tn_peft.batching import batch_key, evaluate_groups, group_nodes
 from tn_peft.nodes.base import REGISTRY, Node
 
 
@@ -20,7 +20,7 @@ def _pauli_nodes():
 def test_groups_by_shape_and_evaluates_as_one_by_one():
     a, b, c = _pauli_nodes()
     nodes = [a.nodes["U"], b.nodes["U"], c.nodes["V"], a.nodes["s"], a.nodes["U"]]   # a.U twice: once
-    groups = plan_groups(nodes)
+    groups = group_nodes(nodes)
     sizes = sorted(len(g) for g in groups)
     assert sizes == [1, 1, 2]    # (a.U, b.U) share a circuit shape; c.V (32 rows) and the diagonal are alone
     assert batch_key(a.nodes["s"]) is None and batch_key(a.nodes["U"]) == batch_key(b.nodes["U"])
@@ -32,7 +32,7 @@ def test_groups_by_shape_and_evaluates_as_one_by_one():
 
 def test_batched_gradients_reach_every_node():
     a, b, _ = _pauli_nodes()
-    values = evaluate_groups(plan_groups([a.nodes["U"], b.nodes["U"]]))
+    values = evaluate_groups(group_nodes([a.nodes["U"], b.nodes["U"]]))
     (values[id(a.nodes["U"])].sum() + 2 * values[id(b.nodes["U"])].sum()).backward()
     assert a.nodes["U"].weights.grad.abs().sum() > 0 and b.nodes["U"].weights.grad.abs().sum() > 0
 
@@ -66,7 +66,7 @@ def scale_kind():
 
 def test_a_user_kind_joins_through_its_hooks(scale_kind):
     nodes = [scale_kind(f"n{i}", ["a"], [3]) for i in range(3)] + [scale_kind("odd", ["a"], [4])]
-    groups = plan_groups(nodes)
+    groups = group_nodes(nodes)
     assert sorted(len(g) for g in groups) == [1, 3]
     values = evaluate_groups(groups)
     assert scale_kind.calls == 1   # one batched call for the three of shape (3,); the odd one is called alone

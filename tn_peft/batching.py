@@ -9,7 +9,7 @@ hooks (the default: each node is evaluated on its own):
 
 The ``pauli`` kind defines them (its circuits take a leading batch of angle sets, so all Pauli
 nodes of one circuit shape are one ``circuit_columns`` call). A kind you do not own can get them
-from :data:`BATCHERS` (class -> the two functions) instead. :func:`plan_groups` groups the nodes it is given (shared nodes -- LoTR --
+from :data:`BATCHERS` (class -> the two functions) instead. :func:`group_nodes` groups the nodes it is given (shared nodes -- LoTR --
 given several times once) and :func:`evaluate_groups` calls those hooks.
 """
 
@@ -44,7 +44,7 @@ def batch_key(node: nn.Module) -> Hashable | None:
     return None if key is None else (type(node), key)
 
 
-def plan_groups(nodes: Iterable[nn.Module]) -> list[list[nn.Module]]:
+def group_nodes(nodes: Iterable[nn.Module]) -> list[list[nn.Module]]:
     """Unique nodes grouped for evaluation: one group per batching key, singletons for the rest."""
     seen: set[int] = set()
     groups: dict[Hashable, list[nn.Module]] = {}

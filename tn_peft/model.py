@@ -32,7 +32,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import model_io
-from .batching import evaluate_groups, plan_groups
+from .batching import evaluate_groups, group_nodes
 from .config import AdapterConfig
 from .distributed import barrier, is_main_process, is_sharded
 from .errors import SpecError
@@ -73,7 +73,7 @@ def _build_adapter(name: str, target: Target, shared_nodes: dict[str, nn.Module]
 
 
 #: sets of adapter names whose node groups a model keeps (see TnPeftModel._layer_nodes)
-_MAX_NODE_PLANS = 16
+_MAX_NODE_GROUPS = 16
 
 
 def _sharded(groups: list[list[nn.Module]]) -> bool:
@@ -131,7 +131,7 @@ class TnPeftModel(nn.Module):
         self._disabled = False
         self._frozen: set[int] = set()  # parameters a node kind keeps frozen on purpose
         # adapter names -> (per layer: (layer, [(name, node modules)]), node groups): what one forward evaluates
-        self._node_plans: dict[tuple[str, ...], tuple[list, list]] = {}
+        self._node_groups: dict[tuple[str, ...], tuple[list, list]] = {}
         for param in model.parameters():
             param.requires_grad_(False)
         self.add_adapter(adapter_name, config, targets=targets, layer_specs=layer_specs)
@@ -237,7 +237,7 @@ class TnPeftModel(nn.Module):
         self.peft_config[adapter_name] = config
         self.targets[adapter_name] = {name: target.checkpoint_entry() for name, target in resolved.targets.items()}
         self.networks[adapter_name] = network
-        self._node_plans = {}
+        self._node_groups = {}
         self._mark_trainable()
 
     def _find_modules_to_save(self, config: AdapterConfig, adapter_name: str) -> list[tuple[str, nn.Module]]:
@@ -298,7 +298,7 @@ class TnPeftModel(nn.Module):
             layer.active_adapters = list(names)
         for module_name, wrapper in self._saved_wrappers():
             wrapper.active_adapter = saved[module_name]
-        self._node_plans = {}
+        self._node_groups = {}
         self._mark_trainable()
 
     def delete_adapter(self, adapter_name: str) -> None:
@@ -316,7 +316,7 @@ class TnPeftModel(nn.Module):
             del self.tn_shared[adapter_name]
         for store in (self.peft_config, self.targets, self.networks):
             store.pop(adapter_name, None)
-        self._node_plans = {}
+        self._node_groups = {}
 
     def _mark_trainable(self) -> None:
         """Active adapters not loaded for inference are trainable (less the nodes frozen on purpose); others frozen."""
@@ -394,7 +394,7 @@ class TnPeftModel(nn.Module):
             self._replace(name, wrapper.active_module() if merge else wrapper.original_module)
         self.tn_shared = nn.ModuleDict()
         self.peft_config, self.targets, self.networks = {}, {}, {}
-        self._node_plans = {}
+        self._node_groups = {}
         return self.base_model
 
     # ------------------------------------------------------------- forward
@@ -453,15 +453,15 @@ class TnPeftModel(nn.Module):
         and those nodes' batching groups; built once per set of names (the modules, not their ids: a deep
         copy of the model copies these lists along with them)."""
         key = tuple(names)
-        if key not in self._node_plans:
-            if len(self._node_plans) >= _MAX_NODE_PLANS:   # mixed batches over ever new adapter sets
-                self._node_plans.clear()
+        if key not in self._node_groups:
+            if len(self._node_groups) >= _MAX_NODE_GROUPS:   # mixed batches over ever new adapter sets
+                self._node_groups.clear()
             layers = [(layer, [(name, list(layer.tn_adapters[name].node_modules().values()))
                                for name in names if name in layer.tn_adapters]) for _, layer in self.tn_layers()]
             layers = [(layer, entries) for layer, entries in layers if entries]
-            self._node_plans[key] = (layers, plan_groups([node for _, entries in layers
+            self._node_groups[key] = (layers, group_nodes([node for _, entries in layers
                                                           for _, modules in entries for node in modules]))
-        return self._node_plans[key]
+        return self._node_groups[key]
 
     @staticmethod
     @contextmanager

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tn_peft.batching import evaluate_groups, plan_groups
+from tn_peft.batching import evaluate_groups, group_nodes
 from tn_peft.errors import ShapeError, SpecError
 from tn_peft.nodes.circuit.pauli import PauliNode, grouped_wires
 from tn_peft.nodes.frame import apply_frame, frame_from_columns
@@ -66,13 +66,13 @@ def test_batched_evaluation_applies_each_nodes_frame():
     nodes = [PauliNode(f"U{i}", ["out", "k"], (24, 3), layers=1, frame="weight", init="random") for i in range(3)]
     for i, node in enumerate(nodes):
         node.set_frame(_orthonormal(24, 3, seed=i, dtype=torch.float32))
-    groups = plan_groups(nodes)
+    groups = group_nodes(nodes)
     assert len(groups) == 1  # one batched call for the three framed nodes
     batched = evaluate_groups(groups)
     for node in nodes:
         assert torch.allclose(batched[id(node)], node(), atol=1e-6)
     plain = PauliNode("P", ["out", "k"], (24, 3), layers=1)
-    assert len(plan_groups(nodes + [plain])) == 2  # framed and plain circuits are not mixed
+    assert len(group_nodes(nodes + [plain])) == 2  # framed and plain circuits are not mixed
 
 
 @pytest.mark.parametrize("n,max_wire,wires", [(384, 8, (8, 8, 6)), (384, 24, (24, 16)), (384, 16, (16, 12, 2)),

@@ -182,12 +182,12 @@ def test_spread_basis_node_is_the_full_circuit_at_those_columns(rows, constructi
 
 
 def test_spread_basis_batches_with_its_own_kind_and_trains():
-    from tn_peft.batching import batch_key, evaluate_groups, plan_groups
+    from tn_peft.batching import batch_key, evaluate_groups, group_nodes
 
     a, b = (PauliNode("U", ["o", "k"], [24, 4], layers=1, basis="spread") for _ in range(2))
     first = PauliNode("U", ["o", "k"], [24, 4], layers=1)
     assert batch_key(a) == batch_key(b) != batch_key(first)
-    values = evaluate_groups(plan_groups([a, b]))
+    values = evaluate_groups(group_nodes([a, b]))
     torch.testing.assert_close(values[id(a)], a(), rtol=1e-6, atol=1e-6)
     values[id(b)].sum().backward()
     assert b.weights.grad.abs().sum() > 0

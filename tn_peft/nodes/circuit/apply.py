@@ -57,8 +57,9 @@ class _Group:
 
 
 @dataclass
-class _Plan:
-    """Index tables for one (circuit, mode, columns, device); built once, cached."""
+class _Schedule:
+    """The pass schedule of one (circuit, mode, columns, device): its chunks per state pass and their
+    index tables; built once, cached."""
 
     layout: CircuitLayout
     qubit_params: torch.Tensor | None          # (n2,) angle positions of the d=2 gates
@@ -119,17 +120,17 @@ def _chunk_index(layout, entries, size, sub, a, b, signs: bool) -> tuple[np.ndar
     return np.stack(factors), const
 
 
-#: plans by (wires, layers, k, width, device), least recently used first; bounded
-_PLANS: OrderedDict[tuple, _Plan] = OrderedDict()
-MAX_PLANS = 512
+#: schedules by (wires, layers, k, width, device), least recently used first; bounded
+_SCHEDULES: OrderedDict[tuple, _Schedule] = OrderedDict()
+MAX_SCHEDULES = 512
 
 
-def _plan(wire_dims: tuple[int, ...], layers: int, k: int | None, width: int, device) -> _Plan:
+def _schedule(wire_dims: tuple[int, ...], layers: int, k: int | None, width: int, device) -> _Schedule:
     key = (wire_dims, layers, k, width, str(device))
-    plan = _PLANS.get(key)
-    if plan is not None:
-        _PLANS.move_to_end(key)
-        return plan
+    schedule = _SCHEDULES.get(key)
+    if schedule is not None:
+        _SCHEDULES.move_to_end(key)
+        return schedule
     layout = circuit_layout(wire_dims, layers)
     entries, size = _entry_tables(layout)
 
@@ -177,18 +178,18 @@ def _plan(wire_dims: tuple[int, ...], layers: int, k: int | None, width: int, de
         groups[d] = _Group(d, as_t(np.stack(padded)),
                            None if np.all(const == 1) else torch.as_tensor(const, device=device))
         merged[d] = len(evens.get(d, []))
-    plan = _Plan(layout, as_t(np.array(qubit)) if qubit else None, qudit, groups, merged, handles, passes, head)
+    schedule = _Schedule(layout, as_t(np.array(qubit)) if qubit else None, qudit, groups, merged, handles, passes, head)
     if k is not None:
-        _column_tables(plan, k, as_t)
-    _PLANS[key] = plan
-    while len(_PLANS) > MAX_PLANS:
-        _PLANS.popitem(last=False)
-    return plan
+        _column_tables(schedule, k, as_t)
+    _SCHEDULES[key] = schedule
+    while len(_SCHEDULES) > MAX_SCHEDULES:
+        _SCHEDULES.popitem(last=False)
+    return schedule
 
 
-def _column_tables(plan: _Plan, k: int, as_t) -> None:
+def _column_tables(schedule: _Schedule, k: int, as_t) -> None:
     """Index tables building the first k columns of the Kronecker product of the head chunks."""
-    dims = [c.dim for c in plan.head]
+    dims = [c.dim for c in schedule.head]
     offsets = np.cumsum([0] + [d * d for d in dims])
     tail_start, suffix = len(dims) - 1, dims[-1]
     while suffix < k:
@@ -197,30 +198,30 @@ def _column_tables(plan: _Plan, k: int, as_t) -> None:
     head_dims, tail_dims = dims[:tail_start], dims[tail_start:]
     if head_dims:
         dig = _digits(head_dims)
-        plan.head_index = as_t(np.stack([offsets[i] + dig[:, i] * dims[i] for i in range(len(head_dims))]))
+        schedule.head_index = as_t(np.stack([offsets[i] + dig[:, i] * dims[i] for i in range(len(head_dims))]))
     dig = _digits(tail_dims)
     cdig = dig[:k]
-    plan.tail_index = as_t(np.stack([
+    schedule.tail_index = as_t(np.stack([
         offsets[tail_start + i] + dig[:, i][:, None] * tail_dims[i] + cdig[:, i][None, :]
         for i in range(len(tail_dims))]))
 
 
-def _gate_table(plan: _Plan, theta: torch.Tensor) -> torch.Tensor:
+def _gate_table(schedule: _Schedule, theta: torch.Tensor) -> torch.Tensor:
     """All gate entries (cos, sin, -sin of half angles; qudit exp entries) then constants 1, -1, 0."""
     parts = []
     batch = theta.shape[:-1]
-    if plan.qubit_params is not None:
-        half = theta[..., plan.qubit_params] * 0.5
+    if schedule.qubit_params is not None:
+        half = theta[..., schedule.qubit_params] * 0.5
         sin = torch.sin(half)
         parts += [torch.cos(half), sin, -sin]
-    for d, idx, rows, cols in plan.qudit_groups:
+    for d, idx, rows, cols in schedule.qudit_groups:
         t = theta[..., idx] * 0.5
         lower = _lower(t, d, rows, cols)
         parts.append(torch.linalg.matrix_exp(lower - lower.transpose(-1, -2)).flatten(-3))
     key = ("constants", theta.dtype)
-    if key not in plan.cache:
-        plan.cache[key] = torch.tensor([1.0, -1.0, 0.0], dtype=theta.dtype, device=theta.device)
-    parts.append(plan.cache[key].expand(*batch, 3))
+    if key not in schedule.cache:
+        schedule.cache[key] = torch.tensor([1.0, -1.0, 0.0], dtype=theta.dtype, device=theta.device)
+    parts.append(schedule.cache[key].expand(*batch, 3))
     return torch.cat(parts, -1)
 
 
@@ -231,31 +232,31 @@ def _lower(t: torch.Tensor, d: int, rows: torch.Tensor, cols: torch.Tensor) -> t
     return flat.unflatten(-1, (d, d))
 
 
-def _chunk_matrices(plan: _Plan, table: torch.Tensor) -> dict[int, tuple[tuple, tuple]]:
+def _chunk_matrices(schedule: _Schedule, table: torch.Tensor) -> dict[int, tuple[tuple, tuple]]:
     """dim -> (raw chunk matrices, merged products), each a tuple of (..., D, D) tensors.
 
     Each group is unbound once (one backward op) instead of indexed per chunk.
     """
     out = {}
-    for d, group in plan.groups.items():
+    for d, group in schedule.groups.items():
         mats = table[..., group.index].prod(dim=-3)
         if group.const is not None:
             mats = mats * group.const_as(mats.dtype)
-        m = plan.merged[d]
+        m = schedule.merged[d]
         prods = (mats[..., :m, :, :] @ mats[..., m:2 * m, :, :]).unbind(-3) if m else ()
         mats = mats[..., 2 * m:, :, :]
         out[d] = (mats.unbind(-3), prods)
     return out
 
 
-def _matrix(mats, plan: _Plan, chunk: Chunk) -> torch.Tensor:
-    d, merged, i = plan.handles[chunk]
+def _matrix(mats, schedule: _Schedule, chunk: Chunk) -> torch.Tensor:
+    d, merged, i = schedule.handles[chunk]
     raw, prods = mats[d]
     return (prods if merged else raw)[i]
 
 
-def _apply_passes(plan: _Plan, mats, x: torch.Tensor, columns_last: bool) -> torch.Tensor:
-    """Apply the plan's passes to the flat state x (B?, N * W); returns it with the layout flag.
+def _apply_passes(schedule: _Schedule, mats, x: torch.Tensor, columns_last: bool) -> torch.Tensor:
+    """Apply the schedule's passes to the flat state x (B?, N * W); returns it with the layout flag.
 
     Layout ``columns_last``: axes (wire_0, ..., wire_{q-1}, W); otherwise (W, wire_0, ...). A pass in
     the first layout multiplies the leading chunk and rotates it to the end, ``(D, rest)^T @ C^T``;
@@ -264,10 +265,10 @@ def _apply_passes(plan: _Plan, mats, x: torch.Tensor, columns_last: bool) -> tor
     """
     lead = x.shape[:-1]
     total = x.shape[-1]
-    for chunks in plan.passes:
+    for chunks in schedule.passes:
         order = chunks if columns_last else chunks[::-1]
         for chunk in order:
-            m = _matrix(mats, plan, chunk)
+            m = _matrix(mats, schedule, chunk)
             if columns_last:
                 x = x.reshape(*lead, chunk.dim, total // chunk.dim).mT @ m.mT
             else:
@@ -304,18 +305,18 @@ def circuit_columns(wire_dims: Sequence[int], layers: int, theta: torch.Tensor, 
     k = n if k is None else int(k)
     if not 1 <= k <= n:
         raise ShapeError(f"k must be in 1..{n}, got {k}")
-    plan = _plan(wire_dims, layers, k, n * k, theta.device)
-    table = _gate_table(plan, theta)
-    mats = _chunk_matrices(plan, table)
+    schedule = _schedule(wire_dims, layers, k, n * k, theta.device)
+    table = _gate_table(schedule, theta)
+    mats = _chunk_matrices(schedule, table)
     batch = theta.shape[:-1]
-    head_flat = torch.cat([_matrix(mats, plan, c).flatten(-2) for c in plan.head], -1)
-    tail = head_flat[..., plan.tail_index].prod(dim=-3)              # (..., Dt, k)
-    if plan.head_index is not None:
-        head = head_flat[..., plan.head_index].prod(dim=-2)           # (..., H)
+    head_flat = torch.cat([_matrix(mats, schedule, c).flatten(-2) for c in schedule.head], -1)
+    tail = head_flat[..., schedule.tail_index].prod(dim=-3)              # (..., Dt, k)
+    if schedule.head_index is not None:
+        head = head_flat[..., schedule.head_index].prod(dim=-2)           # (..., H)
         x = head[..., :, None, None] * tail.unsqueeze(-3)
     else:
         x = tail
-    x, last = _apply_passes(plan, mats, x.reshape(*batch, n * k), True)
+    x, last = _apply_passes(schedule, mats, x.reshape(*batch, n * k), True)
     return _unflatten(x, last, n, k)
 
 
@@ -329,15 +330,15 @@ def circuit_apply(wire_dims: Sequence[int], layers: int, theta: torch.Tensor, x:
     n = math.prod(wire_dims)
     if x.shape[-2] != n:
         raise ShapeError(f"the state has {x.shape[-2]} rows, the circuit acts on {n}")
-    plan = _plan(wire_dims, layers, None, n * x.shape[-1], theta.device)
-    mats = _chunk_matrices(plan, _gate_table(plan, theta))
+    schedule = _schedule(wire_dims, layers, None, n * x.shape[-1], theta.device)
+    mats = _chunk_matrices(schedule, _gate_table(schedule, theta))
     batch = torch.broadcast_shapes(theta.shape[:-1], x.shape[:-2])
     width = x.shape[-1]
     x = x.expand(*batch, n, width).reshape(*batch, n * width)
     if theta.shape[:-1] != batch:
         mats = {d: (tuple(m.expand(*batch, d, d) for m in r), tuple(m.expand(*batch, d, d) for m in p))
                 for d, (r, p) in mats.items()}
-    x, last = _apply_passes(plan, mats, x, True)
+    x, last = _apply_passes(schedule, mats, x, True)
     return _unflatten(x, last, n, width)
 
 
