@@ -12,11 +12,11 @@ from search_helpers import random_problem
 from tn_peft.planner import CostModel, Problem
 from tn_peft.planner.cost.scorer import Scorer
 from tn_peft.planner.search import (
+    exact_path,
     exhaustive_path,
     flops_path,
     hyper_path,
     linear_to_ssa,
-    optimal_path,
     tree_to_ssa,
 )
 from tn_peft.spec import load_graph
@@ -51,7 +51,7 @@ def test_plan_search_equals_brute_force_up_to_8_tensors(case, tokens):
     net, n_in, n_out = case
     problem = Problem.from_network(net, n_in, n_out, tokens=tokens)
     assert len(problem.operands) <= 8
-    _, cost = optimal_path(problem, MODEL)
+    _, cost = exact_path(problem, MODEL)
     assert cost == pytest.approx(brute_force(problem, MODEL), rel=1e-12)
 
 
@@ -78,16 +78,16 @@ def test_path_helpers():
 
 
 def test_large_chains_stay_exact_and_large_tangles_go_to_cotengra(monkeypatch):
-    from tn_peft.planner.search import ccp_path, flops_path, optimal
+    from tn_peft.planner.search import ccp_path, exact, flops_path
 
     chain = Problem.from_network(load_graph("tt", cores=30, rank=8), 2**30, 2**30)  # 30 operands
-    exact = ccp_path(chain, MODEL)[1]
+    expected = ccp_path(chain, MODEL)[1]
 
     def no_hyper(*args, **kwargs):
         raise AssertionError("a 30-core chain should be planned exactly")
 
-    monkeypatch.setattr(optimal, "hyper_path", no_hyper)
-    assert optimal_path(chain, MODEL)[1] == pytest.approx(exact, rel=1e-12)
+    monkeypatch.setattr(exact, "hyper_path", no_hyper)
+    assert exact_path(chain, MODEL)[1] == pytest.approx(expected, rel=1e-12)
     monkeypatch.undo()
     called = []
 
@@ -95,17 +95,17 @@ def test_large_chains_stay_exact_and_large_tangles_go_to_cotengra(monkeypatch):
         called.append(len(problem.operands))
         return flops_path(problem, "greedy"), 0.0
 
-    monkeypatch.setattr(optimal, "hyper_path", hyper)
-    monkeypatch.setattr(optimal, "LARGE_BUDGETS", (10, 10))  # both subset DPs run over at once
-    optimal_path(random_problem(25, random.Random(5), tokens=8), MODEL)
-    optimal_path(Problem.from_network(load_graph("tt", cores=70, rank=2), 2**70, 2**70), MODEL)  # > 63 operands
+    monkeypatch.setattr(exact, "hyper_path", hyper)
+    monkeypatch.setattr(exact, "LARGE_BUDGETS", (10, 10))  # both subset DPs run over at once
+    exact_path(random_problem(25, random.Random(5), tokens=8), MODEL)
+    exact_path(Problem.from_network(load_graph("tt", cores=70, rank=2), 2**70, 2**70), MODEL)  # > 63 operands
     assert called == [26, 70]
 
 
 def test_searches_are_picked_by_name():
     from tn_peft.planner.search import SEARCHES, search_for
 
-    assert search_for("auto") is optimal_path and search_for("hyper") is hyper_path
+    assert search_for("auto") is exact_path and search_for("hyper") is hyper_path
     problem = Problem.from_network(load_graph("tt", cores=4, rank=4), 256, 256, tokens=8)
     for name, search in SEARCHES.items():  # one signature: (problem, model, circuit operands) -> (path, objective)
         path, cost = search(problem, MODEL, frozenset())

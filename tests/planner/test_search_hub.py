@@ -7,7 +7,7 @@ from search_helpers import random_problem
 
 from tn_peft.planner import CostModel, Problem
 from tn_peft.planner.cost.scorer import Scorer
-from tn_peft.planner.search import hub_path, oe_dp_path, optimal, optimal_path
+from tn_peft.planner.search import exact, exact_path, hub_path, oe_dp_path
 from tn_peft.planner.search.base import find_hub
 from tn_peft.spec import load_graph
 
@@ -23,7 +23,7 @@ def test_hub_search_equals_opt_einsum_dp(seed):
     assert cost == pytest.approx(expected, rel=1e-12)
     assert Scorer(problem, MODEL).path_cost(path) == pytest.approx(cost, rel=1e-12)
     assert len(path) == len(problem.operands) - 1
-    _, auto = optimal_path(problem, MODEL)
+    _, auto = exact_path(problem, MODEL)
     assert auto == pytest.approx(expected, rel=1e-12)
 
 
@@ -47,9 +47,9 @@ def test_twenty_cores_plus_x_is_exact_within_the_hub_search(monkeypatch):
     def no_fallback(*args, **kwargs):
         raise AssertionError("the hub search ran over budget and fell back to opt_einsum's DP")
 
-    monkeypatch.setattr(optimal, "oe_dp_path", no_fallback)
-    monkeypatch.setattr(optimal, "ccp_path", no_fallback)
-    _, cost = optimal.optimal_path(problem, MODEL)
+    monkeypatch.setattr(exact, "oe_dp_path", no_fallback)
+    monkeypatch.setattr(exact, "ccp_path", no_fallback)
+    _, cost = exact.exact_path(problem, MODEL)
     assert cost == pytest.approx(expected, rel=1e-12)
 
 

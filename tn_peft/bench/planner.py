@@ -35,7 +35,7 @@ from ..io import write_json
 from ..planner import CostModel, Problem, make_plan, measure
 from ..planner.problem import TOKENS
 from ..planner.runtime.dispatch import PlanFamily, clear_caches
-from ..planner.search import optimal_path
+from ..planner.search import exact_path
 from ..spec import catalog, load_graph
 from . import layer_shape
 
@@ -179,7 +179,7 @@ def planning_21(args) -> dict[str, Any]:
             t0 = time.perf_counter()
             make_plan(problem).program  # noqa: B018
             t1 = time.perf_counter()
-            optimal_path(problem, CostModel.for_device("cpu"))
+            exact_path(problem, CostModel.for_device("cpu"))
             t2 = time.perf_counter()
             opt_einsum.contract_path(problem.equation(), *shapes[name], optimize="dp", shapes=True)
             t3 = time.perf_counter()

@@ -15,6 +15,22 @@ per-call lookup, :mod:`.runtime.fused` which problems run as :mod:`.runtime.trit
 CUDA, :mod:`.runtime.namespace` the names a program runs with), :mod:`.measure` (what torch
 really does), :mod:`.calibrate` (measuring a machine's constants), :mod:`.cli` (``tn-peft plan``).
 The reference contraction the plans are tested against: :func:`tn_peft.testing.reference_contraction`.
+
+Vocabulary (one meaning per word):
+
+- plan: a :class:`Plan`, a contraction order plus its emitted program; "to plan" is to make one.
+- branch: one tree over one problem (a plan has one, a ``delta`` plan two: theta's, theta_0's).
+- family: the plans of one problem over token counts (:class:`~.runtime.dispatch.PlanFamily`).
+- path: a tree as SSA ``(i, j)`` pairs; step ``s`` makes id ``n + s``.
+- operand: x or a node tensor of the problem, by index in operand order (x first when present).
+- node: an operand other than x; node positions count from 0 without x.
+- gate: one gate of a circuit; gated: the circuit operands a tree applies gate by gate
+  (``Branch.gated``, operand indices), gated nodes: the same as node positions (``Plan.gated_nodes``).
+- passes: a circuit's count of state passes (``Operand.passes``).
+- search: an algorithm finding a tree (:mod:`.search`); exact: our optimum of the objective
+  (``optimize="auto"``); "optimal": opt_einsum's FLOP-optimal tree (an ``optimize=`` name).
+- lower: turn a plan's trees into its program's source (:mod:`.lower`); emit: write one step's code.
+- program: the compiled function a plan runs; kernel: a fused Triton program that replaces one.
 """
 
 from .choose import make_plan

@@ -15,7 +15,7 @@ from .cost import CostModel
 from .cost.scorer import Scorer
 from .plan import Branch, Plan
 from .problem import Problem
-from .search import FLOP_SEARCHES, flops_path, optimal_path, search_for
+from .search import FLOP_SEARCHES, exact_path, flops_path, search_for
 
 
 def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") -> Branch:
@@ -28,7 +28,7 @@ def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") ->
     best: Branch | None = None
     for gated in options:
         # opt_einsum's FLOP-only searches know no circuits: trees applying one gate by gate are the exact search's
-        search = optimal_path if gated and optimize in FLOP_SEARCHES else chosen
+        search = exact_path if gated and optimize in FLOP_SEARCHES else chosen
         path, _ = search(problem, model, gated)
         scorer = Scorer(problem, model, gated)
         steps = scorer.path_steps(path)
@@ -67,7 +67,7 @@ FLOPS_ONLY = CostModel(name="flops", flop_rate=1.0, half_dim=0.0, bandwidth=floa
 
 def flop_optimal_path(problem: Problem) -> list[tuple[int, int]]:
     """A tree of minimal forward FLOPs (our exact search with a FLOPs-only model; = opt_einsum's dp)."""
-    path, _ = optimal_path(problem.with_grads(False, x_grad=False), FLOPS_ONLY)
+    path, _ = exact_path(problem.with_grads(False, x_grad=False), FLOPS_ONLY)
     return path
 
 
@@ -94,7 +94,7 @@ def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool
               optimize: str = "auto", anchor_margin: float = ANCHOR_MARGIN) -> Plan:
     """Plan ``problem`` under ``model`` (default: the CPU profile).
 
-    ``optimize="auto"``: the exact optimum of the step-cost objective (:func:`~.search.optimal_path`;
+    ``optimize="auto"``: the exact optimum of the step-cost objective (:func:`~.search.exact_path`;
     cotengra's hyper-optimizer for large networks beyond the exact searches' budgets), then the
     candidates (that tree, dW-first, and up to ``ANCHOR_LIMIT`` operands the FLOP-optimal and greedy
     trees) are emitted and ranked by the cost of their emitted programs (layout copies included);

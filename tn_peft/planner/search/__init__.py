@@ -1,14 +1,15 @@
 """Search for the contraction tree minimizing the cost model's objective: one algorithm per module,
 all behind one signature (:data:`~.base.Search`), picked by name from :data:`SEARCHES`.
 
-- :mod:`.optimal` (``"auto"``): the exact optimum, choosing among the algorithms below by the
-  network's size and shape (the planner's search).
+- :mod:`.exact` (``"auto"``, :func:`exact_path`): the exact optimum, choosing among the algorithms
+  below by the network's size and shape (the planner's search).
 - :mod:`.exhaustive`: every binary tree, outer products included (small networks, and a check).
 - :mod:`.ccp`: DPccp, the subset DP over connected pairs (Moerkotte & Neumann 2006).
 - :mod:`.hub`: the subset DP around a hub operand (x touching every TT core), as an A* search.
 - :mod:`.oe_dp`: opt_einsum's ``DynamicProgramming`` with our cost (the exact fallback).
 - :mod:`.hyper`: cotengra's hyper-optimizer scored with our objective (large networks, not exact).
-- :mod:`.flops`: opt_einsum's FLOP-only trees (``"greedy"``, ``"optimal"``, ``"dp"``).
+- :mod:`.flops`: opt_einsum's FLOP-only trees (``"greedy"``, ``"optimal"``, ``"dp"``): the name
+  ``"optimal"`` is opt_einsum's (FLOP-optimal), not our exact search.
 - :mod:`.base`: the signature, exceptions, SSA path helpers and the network's shape.
 
 Costs depend only on the two merged subsets (their legs and whether they hold a tensor that needs a
@@ -19,19 +20,19 @@ from __future__ import annotations
 
 from .base import Search, linear_to_ssa, tree_to_ssa
 from .ccp import ccp_path
+from .exact import EXACT_LIMIT, LARGE_BUDGETS, OUTER_LIMIT, exact_path
 from .exhaustive import exhaustive_path
 from .flops import flops_path, flops_search
 from .hub import hub_path
 from .hyper import hyper_path
 from .oe_dp import oe_dp_path
-from .optimal import EXACT_LIMIT, LARGE_BUDGETS, OUTER_LIMIT, optimal_path
 
 #: The FLOP-only searches (opt_einsum's): they know nothing of circuits applied gate by gate.
 FLOP_SEARCHES = ("greedy", "optimal", "dp")
 
 #: Every search by name (``make_plan(optimize=...)`` takes the first five).
 SEARCHES: dict[str, Search] = {
-    "auto": optimal_path,
+    "auto": exact_path,
     "hyper": hyper_path,
     **{name: flops_search(name) for name in FLOP_SEARCHES},
     "exhaustive": exhaustive_path,
@@ -50,5 +51,5 @@ def search_for(name: str) -> Search:
 
 
 __all__ = ["EXACT_LIMIT", "FLOP_SEARCHES", "LARGE_BUDGETS", "OUTER_LIMIT", "SEARCHES", "Search", "ccp_path",
-           "exhaustive_path", "flops_path", "hub_path", "hyper_path", "linear_to_ssa", "oe_dp_path", "optimal_path",
+           "exact_path", "exhaustive_path", "flops_path", "hub_path", "hyper_path", "linear_to_ssa", "oe_dp_path",
            "search_for", "tree_to_ssa"]

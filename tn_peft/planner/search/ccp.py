@@ -2,7 +2,7 @@
 that share a leg (the subset DP of Pfeifer et al. without outer products).
 
 Raises :class:`~.base.OverBudget` when the network has too many connected pairs;
-:func:`~.optimal.optimal_path` then tries the hub search, then opt_einsum's DP. :func:`ccp_table`
+:func:`~.exact.exact_path` then tries the hub search, then opt_einsum's DP. :func:`ccp_table`
 is also the hub search's table of pieces.
 """
 

@@ -3,7 +3,7 @@ subsets holding it, as a shortest path (A* with lazy, floor-bounded steps); the 
 come from :func:`~.ccp.ccp_table`.
 
 Raises :class:`~.base.OverBudget` past its budget and :class:`~.base.Disconnected` on a
-disconnected network; :func:`~.optimal.optimal_path` then tries DPccp, then opt_einsum's DP.
+disconnected network; :func:`~.exact.exact_path` then tries DPccp, then opt_einsum's DP.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def oe_dp_path(problem: Problem, model: CostModel, gated: frozenset[int] = froze
                scorer: Scorer | None = None) -> tuple[list[tuple[int, int]], float]:
     """The same optimum through opt_einsum's ``DynamicProgramming`` with our cost as ``minimize``.
 
-    The production fallback of :func:`optimal_path` up to ``EXACT_LIMIT`` operands, when the
+    The production fallback of :func:`exact_path` up to ``EXACT_LIMIT`` operands, when the
     connected-subset searches give up (over budget, or a disconnected network); slower than
     :func:`~.ccp.ccp_path`, which enumerates only connected pairs.
     """

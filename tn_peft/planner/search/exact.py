@@ -28,7 +28,7 @@ LARGE_BUDGETS = (60_000, 400_000)
 OUTER_LIMIT = 8
 
 
-def optimal_path(problem: Problem, model: CostModel, gated: frozenset[int] = frozenset(),
+def exact_path(problem: Problem, model: CostModel, gated: frozenset[int] = frozenset(),
                  scorer: Scorer | None = None) -> tuple[list[tuple[int, int]], float]:
     """The exact optimum of the objective: ``(ssa path, objective)``.
 
