@@ -1,7 +1,8 @@
 """Run in a fresh process: load a base model + a saved tn_peft adapter, write the outputs on a batch.
 
-usage: python load_worker.py KIND BASE_DIR ADAPTER_DIR BATCH_FILE OUT_FILE
-(KIND minilm loads the installed package; the tiny models load from BASE_DIR.)
+usage: python load_worker.py KIND BASE_DIR ADAPTER_DIR BATCH_FILE OUT_FILE THREADS
+(KIND minilm loads the installed package; the tiny models load from BASE_DIR. THREADS: the parent's torch
+thread count, so that the outputs are bit-equal whatever OMP_NUM_THREADS says.)
 """
 
 import os
@@ -17,7 +18,8 @@ from model_helpers import minilm, outputs
 
 import tn_peft
 
-kind, base_dir, adapter_dir, batch_file, out_file = sys.argv[1:6]
+kind, base_dir, adapter_dir, batch_file, out_file, threads = sys.argv[1:7]
+torch.set_num_threads(int(threads))
 if kind == "minilm":
     base = minilm()
 else:

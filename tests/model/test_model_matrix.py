@@ -39,7 +39,8 @@ def test_save_then_load_in_fresh_process(kind, base, tmp_path):
     torch.save(batch, tmp_path / "batch.pt")
     out = tmp_path / "out.pt"
     run = subprocess.run([sys.executable, str(HERE / "load_worker.py"), kind, str(base_dir),
-                          str(tmp_path / "adapter"), str(tmp_path / "batch.pt"), str(out)],
+                          str(tmp_path / "adapter"), str(tmp_path / "batch.pt"), str(out),
+                          str(torch.get_num_threads())],  # bit-equal outputs need the same thread count
                          capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert torch.equal(torch.load(out), expected)
