@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "draw": ("tn_peft.commands.draw", "render a graph as a tensor-network diagram (PNG)"),
     "plan": ("tn_peft.planner.cli", "print the contraction plan, its decisions, costs and generated source"),
     "finetune": ("tn_peft.finetune.run", "fine-tune a real model on real data: graph adapters beside peft methods"),
-    "frontier": ("tn_peft.finetune.frontier", "accuracy vs adapter parameters from several finetune run folders"),
+    "frontier": ("tn_peft.finetune.frontier", "accuracy vs adapter parameters from finetune run folders and saved frontiers"),
     "convert": ("tn_peft.convert.cli:convert", "convert a PEFT LoRA checkpoint to a tn_peft adapter"),
     "export-lora": ("tn_peft.convert.cli:export_lora", "export a tn_peft adapter as a PEFT LoRA checkpoint"),
     "inspect": ("tn_peft.convert.cli:inspect", "describe an adapter folder: layers, parameters, dW norms"),
