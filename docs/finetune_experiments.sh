@@ -49,3 +49,26 @@ mkdir -p runs/wave4
 $R --out runs/wave4/alpha32 --set layers=3 --set alpha=32 > runs/wave4/alpha32.log 2>&1 &
 $R --out runs/wave4/alpha2 --set layers=3 --set alpha=2 > runs/wave4/alpha2.log 2>&1 &
 wait
+
+# --- round 14: rank with its scale held, basis states, schedules, angle decay, wire sizes (seed 0, validation only;
+#     two to four runs at a time; each row of docs/finetune.md round 14 is one line here) ---
+F="tn-peft finetune --threads 1 --no-progress --no-save --no-floor --no-test"
+mkdir -p runs/r14
+$F --out runs/r14/default                                          # 78.38, the reference
+$F --out runs/r14/lora4 --graph none --compare lora:r=4:alpha=8:lr=3e-3
+$F --out runs/r14/ia3 --graph none --compare ia3:lr=3e-2
+for k in 16 32 64 128 384; do $F --out runs/r14/k$k --set rank=$k --set alpha=$((2 * k)); done
+$F --out runs/r14/k64-L1 --set rank=64 --set alpha=128 --set layers=1
+$F --out runs/r14/k128-s12 --set rank=128 --set alpha=256 --seed 1 2
+$F --out runs/r14/spread --set basis=spread
+$F --out runs/r14/spread-L1 --set basis=spread --set layers=1
+$F --out runs/r14/cosine --schedule cosine
+$F --out runs/r14/cosine-s12 --schedule cosine --seed 1 2
+$F --out runs/r14/constant --schedule constant
+$F --out runs/r14/adecay1e-3 --angle-decay 1e-3
+$F --out runs/r14/adecay1e-2 --angle-decay 1e-2
+for w in "4 1" "4 3" "6 1" "6 3" "12 1"; do set -- $w; $F --out runs/r14/mw$1-L$2 --set max_wire=$1 --set layers=$2; done
+# the setting chosen on validation (cosine), taken to test on three seeds, then pooled into the frontier
+tn-peft finetune --threads 1 --no-progress --no-save --no-floor --out runs/rt-qp-L3-cosine --schedule cosine --seed 0 1 2
+tn-peft frontier docs/frontier-rotten-tomatoes/frontier.json runs/rt-qp-L3-cosine --out docs/frontier-rotten-tomatoes \
+    --title "Rotten Tomatoes (by movie): MiniLM, 200 steps, query+value, 3 seeds"
