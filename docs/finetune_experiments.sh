@@ -68,7 +68,8 @@ $F --out runs/r14/constant --schedule constant
 $F --out runs/r14/adecay1e-3 --angle-decay 1e-3
 $F --out runs/r14/adecay1e-2 --angle-decay 1e-2
 for w in "4 1" "4 3" "6 1" "6 3" "12 1"; do set -- $w; $F --out runs/r14/mw$1-L$2 --set max_wire=$1 --set layers=$2; done
-# the setting chosen on validation (cosine), taken to test on three seeds, then pooled into the frontier
+# the setting chosen on validation (cosine), taken to test on three seeds, then pooled into the frontier (the
+# frontier.json it pooled is the one before that row; run on today's, the row is already there and is refused as a duplicate)
 tn-peft finetune --threads 1 --no-progress --no-save --no-floor --out runs/rt-qp-L3-cosine --schedule cosine --seed 0 1 2
 tn-peft frontier docs/frontier-rotten-tomatoes/frontier.json runs/rt-qp-L3-cosine --out docs/frontier-rotten-tomatoes \
     --title "Rotten Tomatoes (by movie): MiniLM, 200 steps, query+value, 3 seeds"
