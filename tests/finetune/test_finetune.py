@@ -87,12 +87,14 @@ def test_pipeline_writes_run_folder(tmp_path):
     args = parser.parse_args(["--compare", "lora", *TINY, "--out", str(tmp_path)])
     metrics = run(args)
     names = [r["method"]["name"] for r in metrics["runs"]]
-    assert names == ["quantum_peft layers=3", "lora r=4 alpha=8", "head"]  # the head-only floor is always a row
-    assert [r["adapter_parameters"] for r in metrics["runs"]] == [1440, 36864, 0]  # LoRA: 12 x 4 x (384 + 384)
+    # the default graph row adapts four modules per block, peft's rows query and value; the head-only floor is always a row
+    assert names == ["quantum_peft layers=3 on query,key,value,attention.output.dense", "lora r=4 alpha=8", "head"]
+    assert [r["adapter_parameters"] for r in metrics["runs"]] == [2880, 36864, 0]  # LoRA: 12 x 4 x (384 + 384)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["data"]["split"] == {"train": 48, "validation": 16, "test": 32}
     assert (tmp_path / "curves.png").stat().st_size > 10_000
-    for folder in ("adapter-quantum_peft_layers=3-seed0", "adapter-lora_r=4_alpha=8-seed0"):
+    for folder in ("adapter-quantum_peft_layers=3_on_query_key_value_attention.output.dense-seed0",
+                   "adapter-lora_r=4_alpha=8-seed0"):
         assert (tmp_path / folder / "adapter_config.json").exists()
         assert (tmp_path / folder / "head.safetensors").exists()
         assert list((tmp_path / folder).glob("adapter_model.*"))

@@ -54,6 +54,9 @@ def test_settings_on_other_targets_are_not_pooled_with_the_default_ones():
 
     rows = summarize_runs([run(0, ["query", "value"]), run(0, ["query", "key"]), run(1, ["query", "key"])])
     assert [(r["method"], r["seeds"]) for r in rows] == [("qp", [0]), ("qp on query,key", [0, 1])]
+    named = dict(run(2, ["query", "key"]), method={"name": "qp on query,key", "kind": "graph", "lr": 0.1,
+                                                   "targets": ["query", "key"]})
+    assert summarize_runs([named])[0]["method"] == "qp on query,key"  # a row's own targets are named once
 
 
 def _metrics(folder, name, params, seeds_acc):

@@ -39,6 +39,7 @@ def test_peft_fields_resolve_short_names():
     (":r=1", "no method name"),
     ("ia3:lr=-1", "lr=-1 is not a positive number"),
     ("head:r=2", "head takes only lr_head"),
+    ("lora:targets=query++value", "targets='query\\+\\+value' has an empty module name"),
 ])
 def test_bad_specs_are_one_clear_error(spec, message):
     with pytest.raises(DataError, match=message):
@@ -52,3 +53,14 @@ def test_graph_rows_take_catalog_defaults_and_set_overrides():
     assert all(r.kind == "graph" and r.lr_grid["lr_diag"] == [1e-1] for r in rows)
     (row,) = graph_rows(["examples/pauli_left_dense_right.yaml:lr=1e-2"], {}, {})
     assert row.family == "pauli_left_dense_right" and row.source.endswith(".yaml") and row.lr_grid["lr"] == [1e-2]
+
+
+def test_a_row_can_name_its_own_targets():
+    rows = graph_rows(["quantum_peft:targets=query+value,query+key+value+attention.output.dense"], {},
+                      {"quantum_peft": {"layers": 3}})
+    assert [r.targets for r in rows] == [("query", "value"), ("query", "key", "value", "attention.output.dense")]
+    assert rows[1].label == "quantum_peft layers=3 on query,key,value,attention.output.dense"
+    assert "targets" not in rows[0].args  # a row setting, not a graph parameter
+    (lora,) = compare_rows(["lora:targets=query+key"])
+    assert lora.targets == ("query", "key") and lora.args == {"r": 4, "alpha": 8}
+    assert compare_rows(["lora"])[0].targets is None  # --targets then applies

@@ -10,7 +10,9 @@ comma-separated list, and the grid is their product::
     quantum_peft:layers=1,3 a tn_peft graph (with --graph), two rows
     head                    the frozen encoder with the head alone: the floor
 
-Keys: ``lr``, ``lr_head`` (and ``lr_diag`` for graphs) are optimizer settings; every other key is a
+Keys: ``lr``, ``lr_head`` (and ``lr_diag`` for graphs) are optimizer settings; ``targets`` names the
+row's own target modules joined by ``+`` (``quantum_peft:targets=query+key+value`` adapts those three;
+``targets=query+value,query+key+value`` is two rows; without it, ``--targets``); every other key is a
 graph parameter (``--graph``) or a field of the peft method's config class (``--compare``), with the
 short names ``r``, ``alpha`` (``lora_alpha`` for LoRA) and ``n`` (``n_frequency``). Several values of
 a learning rate are one row's tuning grid (``--tune``: chosen on validation) or, without ``--tune``,
@@ -29,6 +31,8 @@ import yaml
 from ..errors import DataError
 
 LR_KEYS = ("lr", "lr_head", "lr_diag")
+#: the spec key of a row's own target modules (joined by TARGETS_JOIN, since commas make a grid)
+TARGETS_KEY, TARGETS_JOIN = "targets", "+"
 #: learning rates by role for graphs (chosen on Rotten Tomatoes validation: docs/finetune.md)
 GRAPH_LRS = {"lr": 3e-2, "lr_diag": 1e-1, "lr_head": 3e-3}
 #: head learning rate of every method (validation-chosen for LoRA and Quantum-PEFT alike)
@@ -71,11 +75,14 @@ class Row:
     args: dict[str, Any]    # graph parameters or peft config fields as the spec wrote them
     lr_grid: dict[str, list[float]] = field(default_factory=dict)  # role -> candidates (one: fixed)
     given: tuple[str, ...] = ()  # the learning-rate roles the spec itself set (command-line defaults leave them)
+    targets: tuple[str, ...] | None = None  # the row's own target modules (None: --targets)
 
     @property
     def label(self) -> str:
-        """``family key=value ...`` (the row's name in tables; learning rates not included)."""
-        return " ".join([self.family] + [f"{k}={v}" for k, v in self.args.items()])
+        """``family key=value ... [on module,module]`` (the row's name in tables; its own targets
+        included, learning rates not)."""
+        label = " ".join([self.family] + [f"{k}={v}" for k, v in self.args.items()])
+        return label + (f" on {','.join(self.targets)}" if self.targets else "")
 
     def settings(self) -> list[dict[str, float]]:
         """Every combination of the learning-rate candidates: ``[{role: lr}, ...]``."""
@@ -122,11 +129,26 @@ def _lr_grid(keys: dict[str, list[Any]], defaults: dict[str, list[float]], spec:
     return grid
 
 
+def _target_sets(keys: dict[str, list[Any]], spec: str) -> list[tuple[str, ...] | None]:
+    """Pop the ``targets`` key out of ``keys``: one module tuple per value (``[None]``: not given)."""
+    if TARGETS_KEY not in keys:
+        return [None]
+    sets = []
+    for value in keys.pop(TARGETS_KEY):
+        names = tuple(t.strip() for t in str(value).split(TARGETS_JOIN))
+        if not all(names):
+            raise DataError(f"spec {spec!r}: targets={value!r} has an empty module name. "
+                            f"Fix: join module names with {TARGETS_JOIN!r}, e.g. targets=query{TARGETS_JOIN}value")
+        sets.append(names)
+    return sets
+
+
 def _expand(family: str, kind: str, source: str, keys: dict[str, list[Any]],
-            lr_grid: dict[str, list[float]], given: tuple[str, ...]) -> list[Row]:
+            lr_grid: dict[str, list[float]], given: tuple[str, ...], spec: str) -> list[Row]:
+    target_sets = _target_sets(keys, spec)
     names = list(keys)
-    return [Row(family, kind, source, dict(zip(names, combo)), dict(lr_grid), given)
-            for combo in itertools.product(*(keys[n] for n in names))]
+    return [Row(family, kind, source, dict(zip(names, combo)), dict(lr_grid), given, targets)
+            for targets in target_sets for combo in itertools.product(*(keys[n] for n in names))]
 
 
 def peft_config_class(name: str):
@@ -183,7 +205,7 @@ def compare_rows(specs: list[str], tune: bool = False) -> list[Row]:
         lrs = list(PEFT_GRIDS.get(family, DEFAULT_GRID)) if tune else [default_lr(family)]
         grid = _lr_grid(keys, {"lr": lrs, "lr_head": [HEAD_LR]}, spec)
         keys = {**keys, **{k: [v] for k, v in PEFT_DEFAULT_ARGS.get(family, {}).items() if k not in keys}}
-        expanded = _expand(family, "peft", family, keys, grid, given)
+        expanded = _expand(family, "peft", family, keys, grid, given, spec)
         if family in ALPHA_PER_RANK and "alpha" not in keys:
             for row in expanded:
                 row.args["alpha"] = ALPHA_PER_RANK[family] * row.args["r"]
@@ -205,5 +227,5 @@ def graph_rows(specs: list[str], overrides: dict[str, Any], default_args: dict[s
         base.update(overrides)
         keys = {**{k: [v] for k, v in base.items() if k not in keys}, **keys}
         family = Path(name).stem if name.endswith((".yaml", ".yml")) else name
-        rows += _expand(family, "graph", name, keys, grid, given)
+        rows += _expand(family, "graph", name, keys, grid, given, spec)
     return rows

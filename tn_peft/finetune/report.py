@@ -127,7 +127,8 @@ def run_key(run: dict[str, Any]) -> tuple[str, tuple]:
     query and value, its schedule when it is not linear, its angle decay when set) and its learning rates."""
     m = run["method"]
     targets = tuple(m.get("targets") or DEFAULT_TARGETS)
-    name = m["name"] if targets == DEFAULT_TARGETS else f"{m['name']} on {','.join(targets)}"
+    on = f" on {','.join(targets)}"
+    name = m["name"] if targets == DEFAULT_TARGETS or m["name"].endswith(on) else m["name"] + on
     if m.get("schedule", "linear") != "linear":
         name += f", {m['schedule']} schedule"
     if m.get("angle_decay"):

@@ -1,9 +1,10 @@
 """``tn-peft finetune``: fine-tune a pretrained encoder on real data with a graph adapter, beside LoRA.
 
 With no arguments: all-MiniLM-L6-v2 + Rotten Tomatoes critic snippets (fresh vs rotten, split by
-movie), a linear head on mean-pooled outputs, the ``quantum_peft`` adapter on query and value.
-``--compare`` trains peft methods beside it (``--compare lora:r=1,4 vera:r=256 ia3 ...``, see
-:mod:`tn_peft.finetune.grid`) on the same targets, data, split, loop and seeds, plus the frozen
+movie), a linear head on mean-pooled outputs, the ``quantum_peft`` adapter (L = 3) on query, key,
+value and the attention output (DEFAULT_GRAPH_TARGETS, 2,880 parameters). ``--compare`` trains peft
+methods beside it (``--compare lora:r=1,4 vera:r=256 ia3 ...``, see :mod:`tn_peft.finetune.grid`) on
+``--targets`` (default query and value) or a spec's own ``targets=``, the same data, split, loop and seeds, plus the frozen
 encoder with the head alone (the floor); ``--graph`` is repeatable the same way. ``--tune`` picks
 each setting's learning rates on validation (at ``--tune-seeds``) and trains the choice on every
 seed. The run folder gets ``metrics.json``, ``curves.png``, ``table.txt``, ``frontier.png`` /
@@ -50,6 +51,10 @@ DEFAULT_GRAPH = "quantum_peft"
 #: graph parameters a catalog graph gets unless --set or its spec says otherwise
 DEFAULT_GRAPH_ARGS: dict[str, dict[str, Any]] = {"quantum_peft": {"layers": 3}}
 DEFAULT_TARGETS = ["query", "value"]
+#: what the main job's Quantum-PEFT row adapts when neither --graph nor --targets is given: its best
+#: setting on validation (docs/finetune.md, rounds 13-14: 78.58 against 78.29 on query,value), 2,880
+#: parameters; the peft rows keep DEFAULT_TARGETS, so LoRA r4 on query,value stays the reference
+DEFAULT_GRAPH_TARGETS = ("query", "key", "value", "attention.output.dense")
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -67,11 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--graph", action="append", default=None, metavar="NAME[:KEY=V1,V2...]",
                    help="adapter graph: a catalog name (quantum_peft, lora, svd, tt, ...) or a graph YAML file, "
                         "with a grid of parameters, e.g. quantum_peft:layers=1,3 (repeatable; 'none': no graph; "
-                        f"default: {DEFAULT_GRAPH})")
+                        f"default: {DEFAULT_GRAPH} on {','.join(DEFAULT_GRAPH_TARGETS)} unless --targets is given)")
     g.add_argument("--set", dest="graph_args", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
                    help="set a parameter of every --graph, e.g. --set rank=8 --set layers=3 (repeatable)")
-    g.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
-                   help="comma-separated module names to adapt, PEFT matching rules (default: %(default)s)")
+    g.add_argument("--targets", default=None,
+                   help="comma-separated module names to adapt, PEFT matching rules, for every row without targets= "
+                        f"in its spec (default: {','.join(DEFAULT_TARGETS)}; the default graph row: "
+                        f"{','.join(DEFAULT_GRAPH_TARGETS)})")
     g.add_argument("--compare", nargs="+", default=[], metavar="METHOD[:KEY=V1,V2...]",
                    help="peft methods to train beside the graphs, each with a grid of settings: e.g. "
                         "lora:r=1,4 vera:r=256 fourierft:n=100,1000 ia3 loha lokr boft hra (any peft "
@@ -150,6 +157,9 @@ def rows_from_args(args: argparse.Namespace) -> list[Row]:
     defaults of rows whose spec gives no such key."""
     graphs = [DEFAULT_GRAPH] if args.graph is None else [g for g in args.graph if g != "none"]
     rows = graph_rows(graphs, dict(args.graph_args), DEFAULT_GRAPH_ARGS)
+    if args.graph is None and args.targets is None:
+        for row in rows:
+            row.targets = DEFAULT_GRAPH_TARGETS
     compared = [c for c in args.compare if c != "none"]
     rows += compare_rows(compared, tune=args.tune)
     if compared and not args.no_floor and not any(r.kind == "head" for r in rows):
@@ -164,6 +174,13 @@ def rows_from_args(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def targets_from_args(args: argparse.Namespace) -> list[str]:
+    """``--targets`` as a list (DEFAULT_TARGETS when not given): what rows without their own targets adapt."""
+    if args.targets is None:
+        return list(DEFAULT_TARGETS)
+    return [t.strip() for t in str(args.targets).split(",") if t.strip()]
+
+
 def training_options(args: argparse.Namespace, train_size: int) -> dict[str, Any]:
     """What every row trains with, as :class:`Method` fields: ``steps``, ``schedule``, ``angle_decay``."""
     steps = args.steps if args.steps is not None else DEFAULT_STEPS
@@ -175,8 +192,8 @@ def training_options(args: argparse.Namespace, train_size: int) -> dict[str, Any
 def method_for(row: Row, lrs: dict[str, float], targets: list[str], training: dict[str, Any],
                name: str | None = None) -> Method:
     """The Method that trains ``row`` with learning rates ``lrs`` and :func:`training_options` ``training``
-    (the angle decay applies to graphs only)."""
-    common = {"name": name or row.label, "family": row.family, "targets": list(targets),
+    on the row's own targets, else ``targets`` (the angle decay applies to graphs only)."""
+    common = {"name": name or row.label, "family": row.family, "targets": list(row.targets or targets),
               "steps": training["steps"], "schedule": training["schedule"], "lr_head": lrs.get("lr_head", HEAD_LR)}
     if row.kind == "graph":
         return Method(kind="graph", graph=row.source, graph_args=dict(row.args), lr=lrs["lr"],
@@ -188,7 +205,7 @@ def method_for(row: Row, lrs: dict[str, float], targets: list[str], training: di
 
 def methods_from_args(args: argparse.Namespace, train_size: int) -> list[Method]:
     """Without --tune: one Method per row and learning-rate setting (a row with several is named by them)."""
-    targets = [t.strip() for t in str(args.targets).split(",") if t.strip()]
+    targets = targets_from_args(args)
     training = training_options(args, train_size)
     methods = []
     for row in rows_from_args(args):
@@ -312,7 +329,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(args.seed)
     trainer = Trainer(args, encoder, encoded, data.num_labels, out)
-    targets = [t.strip() for t in str(args.targets).split(",") if t.strip()]
+    targets = targets_from_args(args)
     tuning = None
     if args.tune:
         results, tuning = tune_and_train(rows, trainer, targets, training_options(args, len(split.train)), seeds,
