@@ -101,3 +101,11 @@ def test_a_corrupt_saved_frontier_names_the_file(tmp_path):
     bad.write_text('{"rows": [{"method": "x"}]}')
     with pytest.raises(DataError, match=r"frontier.json: not a saved frontier \(KeyError"):
         frontier.load_rows([bad])
+
+
+def test_labels_of_near_points_step_down_a_line():
+    placed = []
+    assert frontier._label_offset(placed, 1440, 76.6) == (5, 4)
+    assert frontier._label_offset(placed, 1440, 76.3) == (5, -5)  # same size, 0.3 points lower: one line down
+    assert frontier._label_offset(placed, 1500, 76.5) == (5, -14)  # near both
+    assert frontier._label_offset(placed, 9216, 76.5) == (5, 4)  # far in parameters

@@ -109,6 +109,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> P
 
     pts = points(rows)
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    placed: list[tuple[float, float]] = []
     families = list(dict.fromkeys((r["family"], r["kind"] == OURS) for r in pts if r["kind"] != "head"))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (family, ours) in enumerate(families):
@@ -119,8 +120,9 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> P
                     markersize=8 if ours else 7, markerfacecolor=color if ours else "none", capsize=3,
                     label=f"{family} ({'tn_peft' if ours else 'peft'})")
         for r in group:
-            ax.annotate(r["method"].removeprefix(family).strip() or family, (r["adapter_parameters"], 100 * r["test"][0]),
-                        textcoords="offset points", xytext=(5, 4), fontsize=6.5, color=color)
+            x, y = r["adapter_parameters"], 100 * r["test"][0]
+            ax.annotate(r["method"].removeprefix(family).strip() or family, (x, y), textcoords="offset points",
+                        xytext=_label_offset(placed, x, y), fontsize=6.5, color=color)
     for r in pts:
         if r["kind"] == "head":
             ax.axhline(100 * r["test"][0], color="grey", linestyle="--", linewidth=1,
@@ -145,6 +147,21 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> P
 
 #: the name of the saved rows in a frontier folder
 ROWS_FILE = "frontier.json"
+
+
+#: labels whose points are closer than this (decades of parameters, accuracy points) step down a line
+LABEL_NEAR = (0.15, 0.45)
+
+
+def _label_offset(placed: list[tuple[float, float]], x: float, y: float) -> tuple[int, int]:
+    """Offset (points) of a point's label: above right, or a line lower for each earlier label whose
+    point is near (:data:`LABEL_NEAR`), so that labels of near points do not overprint; records it."""
+    import math
+
+    near = sum(abs(math.log10(max(x, 1)) - math.log10(max(px, 1))) < LABEL_NEAR[0] and abs(y - py) < LABEL_NEAR[1]
+               for px, py in placed)
+    placed.append((x, y))
+    return 5, 4 - 9 * near
 
 
 def write(rows: Sequence[dict[str, Any]], folder: str | Path, title: str = "",
