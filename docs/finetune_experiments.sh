@@ -73,3 +73,8 @@ for w in "4 1" "4 3" "6 1" "6 3" "12 1"; do set -- $w; $F --out runs/r14/mw$1-L$
 tn-peft finetune --threads 1 --no-progress --no-save --no-floor --out runs/rt-qp-L3-cosine --schedule cosine --seed 0 1 2
 tn-peft frontier docs/frontier-rotten-tomatoes/frontier.json runs/rt-qp-L3-cosine --out docs/frontier-rotten-tomatoes \
     --title "Rotten Tomatoes (by movie): MiniLM, 200 steps, query+value, 3 seeds"
+# the main job's new default (four modules) on BBC News and the debates, and with cosine decay on Rotten Tomatoes
+Q="--targets query,key,value,attention.output.dense"
+tn-peft finetune --threads 1 --no-progress --no-save --no-floor --out runs/bbc-qp-4t --data bbc-news $Q --seed 0 1 2
+tn-peft finetune --threads 1 --no-progress --no-save --no-floor --out runs/deb-qp-4t --data debates-2016 $Q --seed 0 1 2
+tn-peft finetune --threads 1 --no-progress --no-save --no-floor --out runs/rt-qp-4t-cosine --schedule cosine $Q --seed 0 1 2 --no-test
