@@ -173,6 +173,10 @@ class PauliNode(StiefelNode, kind="pauli"):
         self.init, self.init_scale = init, float(init_scale)
         self.frame = frame
         self.basis = basis
+        if basis == "spread":  # E_S, built once (not saved: spread_basis(N, K) rebuilds it)
+            states = torch.zeros(n, k)
+            states[spread_basis(n, k), range(k)] = 1.0
+            self.register_buffer("basis_states", states, persistent=False)
         if frame != "none":  # identity frame until set_frame (tau = 0: every reflection is I)
             self.register_buffer("frame_vectors", torch.zeros(n, k))
             self.register_buffer("frame_tau", torch.zeros(k))
@@ -226,9 +230,7 @@ class PauliNode(StiefelNode, kind="pauli"):
 
     def _spread_columns(self, theta: torch.Tensor) -> torch.Tensor:
         """``C(theta) @ E_S`` for the spread basis states S, ``(..., N, K)`` for angles ``(..., P)``."""
-        states = torch.zeros(self.rows, self.cols, dtype=theta.dtype, device=theta.device)
-        states[spread_basis(self.rows, self.cols), range(self.cols)] = 1.0
-        return circuit_apply(self.wire_dims, self.layers, theta, states)
+        return circuit_apply(self.wire_dims, self.layers, theta, self.basis_states.to(theta.dtype))
 
     def framed(self, columns: torch.Tensor) -> torch.Tensor:
         """``F @ columns`` (``columns`` (..., N, c)); ``columns`` itself without a frame."""
