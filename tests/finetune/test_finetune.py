@@ -263,3 +263,14 @@ def test_debates_loader_is_a_nine_speaker_task():
     assert len(set(debates.groups)) == len(debates)  # every statement is its own group
     split = group_split(debates, train=600, validation=200, test=322, seed=0)
     assert split.sizes() == {"train": 600, "validation": 200, "test": 322}
+
+
+def test_stay_offline_sets_the_hub_flags_unless_the_user_did(monkeypatch):
+    import os
+
+    from tn_peft.finetune.methods import stay_offline
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    stay_offline()
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "0"

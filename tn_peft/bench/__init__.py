@@ -16,12 +16,12 @@ def layer_shape(text: str) -> tuple[int, int]:
 def model_bench_device(args: argparse.Namespace) -> str:
     """For the benchmarks on a real model: apply ``--threads``, stay offline, and return ``--device``
     (default: cuda when there is one)."""
-    import os
-
     import torch
+
+    from ..finetune.methods import stay_offline
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    stay_offline()
     return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -55,11 +55,18 @@ QUANTIZE_BASE = {
 }
 
 
+def stay_offline() -> None:
+    """Never reach the Hugging Face Hub: set ``HF_HUB_OFFLINE`` and ``TRANSFORMERS_OFFLINE`` (unless the
+    user set them) before transformers, peft or bitsandbytes load (peft imports bitsandbytes, which
+    looks up hub kernels when it loads)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
 def load_encoder(path: str | Path, quantize_base: str | None = None, device: str = "cpu"):
     """The frozen pretrained encoder and its tokenizer from a local folder (never downloads); with
     ``quantize_base`` (nf4 | int8) its linear layers load quantized by bitsandbytes (compute in float32)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    stay_offline()
     from ..errors import require
 
     transformers = require("transformers", "transformers", "tn-peft finetune")

@@ -31,7 +31,7 @@ from ..io import atomic_write_text
 from . import frontier
 from .data import DATASETS, Split, encode, group_split, load_dataset, model_path
 from .grid import GRAPH_LRS, HEAD_LR, Row, compare_rows, graph_rows
-from .methods import Method, build_classifier, load_encoder
+from .methods import Method, build_classifier, load_encoder, stay_offline
 from .report import (
     format_summary_table,
     format_table,
@@ -317,6 +317,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     torch.set_num_threads(max(1, args.threads))
+    stay_offline()  # before the specs import peft
     rows = rows_from_args(args)  # spec errors before any loading
     data = load_dataset(args.data)
     folder = Path(args.model) if args.model else model_path()
