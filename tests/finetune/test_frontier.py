@@ -99,7 +99,11 @@ def test_a_corrupt_saved_frontier_names_the_file(tmp_path):
 
     bad = tmp_path / "frontier.json"
     bad.write_text('{"rows": [{"method": "x"}]}')
-    with pytest.raises(DataError, match=r"frontier.json: not a saved frontier \(KeyError"):
+    with pytest.raises(DataError, match=r"frontier.json: not a saved frontier \(rows without adapter_parameters, "
+                                        r"family, kind, seeds, test, validation\)"):
+        frontier.load_rows([bad])
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match=r"frontier.json: not a saved frontier \(JSONDecodeError"):
         frontier.load_rows([bad])
 
 

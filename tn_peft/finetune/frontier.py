@@ -16,6 +16,7 @@ run folders to a frontier whose own run folders are gone.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -145,8 +146,9 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> P
         plt.close(fig)
 
 
-#: the name of the saved rows in a frontier folder
+#: the name of the saved rows in a frontier folder, and the fields every saved row has
 ROWS_FILE = "frontier.json"
+ROW_FIELDS = ("method", "family", "kind", "adapter_parameters", "seeds", "test", "validation")
 
 
 #: labels whose points are closer than this (decades of parameters, accuracy points) step down a line
@@ -156,8 +158,6 @@ LABEL_NEAR = (0.15, 0.45)
 def _label_offset(placed: list[tuple[float, float]], x: float, y: float) -> tuple[int, int]:
     """Offset (points) of a point's label: above right, or a line lower for each earlier label whose
     point is near (:data:`LABEL_NEAR`), so that labels of near points do not overprint; records it."""
-    import math
-
     near = sum(abs(math.log10(max(x, 1)) - math.log10(max(px, 1))) < LABEL_NEAR[0] and abs(y - py) < LABEL_NEAR[1]
                for px, py in placed)
     placed.append((x, y))
@@ -197,15 +197,17 @@ def load_rows(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
                 origin.setdefault(_setting(row), path)
             continue
         file = path / ROWS_FILE if path.is_dir() else path
+        fix = f"Fix: pass a {ROWS_FILE} written by tn-peft frontier or tn-peft finetune"
         try:
             rows = json.loads(file.read_text())["rows"]
-            for row in rows:
-                row["test"] = tuple(row["test"]) if row.get("test") else None
-                row["validation"] = tuple(row["validation"]) if row.get("validation") else None
-                _ = row["method"], row["kind"], row["family"], row["adapter_parameters"], row["seeds"]
+            missing = sorted({f for row in rows for f in ROW_FIELDS if f not in row})
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise DataError(f"{file}: not a saved frontier ({type(err).__name__}: {err}). "
-                            f"Fix: pass a {ROWS_FILE} written by tn-peft frontier or tn-peft finetune") from None
+            raise DataError(f"{file}: not a saved frontier ({type(err).__name__}: {err}). {fix}") from None
+        if missing:
+            raise DataError(f"{file}: not a saved frontier (rows without {', '.join(missing)}). {fix}")
+        for row in rows:
+            row["test"] = tuple(row["test"]) if row["test"] else None
+            row["validation"] = tuple(row["validation"]) if row["validation"] else None
         for row in rows:
             key = _setting(row)
             if key in origin:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError
+from .report import DEFAULT_TARGETS
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Method:
     kind: str = "graph"  # graph | peft | head
     graph: str = "quantum_peft"
     graph_args: dict[str, Any] = field(default_factory=dict)
-    targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
     peft_type: str = "lora"  # peft only: the method's name (lora, vera, fourierft, ia3, ...)
     peft_args: dict[str, Any] = field(default_factory=dict)  # peft only: fields of its config (short names allowed)
     family: str = ""  # the frontier's marker group: graph name, peft method or "head" (default: from kind)

@@ -118,7 +118,7 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
     return path
 
 
-#: the targets a setting's name leaves unsaid (the main job's)
+#: the main job's target modules: what a setting adapts unless told otherwise, and so what its name leaves unsaid
 DEFAULT_TARGETS = ("query", "value")
 
 

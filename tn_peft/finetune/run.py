@@ -33,6 +33,7 @@ from .data import DATASETS, Split, encode, group_split, load_dataset, model_path
 from .grid import GRAPH_LRS, HEAD_LR, Row, compare_rows, graph_rows
 from .methods import Method, build_classifier, load_encoder, stay_offline
 from .report import (
+    DEFAULT_TARGETS,
     format_summary_table,
     format_table,
     plot_curves,
@@ -50,7 +51,6 @@ DEFAULT_STEPS = 200
 DEFAULT_GRAPH = "quantum_peft"
 #: graph parameters a catalog graph gets unless --set or its spec says otherwise
 DEFAULT_GRAPH_ARGS: dict[str, dict[str, Any]] = {"quantum_peft": {"layers": 3}}
-DEFAULT_TARGETS = ["query", "value"]
 #: what the main job's Quantum-PEFT row adapts when neither --graph nor --targets is given: its best
 #: setting on validation (docs/finetune.md, rounds 13-14: 78.58 against 78.29 on query,value), 2,880
 #: parameters; the peft rows keep DEFAULT_TARGETS, so LoRA r4 on query,value stays the reference

@@ -167,6 +167,9 @@ class PauliNode(StiefelNode, kind="pauli"):
         if check_bits(bits, node=name) and construction == "csd":
             raise SpecError(f"bits {bits} needs a circuit of wires, but {n} rows use the csd construction",
                             node=name, fix="use bits: 0 on this node, or a layer size whose prime factors are at most 7")
+        if construction == "csd" and basis != "first":
+            raise SpecError(f"basis {basis!r} needs a circuit of wires, but {n} rows use the csd construction",
+                            node=name, fix="use basis: first on this node")
         self.layers = layers
         self.construction = construction
         self.bits = bits
@@ -180,9 +183,6 @@ class PauliNode(StiefelNode, kind="pauli"):
         if frame != "none":  # identity frame until set_frame (tau = 0: every reflection is I)
             self.register_buffer("frame_vectors", torch.zeros(n, k))
             self.register_buffer("frame_tau", torch.zeros(k))
-        if construction == "csd" and basis != "first":
-            raise SpecError(f"basis {basis!r} needs a circuit of wires, but {n} rows use the csd construction",
-                            node=name, fix="use basis: first on this node")
         if construction == "csd":
             self.wire_dims = None
             self.csd = CSDBlock(n, layers, init, self.init_scale, columns=k)
