@@ -25,6 +25,14 @@ def test_identifiers_are_safe_and_unique():
     assert identifier("x", taken) == "n_x"
 
 
+def test_reserved_names_are_the_programs_globals_and_x():
+    from tn_peft.planner.emit import RESERVED
+    from tn_peft.planner.runtime.namespace import NAMESPACE
+
+    assert set(RESERVED) == {*NAMESPACE, "x"}
+    assert all(identifier(name, set()) == f"n_{name}" for name in RESERVED)
+
+
 @pytest.mark.parametrize("graph,params", [("lora", {}), ("tt", {"cores": 3}), ("svd", {"map": "exp"})])
 def test_program_runs_under_torch_compile(graph, params):
     net = load_graph(graph, **params)

@@ -122,5 +122,19 @@ def test_an_unknown_search_names_the_known_ones():
         search_for("fastest")
     assert all(name in str(info.value) for name in SEARCHES)
     problem = Problem.from_network(load_graph("lora"), 64, 64, tokens=4)
-    with pytest.raises(ValueError, match="unknown search 'fastest'"):
-        make_plan(problem, optimize="fastest")
+    for name in ("fastest", "ccp", "hub"):  # the exact searches' parts are not planner searches
+        with pytest.raises(ValueError, match=f"optimize='{name}' is not a planner search; use one of "
+                                             "auto, hyper, greedy, optimal, dp"):
+            make_plan(problem, optimize=name)
+
+
+def test_flop_searches_hand_gated_trees_to_the_exact_search():
+    """opt_einsum's trees know no circuits: asked for a tree applying a circuit gate by gate, every FLOP
+    search gives the exact search's."""
+    from tn_peft.planner.search import FLOP_SEARCHES, search_for
+
+    problem = load_graph("quantum_peft", layers=1).build(64, 64).problem.with_tokens(8)
+    gated = frozenset(i for i, op in enumerate(problem.operands) if op.kind == "circuit")
+    assert len(gated) == 2
+    for name in FLOP_SEARCHES:
+        assert search_for(name)(problem, MODEL, gated) == exact_path(problem, MODEL, gated)

@@ -15,7 +15,7 @@ from .cost import CostModel
 from .cost.scorer import Scorer
 from .plan import Branch, Plan
 from .problem import Problem
-from .search import FLOP_SEARCHES, exact_path, flops_path, search_for
+from .search import FLOP_SEARCHES, PLANNER_SEARCHES, exact_path, flops_path, search_for
 
 
 def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") -> Branch:
@@ -24,11 +24,9 @@ def search_branch(problem: Problem, model: CostModel, optimize: str = "auto") ->
     options = [frozenset()]
     if problem.has_x:
         options = [frozenset(c) for r in range(len(circuits) + 1) for c in itertools.combinations(circuits, r)]
-    chosen = search_for(optimize)
+    search = search_for(optimize)
     best: Branch | None = None
     for gated in options:
-        # opt_einsum's FLOP-only searches know no circuits: trees applying one gate by gate are the exact search's
-        search = exact_path if gated and optimize in FLOP_SEARCHES else chosen
         path, _ = search(problem, model, gated)
         scorer = Scorer(problem, model, gated)
         steps = scorer.path_steps(path)
@@ -101,13 +99,14 @@ def make_plan(problem: Problem, model: CostModel | None = None, *, initial: bool
     the FLOP-optimal tree is kept unless another is predicted ``anchor_margin`` better.
     ``"hyper"``: cotengra's hyper-optimizer whatever the size.
     ``"greedy"`` / ``"optimal"`` / ``"dp"``: opt_einsum's FLOP-only trees, emitted by the same generator.
-    Any other name of :data:`~.search.SEARCHES` runs that search in place of the exact one.
+    Any other name is a ValueError naming these five (:data:`~.search.PLANNER_SEARCHES`).
     ``initial``: a ``delta`` network (QuanTA): the program also takes theta_0's tensors and returns
     the difference.
     """
     model = model or CostModel.for_device("cpu")
     problem.check()
-    search_for(optimize)  # an unknown name fails here, naming the known ones
+    if optimize not in PLANNER_SEARCHES:
+        raise ValueError(f"optimize={optimize!r} is not a planner search; use one of {', '.join(PLANNER_SEARCHES)}")
     if initial:
         return _delta_plan(problem, model, optimize)
     if optimize in FLOP_SEARCHES:

@@ -98,10 +98,15 @@ class MatmulSetup:
     left_first: bool
 
 
+#: names a program's operands may not take: the compiled namespace's globals (runtime.namespace.NAMESPACE,
+#: kept torch-free here; a test holds the two together) and the activations argument ``x``
+RESERVED = ("torch", "F", "apply_circuit", "x")
+
+
 def identifier(name: str, taken: set[str]) -> str:
     """A Python identifier for an operand name, unique among ``taken``."""
     base = "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "t"
-    if base[0].isdigit() or keyword.iskeyword(base) or base in ("torch", "F", "x", "apply_circuit"):
+    if base[0].isdigit() or keyword.iskeyword(base) or base in RESERVED:
         base = "n_" + base
     out, k = base, 1
     while out in taken:

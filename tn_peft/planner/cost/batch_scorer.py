@@ -61,7 +61,6 @@ class BatchScorer:
                       for leg in np.flatnonzero((self.carried >= 3) & ~out).tolist()]
         self.grad_mask, self.leaves = np.int64(scorer.grad_mask), np.int64(scorer.leaf_nodes)
         self.gated_bits = np.array([1 << i for i in sorted(scorer.gated)], dtype=np.int64)
-        self.itemsize = scorer.itemsize
         self.model = model
         self._matmul = matmul_step(model, scorer.itemsize, ARRAY)
         self._broadcast = broadcast_step(model, scorer.itemsize, ARRAY)

@@ -22,5 +22,5 @@ def apply_circuit(circuit, state: torch.Tensor, transpose: bool) -> torch.Tensor
     return network.apply_transpose(state)
 
 
-#: The globals of every compiled program (``planner.emit.identifier`` keeps operand names clear of them).
+#: The globals of every compiled program (``planner.emit.RESERVED`` keeps operand names clear of them).
 NAMESPACE = {"torch": torch, "F": torch.nn.functional, "apply_circuit": apply_circuit}

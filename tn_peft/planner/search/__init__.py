@@ -30,7 +30,10 @@ from .oe_dp import oe_dp_path
 #: The FLOP-only searches (opt_einsum's): they know nothing of circuits applied gate by gate.
 FLOP_SEARCHES = ("greedy", "optimal", "dp")
 
-#: Every search by name (``make_plan(optimize=...)`` takes the first five).
+#: What ``make_plan(optimize=...)`` takes: the exact search (``auto``), cotengra's and opt_einsum's.
+PLANNER_SEARCHES = ("auto", "hyper", *FLOP_SEARCHES)
+
+#: Every search by name (the planner's, then the exact searches' parts, for tests and benchmarks).
 SEARCHES: dict[str, Search] = {
     "auto": exact_path,
     "hyper": hyper_path,
@@ -50,6 +53,6 @@ def search_for(name: str) -> Search:
         raise ValueError(f"unknown search {name!r}; known searches: {', '.join(SEARCHES)}") from None
 
 
-__all__ = ["EXACT_LIMIT", "FLOP_SEARCHES", "LARGE_BUDGETS", "OUTER_LIMIT", "SEARCHES", "Search", "ccp_path",
+__all__ = ["EXACT_LIMIT", "FLOP_SEARCHES", "LARGE_BUDGETS", "OUTER_LIMIT", "PLANNER_SEARCHES", "SEARCHES", "Search", "ccp_path",
            "exact_path", "exhaustive_path", "flops_path", "hub_path", "hyper_path", "linear_to_ssa", "oe_dp_path",
            "search_for", "tree_to_ssa"]

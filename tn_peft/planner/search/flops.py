@@ -27,9 +27,14 @@ def flops_path(problem: Problem, optimize: str = "greedy") -> list[tuple[int, in
 
 
 def flops_search(optimize: str):
-    """:func:`flops_path` with ``optimize`` behind the searches' signature (the objective of its tree)."""
+    """:func:`flops_path` with ``optimize`` behind the searches' signature (the objective of its tree).
+    opt_einsum knows no circuits: a tree applying ``gated`` operands gate by gate is the exact search's."""
 
     def search(problem: Problem, model: CostModel, gated: frozenset[int] = frozenset()):
+        if gated:
+            from .exact import exact_path  # exact seeds itself from this module
+
+            return exact_path(problem, model, gated)
         path = flops_path(problem, optimize)
         return path, Scorer(problem, model, gated).path_cost(path)
 
