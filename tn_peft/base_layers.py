@@ -31,14 +31,13 @@ their layers when they are installed, so nothing here imports them until such a 
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .errors import ShapeError
+from .errors import ShapeError, warn
 
 
 @dataclass(frozen=True)
@@ -199,9 +198,9 @@ def merge_into(module: nn.Module, delta: torch.Tensor, *, safe_merge: bool = Fal
             raise ShapeError(f"merging into layer {name!r} gives NaN/inf weights; the adapter is broken")
         kind.requantize(module, target.to(kind.compute_dtype(module)))
         error = float((kind.dequantize(module).to(torch.float32) - target).abs().max() / target.abs().max().clamp_min(1e-30))
-    warnings.warn(f"adapter {name!r} merged into a {kind.name} layer: the weight was re-quantized, relative "
-                  f"rounding error {error:.2e} of max |W + dW| (the merged layer's outputs differ from base + "
-                  f"adapter by the quantizer's error)", stacklevel=4)
+    warn(f"adapter {name!r} merged into a {kind.name} layer: the weight was re-quantized, relative "
+         f"rounding error {error:.2e} of max |W + dW| (the merged layer's outputs differ from base + "
+         f"adapter by the quantizer's error)")
     return error
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .errors import SpecError
+from .errors import SpecError, warn
 
 #: ``target_modules="all-linear"``: every linear layer except the output head (as in PEFT).
 ALL_LINEAR = "all-linear"
@@ -223,7 +223,6 @@ class AdapterConfig:
         checkpoint's per-layer graph) first, else :meth:`layer_network` (``network`` itself when nothing
         overrides it; one network per ``layer_graph_args`` key, however many layers it matches). Warns,
         as PEFT does for rank_pattern keys, about ``layer_graph_args`` keys that match no module."""
-        import warnings
 
         from .spec import network_from_spec
 
@@ -245,8 +244,8 @@ class AdapterConfig:
         matched = set(by_key) | {self.layer_graph_key(name) for name in layer_specs if name in names}
         unmatched = sorted(set(self.layer_graph_args) - matched)
         if unmatched:
-            warnings.warn(f"The following layer_graph_args keys did not match any targeted module and were "
-                          f"ignored: {unmatched}.", RuntimeWarning, stacklevel=4)
+            warn(f"The following layer_graph_args keys did not match any targeted module and were "
+                 f"ignored: {unmatched}.", RuntimeWarning)
         return networks
 
     def layer_network(self, module_name: str, network=None):

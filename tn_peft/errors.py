@@ -9,6 +9,22 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
+#: the package's own folder: a warning points at the first caller outside it
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` pointing at the user's line: the first frame outside tn_peft, however deep the
+    call that warns (a fixed ``stacklevel`` breaks whenever a call is added between them)."""
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: warn's caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
+
 
 class TnPeftError(Exception):
     """Base class of every error tn_peft raises on purpose."""

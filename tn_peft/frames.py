@@ -118,5 +118,5 @@ def initialize_frames(model, batches: Iterable[Any], loss_fn: LossFn, *, adapter
     total = 0
     for _, layer, adapter in todo:
         grad = layer.as_matrix(sums[id(layer)], adapter.out_features)
-        total += set_frames(adapter, grad.reshape(adapter.out_features, adapter.in_features), "gradient")
+        total += set_frames(adapter, grad, "gradient")
     return total

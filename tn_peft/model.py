@@ -21,7 +21,6 @@ import dataclasses
 import functools
 import inspect
 import itertools
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -35,7 +34,7 @@ from . import model_io
 from .batching import evaluate_groups, group_nodes
 from .config import AdapterConfig
 from .distributed import barrier, is_main_process, is_sharded
-from .errors import SpecError
+from .errors import SpecError, warn
 from .frames import set_weight_frames
 from .layers import ModulesToSave, TnLayer, adapter_dtype
 from .targets import Target, match_name, resolve_config
@@ -288,7 +287,7 @@ class TnPeftModel(nn.Module):
                                 fix="activate one of them, or add adapters without modules_to_save")
             saved[module_name] = copies[0] if copies else None
         if any(layer.merged for _, layer in self.tn_layers()):
-            warnings.warn("the model is merged; unmerging before switching adapters", stacklevel=2)
+            warn("the model is merged; unmerging before switching adapters")
             self.unmerge_adapter()
         if inference_mode is not None:  # a new config: one object may serve several adapters (and its owner)
             for name in names:

@@ -222,7 +222,12 @@ def resolve_config(config: AdapterConfig, model: nn.Module, *, targets: Iterable
     if targets is None:
         targets = find_targets(model, config.target_modules, config.exclude_modules, config.modules_to_save,
                                layers_to_transform=config.layers_to_transform, layers_pattern=config.layers_pattern)
-    modules = {name: model.get_submodule(name) for name in targets}
+    named = dict(model.named_modules())
+    missing = [name for name in targets if name not in named]
+    if missing:
+        raise SpecError(f"the model has no module {missing[0]!r}" + (f" (nor {missing[1:]})" if missing[1:] else ""),
+                        fix="name modules as model.named_modules() does, e.g. encoder.layer.0.attention.self.query")
+    modules = {name: named[name] for name in targets}
     networks = config.layer_networks(network, list(modules), layer_specs)
     resolved = {}
     for name, module in modules.items():

@@ -68,3 +68,25 @@ def test_layer_networks_resolves_each_module_once_per_key():
     assert networks["l0.value"].resolve(8, 8)["r"] == 2
     with pytest.warns(RuntimeWarning, match="did not match"):
         config.layer_networks(network, ["l0.query"])
+
+
+def test_a_warning_points_at_the_users_line_however_deep_the_call():
+    import inspect
+    import warnings
+
+    from tn_peft import TnPeftModel
+
+    config = AdapterConfig(graph="lora", target_modules=["0"], layer_graph_args={"nomatch": {"rank": 2}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        get_model(nn.Sequential(nn.Linear(4, 4)), config)
+        TnPeftModel(nn.Sequential(nn.Linear(4, 4)), config)
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line), (__file__, line + 1)]
+
+
+def test_explicit_targets_the_model_lacks_are_a_spec_error():
+    from tn_peft.targets import resolve_config
+
+    with pytest.raises(SpecError, match="the model has no module '1'"):
+        resolve_config(AdapterConfig(graph="lora", target_modules=["0"]), nn.Sequential(nn.Linear(4, 4)), targets=["1"])
