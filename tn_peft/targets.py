@@ -250,7 +250,7 @@ def _check_shared_overrides(network: Network, targets: dict[str, Target]) -> Non
     """Layers with their own graph (layer_graph_args) may use the shared nodes of their shape only if
     those come out the same (e.g. LoTR with a per-layer alpha, not a per-layer rank)."""
     for name, target in targets.items():
-        if target.network is network:
+        if not target.own_graph:
             continue
         shape = target.out_features, target.in_features
         want, have = _shared_signature(target.network, *shape), _shared_signature(network, *shape)

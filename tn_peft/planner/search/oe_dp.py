@@ -9,8 +9,8 @@ from opt_einsum.paths import DynamicProgramming, _dp_calc_legs
 
 from ..cost import CostModel
 from ..cost.scorer import Scorer
-from ..problem import COST_SLACK, Problem
-from .base import einsum_inputs, linear_to_ssa
+from ..problem import Problem
+from .base import cap_of, einsum_inputs, linear_to_ssa
 from .flops import flops_path
 
 
@@ -41,8 +41,8 @@ def oe_dp_path(problem: Problem, model: CostModel, gated: frozenset[int] = froze
                 xn[s] = (legs, cost, (contract1, contract2))
 
     # cost_cap = the greedy tree's cost: every subtree of the optimum costs less, so one pass does.
-    cap = scorer.path_cost(seed)
-    cap = cap * (1 + COST_SLACK) if math.isfinite(cap) else False
+    cap = cap_of(scorer.path_cost(seed))
+    cap = cap if math.isfinite(cap) else False  # opt_einsum's "no cap"
     try:
         linear = DynamicProgramming(minimize=compare, cost_cap=cap)(list(inputs), output, sizes)
     except RuntimeError:  # nothing under the cap (only with infeasible circuit steps): no cap
