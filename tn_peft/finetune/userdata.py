@@ -330,31 +330,33 @@ def check_classes(path: Path, report: FileReport, names: list[str], label_column
 
 
 def split_sizes(total: int, train: int | None = None, validation: int | None = None, test: int | None = None,
-                defaults: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
-    """The split sizes asked: each given size, else ``defaults``, else :data:`FRACTIONS` of ``total`` rows."""
-    base = defaults or tuple(int(total * f) for f in FRACTIONS)
+                defaults: tuple[int, int, int] | None = None) -> tuple[int | None, int, int]:
+    """The split sizes asked: each given size, else ``defaults``, else the validation and test
+    :data:`FRACTIONS` of ``total`` rows (rounded down) and train None: every row the other two leave."""
+    base = defaults or (None, *(int(total * f) for f in FRACTIONS[1:]))
     return tuple(given if given is not None else default for given, default in zip((train, validation, test), base))
 
 
-def checked_split(data: TextDataset, sizes: tuple[int, int, int], *, seed: int = 0, test_needed: bool = True,
-                  source: str | None = None) -> Split:
-    """:func:`~tn_peft.finetune.data.group_split` into the asked sizes, refusing sizes the data cannot give:
-    fewer usable rows than asked, a part that whole groups cannot fill, an empty validation (or test, when
-    ``test_needed``) split, a class without a training example."""
+def checked_split(data: TextDataset, sizes: tuple[int | None, int, int], *, seed: int = 0,
+                  test_needed: bool = True, source: str | None = None) -> Split:
+    """:func:`~tn_peft.finetune.data.group_split` into the asked sizes (train None: every row left), refusing
+    sizes the data cannot give: fewer usable rows than asked, a split that whole groups cannot fill, an empty
+    train or validation split (or test, when ``test_needed``), a class without a training example."""
     where = source or data.name
     train, validation, test = sizes
-    options = (("--train-size", train, 1), ("--validation-size", validation, 1),
+    rest = len(data) - validation - test
+    options = (("--train-size", rest if train is None else train, 1), ("--validation-size", validation, 1),
                ("--test-size", test, 1 if test_needed else 0))
     for option, size, least in options:
         if size < least:
             raise DataError(f"{where}: the {option[2:-5]} split gets {size} rows (of {len(data)} usable rows; without "
                             f"sizes, 60/20/20 %); it needs at least {least}. Fix: add rows, or set {option}")
-    if train + validation + test > len(data):
+    if train is not None and train > rest:
         raise DataError(f"{where}: {len(data)} usable rows cannot give train {train} + validation {validation} + test "
                         f"{test} = {train + validation + test}. Fix: lower --train-size, --validation-size or "
                         "--test-size, or add rows")
-    split = group_split(data, train=train, validation=validation, test=test, seed=seed)
-    for part, asked in zip(("train", "validation", "test"), sizes):
+    split = group_split(data, train=len(data) if train is None else train, validation=validation, test=test, seed=seed)
+    for part, asked in zip(("train", "validation", "test"), (train or 1, validation, test)):
         got = len(getattr(split, part))
         if got < asked:
             largest = max(Counter(data.groups).values())
