@@ -80,9 +80,12 @@ def test_tsv_by_extension_and_by_sniffing(tmp_path):
 
 
 def test_a_tsv_named_csv_gets_a_hint(tmp_path):
-    _refused(_file(tmp_path, "text\tlabel\na\tpos\n"), "The header looks TSV (tab-separated): give the file the "
+    _refused(_file(tmp_path, "text\tlabel\na\tpos\n"), "The header looks tab-separated: give the file the "
                                                      "extension .tsv")
     _refused(_file(tmp_path, "text;label\na;pos\n"), "The header holds ';'")
+    _refused(_file(tmp_path, "text;label\na,b;pos\n"), "line 2: 2 fields where the header has 1 ('text;label'). "
+                                                       "The header holds ';'")
+    _refused(_file(tmp_path, "text,label\na,pos\n", "data.tsv"), "The header looks comma-separated")
 
 
 def test_json_lines(tmp_path):
@@ -172,11 +175,11 @@ def test_default_sizes_and_what_too_small_means(tmp_path):
     with pytest.raises(DataError, match="20 usable rows cannot give train 15 \\+ validation 4 \\+ test 4 = 23"):
         checked_split(data, (15, 4, 4))
     small, _ = read_data_file(_file(tmp_path, "text,label\na,pos\nb,neg\nc,pos\nd,neg\n"))
-    with pytest.raises(DataError, match="the validation split gets 0 rows \\(of 4 usable rows"):
+    with pytest.raises(DataError, match="the validation split would get 0 rows \\(--validation-size, or without it 20 % of the 4 usable rows\\)"):
         checked_split(small, split_sizes(len(small)))
-    with pytest.raises(DataError, match="the test split gets 0 rows"):
+    with pytest.raises(DataError, match="the test split would get 0 rows"):
         checked_split(data, (12, 4, 0))
-    with pytest.raises(DataError, match="the train split gets 0 rows"):
+    with pytest.raises(DataError, match="the train split would get 0 rows"):
         checked_split(data, (None, 10, 10))
     assert checked_split(data, (12, 4, 0), test_needed=False).sizes()["test"] == 0  # --no-test
 

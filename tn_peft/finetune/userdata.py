@@ -117,6 +117,20 @@ def sniff_format(path: Path, text: str) -> str:
     return "TSV" if "\t" in first else "CSV"
 
 
+def _delimiter_hint(header: list[str], fmt: str) -> str:
+    """A hint when a one-column header looks written with another delimiter than the file's format."""
+    if len(header) != 1 or fmt == "JSON Lines":
+        return ""
+    if "\t" in header[0] and fmt != "TSV":
+        return " The header looks tab-separated: give the file the extension .tsv."
+    if "," in header[0] and fmt != "CSV":
+        return " The header looks comma-separated: give the file the extension .csv."
+    for other in ";|":
+        if other in header[0]:
+            return f" The header holds {other!r}: save the file with commas (.csv) or tabs (.tsv)."
+    return ""
+
+
 def _read_delimited(path: Path, text: str, fmt: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """(header, [(line, fields)]) of a CSV or TSV text; refuses a missing header, ragged rows and bad quoting."""
     delimiter = DELIMITERS[fmt]
@@ -148,8 +162,8 @@ def _read_delimited(path: Path, text: str, fmt: str) -> tuple[list[str], list[tu
         more = f" (and {len(ragged) - 1} more rows)" if len(ragged) > 1 else ""
         name = "comma" if delimiter == "," else "tab"
         raise DataError(f"{path}, line {line}: {count} fields where the header has {len(header)} "
-                        f"({', '.join(map(repr, header))}){more}. Fix: quote texts that hold a {name} "
-                        f'("like{delimiter} this"), or give every row one field per column')
+                        f"({', '.join(map(repr, header))}){more}.{_delimiter_hint(header, fmt)} Fix: quote texts "
+                        f'that hold a {name} ("like{delimiter} this"), or give every row one field per column')
     return header, rows
 
 
@@ -194,16 +208,9 @@ def _column(path: Path, columns: list[str], name: str, option: str, fmt: str) ->
                         f"Fix: rename all but one")
     if name in columns:
         return name
-    hint = ""
-    if len(columns) == 1 and fmt != "JSON Lines":
-        other = "TSV (tab-separated)" if "\t" in columns[0] else "CSV (comma-separated)" if "," in columns[0] else ""
-        if ";" in columns[0]:
-            hint = " The header holds ';': save the file with commas (or tabs, as .tsv)."
-        elif other:
-            hint = f" The header looks {other}: give the file the extension {'.tsv' if 'TSV' in other else '.csv'}."
     listed = ", ".join(map(repr, columns)) or "none"
-    raise DataError(f"{path}: no column {name!r} (columns: {listed}).{hint} Fix: name the column with {option}, "
-                    f"or add a header row naming it")
+    raise DataError(f"{path}: no column {name!r} (columns: {listed}).{_delimiter_hint(columns, fmt)} Fix: name the "
+                    f"column with {option}, or add a header row naming it")
 
 
 def label_names(path: Path, labels: list[tuple[int, str]]) -> tuple[list[str], dict[str, str]]:
@@ -349,8 +356,9 @@ def checked_split(data: TextDataset, sizes: tuple[int | None, int, int], *, seed
                ("--test-size", test, 1 if test_needed else 0))
     for option, size, least in options:
         if size < least:
-            raise DataError(f"{where}: the {option[2:-5]} split gets {size} rows (of {len(data)} usable rows; without "
-                            f"sizes, 60/20/20 %); it needs at least {least}. Fix: add rows, or set {option}")
+            raise DataError(f"{where}: the {option[2:-5]} split would get {size} rows ({option}, or without it "
+                            f"{'the rest' if option == '--train-size' else '20 %'} of the {len(data)} usable rows); it "
+                            f"needs at least {least}. Fix: add rows, or set {option}")
     if train is not None and train > rest:
         raise DataError(f"{where}: {len(data)} usable rows cannot give train {train} + validation {validation} + test "
                         f"{test} = {train + validation + test}. Fix: lower --train-size, --validation-size or "
