@@ -252,3 +252,23 @@ def test_the_bundled_example_file_meets_the_contract():
     assert len(data) == 60 and report.dropped == {} and report.group_column == "group"
     assert checked_split(data, split_sizes(len(data))).sizes() == {"train": 36, "validation": 12, "test": 12}
     assert codecs.BOM_UTF8 not in path.read_bytes()
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "no such file"),
+    ("text,label\n", "no data rows"),
+    ("text,label\n" + "".join(f"t{i},\n" for i in range(40)), "no usable row of 40; dropped 40 with no label"),
+    ("text,label\n" + "".join(f",{i % 2}\n" for i in range(40)), "no usable row of 40; dropped 40 with empty text"),
+    ("text,label\ncaf\xe9,pos\n".encode("latin-1"), "is not UTF-8"),
+    (b"\x00\x01\x02binary", "is a NUL character"),
+])
+def test_the_issue_files_are_one_line_and_exit_2_on_the_command_line(tmp_path, capsys, content, message):
+    from tn_peft.cli import main
+
+    path = tmp_path / "mine.csv"
+    if content is not None:
+        _file(tmp_path, content, "mine.csv")
+    assert main(["finetune", "--data", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"tn-peft: error: {path}") and message in err, err
+    assert not (tmp_path / "run").exists()

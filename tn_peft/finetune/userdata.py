@@ -19,7 +19,7 @@ naming the file, the line or column, and the fix:
   two different labels. Duplicate texts are kept and counted; "the same text" is equal after collapsing
   whitespace.
 - **split**: without a group column each distinct text is its own group, so copies of a text never land in
-  two splits; with one, a text found in two splits is a warning (its groups differ). There must be at least
+  two splits; with one, a test text also in train is a warning (its groups differ). There must be at least
   two classes, the asked sizes must fit the usable rows (default 60/20/20 %: at least 5 rows), the
   validation split at least one example (the test split too unless ``--no-test``) and every class at least
   one training example.
@@ -406,11 +406,12 @@ def summarize(data: TextDataset, split: Split, report: FileReport | None = None)
         summary.update(format=report.format, encoding=report.encoding, duplicate_texts=report.duplicates,
                        dropped_lines={reason: lines[:SHOWN_LINES] for reason, lines in report.dropped.items()},
                        grouped_by=f"column {report.group_column!r}" if report.group_column else "text")
-    leaked = {part: n for part, n in summary["texts_also_in_train"].items() if n}
+    leaked = summary["texts_also_in_train"]["test"]
     if leaked:
-        warn(f"{summary['source']}: " + ", ".join(f"{n} texts of the {part} split" for part, n in leaked.items())
-             + " are also in train (the same text in different groups): their accuracy is optimistic. Fix: give "
-               "copies of a text one group, or split by text (no group column)")
+        fix = ("Fix: give copies of a text one group, or split by text (no group column)" if report else
+               "(the built-in data set holds these copies; its split is kept as published)")
+        warn(f"{summary['source']}: {leaked} texts of the test split are also in train (the same text in different "
+             f"groups): the test accuracy is optimistic. {fix}")
     return summary
 
 
@@ -439,7 +440,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"--max-length {longer['max_length']} tokens (truncated)")
     for part, n in summary["texts_also_in_train"].items():
         if n:
-            lines.append(f"  warning: {n:,} texts of the {part} split are also in train")
+            lines.append(f"  {'warning: ' if part == 'test' else ''}{n:,} texts of the {part} split are also in train")
     return "\n".join(lines)
 
 
