@@ -234,7 +234,7 @@ def test_summary_counts_rows_classes_drops_and_splits(tmp_path):
     assert summary["texts_also_in_train"] == {"validation": 0, "test": 0}
     text = format_summary(summary)
     assert "(CSV, UTF-8): 23 rows, 21 used; 2 classes: neg 10, pos 11" in text
-    assert "dropped: 1 with empty text (lines 22); 1 with no label (lines 23)" in text
+    assert "dropped: 1 with empty text (line 22); 1 with no label (line 23)" in text
     assert "split (grouped by text): train 12, validation 4, test 4" in text
     json.dumps(summary)  # it goes into metrics.json
 

@@ -317,15 +317,17 @@ def read_data_file(path: str | Path, *, text_column: str | None = None, label_co
     return data, report
 
 
-def _dropped_text(report: FileReport) -> str:
-    return "; ".join(f"{len(lines)} with {reason} (line{'s' if len(lines) > 1 else ''} "
-                     f"{', '.join(map(str, lines[:SHOWN_LINES]))}{', ...' if len(lines) > SHOWN_LINES else ''})"
-                     for reason, lines in report.dropped.items())
+def describe_drops(dropped: dict[str, int], lines: dict[str, list[int]]) -> str:
+    """``2 with no label (lines 4, 9); 1 with empty text (line 12)``: counts by reason, first lines of each."""
+    return "; ".join(f"{n:,} with {reason} (line{'s' if n > 1 else ''} "
+                     f"{', '.join(map(str, lines[reason][:SHOWN_LINES]))}{', ...' if n > SHOWN_LINES else ''})"
+                     for reason, n in dropped.items())
 
 
 def check_classes(path: Path, report: FileReport, names: list[str], label_column: str, labels: list[str]) -> None:
     """Refuse a file with no usable row or fewer than two classes (naming what was dropped and why)."""
-    dropped = f"; dropped {_dropped_text(report)}" if report.dropped else ""
+    counts = {reason: len(lines) for reason, lines in report.dropped.items()}
+    dropped = f"; dropped {describe_drops(counts, report.dropped)}" if counts else ""
     if not labels:
         fix = (f"fill in the label column {label_column!r}, or name the right one with --label-column"
                if NO_LABEL in report.dropped else "give every row a text and a label")
@@ -426,9 +428,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"{head}: {summary['rows_read']:,} rows, {summary['rows_used']:,} used; "
              f"{len(summary['classes'])} classes: {classes}"]
     if summary["dropped"]:
-        lines.append("  dropped: " + "; ".join(
-            f"{n:,} with {reason} (lines {', '.join(map(str, summary['dropped_lines'][reason]))}"
-            f"{', ...' if n > len(summary['dropped_lines'][reason]) else ''})" for reason, n in summary["dropped"].items()))
+        lines.append("  dropped: " + describe_drops(summary["dropped"], summary["dropped_lines"]))
     if summary.get("duplicate_texts"):
         lines.append(f"  duplicates: {summary['duplicate_texts']:,} rows repeat an earlier text (kept)")
     sizes = ", ".join(f"{part} {v['rows']:,}" for part, v in summary["split"].items())
