@@ -54,6 +54,17 @@ def test_incomplete_runs_are_skipped_with_a_message(tmp_path):
     assert [r["test_accuracy"] for r in runs] == [0.7]
 
 
+def test_a_frontier_file_in_an_unfinished_run_is_skipped_too(tmp_path):
+    from tn_peft.finetune.frontier import load_rows
+
+    stopped = tmp_path / "stopped"
+    runfolder.mark_started(stopped, None)
+    (stopped / "frontier.json").write_text(json.dumps({"rows": []}))  # written before metrics.json
+    for path in (stopped, stopped / "frontier.json"):
+        with pytest.warns(UserWarning, match="its run has not finished"):
+            assert load_rows([path]) == []
+
+
 def test_frontier_command_skips_an_incomplete_run(tmp_path, capsys):
     from tn_peft.cli import main
 
