@@ -27,7 +27,7 @@ from typing import Any
 
 from ..commands import parse_overrides
 from ..errors import DataError, SpecError
-from ..io import atomic_write_text
+from ..io import atomic_write, atomic_write_text
 from . import frontier
 from . import runfolder, userdata
 from .data import DATASETS, Split, encode, load_dataset, model_path
@@ -224,7 +224,7 @@ def _save(out: Path, name: str, wrapped: Any, classifier: Any) -> str:
         wrapped.save_pretrained(str(folder))
     folder.mkdir(parents=True, exist_ok=True)
     head = {k: v.detach().cpu().contiguous() for k, v in classifier.head.state_dict().items()}
-    save_file(head, str(folder / "head.safetensors"))
+    atomic_write(folder / "head.safetensors", lambda tmp: save_file(head, str(tmp)))
     return str(folder)
 
 
