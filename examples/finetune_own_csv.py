@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> dict:
     add_arguments(parser)
     # --data takes the CSV path; the defaults suit the bundled 40-row sample
     # --graph is repeatable (a list), so its default is a list of one graph file
-    parser.set_defaults(data=str(HERE / "data" / "sample_reviews.csv"), graph=[str(HERE / "pauli_left_dense_right.yaml")],
-                        steps=30, batch_size=8, eval_every=10, max_length=48, out="runs/own-csv")
+    parser.set_defaults(data=str(HERE / "data" / "sample_reviews.csv"),
+                        graph=[str(HERE / "pauli_left_dense_right.yaml")], steps=30, batch_size=8, eval_every=10, max_length=48, out="runs/own-csv")
     args = parser.parse_args(argv)
     args.command_line = "python examples/finetune_own_csv.py " + " ".join(sys.argv[1:] if argv is None else argv)
     try:

@@ -65,6 +65,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["Adapter", "AdapterConfig", "CheckpointError", "DataError", "MissingDependencyError", "Network", "RightInverseError",
-           "ShapeError", "SpecError", "TnPeftError", "TnPeftModel", "__version__", "catalog", "from_pretrained",
+__all__ = ["Adapter", "AdapterConfig", "CheckpointError", "DataError", "MissingDependencyError", "Network",
+           "RightInverseError", "ShapeError", "SpecError", "TnPeftError", "TnPeftModel", "__version__", "catalog", "from_pretrained",
            "get_model", "load_graph"]

@@ -155,7 +155,8 @@ def test_bbc_news_and_data_file_loaders(tmp_path):
     csv_file = tmp_path / "mine.csv"
     csv_file.write_text('text,label\n"good, really",pos\nbad,neg\nfine,pos\n')
     mine, report = data_module.load_dataset(str(csv_file))
-    assert report.format == "CSV" and mine.label_names == ["neg", "pos"] and mine.labels == [1, 0, 1] and mine.texts[0] == "good, really"
+    assert report.format == "CSV" and mine.label_names == ["neg", "pos"] and mine.labels == [1, 0, 1]
+    assert mine.texts[0] == "good, really"
 
 
 def test_length_grouped_batches_cover_the_epoch_once():

@@ -97,8 +97,8 @@ def test_json_lines(tmp_path):
     _refused(_file(tmp_path, '{"text": "a", "label": 1}\n{"text": \n', "d.jsonl"), "line 2: not JSON")
     _refused(_file(tmp_path, '{"text": ["a"], "label": 1}\n', "d.jsonl"), "'text' holds a list")
     _refused(_file(tmp_path, "[" * 100_000 + "\n", "d.jsonl"), "line 1: not JSON (nested too deeply)")
-    assert read_data_file(_file(tmp_path, '{"text": "a", "label": 1}\n{"text": "b", "label": 2}\n', "d.txt"))[1].format \
-        == "JSON Lines"
+    sniffed = _file(tmp_path, '{"text": "a", "label": 1}\n{"text": "b", "label": 2}\n', "d.txt")
+    assert read_data_file(sniffed)[1].format == "JSON Lines"
 
 
 def test_other_columns_by_name(tmp_path):
@@ -175,7 +175,8 @@ def test_default_sizes_and_what_too_small_means(tmp_path):
     with pytest.raises(DataError, match="20 usable rows cannot give train 15 \\+ validation 4 \\+ test 4 = 23"):
         checked_split(data, (15, 4, 4))
     small, _ = read_data_file(_file(tmp_path, "text,label\na,pos\nb,neg\nc,pos\nd,neg\n"))
-    with pytest.raises(DataError, match="the validation split would get 0 rows \\(--validation-size, or without it 20 % of the 4 usable rows\\)"):
+    with pytest.raises(DataError, match="the validation split would get 0 rows \\(--validation-size, or without it "
+                                        "20 % of the 4 usable rows\\)"):
         checked_split(small, split_sizes(len(small)))
     with pytest.raises(DataError, match="the test split would get 0 rows"):
         checked_split(data, (12, 4, 0))

@@ -198,7 +198,8 @@ def _read_json_lines(path: Path, text: str) -> tuple[list[str], list[tuple[int, 
         columns.update(dict.fromkeys(value))
         rows.append((number, value))
     if not rows:
-        raise DataError(f'{path}: the file is empty. Fix: write one JSON object per line, {{"text": ..., "label": ...}}')
+        raise DataError(f"{path}: the file is empty. Fix: write one JSON object per line, "
+                        '{"text": "...", "label": "..."}')
     return list(columns), [(n, {k: _cell(path, n, k, v) for k, v in row.items()}) for n, row in rows]
 
 
