@@ -6,9 +6,11 @@ from tn_peft.fuzz import data_surface
 from tn_peft.fuzz.outcomes import run_case, run_cases
 
 
-def test_data_surface_has_no_crash_or_hang(tmp_path):
-    report = run_cases("data", data_surface.make(tmp_path / "work"), 400, tmp_path / "crashes")
-    assert report.bad == 0, report.format()
+def test_data_surface_has_no_crash_hang_or_effect(tmp_path):
+    # under the effect watch, as tn-peft bench fuzz runs it: no new import, no write outside its folder
+    report = run_cases("data", data_surface.make(tmp_path / "work"), 400, tmp_path / "crashes",
+                       folder=tmp_path / "work")
+    assert report.bad == 0 and not report.effects, report.format()
     assert set(report.counts) == {"accepted", "error: DataError"}
     assert report.counts["accepted"] > 80 and report.counts["error: DataError"] > 80, report.format()
 

@@ -16,6 +16,7 @@ DataError must be one line.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -187,4 +188,20 @@ def make(workdir: str | Path):
         label = f"{fault}: {len(rows)} rows, {suffix[1:]} in {encoding}, columns {header}, sizes {sizes}"
         return Case(label, data, lambda: _exercise(path, columns, sizes, expect), suffix)
 
+    def warm_up() -> None:
+        """Read a valid file in each format and encoding, and a refused one, before the watched cases."""
+        from ..errors import DataError
+
+        rows = [(f"text {i}", ("pos", "neg")[i % 2]) for i in range(20)]
+        texts = {".csv": "text,label\n" + "".join(f"{t},{label}\n" for t, label in rows),
+                 ".tsv": "text\tlabel\n" + "".join(f"{t}\t{label}\n" for t, label in rows),
+                 ".jsonl": "".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows)}
+        for suffix, text in texts.items():
+            for encoding in (*SUPPORTED, "latin-1"):
+                path = workdir / f"warm-up{suffix}"
+                path.write_bytes(text.encode(encoding) + (b"\xff" if encoding == "latin-1" else b""))
+                with contextlib.suppress(DataError):
+                    _exercise(path, {}, (None, None, None), None)
+
+    case.warm_up = warm_up
     return case
