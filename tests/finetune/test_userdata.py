@@ -60,6 +60,12 @@ def test_utf16_without_a_bom_and_binary_files_are_refused(tmp_path):
     _refused(_file(tmp_path, b"text,label\nok\x00,pos\n"), "byte 13 (line 2) is a NUL character")
 
 
+def test_workbooks_archives_and_json_arrays_are_named(tmp_path):
+    _refused(_file(tmp_path, b"PK\x03\x04\x14\x00rest", "data.xlsx"), "a ZIP archive (an Excel .xlsx workbook?)")
+    _refused(_file(tmp_path, b"\x1f\x8b\x08\x00", "data.csv.gz"), "gzip-compressed")
+    _refused(_file(tmp_path, '[{"text": "a", "label": 1}]', "data.json"), "a JSON array; the reader takes JSON Lines")
+
+
 def test_missing_file_folder_empty_file_and_header_only(tmp_path):
     _refused(tmp_path / "nope.csv", "no such file")
     _refused(tmp_path, "is a folder, not a data file")
@@ -96,7 +102,7 @@ def test_json_lines(tmp_path):
     _refused(_file(tmp_path, '{"text": "a", "label": 1}\n[1, 2]\n', "d.jsonl"), "line 2: a JSON list, not an object")
     _refused(_file(tmp_path, '{"text": "a", "label": 1}\n{"text": \n', "d.jsonl"), "line 2: not JSON")
     _refused(_file(tmp_path, '{"text": ["a"], "label": 1}\n', "d.jsonl"), "'text' holds a list")
-    _refused(_file(tmp_path, "[" * 100_000 + "\n", "d.jsonl"), "line 1: not JSON (nested too deeply)")
+    _refused(_file(tmp_path, '{"text": ' + "[" * 100_000 + "\n", "d.jsonl"), "line 1: not JSON (nested too deeply)")
     sniffed = _file(tmp_path, '{"text": "a", "label": 1}\n{"text": "b", "label": 2}\n', "d.txt")
     assert read_data_file(sniffed)[1].format == "JSON Lines"
 

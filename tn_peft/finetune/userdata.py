@@ -60,6 +60,9 @@ _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _BOMS = ((codecs.BOM_UTF8, "utf-8", "UTF-8 with BOM"), (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16 LE"),
          (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16 BE"))
 _SAVE_AS_UTF8 = "Fix: save the file as UTF-8 text (a spreadsheet's 'CSV UTF-8'; or iconv -t UTF-8)"
+#: leading bytes of files that are often passed for a CSV: what they are
+_MAGIC = ((b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook?)"), (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook"),
+          (b"\x1f\x8b", "gzip-compressed (decompress it first)"), (b"%PDF", "a PDF document"))
 
 
 @dataclass
@@ -85,6 +88,9 @@ def decode(path: Path, data: bytes) -> tuple[str, str]:
 
     Refuses undecodable bytes and NUL characters at their byte offset and line.
     """
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            raise DataError(f"{path}: {what}, not a text file. {_SAVE_AS_UTF8}")
     codec, name, skip = "utf-8", "UTF-8", 0
     for bom, bom_codec, bom_name in _BOMS:
         if data.startswith(bom):
@@ -272,6 +278,9 @@ def read_data_file(path: str | Path, *, text_column: str | None = None, label_co
     if not text.strip():
         raise DataError(f"{path}: the file is empty. Fix: write a header row (text,label) and one row per example")
     fmt = sniff_format(path, text)
+    if text.lstrip().startswith("["):
+        raise DataError(f"{path}: a JSON array; the reader takes JSON Lines, one object per line. Fix: write one "
+                        "object per line (jq -c '.[]' FILE.json > FILE.jsonl)")
     if fmt == "JSON Lines":
         columns, cells = _read_json_lines(path, text)
     else:
