@@ -5,9 +5,12 @@ naming the file, the line or column, and the fix:
 
 - **format** by extension: ``.csv`` comma-separated, ``.tsv`` / ``.tab`` tab-separated, ``.jsonl`` /
   ``.ndjson`` JSON Lines (one object per line, keys are the columns). Any other name is sniffed from the
-  first line: JSON Lines if it starts with ``{``, TSV if it holds a tab, else CSV.
+  first line: JSON Lines if it starts with ``{``, TSV if it holds a tab, else CSV (a JSON array is refused).
+  A field holding the delimiter, a quote or a line break is quoted; a field holds at most 131,072
+  characters (csv's limit: more is usually an unclosed quote).
 - **encoding**: UTF-8 (with or without a byte-order mark) or UTF-16 with a byte-order mark. Other bytes
-  (Latin-1, a binary file) are refused at their byte offset; so is a NUL character.
+  (Latin-1, a binary file) are refused at their byte offset, and so is a NUL character; a workbook,
+  archive or PDF is refused by its name.
 - **columns**: a header row; the text column ``text`` and the label column ``label`` unless
   ``--text-column`` / ``--label-column`` name others; ``--group-column`` (default: ``group`` when the file
   has one) keeps the rows of a group in one split. Every row has the header's number of fields (extra empty
@@ -20,9 +23,9 @@ naming the file, the line or column, and the fix:
   whitespace.
 - **split**: without a group column each distinct text is its own group, so copies of a text never land in
   two splits; with one, a test text also in train is a warning (its groups differ). There must be at least
-  two classes, the asked sizes must fit the usable rows (default 60/20/20 %: at least 5 rows), the
-  validation split at least one example (the test split too unless ``--no-test``) and every class at least
-  one training example.
+  two classes, the asked sizes must fit the usable rows (by default 20 % validation, 20 % test, the rest
+  train: at least 5 rows), the train and validation splits need a row (the test split too unless
+  ``--no-test``) and every class a training example.
 """
 
 from __future__ import annotations
