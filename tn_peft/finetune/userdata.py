@@ -256,6 +256,37 @@ def _key(text: str) -> str:
     return " ".join(text.split())
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.is_dir():
+            raise DataError(f"{path} is a folder, not a data file. Fix: pass the CSV, TSV or JSON Lines file inside it")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file (the current folder is {Path.cwd()}). Fix: check the path, or use a "
+                        "built-in data set (rotten-tomatoes, bbc-news, debates-2016)") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err}). Fix: check the file's permissions") from None
+
+
+def read_table(path: Path, text: str) -> tuple[str, list[str], list[tuple[int, dict[str, str | None]]]]:
+    """(format, columns, [(line, {column: cell})]) of a decoded data file with at least one data row."""
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty. Fix: write a header row (text,label) and one row per example")
+    if text.lstrip().startswith("["):
+        raise DataError(f"{path}: a JSON array; the reader takes JSON Lines, one object per line. Fix: write one "
+                        "object per line (jq -c '.[]' FILE.json > FILE.jsonl)")
+    fmt = sniff_format(path, text)
+    if fmt == "JSON Lines":
+        columns, cells = _read_json_lines(path, text)
+    else:
+        columns, records = _read_delimited(path, text, fmt)
+        cells = [(line, dict(zip(columns, fields))) for line, fields in records]
+    if not cells:
+        raise DataError(f"{path}: a header ({', '.join(map(repr, columns))}) and no data rows. "
+                        "Fix: add one row per example under the header")
+    return fmt, columns, cells
+
+
 def read_data_file(path: str | Path, *, text_column: str | None = None, label_column: str | None = None,
                    group_column: str | None = None) -> tuple[TextDataset, FileReport]:
     """Read a user's data file under the module's contract: the usable rows, and what reading did.
@@ -268,30 +299,8 @@ def read_data_file(path: str | Path, *, text_column: str | None = None, label_co
     (['0', '1'], [1, 0, 1], {'empty text': [4]})
     """
     path = Path(path)
-    try:
-        if path.is_dir():
-            raise DataError(f"{path} is a folder, not a data file. Fix: pass the CSV, TSV or JSON Lines file inside it")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file (the current folder is {Path.cwd()}). Fix: check the path, or use a "
-                        "built-in data set (rotten-tomatoes, bbc-news, debates-2016)") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot be read ({err.strerror or err}). Fix: check the file's permissions") from None
-    text, encoding = decode(path, raw)
-    if not text.strip():
-        raise DataError(f"{path}: the file is empty. Fix: write a header row (text,label) and one row per example")
-    fmt = sniff_format(path, text)
-    if text.lstrip().startswith("["):
-        raise DataError(f"{path}: a JSON array; the reader takes JSON Lines, one object per line. Fix: write one "
-                        "object per line (jq -c '.[]' FILE.json > FILE.jsonl)")
-    if fmt == "JSON Lines":
-        columns, cells = _read_json_lines(path, text)
-    else:
-        columns, records = _read_delimited(path, text, fmt)
-        cells = [(line, dict(zip(columns, fields))) for line, fields in records]
-    if not cells:
-        raise DataError(f"{path}: a header ({', '.join(map(repr, columns))}) and no data rows. "
-                        "Fix: add one row per example under the header")
+    text, encoding = decode(path, _read_bytes(path))
+    fmt, columns, cells = read_table(path, text)
     text_col = _column(path, columns, text_column or "text", "--text-column", fmt)
     label_col = _column(path, columns, label_column or "label", "--label-column", fmt)
     group_col = None
