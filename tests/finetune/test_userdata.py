@@ -102,6 +102,8 @@ def test_json_lines(tmp_path):
     _refused(_file(tmp_path, '{"text": "a", "label": 1}\n[1, 2]\n', "d.jsonl"), "line 2: a JSON list, not an object")
     _refused(_file(tmp_path, '{"text": "a", "label": 1}\n{"text": \n', "d.jsonl"), "line 2: not JSON")
     _refused(_file(tmp_path, '{"text": ["a"], "label": 1}\n', "d.jsonl"), "'text' holds a list")
+    extra = '{"text": "a", "label": 1, "meta": {"from": "x"}}\n{"text": "b", "label": true, "meta": [1]}\n'
+    assert read_data_file(_file(tmp_path, extra, "d.jsonl"))[0].label_names == ["1", "true"]  # other columns: any
     _refused(_file(tmp_path, '{"text": ' + "[" * 100_000 + "\n", "d.jsonl"), "line 1: not JSON (nested too deeply)")
     sniffed = _file(tmp_path, '{"text": "a", "label": 1}\n{"text": "b", "label": 2}\n', "d.txt")
     assert read_data_file(sniffed)[1].format == "JSON Lines"

@@ -176,20 +176,21 @@ def _read_delimited(path: Path, text: str, fmt: str) -> tuple[list[str], list[tu
     return header, rows
 
 
-def _cell(path: Path, line: int, key: str, value: Any) -> str | None:
-    """A JSON Lines value as a cell: strings as they are, numbers and booleans as text, null as missing."""
+def _cell(path: Path, line: int, key: str, value: Any) -> str:
+    """A cell of a used column as text, stripped: a CSV field as it is; a JSON Lines value's strings as they
+    are, numbers and booleans as text, null as empty (a nested value is refused)."""
     if value is None:
-        return None
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (str, int, float)):
-        return str(value)
+        return str(value).strip()
     raise DataError(f"{path}, line {line}: {key!r} holds a {type(value).__name__}, not a string or number. "
                     f"Fix: make {key!r} a string on every line")
 
 
-def _read_json_lines(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict[str, str | None]]]]:
-    """(columns in order of first appearance, [(line, {column: cell})]) of a JSON Lines text."""
+def _read_json_lines(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    """(columns in order of first appearance, [(line, {column: value})]) of a JSON Lines text."""
     columns: dict[str, None] = {}
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -209,7 +210,7 @@ def _read_json_lines(path: Path, text: str) -> tuple[list[str], list[tuple[int, 
     if not rows:
         raise DataError(f"{path}: the file is empty. Fix: write one JSON object per line, "
                         '{"text": "...", "label": "..."}')
-    return list(columns), [(n, {k: _cell(path, n, k, v) for k, v in row.items()}) for n, row in rows]
+    return list(columns), rows
 
 
 def _column(path: Path, columns: list[str], name: str, option: str, fmt: str) -> str:
@@ -268,8 +269,8 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot be read ({err.strerror or err}). Fix: check the file's permissions") from None
 
 
-def read_table(path: Path, text: str) -> tuple[str, list[str], list[tuple[int, dict[str, str | None]]]]:
-    """(format, columns, [(line, {column: cell})]) of a decoded data file with at least one data row."""
+def read_table(path: Path, text: str) -> tuple[str, list[str], list[tuple[int, dict[str, Any]]]]:
+    """(format, columns, [(line, {column: value})]) of a decoded data file with at least one data row."""
     if not text.strip():
         raise DataError(f"{path}: the file is empty. Fix: write a header row (text,label) and one row per example")
     if text.lstrip().startswith("["):
@@ -312,14 +313,14 @@ def read_data_file(path: str | Path, *, text_column: str | None = None, label_co
     report = FileReport(str(path), fmt, encoding, len(cells), group_column=group_col)
     kept: list[tuple[int, str, str, str]] = []  # line, text, label, group
     for line, row in cells:
-        body = (row.get(text_col) or "").strip()
-        label = (row.get(label_col) or "").strip()
+        body = _cell(path, line, text_col, row.get(text_col))
+        label = _cell(path, line, label_col, row.get(label_col))
         if not body:
             report.dropped.setdefault(EMPTY_TEXT, []).append(line)
         elif label.casefold() in MISSING_LABELS:
             report.dropped.setdefault(NO_LABEL, []).append(line)
         else:
-            group = (row.get(group_col) or "").strip() if group_col else ""
+            group = _cell(path, line, group_col, row.get(group_col)) if group_col else ""
             kept.append((line, body, label, f"group:{group}" if group else f"text:{_key(body)}"))
     names, name_of = label_names(path, [(line, label) for line, _, label, _ in kept])
     labels_of: dict[str, set[str]] = {}

@@ -106,7 +106,8 @@ def _write(rng: random.Random, header: list[str], rows: list[list[object]], naiv
     """(text, file suffix, written cleanly: parseable back to exactly these rows)."""
     fmt = rng.choice(("csv", "csv", "tsv", "jsonl", "other"))
     if fmt == "jsonl" and not naive:
-        lines = [json.dumps(dict(zip(header, row)), ensure_ascii=rng.random() < 0.5) for row in rows]
+        meta = {"meta": {"source": [1, None]}} if rng.random() < 0.2 else {}  # a nested column nobody reads
+        lines = [json.dumps({**dict(zip(header, row)), **meta}, ensure_ascii=rng.random() < 0.5) for row in rows]
         return "\n".join(lines) + rng.choice(("\n", "", "\n\n")), ".jsonl", True
     delimiter = {"csv": ",", "tsv": "\t"}.get(fmt) or rng.choice((",", "\t", ";", "|"))
     terminator = rng.choice(("\n", "\r\n", "\r"))
