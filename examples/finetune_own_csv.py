@@ -23,20 +23,30 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: this script's defaults: the bundled 60-row sample, the custom graph next to this file, a small budget
+DATA = HERE / "data" / "sample_reviews.csv"
+GRAPH = HERE / "pauli_left_dense_right.yaml"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """``tn-peft finetune``'s options with this script's defaults."""
+    from tn_peft.finetune.run import add_arguments
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    parser.set_defaults(data=str(DATA), steps=30, batch_size=8, eval_every=10, max_length=48, out="runs/own-csv")
+    args = parser.parse_args(argv)
+    if args.graph is None:  # --graph appends: a default list would keep this graph beside the user's
+        args.graph = [str(GRAPH)]
+    args.command_line = "python examples/finetune_own_csv.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:
     from tn_peft.errors import TnPeftError
-    from tn_peft.finetune.run import add_arguments, run
+    from tn_peft.finetune.run import run
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    # --data takes the CSV path; the defaults suit the bundled 40-row sample
-    # --graph is repeatable (a list), so its default is a list of one graph file
-    parser.set_defaults(data=str(HERE / "data" / "sample_reviews.csv"),
-                        graph=[str(HERE / "pauli_left_dense_right.yaml")], steps=30, batch_size=8, eval_every=10, max_length=48, out="runs/own-csv")
-    args = parser.parse_args(argv)
-    args.command_line = "python examples/finetune_own_csv.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     try:
         return run(args)
     except (TnPeftError, ValueError) as err:  # one line: what is wrong and how to fix it

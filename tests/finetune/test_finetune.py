@@ -288,6 +288,12 @@ def _own_csv_example():
     return module
 
 
+def test_own_csv_example_graph_default_is_replaced_not_extended():
+    example = _own_csv_example()
+    assert example.parse_args([]).graph == [str(example.GRAPH)]
+    assert example.parse_args(["--graph", "lora", "--graph", "tt"]).graph == ["lora", "tt"]
+
+
 def test_own_csv_example_runs_as_written_and_keeps_its_results(tmp_path, capsys):
     # the example's own defaults (its 60-row file, its graph file), fewer steps; a second run into the
     # same folder is refused, --overwrite replaces it
