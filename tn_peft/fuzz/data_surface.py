@@ -8,10 +8,10 @@ format, delimiter, quoting and line ending, encodes it (UTF-8 with or without BO
 without BOM, Latin-1, UTF-32) and sometimes mutates its bytes (NUL bytes, truncation, ...).
 
 Accepted files are held to the contract's promises, a broken one raising AssertionError (a crash): every
-row read is used or dropped for a reason, labels index the class names, no group is in two splits, the
-split sizes are the asked ones, every class has a training example, the summary is JSON; and a file
-written cleanly (csv quoting, a supported encoding, no mutation) is read to its exact row count. A
-DataError must be one line.
+row read is used or dropped for a reason, labels index the class names, no group is in two splits (and,
+without a group column, no text), the split sizes are the asked ones, every class has a training example,
+the summary is JSON; and a file written cleanly (csv quoting, a supported encoding, no mutation) is read
+to its exact row count. A DataError must be one line.
 """
 
 from __future__ import annotations
@@ -155,6 +155,8 @@ def _exercise(path: Path, columns: dict[str, str | None], sizes: tuple, expect_r
     train, validation, test = asked
     assert (train is None or len(split.train) == train) and len(split.validation) == validation
     assert len(split.test) == test and set(split.train.labels) == set(range(data.num_labels))
+    if report.group_column is None:  # split by text: copies of a text never straddle splits
+        assert not any(summary["texts_also_in_train"].values()), summary["texts_also_in_train"]
     json.dumps(summary)
     format_summary(summary)
 
