@@ -18,11 +18,17 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn`` pointing at the user's line: the first frame outside tn_peft, however deep the
-    call that warns (a fixed ``stacklevel`` breaks whenever a call is added between them)."""
+    """``warnings.warn`` pointing at the user's line: the first frame outside tn_peft (and the import
+    machinery, for a module that warns on import), however deep the call that warns (a fixed ``stacklevel`` breaks whenever a call is added between them)."""
     level, frame = 2, sys._getframe(1)  # stacklevel 2: warn's caller
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
-        level, frame = level + 1, frame.f_back
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if "importlib" in name and "_bootstrap" in name:  # warnings itself skips these without counting them
+            frame = frame.f_back
+        elif os.path.abspath(name).startswith(_PACKAGE):
+            level, frame = level + 1, frame.f_back
+        else:
+            break
     warnings.warn(message, category, stacklevel=level)
 
 

@@ -86,7 +86,7 @@ def test_a_warning_points_at_the_users_line_however_deep_the_call():
 
 
 def test_explicit_targets_the_model_lacks_are_a_spec_error():
-    from tn_peft.targets import resolve_config
+    from tn_peft.model.targets import resolve_config
 
     with pytest.raises(SpecError, match="the model has no module '1'"):
         resolve_config(AdapterConfig(graph="lora", target_modules=["0"]), nn.Sequential(nn.Linear(4, 4)), targets=["1"])

@@ -10,7 +10,7 @@ from torch import nn
 
 import tn_peft
 from tn_peft.errors import ShapeError, SpecError
-from tn_peft.mixed import row_groups
+from tn_peft.model.mixed import row_groups
 
 GRAPHS = {"quantum_peft": {}, "lora": {"rank": 2}, "lotr": {"rank": 2}}
 

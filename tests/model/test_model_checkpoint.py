@@ -12,7 +12,7 @@ from torch import nn
 import tn_peft
 from tn_peft import checkpoint as ckpt
 from tn_peft.errors import CheckpointError
-from tn_peft.spec import network_from_spec
+from tn_peft.graph.spec import network_from_spec
 
 LORA = {"graph": "lora", "graph_args": {"rank": 2}}
 
@@ -165,7 +165,7 @@ def test_corrupt_saved_target_entries_name_the_key(tmp_path, entry, key):
 
 
 def test_saved_shape_reads_a_well_formed_entry(tmp_path):
-    from tn_peft.model_io import saved_shape
+    from tn_peft.model.model_io import saved_shape
 
     assert saved_shape({"shape": [4, 8]}, "x", tmp_path) == (4, 8)
     assert saved_shape({"shape": [4.0, 8]}, "x", tmp_path) == (4, 8)

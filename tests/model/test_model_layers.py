@@ -9,7 +9,7 @@ from model_helpers import SVD_DENSE, batch_for, outputs, perturb, tiny_gpt2
 from torch import nn
 
 import tn_peft
-from tn_peft.layers import ModulesToSave, TnConv1D, TnConv2d, TnLinear
+from tn_peft.model.layers import ModulesToSave, TnConv1D, TnConv2d, TnLinear
 
 LORA = {"graph": "lora", "graph_args": {"rank": 2}}
 

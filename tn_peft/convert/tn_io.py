@@ -1,5 +1,5 @@
 """tn_peft adapter folders for conversion: building per-layer adapters from a saved config, node
-state <-> checkpoint keys (the format of :mod:`tn_peft.checkpoint`), and safe output folders.
+state <-> checkpoint keys (the format of :mod:`tn_peft.io.checkpoint`), and safe output folders.
 
 Output folders are written whole into a hidden sibling folder and renamed into place, so a crash
 never leaves a half-written OUT_DIR; an existing non-empty OUT_DIR is refused unless ``force``, and
@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from .. import checkpoint as ckpt
+from ..io import checkpoint as ckpt
 from ..errors import CheckpointError
-from ..quantize import CODES, SCALE
+from ..nodes.quantize import CODES, SCALE
 
 
 # ------------------------------------------------------------------ output folders
@@ -81,7 +81,7 @@ def adapter_tensors(module_name: str, adapter, dtype: torch.dtype = torch.float3
 def network_from_config(config: Mapping[str, Any], path: Path):
     """The saved graph (``config['graph']``, parameters already applied) as a Network."""
     from ..errors import SpecError
-    from ..spec import network_from_spec
+    from ..graph.spec import network_from_spec
 
     try:
         return network_from_spec(config["graph"], source=str(path))
@@ -93,7 +93,7 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
     """Rebuild every adapted layer of a tn_peft folder without its base model.
 
     Returns ``(config, network, layers, extra)``: ``layers`` maps module name -> a built
-    :class:`~tn_peft.adapters.Adapter` (parameters loaded, in ``dtype``; a target that carries its own
+    :class:`~tn_peft.adapter.adapter.Adapter` (parameters loaded, in ``dtype``; a target that carries its own
     ``graph`` -- ``layer_graph_args`` -- is built from it, the others from ``network``), ``extra`` holds the
     ``modules_to_save`` tensors under their checkpoint keys. CheckpointError names file and key.
     """

@@ -44,11 +44,11 @@ class Node(nn.Module):
     - ``as_network()``: for renormalized nodes (circuits of small gates) the gate network the
       planner may contract instead of the dense tensor; ``None`` for ordinary nodes;
       ``circuit_profile()`` what the planner reads of it (passes over the state, widest wire);
-    - ``quantizers``: parameter name -> :class:`~tn_peft.quantize.Quantizer` for the parameters the node
+    - ``quantizers``: parameter name -> :class:`~tn_peft.nodes.quantize.Quantizer` for the parameters the node
       trains quantized (the ``bits`` option); the node computes with ``quantized(name)``, and the
       checkpoint stores those parameters as packed codes.
 
-    Optional, to be evaluated many at once across layers (:mod:`tn_peft.batching`): ``batch_key()``
+    Optional, to be evaluated many at once across layers (:mod:`tn_peft.adapter.batching`): ``batch_key()``
     (nodes of one class with equal keys go together; None: this one cannot) and a classmethod
     ``forward_many(nodes) -> list[Tensor]`` (their tensors from one batched computation).
     """

@@ -1,0 +1,109 @@
+"""tn_peft.model.targets on its own: PEFT's matching rules, layer indices, the output head, resolving a config."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from tn_peft.model.config import AdapterConfig
+from tn_peft.errors import SpecError
+from tn_peft.model.layers import LAYER_TYPES, TnLayer
+from tn_peft.model.targets import (
+    find_targets,
+    in_modules_to_save,
+    layer_index,
+    match_name,
+    resolve_config,
+)
+
+
+class _Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.query, self.value, self.norm = nn.Linear(8, 8), nn.Linear(8, 4), nn.LayerNorm(8)
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.ModuleList([_Block(), _Block(), _Block()])
+        self.conv = nn.Conv2d(2, 3, kernel_size=(3, 2), groups=1)
+        self.classifier = nn.Linear(8, 2)
+
+
+@pytest.mark.parametrize("name,patterns,expected", [
+    ("layer.0.query", ["query"], True),          # dotted suffix
+    ("layer.0.query", ["uery"], False),          # not a part of a name
+    ("query", ["query"], True),                  # exact
+    ("layer.0.query", "query", False),           # a string is a regex over the whole name
+    ("layer.0.query", r".*\.query", True),
+    ("layer.0.query", None, False),
+    ("layer.0.query", [], False),
+])
+def test_match_name(name, patterns, expected):
+    assert match_name(name, patterns) is expected
+
+
+def test_layer_index_outermost_and_patterns():
+    assert layer_index("encoder.layer.3.attention.query") == 3
+    assert layer_index("model.layers.1.mlp.experts.7.up", "layers") == 1
+    assert layer_index("model.layers.1.mlp.experts.7.up", ["blocks", "experts"]) == 7
+    assert layer_index("pooler.dense") is None
+
+
+def test_modules_to_save_covers_children():
+    assert in_modules_to_save("classifier.dense", ["classifier"]) and in_modules_to_save("a.classifier", ["classifier"])
+    assert not in_modules_to_save("classifier2", ["classifier"])
+
+
+def test_find_targets_rules():
+    net = _Net()
+    assert find_targets(net, ["query"]) == ["layer.0.query", "layer.1.query", "layer.2.query"]
+    assert find_targets(net, ["query", "value"], exclude_modules=["layer.1.value"], layers_to_transform=[1, 2],
+                        layers_pattern="layer") == ["layer.1.query", "layer.2.query", "layer.2.value"]
+    assert find_targets(net, ["query"], layers_to_transform=[]) == find_targets(net, ["query"])  # [] means all
+    linear = find_targets(net, "all-linear")
+    assert "classifier" in linear  # a plain module has no output head to leave out
+    assert find_targets(net, "all-linear", modules_to_save=["classifier"]) == [n for n in linear if n != "classifier"]
+
+
+def test_find_targets_errors_name_the_fault():
+    net = _Net()
+    with pytest.raises(SpecError, match=r"matched no module of _Net.*module names look like: layer, layer\.0"):
+        find_targets(net, ["key"])
+    with pytest.raises(SpecError, match="no layer index can be found in targeted module 'conv'.*layers_pattern='layer'"):
+        find_targets(net, ["conv", "query"], layers_to_transform=[0], layers_pattern="layer")
+    with pytest.raises(SpecError, match=r"matched no targeted module.*layer indices are \[0, 1, 2\]"):
+        find_targets(net, ["query"], layers_to_transform=[5], layers_pattern="layer")
+    with pytest.raises(SpecError, match="which tn_peft cannot adapt"):
+        find_targets(net, ["norm"])
+
+
+def test_resolve_config_gives_each_module_its_layer_type_shape_and_network():
+    net = _Net()
+    config = AdapterConfig(graph="lora", target_modules=["value"], layers_to_transform=[0, 2], layers_pattern="layer",
+                           layer_graph_args={"layer.2.value": {"rank": 2}})
+    before = config.to_dict()
+    resolved = resolve_config(config, net)
+    assert resolved.network == config.network()
+    linear, _, conv2d = LAYER_TYPES
+    assert {name: (t.layer_type, t.out_features, t.in_features, t.own_graph) for name, t in resolved.targets.items()} == {
+        "layer.0.value": (linear, 4, 8, False), "layer.2.value": (linear, 4, 8, True)}
+    value0, value2 = resolved.targets.values()
+    assert value0.network is resolved.network and value2.network.params["rank"] == 2
+    assert value0.module is net.layer[0].value and value0.shape_key == "4x8"
+    assert value0.checkpoint_entry() == {"type": "linear", "shape": [4, 8]}
+    assert value2.checkpoint_entry() == {"type": "linear", "shape": [4, 8], "graph": value2.network.to_spec()}
+    # pure: neither the model nor the config changed
+    assert not any(isinstance(m, TnLayer) for m in net.modules()) and config.to_dict() == before
+    forced = resolve_config(AdapterConfig(graph="lora", target_modules=["query"]), net, targets=["conv"])
+    assert forced.targets["conv"].layer_type is conv2d and forced.targets["conv"].in_features == 2 * 3 * 2
+
+
+def test_resolve_config_errors_name_the_module():
+    net = _Net()
+    with pytest.raises(SpecError, match="module 'layer.0.norm' is a .*LayerNorm, which tn_peft cannot adapt"):
+        resolve_config(AdapterConfig(graph="lora", target_modules=["query"]), net, targets=["layer.0.norm"])
+    with pytest.raises(SpecError, match="layer_graph_args changes node 'U' of 'layer.1.query'"):
+        resolve_config(AdapterConfig(graph="lotr", target_modules=["query"],
+                                     layer_graph_args={"layer.1.query": {"rank": 2}}), net)

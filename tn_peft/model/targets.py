@@ -1,0 +1,263 @@
+"""Which modules an :class:`~tn_peft.model.config.AdapterConfig` adapts, and with what: PEFT's matching rules,
+and :func:`resolve_config`, the one pure step from (config, model) to module name -> layer type -> network.
+
+Model integration runs spec -> Network -> Adapter -> plan -> program -> layer:
+``config.network()`` loads the graph (:mod:`tn_peft.graph.spec` -> :class:`~tn_peft.graph.network.Network`);
+:func:`resolve_config` matches it against the model once, giving every adapted module its
+:data:`~tn_peft.model.layers.LAYER_TYPES` row, the shape of its dW and its network (``layer_graph_args`` or a
+checkpoint's per-layer graph); :class:`~tn_peft.model.model.TnPeftModel` then builds each network into an
+:class:`~tn_peft.adapter.adapter.Adapter` for that shape, whose planner (:mod:`tn_peft.planner`) turns each
+token count into a contraction program, and wraps the module in the row's layer class
+(:mod:`tn_peft.model.layers`), which runs the program in its forward.
+
+Matching (exactly as PEFT's ``check_target_module_exists``):
+
+- a string is a regex that must match the whole module name (``re.fullmatch``);
+- a list matches a name exactly or as a dotted suffix (``"query"`` matches ``...self.query``);
+- ``"all-linear"`` takes every ``nn.Linear`` and GPT-2 ``Conv1D`` except the output head;
+- ``exclude_modules`` (same rules) and modules listed in ``modules_to_save`` are never adapted;
+- ``layers_to_transform`` keeps only modules whose layer index (:func:`layer_index`) is listed.
+
+>>> match_name("encoder.layer.0.attention.self.query", ["query", "value"])
+True
+>>> match_name("encoder.layer.0.attention.self.query", "query")
+False
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from .config import ALL_LINEAR
+from ..errors import SpecError
+from .layers import LayerType, ModulesToSave, TnLayer, is_linear, layer_type
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import AdapterConfig
+    from ..graph.network import Network
+
+#: Head module names PEFT excludes from ``all-linear`` for classification models.
+CLASSIFIER_HEAD_NAMES = ("score", "classifier")
+
+
+def match_name(name: str, patterns: str | Iterable[str] | None) -> bool:
+    """True when ``name`` matches ``patterns`` (regex: whole name; list: exact or dotted suffix)."""
+    if not patterns:
+        return False
+    if isinstance(patterns, str):
+        return re.fullmatch(patterns, name) is not None
+    return any(name == p or name.endswith(f".{p}") for p in patterns)
+
+
+def in_modules_to_save(name: str, modules_to_save: Iterable[str] | None) -> bool:
+    """True when ``name`` is, or lies inside, a module listed in ``modules_to_save`` (PEFT's rule)."""
+    return any(re.match(rf"(^|.*\.){m}($|\..*)", name) for m in (modules_to_save or ()))
+
+
+def layer_index(name: str, layers_pattern: str | Iterable[str] | None = None) -> int | None:
+    """The layer index in a module name, PEFT's rule (``check_target_module_exists``): the number after
+    ``<pattern>.`` for a ``layers_pattern`` (first pattern that matches), else the first ``.<name>.<idx>.``
+    segment; the first (outermost) index, never a nested one (MoE experts). None when there is none.
+
+    >>> layer_index("encoder.layer.3.attention.self.query")
+    3
+    >>> layer_index("model.layers.1.mlp.experts.0.up", "layers")
+    1
+    >>> layer_index("pooler.dense") is None
+    True
+    """
+    if not layers_pattern:
+        match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", name)
+    else:
+        match = None
+        for pattern in [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern:
+            match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", name)
+            if match is not None:
+                break
+    return int(match["idx"]) if match else None
+
+
+def output_head_names(model: nn.Module) -> set[str]:
+    """Names of the output head's modules: output embeddings, and top-level ``score``/``classifier``."""
+    heads: list[nn.Module] = []
+    get_output = getattr(model, "get_output_embeddings", None)
+    if callable(get_output):
+        try:
+            out = get_output()
+        except (NotImplementedError, AttributeError):  # some models do not implement it
+            out = None
+        if isinstance(out, nn.Module):
+            heads.append(out)
+    for attr in CLASSIFIER_HEAD_NAMES:
+        head = getattr(model, attr, None) if _is_pretrained(model) else None
+        if isinstance(head, nn.Module):
+            heads.append(head)
+    names: set[str] = set()
+    for head in heads:
+        for name, module in model.named_modules():
+            if module is head:
+                names.add(name)
+                names.update(f"{name}.{sub}" for sub, _ in head.named_modules() if sub)
+    return names
+
+
+def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = None,
+                 modules_to_save: Iterable[str] | None = None, *, layers_to_transform: int | list[int] | None = None,
+                 layers_pattern: str | list[str] | None = None) -> list[str]:
+    """Module names of ``model`` to adapt, in ``named_modules`` order.
+
+    With ``layers_to_transform`` (PEFT's semantics, an empty list meaning "all"), only modules whose
+    :func:`layer_index` is listed (or equals the int) are kept.
+
+    Raises SpecError when nothing matches (listing some module names), when ``layers_to_transform`` is
+    given and a matched module's name holds no layer index (PEFT skips such modules silently; tn_peft
+    names them), and, through :func:`tn_peft.model.layers.layer_type`, when a matched module is not a layer tn_peft
+    can adapt.
+    """
+    all_linear = isinstance(target_modules, str) and target_modules.lower() == ALL_LINEAR
+    heads = output_head_names(model) if all_linear else set()
+    inner: set[str] = set()  # modules inside our own wrappers are never targets
+    for name, module in model.named_modules():
+        if isinstance(module, (TnLayer, ModulesToSave)):
+            inner.update(f"{name}.{sub}" for sub, _ in module.named_modules() if sub)
+    found = []
+    for name, module in model.named_modules():
+        if not name or name in inner:
+            continue
+        if match_name(name, exclude_modules) or in_modules_to_save(name, modules_to_save):
+            continue
+        if all_linear:
+            if is_linear(module) and name not in heads:
+                found.append(name)
+        elif match_name(name, target_modules):
+            layer_type(module, name)
+            found.append(name)
+    using_indexes = layers_to_transform is not None and (
+        len(layers_to_transform) != 0 if isinstance(layers_to_transform, list) else True)
+    if using_indexes:
+        wanted = {layers_to_transform} if isinstance(layers_to_transform, int) else set(layers_to_transform)
+        indexes = {name: layer_index(name, layers_pattern) for name in found}
+        missing = [name for name, index in indexes.items() if index is None]
+        if missing:
+            how = (f"after layers_pattern={layers_pattern!r} ('<pattern>.<index>.')" if layers_pattern
+                   else "(no '.<name>.<index>.' segment)")
+            raise SpecError(
+                f"layers_to_transform={layers_to_transform!r} was given but no layer index can be found in targeted "
+                f"module {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "") + f" {how}",
+                fix="set layers_pattern to the name of the ModuleList holding the layers (e.g. 'layer', 'layers', "
+                    "'h'), or leave the module out through target_modules / exclude_modules")
+        found = [name for name in found if indexes[name] in wanted]
+        if not found:
+            seen = sorted({i for i in indexes.values() if i is not None})
+            raise SpecError(
+                f"layers_to_transform={layers_to_transform!r} matched no targeted module of {type(model).__name__} "
+                f"(target_modules={target_modules!r})",
+                fix=f"the targeted modules' layer indices are {seen}")
+    if not found:
+        sample = [n for n, _ in model.named_modules() if n][:12]
+        raise SpecError(
+            f"target_modules={target_modules!r} matched no module of {type(model).__name__}",
+            fix="a list entry must equal a module name or its last dotted parts, a string is a regex over the whole "
+                f"name; module names look like: {', '.join(sample)}")
+    return found
+
+
+def _is_pretrained(model: nn.Module) -> bool:
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:  # pragma: no cover - transformers is optional
+        return False
+    return isinstance(model, PreTrainedModel)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module a config adapts, resolved: its :data:`~tn_peft.model.layers.LAYER_TYPES` row, the shape of its
+    dW and its network (``own_graph``: not the config's, from ``layer_graph_args`` or a checkpoint)."""
+
+    module: nn.Module
+    layer_type: LayerType
+    out_features: int
+    in_features: int
+    network: Network
+    own_graph: bool
+
+    @property
+    def shape_key(self) -> str:
+        """``"<out>x<in>"``: the key of the shared nodes of this shape (LoTR's U and V)."""
+        return f"{self.out_features}x{self.in_features}"
+
+    def checkpoint_entry(self) -> dict[str, Any]:
+        """What ``adapter_config.json`` records under ``targets`` for this module: type, shape, and the
+        layer's own graph when it has one."""
+        entry: dict[str, Any] = {"type": self.layer_type.name, "shape": [self.out_features, self.in_features]}
+        if self.own_graph:
+            entry["graph"] = self.network.to_spec()
+        return entry
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A config resolved against a model (:func:`resolve_config`): its network, and module name -> :class:`Target`
+    for every adapted module, in model order."""
+
+    network: Network
+    targets: dict[str, Target]
+
+
+def resolve_config(config: AdapterConfig, model: nn.Module, *, targets: Iterable[str] | None = None,
+                   layer_specs: dict[str, Any] | None = None) -> ResolvedConfig:
+    """Resolve ``config`` against ``model`` once: which modules it adapts (:func:`find_targets`, or the exact
+    names ``targets``), each one's layer type and dW shape (:func:`tn_peft.model.layers.layer_type`) and network
+    (:meth:`~tn_peft.model.config.AdapterConfig.layer_networks`; ``layer_specs``, module name -> graph spec as a
+    checkpoint saves it, forces some). Changes neither; SpecError for a config that does not fit the model.
+    """
+    network = config.network()
+    config.check_layer_graph_args(network)
+    if targets is None:
+        targets = find_targets(model, config.target_modules, config.exclude_modules, config.modules_to_save,
+                               layers_to_transform=config.layers_to_transform, layers_pattern=config.layers_pattern)
+    named = dict(model.named_modules())
+    missing = [name for name in targets if name not in named]
+    if missing:
+        raise SpecError(f"the model has no module {missing[0]!r}" + (f" (nor {missing[1:]})" if missing[1:] else ""),
+                        fix="name modules as model.named_modules() does, e.g. encoder.layer.0.attention.self.query")
+    modules = {name: named[name] for name in targets}
+    networks = config.layer_networks(network, list(modules), layer_specs)
+    resolved = {}
+    for name, module in modules.items():
+        row = layer_type(module, name)
+        out_features, in_features = row.shape(module)
+        resolved[name] = Target(module, row, out_features, in_features, networks[name], networks[name] is not network)
+    if any(spec.shared for spec in network.nodes):
+        _check_shared_overrides(network, resolved)
+    return ResolvedConfig(network, resolved)
+
+
+def _shared_signature(network: Network, out_features: int, in_features: int) -> dict[str, tuple]:
+    """What a layer of this shape needs of each shared node: kind, legs, options, sizes."""
+    sizes = network.resolve(in_features, out_features)
+    return {spec.name: (spec.kind, tuple(spec.legs), spec.options, tuple(sizes[leg] for leg in spec.legs))
+            for spec in network.nodes if spec.shared}
+
+
+def _check_shared_overrides(network: Network, targets: dict[str, Target]) -> None:
+    """Layers with their own graph (layer_graph_args) may use the shared nodes of their shape only if
+    those come out the same (e.g. LoTR with a per-layer alpha, not a per-layer rank)."""
+    for name, target in targets.items():
+        if not target.own_graph:
+            continue
+        shape = target.out_features, target.in_features
+        want, have = _shared_signature(target.network, *shape), _shared_signature(network, *shape)
+        odd = next((node for node in sorted(set(want) | set(have)) if want.get(node) != have.get(node)), None)
+        if odd is not None:
+            raise SpecError(f"layer_graph_args changes node {odd!r} of {name!r}, but graph {network.name!r} shares "
+                            f"it between layers of a shape ({have.get(odd, ('absent',))[-1]} for every layer, "
+                            f"{want.get(odd, ('absent',))[-1]} here)",
+                            fix="override only what leaves the shared nodes alone (e.g. alpha), or use a graph "
+                                "without shared nodes")
