@@ -21,6 +21,7 @@ from .errors import (
     ShapeError,
     SpecError,
     TnPeftError,
+    UsageError,
 )
 
 __version__ = "0.1.0"
@@ -68,5 +69,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["Adapter", "AdapterConfig", "CheckpointError", "MissingDependencyError", "Network", "RightInverseError",
-           "ShapeError", "SpecError", "TnPeftError", "TnPeftModel", "__version__", "catalog", "from_pretrained",
+           "ShapeError", "SpecError", "TnPeftError", "TnPeftModel", "UsageError", "__version__", "catalog", "from_pretrained",
            "get_model", "load_graph"]

@@ -1,6 +1,8 @@
 """The exceptions tn_peft raises: one type per layer, each message naming what is at fault and the fix.
 
-- :class:`SpecError`: a graph spec or Network is malformed (file, line, node, leg).
+- :class:`SpecError`: a graph spec, Network or adapter config is malformed (file, line, node, leg, field).
+- :class:`UsageError`: a call the library cannot serve in the state it is in (a mixed batch in training
+  mode, deleting the active adapter, sharding without torch.distributed); nothing is wrong with the spec.
 - :class:`ShapeError`: tensors passed at run time do not fit the built adapter.
 - :class:`CheckpointError`: a saved adapter or LoRA checkpoint cannot be read or converted.
 - :class:`DataError`: training data cannot be used as given (names the file and column).
@@ -57,6 +59,19 @@ class SpecError(TnPeftError, ValueError):
             text += f" Fix: {fix}"
         self.bare_message = message
         super().__init__(text)
+
+
+class UsageError(TnPeftError, ValueError):
+    """The library was called in a way it cannot serve now: the arguments or the state are at fault, not a spec.
+
+    A ``ValueError`` (and a :class:`TnPeftError`), as the ``SpecError`` these cases raised before was: code
+    that caught ``ValueError`` or ``TnPeftError`` still does; code that caught ``SpecError`` for them now
+    sees the error instead of hiding it.
+    """
+
+    def __init__(self, message: str, *, fix: str | None = None):
+        self.fix, self.bare_message = fix, message
+        super().__init__(message + (f" Fix: {fix}" if fix else ""))
 
 
 class ShapeError(TnPeftError, ValueError):

@@ -67,10 +67,10 @@ def shard(model: nn.Module, blocks: Sequence[nn.Module] | None = None, **fsdp_kw
     """
     from torch.distributed.fsdp import fully_shard
 
-    from ..errors import SpecError
+    from ..errors import UsageError
 
     if not torch.distributed.is_available() or not torch.distributed.is_initialized():
-        raise SpecError("tn_peft.model.distributed.shard needs torch.distributed initialized",
+        raise UsageError("tn_peft.model.distributed.shard needs torch.distributed initialized",
                         fix="launch with torchrun (or accelerate launch) and call "
                             "torch.distributed.init_process_group first")
     for block in (transformer_blocks(model) if blocks is None else blocks):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ShapeError, SpecError
+from ..errors import ShapeError, UsageError
 
 #: the name that means "this row uses no adapter" (PEFT's)
 BASE = "__base__"
@@ -39,23 +39,23 @@ class RowGroups:
 
 def row_groups(adapter_names: Sequence[str], known: Sequence[str], *, training: bool = False,
                merged: bool = False, device: torch.device | str = "cpu") -> RowGroups:
-    """Check ``adapter_names`` (one per row) and group the rows; SpecError naming what is wrong.
+    """Check ``adapter_names`` (one per row) and group the rows; UsageError naming what is wrong.
 
     >>> row_groups(["a", "__base__", "a", "b"], ["a", "b"]).groups[0]
     ('a', tensor([0, 2]))
     """
     if isinstance(adapter_names, str) or not isinstance(adapter_names, Sequence):
-        raise SpecError(f"adapter_names must be a list with one adapter name per row, got {adapter_names!r}",
+        raise UsageError(f"adapter_names must be a list with one adapter name per row, got {adapter_names!r}",
                         fix="pass e.g. adapter_names=['a', '__base__', 'b'] for a batch of three")
     if training:
-        raise SpecError("adapter_names (a mixed-adapter batch) is for inference, and the model is in training mode",
+        raise UsageError("adapter_names (a mixed-adapter batch) is for inference, and the model is in training mode",
                         fix="call model.eval() first, or train one adapter at a time with set_adapter")
     if merged:
-        raise SpecError("adapter_names cannot be used while adapters are merged into the base weights",
+        raise UsageError("adapter_names cannot be used while adapters are merged into the base weights",
                         fix="call model.unmerge_adapter() first")
     unknown = sorted({name for name in adapter_names if name != BASE and name not in known})
     if unknown:
-        raise SpecError(f"adapter_names holds {unknown[0]!r}, which is not a loaded adapter"
+        raise UsageError(f"adapter_names holds {unknown[0]!r}, which is not a loaded adapter"
                         + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""),
                         fix=f"use loaded adapters ({', '.join(known)}) or {BASE!r} for rows without one")
     rows: dict[str, list[int]] = {}

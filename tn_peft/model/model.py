@@ -34,7 +34,7 @@ from . import model_io
 from ..adapter.batching import evaluate_groups, group_nodes
 from .config import AdapterConfig
 from .distributed import barrier, is_main_process, is_sharded
-from ..errors import SpecError, warn
+from ..errors import SpecError, UsageError, warn
 from .frames import set_weight_frames
 from .layers import ModulesToSave, TnLayer, adapter_dtype
 from .targets import Target, match_name, resolve_config
@@ -195,9 +195,9 @@ class TnPeftModel(nn.Module):
         over them, PEFT's rank_pattern / alpha_pattern); each network is built for its layer's shape and the
         module is wrapped in its layer type's class."""
         if adapter_name in self.peft_config:
-            raise SpecError(f"an adapter named {adapter_name!r} already exists", fix="choose another adapter_name")
+            raise UsageError(f"an adapter named {adapter_name!r} already exists", fix="choose another adapter_name")
         if not adapter_name or "." in adapter_name:
-            raise SpecError(f"adapter name {adapter_name!r} must be non-empty and contain no '.'",
+            raise UsageError(f"adapter name {adapter_name!r} must be non-empty and contain no '.'",
                             fix="use e.g. 'default' or 'task_a'")
         resolved = resolve_config(config, self.base_model, targets=targets, layer_specs=layer_specs)
         network = resolved.network
@@ -272,17 +272,17 @@ class TnPeftModel(nn.Module):
         unknown = [n for n in names if n not in self.peft_config]
         if unknown:
             which = ", ".join(repr(n) for n in unknown)
-            raise SpecError(f"no adapter named {which}" if len(unknown) == 1 else f"no adapters named {which}",
+            raise UsageError(f"no adapter named {which}" if len(unknown) == 1 else f"no adapters named {which}",
                             fix=f"use one of: {available}")
         if not names:
-            raise SpecError("set_adapter got an empty list of adapters", fix=f"name at least one of: {available}")
+            raise UsageError("set_adapter got an empty list of adapters", fix=f"name at least one of: {available}")
         if len(set(names)) != len(names):
-            raise SpecError(f"set_adapter got an adapter twice: {names}", fix="name each adapter once")
+            raise UsageError(f"set_adapter got an adapter twice: {names}", fix="name each adapter once")
         saved = {}
         for module_name, wrapper in self._saved_wrappers():
             copies = [n for n in names if n in wrapper.modules_to_save]
             if len(copies) > 1:
-                raise SpecError(f"adapters {copies} each have their own copy of {module_name!r} (modules_to_save); "
+                raise UsageError(f"adapters {copies} each have their own copy of {module_name!r} (modules_to_save); "
                                 "only one of them can be active at a time",
                                 fix="activate one of them, or add adapters without modules_to_save")
             saved[module_name] = copies[0] if copies else None
@@ -303,9 +303,9 @@ class TnPeftModel(nn.Module):
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an adapter everywhere (not an active one)."""
         if adapter_name not in self.peft_config:
-            raise SpecError(f"no adapter named {adapter_name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
+            raise UsageError(f"no adapter named {adapter_name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
         if adapter_name in self._active_adapters:
-            raise SpecError(f"adapter {adapter_name!r} is active", fix="set_adapter() other ones first")
+            raise UsageError(f"adapter {adapter_name!r} is active", fix="set_adapter() other ones first")
         for _, layer in list(self.tn_layers()):
             layer.delete_adapter(adapter_name)
         for _, wrapper in self._saved_wrappers():
@@ -501,7 +501,7 @@ class TnPeftModel(nn.Module):
         an unsharded one is written by whichever rank calls (DDP: usually rank 0 alone)."""
         for name in selected_adapters or list(self.peft_config):
             if name not in self.peft_config:
-                raise SpecError(f"no adapter named {name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
+                raise UsageError(f"no adapter named {name!r}", fix=f"use one of: {', '.join(self.peft_config)}")
             config = ckpt.make_config(self.peft_config[name].to_dict(), self.networks[name].to_spec(),
                                       self.targets[name])
             state = model_io.adapter_state_dict(self, name)
