@@ -19,6 +19,10 @@ MAX_LOOP_ITERATIONS = 10_000
 MAX_NODES = 4_096
 #: the most elements one node's tensor may have (2^31: 8 GiB in float32); see :mod:`tn_peft.graph.sizes`
 MAX_NODE_ELEMENTS = 2**31
+#: longest module-name pattern (target_modules, exclude_modules, modules_to_save, layer_graph_args keys,
+#: layers_pattern): a regex from a stranger's adapter_config.json is compiled and run over every module
+#: name, and Python's ``re`` has no time limit; real patterns are under 200 characters
+MAX_PATTERN_CHARS = 1_000
 
-__all__ = ["MAX_INT_BITS", "MAX_LOOP_ITERATIONS", "MAX_NODES", "MAX_NODE_ELEMENTS", "MAX_SPEC_BYTES",
-           "MAX_SPEC_DEPTH", "MAX_SPEC_ITEMS"]
+__all__ = ["MAX_INT_BITS", "MAX_LOOP_ITERATIONS", "MAX_NODES", "MAX_NODE_ELEMENTS", "MAX_PATTERN_CHARS",
+           "MAX_SPEC_BYTES", "MAX_SPEC_DEPTH", "MAX_SPEC_ITEMS"]

@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from tn_peft.model.config import AdapterConfig
 from tn_peft.errors import SpecError
+from tn_peft.model.config import AdapterConfig
 from tn_peft.model.layers import LAYER_TYPES, TnLayer
-from tn_peft.model.targets import (
-    find_targets,
-    in_modules_to_save,
-    layer_index,
-    match_name,
-    resolve_config,
-)
+from tn_peft.model.targets import find_targets, resolve_config
 
 
 class _Block(nn.Module):
@@ -29,31 +23,6 @@ class _Net(nn.Module):
         self.layer = nn.ModuleList([_Block(), _Block(), _Block()])
         self.conv = nn.Conv2d(2, 3, kernel_size=(3, 2), groups=1)
         self.classifier = nn.Linear(8, 2)
-
-
-@pytest.mark.parametrize("name,patterns,expected", [
-    ("layer.0.query", ["query"], True),          # dotted suffix
-    ("layer.0.query", ["uery"], False),          # not a part of a name
-    ("query", ["query"], True),                  # exact
-    ("layer.0.query", "query", False),           # a string is a regex over the whole name
-    ("layer.0.query", r".*\.query", True),
-    ("layer.0.query", None, False),
-    ("layer.0.query", [], False),
-])
-def test_match_name(name, patterns, expected):
-    assert match_name(name, patterns) is expected
-
-
-def test_layer_index_outermost_and_patterns():
-    assert layer_index("encoder.layer.3.attention.query") == 3
-    assert layer_index("model.layers.1.mlp.experts.7.up", "layers") == 1
-    assert layer_index("model.layers.1.mlp.experts.7.up", ["blocks", "experts"]) == 7
-    assert layer_index("pooler.dense") is None
-
-
-def test_modules_to_save_covers_children():
-    assert in_modules_to_save("classifier.dense", ["classifier"]) and in_modules_to_save("a.classifier", ["classifier"])
-    assert not in_modules_to_save("classifier2", ["classifier"])
 
 
 def test_find_targets_rules():

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..model.config import pattern_key
+from ..model.names import pattern_key
 from ..errors import CheckpointError
 from .linalg import lora_scale
 

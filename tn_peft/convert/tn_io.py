@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from ..io import checkpoint as ckpt
 from ..errors import CheckpointError
+from ..io import checkpoint as ckpt
+from ..model.names import in_saved_module
 from ..nodes.quantize import CODES, SCALE
 
 
@@ -133,7 +134,7 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
     saved = list(config.get("modules_to_save") or [])
     for key in extra:
         module = key.removeprefix(ckpt.PREFIX)
-        if not any(module == m or module.startswith(m + ".") or f".{m}." in f".{module}" for m in saved):
+        if not in_saved_module(module, saved):
             raise CheckpointError(f"{path}: unexpected key {key!r} (not a node of a saved target, not in modules_to_save)")
     return config, network, layers, extra
 

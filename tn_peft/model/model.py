@@ -37,7 +37,8 @@ from .distributed import barrier, is_main_process, is_sharded
 from ..errors import SpecError, UsageError, warn
 from .frames import set_weight_frames
 from .layers import ModulesToSave, TnLayer, adapter_dtype
-from .targets import Target, match_name, resolve_config
+from .names import match_name
+from .targets import Target, resolve_config
 
 
 def get_model(model: nn.Module, config: AdapterConfig, adapter_name: str = "default", *,

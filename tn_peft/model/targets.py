@@ -10,32 +10,27 @@ checkpoint's per-layer graph); :class:`~tn_peft.model.model.TnPeftModel` then bu
 token count into a contraction program, and wraps the module in the row's layer class
 (:mod:`tn_peft.model.layers`), which runs the program in its forward.
 
-Matching (exactly as PEFT's ``check_target_module_exists``):
+Matching (PEFT's ``check_target_module_exists``; the name rules themselves are :mod:`tn_peft.model.names`):
 
-- a string is a regex that must match the whole module name (``re.fullmatch``);
-- a list matches a name exactly or as a dotted suffix (``"query"`` matches ``...self.query``);
+- ``target_modules``: a regex string over the whole name, or a list of names or dotted suffixes;
 - ``"all-linear"`` takes every ``nn.Linear`` and GPT-2 ``Conv1D`` except the output head;
-- ``exclude_modules`` (same rules) and modules listed in ``modules_to_save`` are never adapted;
-- ``layers_to_transform`` keeps only modules whose layer index (:func:`layer_index`) is listed.
-
->>> match_name("encoder.layer.0.attention.self.query", ["query", "value"])
-True
->>> match_name("encoder.layer.0.attention.self.query", "query")
-False
+- ``exclude_modules`` (same rules) and modules in, or inside, ``modules_to_save`` are never adapted;
+- ``layers_to_transform`` keeps only modules whose layer index (:func:`~tn_peft.model.names.layer_index`)
+  is listed.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from .config import ALL_LINEAR
 from ..errors import SpecError
+from .config import ALL_LINEAR
 from .layers import LayerType, ModulesToSave, TnLayer, is_linear, layer_type
+from .names import in_saved_module, layer_index, match_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import AdapterConfig
@@ -43,43 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Head module names PEFT excludes from ``all-linear`` for classification models.
 CLASSIFIER_HEAD_NAMES = ("score", "classifier")
-
-
-def match_name(name: str, patterns: str | Iterable[str] | None) -> bool:
-    """True when ``name`` matches ``patterns`` (regex: whole name; list: exact or dotted suffix)."""
-    if not patterns:
-        return False
-    if isinstance(patterns, str):
-        return re.fullmatch(patterns, name) is not None
-    return any(name == p or name.endswith(f".{p}") for p in patterns)
-
-
-def in_modules_to_save(name: str, modules_to_save: Iterable[str] | None) -> bool:
-    """True when ``name`` is, or lies inside, a module listed in ``modules_to_save`` (PEFT's rule)."""
-    return any(re.match(rf"(^|.*\.){m}($|\..*)", name) for m in (modules_to_save or ()))
-
-
-def layer_index(name: str, layers_pattern: str | Iterable[str] | None = None) -> int | None:
-    """The layer index in a module name, PEFT's rule (``check_target_module_exists``): the number after
-    ``<pattern>.`` for a ``layers_pattern`` (first pattern that matches), else the first ``.<name>.<idx>.``
-    segment; the first (outermost) index, never a nested one (MoE experts). None when there is none.
-
-    >>> layer_index("encoder.layer.3.attention.self.query")
-    3
-    >>> layer_index("model.layers.1.mlp.experts.0.up", "layers")
-    1
-    >>> layer_index("pooler.dense") is None
-    True
-    """
-    if not layers_pattern:
-        match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", name)
-    else:
-        match = None
-        for pattern in [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern:
-            match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", name)
-            if match is not None:
-                break
-    return int(match["idx"]) if match else None
 
 
 def output_head_names(model: nn.Module) -> set[str]:
@@ -129,7 +87,7 @@ def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = N
     for name, module in model.named_modules():
         if not name or name in inner:
             continue
-        if match_name(name, exclude_modules) or in_modules_to_save(name, modules_to_save):
+        if match_name(name, exclude_modules) or in_saved_module(name, modules_to_save):
             continue
         if all_linear:
             if is_linear(module) and name not in heads:
