@@ -164,13 +164,6 @@ def test_corrupt_saved_target_entries_name_the_key(tmp_path, entry, key):
         model.load_adapter(tmp_path, "other")
 
 
-def test_saved_shape_reads_a_well_formed_entry(tmp_path):
-    from tn_peft.model.model_io import saved_shape
-
-    assert saved_shape({"shape": [4, 8]}, "x", tmp_path) == (4, 8)
-    assert saved_shape({"shape": [4.0, 8]}, "x", tmp_path) == (4, 8)
-
-
 def test_two_tensors_on_one_checkpoint_key_are_an_error_not_a_silent_loss(tmp_path):
     # a delta graph keeps theta_0 as buffers "initial_<node>": a node named "initial_A" would take A's key
     spec = {"name": "clash", "params": {"rank": 2}, "scale": 1, "delta": True, "open": {"out": "out", "in": "in"},

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,62 @@ SHARED_PREFIX = PREFIX + "tn_shared."
 #: Fields every adapter_config.json carries.
 CONFIG_FIELDS = ("peft_type", "tn_peft_version", "graph", "graph_args", "target_modules", "exclude_modules",
                  "modules_to_save", "alpha", "dropout", "base_model_name_or_path", "inference_mode", "targets")
+
+
+def shape_key(out_features: int, in_features: int) -> str:
+    """``"<out>x<in>"``: how a layer shape is named in keys (``tn_shared.<out>x<in>.<node>``).
+
+    >>> shape_key(768, 384)
+    '768x384'
+    """
+    return f"{out_features}x{in_features}"
+
+
+@dataclass(frozen=True)
+class SavedTarget:
+    """One ``targets`` entry of ``adapter_config.json``, checked: the layer's dW shape and, when
+    ``layer_graph_args`` gave it its own graph, that graph's spec."""
+
+    out_features: int
+    in_features: int
+    graph: dict[str, Any] | None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.out_features, self.in_features
+
+
+def saved_shape(info: Any, name: str, path: str | Path) -> tuple[int, int]:
+    """``(out_features, in_features)`` of saved target ``name`` (its ``targets`` entry ``info`` in the
+    ``adapter_config.json`` at ``path``); CheckpointError naming the key when the entry is malformed.
+    The one parser of a saved shape: two positive integers (an integral float such as ``4.0`` too).
+
+    >>> saved_shape({"shape": [4, 8.0]}, "fc", "adapter_config.json")
+    (4, 8)
+    """
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: key 'targets.{name}' must be an object with a 'shape', got {info!r}")
+    shape = info.get("shape")
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 2
+            or not all(((isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()))
+                       and v >= 1 for v in shape)):
+        raise CheckpointError(f"{path}: key 'targets.{name}.shape' must be [out, in] (two positive integers), "
+                              f"got {shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def saved_targets(config: Mapping[str, Any], path: str | Path) -> dict[str, SavedTarget]:
+    """Module name -> :class:`SavedTarget` for every ``targets`` entry of a config read by
+    :func:`read_adapter_config` (at ``path``); CheckpointError naming the key of a malformed entry."""
+    out = {}
+    for name, info in config["targets"].items():
+        out_features, in_features = saved_shape(info, name, path)
+        graph = info.get("graph")
+        if graph is not None and not isinstance(graph, dict):
+            raise CheckpointError(f"{path}: key 'targets.{name}.graph' must be a graph spec (an object), "
+                                  f"got {type(graph).__name__}")
+        out[name] = SavedTarget(out_features, in_features, graph)
+    return out
 
 
 def adapter_directory(directory: str | Path, adapter_name: str = "default") -> Path:

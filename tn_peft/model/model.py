@@ -523,7 +523,7 @@ class TnPeftModel(nn.Module):
         config.inference_mode = not is_trainable
         targets = model_io.check_saved_targets(model, saved, directory)
         peft_model = cls(model, config, adapter_name, batch_nodes=batch_nodes, targets=targets,
-                         layer_specs=model_io.saved_layer_specs(saved))
+                         layer_specs=model_io.saved_layer_specs(saved, directory))
         peft_model._load_weights(directory, adapter_name)
         if not is_trainable:
             peft_model.eval()
@@ -536,7 +536,7 @@ class TnPeftModel(nn.Module):
         config = AdapterConfig.from_dict(saved)
         config.inference_mode = not is_trainable
         self.add_adapter(adapter_name, config, targets=model_io.check_saved_targets(self.base_model, saved, directory),
-                         layer_specs=model_io.saved_layer_specs(saved))
+                         layer_specs=model_io.saved_layer_specs(saved, directory))
         self._load_weights(directory, adapter_name)
         if not is_trainable:
             self.eval()

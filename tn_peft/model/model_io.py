@@ -80,36 +80,22 @@ def resolve_directory(model_id: str | Path, adapter_name: str) -> Path:
     return directory
 
 
-def saved_shape(info: Any, name: str, path: Path) -> tuple[int, int]:
-    """``(out_features, in_features)`` of saved target ``name`` (its ``targets`` entry ``info`` in the
-    ``adapter_config.json`` at ``path``); CheckpointError naming the key when the entry is malformed."""
-    if not isinstance(info, dict):
-        raise CheckpointError(f"{path}: key 'targets.{name}' must be an object with a 'shape', got {info!r}")
-    shape = info.get("shape")
-    if (not isinstance(shape, (list, tuple)) or len(shape) != 2
-            or not all((isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
-                       for v in shape)):
-        raise CheckpointError(f"{path}: key 'targets.{name}.shape' must be [out, in] (two integers), got {shape!r}")
-    return int(shape[0]), int(shape[1])
-
-
 def check_saved_targets(model: nn.Module, saved: dict[str, Any], directory: Path) -> list[str]:
     """The saved target module names, checked against ``model`` (CheckpointError naming the module or key)."""
     path = directory / ckpt.CONFIG_NAME
     names = dict(model.named_modules())
-    for name, info in saved["targets"].items():
+    for name, target in ckpt.saved_targets(saved, path).items():
         if name not in names:
             raise CheckpointError(f"{path}: target module {name!r} is not in the base model "
                                   f"({type(model).__name__}); load onto the model the adapter was trained on")
-        shape = saved_shape(info, name, path)
         _, out_features, in_features = layer_info(names[name], name)
-        if list(shape) != [out_features, in_features]:
-            raise CheckpointError(f"{path}: target module {name!r} was (out, in) = {list(shape)} when saved, "
+        if target.shape != (out_features, in_features):
+            raise CheckpointError(f"{path}: target module {name!r} was (out, in) = {list(target.shape)} when saved, "
                                   f"the base model's is {[out_features, in_features]}")
     return list(saved["targets"])
 
 
-def saved_layer_specs(saved: dict[str, Any]) -> dict[str, Any]:
+def saved_layer_specs(saved: dict[str, Any], directory: Path) -> dict[str, Any]:
     """Module name -> graph spec for the saved targets that carry their own graph (``layer_graph_args``)."""
-    return {name: info["graph"] for name, info in saved["targets"].items()
-            if isinstance(info, dict) and isinstance(info.get("graph"), dict)}
+    return {name: target.graph for name, target in ckpt.saved_targets(saved, directory / ckpt.CONFIG_NAME).items()
+            if target.graph is not None}

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from ..errors import SpecError
+from ..io.checkpoint import shape_key
 from .config import ALL_LINEAR
 from .layers import LayerType, ModulesToSave, TnLayer, is_linear, layer_type
 from .names import in_saved_module, layer_index, match_name
@@ -148,7 +149,7 @@ class Target:
     @property
     def shape_key(self) -> str:
         """``"<out>x<in>"``: the key of the shared nodes of this shape (LoTR's U and V)."""
-        return f"{self.out_features}x{self.in_features}"
+        return shape_key(self.out_features, self.in_features)
 
     def checkpoint_entry(self) -> dict[str, Any]:
         """What ``adapter_config.json`` records under ``targets`` for this module: type, shape, and the
