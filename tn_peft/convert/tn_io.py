@@ -18,7 +18,7 @@ import torch
 from ..errors import CheckpointError
 from ..io import checkpoint as ckpt
 from ..io.atomic import atomic_write_folder
-from ..model.names import in_saved_module
+from ..model.module_names import in_saved_module
 from ..nodes.quantize import CODES, SCALE
 
 

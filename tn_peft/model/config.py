@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import SpecError, warn
-from .names import check_name, check_pattern, pattern_key
+from .module_names import check_module_name, check_module_pattern, pattern_key
 
 #: ``target_modules="all-linear"``: every linear layer except the output head (as in PEFT).
 ALL_LINEAR = "all-linear"
@@ -86,7 +86,7 @@ class AdapterConfig:
                                 f"{type(self.modules_to_save).__name__}", fix="pass e.g. modules_to_save=['classifier']")
             self.modules_to_save = list(self.modules_to_save)
         for module in self.modules_to_save or ():
-            check_name(module, "modules_to_save")
+            check_module_name(module, "modules_to_save")
         if self.target_modules is None:
             raise SpecError("AdapterConfig needs target_modules",
                             fix="pass e.g. target_modules=['query', 'value'], a regex, or 'all-linear'")
@@ -96,9 +96,9 @@ class AdapterConfig:
                 raise SpecError(f"{name} must be a string (regex), a list of names or None, got {type(value).__name__}",
                                 fix=f"pass {name}=['query', 'value'] or a regex string")
             if isinstance(value, str) and not (name == "target_modules" and value.lower() == ALL_LINEAR):
-                check_pattern(value, "modules", name)
+                check_module_pattern(value, "modules", name)
             for entry in value if isinstance(value, list) else ():
-                check_name(entry, name)
+                check_module_name(entry, name)
         try:
             dropout = float(self.dropout)
         except (TypeError, ValueError):
@@ -126,7 +126,7 @@ class AdapterConfig:
             if not isinstance(args, Mapping):
                 raise SpecError(f"layer_graph_args[{key!r}] must be a dict of graph parameters, got {args!r}",
                                 fix=f"write layer_graph_args={{{key!r}: {{'rank': 2}}}}")
-            check_pattern(key, "key", "layer_graph_args")
+            check_module_pattern(key, "key", "layer_graph_args key")
         self.layer_graph_args = {key: dict(args) for key, args in layer_args.items()}
         layers = self.layers_to_transform
         if isinstance(layers, tuple):
@@ -145,7 +145,7 @@ class AdapterConfig:
             raise SpecError(f"layers_pattern must be a string or a list of strings, got {pattern!r}",
                             fix="pass e.g. layers_pattern='layer'")
         for item in [pattern] if isinstance(pattern, str) else pattern or ():
-            check_pattern(item, "layers", "layers_pattern")
+            check_module_pattern(item, "layers", "layers_pattern")
         self.layers_pattern = pattern
         if pattern and layers is None:  # as PEFT's LoraConfig
             raise SpecError("layers_pattern was given without layers_to_transform",

@@ -10,12 +10,12 @@ checkpoint's per-layer graph); :class:`~tn_peft.model.model.TnPeftModel` then bu
 token count into a contraction program, and wraps the module in the row's layer class
 (:mod:`tn_peft.model.layers`), which runs the program in its forward.
 
-Matching (PEFT's ``check_target_module_exists``; the name rules themselves are :mod:`tn_peft.model.names`):
+Matching (PEFT's ``check_target_module_exists``; the name rules themselves are :mod:`tn_peft.model.module_names`):
 
 - ``target_modules``: a regex string over the whole name, or a list of names or dotted suffixes;
 - ``"all-linear"`` takes every ``nn.Linear`` and GPT-2 ``Conv1D`` except the output head;
 - ``exclude_modules`` (same rules) and modules in, or inside, ``modules_to_save`` are never adapted;
-- ``layers_to_transform`` keeps only modules whose layer index (:func:`~tn_peft.model.names.layer_index`)
+- ``layers_to_transform`` keeps only modules whose layer index (:func:`~tn_peft.model.module_names.layer_index`)
   is listed.
 """
 
@@ -31,7 +31,7 @@ from ..errors import SpecError
 from ..io.checkpoint import shape_key
 from .config import ALL_LINEAR
 from .layers import LayerType, ModulesToSave, TnLayer, is_linear, layer_type
-from .names import in_saved_module, layer_index, match_name
+from .module_names import in_saved_module, layer_index, match_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import AdapterConfig

@@ -13,8 +13,9 @@ Every rule is here, and every pattern is compiled once (cached):
 - ``layers_pattern``: the name of the ModuleList before a layer's index -- :func:`layer_index`.
 
 A pattern may come from a stranger's ``adapter_config.json``, and Python's ``re`` runs without a
-time limit: a pattern longer than :data:`~tn_peft.limits.MAX_PATTERN_CHARS` is a SpecError, as is
-one that does not compile.
+time limit: each one passes :func:`tn_peft.patterns.check_pattern` (bounded length and backtracking)
+as matched, wrapper included, before it is compiled; a ``modules_to_save`` or list entry is a name,
+bounded in length only.
 
 >>> match_name("encoder.layer.0.attention.self.query", ["query", "value"])
 True
@@ -32,6 +33,7 @@ from functools import lru_cache
 
 from ..errors import SpecError
 from ..limits import MAX_PATTERN_CHARS
+from ..patterns import check_pattern
 
 #: how each kind of pattern becomes a regex: (template, what the error calls it)
 RULES = {
@@ -43,39 +45,35 @@ RULES = {
 _DEFAULT_INDEX = re.compile(r".*?\.[^.]*\.(?P<idx>\d+)\.")
 
 
-@lru_cache(maxsize=4096)
+def check_module_pattern(pattern: str, rule: str, field: str) -> re.Pattern:
+    """``pattern`` as ``rule`` (:data:`RULES`) matches it, checked (:func:`tn_peft.patterns.check_pattern`:
+    a SpecError naming ``field`` for a pattern too long, invalid, or that could backtrack for long) and
+    compiled."""
+    return _compiled(pattern, rule, field)
+
+
 def compiled(pattern: str, rule: str) -> re.Pattern:
-    """``pattern`` built into ``rule``'s template (:data:`RULES`) and compiled; SpecError when it is too
-    long (:data:`~tn_peft.limits.MAX_PATTERN_CHARS`) or not a regex."""
-    template, what = RULES[rule]
-    if not isinstance(pattern, str):
-        raise SpecError(f"{what} {pattern!r} must be a string", fix="write the module name or regex as a string")
-    if len(pattern) > MAX_PATTERN_CHARS:
-        raise SpecError(f"{what} {pattern[:40]!r}... is {len(pattern)} characters, over MAX_PATTERN_CHARS "
-                        f"({MAX_PATTERN_CHARS}): a pattern this long is refused before it runs",
-                        fix="list the module names, or write a shorter regex")
-    try:
-        return re.compile(template.format(pattern))
-    except re.error as exc:
-        raise SpecError(f"{what} {pattern!r} is not a valid regex ({exc})",
-                        fix="escape special characters (re.escape) or fix the pattern") from None
+    """:func:`check_module_pattern` under the rule's own name; one compiled regex per pattern and rule."""
+    return _compiled(pattern, rule, RULES[rule][1])
 
 
-def check_pattern(pattern: str, rule: str, field: str) -> None:
-    """:func:`compiled`, its SpecError naming the config field ``field`` the pattern came from."""
-    try:
-        compiled(pattern, rule)
-    except SpecError as err:
-        raise SpecError(f"{field}: {err.bare_message}", fix=err.fix) from None
+@lru_cache(maxsize=4096)
+def _compiled(pattern: str, rule: str, field: str) -> re.Pattern:
+    template = RULES[rule][0]
+    regex = template.format(pattern) if isinstance(pattern, str) else pattern
+    check_pattern(field, pattern, regex)
+    return re.compile(regex)
 
 
-def check_name(name: str, what: str) -> None:
-    """SpecError unless ``name`` (a list entry: a module name) is a non-empty string of bounded length."""
+def check_module_name(name: str, field: str) -> None:
+    """SpecError unless ``name`` (a list entry: a module name, not a regex) is a non-empty string of at
+    most :data:`~tn_peft.limits.MAX_PATTERN_CHARS` characters."""
     if not isinstance(name, str) or not name:
-        raise SpecError(f"{what} entry {name!r} must be a non-empty module name", fix="pass e.g. ['classifier']")
+        raise SpecError(f"{field} entry {name!r} must be a non-empty module name", fix="pass e.g. ['classifier']")
     if len(name) > MAX_PATTERN_CHARS:
-        raise SpecError(f"{what} entry {name[:40]!r}... is {len(name)} characters, over MAX_PATTERN_CHARS "
-                        f"({MAX_PATTERN_CHARS})", fix="name the module by its last dotted parts")
+        raise SpecError(f"{field} entry {name[:40]!r}... is {len(name):,} characters, more than the limit of "
+                        f"{MAX_PATTERN_CHARS:,} (tn_peft.limits.MAX_PATTERN_CHARS)",
+                        fix="name the module by its last dotted parts")
 
 
 def match_name(name: str, patterns: str | Iterable[str] | None) -> bool:
