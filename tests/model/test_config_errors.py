@@ -6,12 +6,20 @@ from torch import nn
 from tn_peft import AdapterConfig
 from tn_peft.errors import SpecError
 from tn_peft.model import get_model
+from tn_peft.model.targets import ConfigNetworks
 
 
 @pytest.mark.parametrize("kwargs, key", [
     ({"dropout": None}, "dropout"),
     ({"dropout": "abc"}, "dropout"),
     ({"dropout": [0.1]}, "dropout"),
+    ({"dropout": "0.1"}, "dropout"),  # a string is a typo to report, never a value to convert (and save)
+    ({"dropout": True}, "dropout"),
+    ({"dropout": float("nan")}, "dropout"),
+    ({"alpha": "16"}, "alpha"),
+    ({"inference_mode": "yes"}, "inference_mode"),
+    ({"base_model_name_or_path": 5}, "base_model_name_or_path"),
+    ({"graph": 5}, "graph"),
     ({"graph_args": "x"}, "graph_args"),
     ({"graph_args": 5}, "graph_args"),
     ({"modules_to_save": 5}, "modules_to_save"),
@@ -39,8 +47,10 @@ def test_a_modules_to_save_name_no_module_has_is_a_spec_error():
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"dropout": "0.1"},
+    {"dropout": 0.1},
     {"dropout": 0},
+    {"alpha": 16},
+    {"alpha": 0.5},
     {"graph_args": None},
     {"graph_args": [("rank", 2)]},
     {"modules_to_save": "classifier"},
@@ -51,8 +61,15 @@ def test_a_modules_to_save_name_no_module_has_is_a_spec_error():
     {"layers_to_transform": [0], "layers_pattern": ["layer", "h"]},
     {"layer_graph_args": {r"layer\.0\.query": {"rank": 2}}},
 ])
-def test_good_values_still_pass(kwargs):
-    AdapterConfig(**{"target_modules": ["query"], **kwargs})
+def test_good_values_still_pass(kwargs, tmp_path):
+    """A good value is kept with its type, and saved and read back as it was given."""
+    config = AdapterConfig(**{"target_modules": ["query"], **kwargs})
+    for key, value in kwargs.items():
+        if key in ("dropout", "alpha"):
+            assert getattr(config, key) == value and type(getattr(config, key)) is type(value)
+    again = AdapterConfig.from_dict(config.to_dict())
+    assert again.to_dict() == config.to_dict()
+    assert isinstance(again.dropout, (int, float)) and not isinstance(again.dropout, bool)
 
 
 def test_layer_networks_resolves_each_module_once_per_key():
@@ -60,14 +77,15 @@ def test_layer_networks_resolves_each_module_once_per_key():
     a key that matches nothing."""
     config = AdapterConfig(graph="lora", graph_args={"rank": 4}, target_modules=["query", "value"],
                            layer_graph_args={"value": {"rank": 2}})
-    network = config.network()
+    networks_of = ConfigNetworks(config)
+    network = networks_of.network()
     names = ["l0.query", "l0.value", "l1.query", "l1.value"]
-    networks = config.layer_networks(network, names)
+    networks = networks_of.layer_networks(names)
     assert networks["l0.query"] is network and networks["l1.query"] is network
     assert networks["l0.value"] is networks["l1.value"] and networks["l0.value"] is not network
     assert networks["l0.value"].resolve(8, 8)["r"] == 2
     with pytest.warns(RuntimeWarning, match="did not match"):
-        config.layer_networks(network, ["l0.query"])
+        networks_of.layer_networks(["l0.query"])
 
 
 def test_a_warning_points_at_the_users_line_however_deep_the_call():

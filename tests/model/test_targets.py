@@ -76,3 +76,58 @@ def test_resolve_config_errors_name_the_module():
     with pytest.raises(SpecError, match="layer_graph_args changes node 'U' of 'layer.1.query'"):
         resolve_config(AdapterConfig(graph="lotr", target_modules=["query"],
                                      layer_graph_args={"layer.1.query": {"rank": 2}}), net)
+
+
+def _count_calls(monkeypatch):
+    """Count spec expansions, structure checks (the work of Network.validate) and check_options calls."""
+    import collections
+
+    from tn_peft.graph import network as network_module
+    from tn_peft.graph import spec as spec_module
+    from tn_peft.nodes import base as base_module
+
+    counts = collections.Counter()
+
+    def counted(owner, name, key):
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            counts[key] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    counted(spec_module, "network_from_spec", "expand")
+    counted(network_module.Network, "_check_structure", "validate")
+    counted(base_module, "check_options", "check_options")
+    return counts
+
+
+@pytest.mark.parametrize("kwargs, distinct, in_layers", [
+    ({"alpha": 16}, 1, 1),                                                  # alpha merged before the one expansion
+    ({"alpha": 16, "layer_graph_args": {"layer.1.query": {"rank": 2}}}, 2, 2),
+    ({"layer_graph_args": {"query": {"rank": 2}}}, 2, 1),  # the config's network and one for the key's 3 layers
+    ({"layer_graph_args": {"layer.1.query": {"rank": 4}}}, 2, 1),           # an override that changes nothing
+])
+def test_get_model_expands_and_validates_each_distinct_network_once(monkeypatch, kwargs, distinct, in_layers):
+    """The issue's count: LoRA on two layers with alpha set expanded the spec twice, validated the network 4
+    times and checked options 16 times; now one expansion, one validation and one check per node for
+    each distinct network, however many layers it is built for."""
+    import tn_peft
+
+    counts = _count_calls(monkeypatch)
+    model = tn_peft.get_model(_Net(), AdapterConfig(graph="lora", target_modules=["query"], **kwargs))
+    nodes = len(model.networks["default"].nodes)
+    assert dict(counts) == {"expand": distinct, "validate": distinct, "check_options": nodes * distinct}, counts
+    assert len({id(layer.tn_adapters["default"].network) for _, layer in model.tn_layers()}) == in_layers
+
+
+def test_a_network_edited_after_validation_is_validated_again():
+    from tn_peft import load_graph
+
+    network = load_graph("lora")
+    network.nodes[0].options["no_such_option"] = 1
+    with pytest.raises(SpecError, match="has no option 'no_such_option'"):
+        network.validate()
+    with pytest.raises(SpecError, match="has no option 'no_such_option'"):
+        network.build(4, 4)

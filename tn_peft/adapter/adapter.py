@@ -62,7 +62,7 @@ class Adapter(nn.Module):
                 self._shared[spec.name] = given
             else:
                 self.nodes[spec.name] = create_node(spec.kind, spec.name, spec.legs, shape, spec.options,
-                                                    source=network.source)
+                                                    source=network.source, checked=True)  # validated above
         if dtype is not None or device is not None:
             self.nodes.to(dtype=dtype, device=device)
         self.operands = network.node_names

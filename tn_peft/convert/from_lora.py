@@ -79,7 +79,9 @@ def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map
         trains, layer_args, network = _tt_trains(lora, to, rank, tolerance, cores, center, map, alpha)
     config = _adapter_config(lora, network, layer_args)
     graph_args = dict(config.graph_args)
-    networks = config.layer_networks(network, list(names))  # as the model will rebuild them
+    from ..model.targets import ConfigNetworks  # torch and the model package, only when converting
+
+    networks = ConfigNetworks(config).layer_networks(names)  # as the model will rebuild them
     tensors: dict[str, torch.Tensor] = {}
     reports: list[LayerReport] = []
     for name in bar:

@@ -94,11 +94,18 @@ class Network:
         #: loops and ``{param}`` templates intact), whose ``expand(params)`` :meth:`with_params` calls to
         #: expand it again; None once built or edited in Python.
         self.template: Any = None
+        self._validated: str | None = None  # the structure that last passed validate()
 
     # ----------------------------------------------------------------- builder
     def add_node(self, name: str, kind: str, legs: Sequence[str] | Mapping[str, Any], *,
                  shared: bool = False, line: int | None = None, **options: Any) -> Network:
         """Add a node; ``legs`` is a list of leg names, or a mapping leg -> size expression."""
+        return self.add_node_options(name, kind, legs, options, shared=shared, line=line)
+
+    def add_node_options(self, name: str, kind: str, legs: Sequence[str] | Mapping[str, Any],
+                         options: Mapping[str, Any], *, shared: bool = False, line: int | None = None) -> Network:
+        """:meth:`add_node` with the options as one mapping, whatever their keys (a spec's ``options:``);
+        :meth:`validate` checks them against the node kind."""
         check_name(name, "node name", source=self.source, line=line)
         if any(n.name == name for n in self.nodes):
             raise SpecError("is defined twice", source=self.source, line=line, node=name,
@@ -115,7 +122,7 @@ class Network:
                                 source=self.source, line=line, node=name, leg=leg,
                                 fix="rename one of the two legs")
             seen.add(leg)
-        self.nodes.append(NodeSpec(name, kind, legs, dict(options), shared, leg_sizes, line))
+        self.nodes.append(NodeSpec(name, kind, legs, {str(k): v for k, v in options.items()}, shared, leg_sizes, line))
         self.template = None
         return self
 
@@ -169,7 +176,23 @@ class Network:
         return [leg for leg, on in self.legs().items() if len(on) + (leg in self.open_legs) >= 3]
 
     def validate(self) -> Network:
-        """Check the structure (not the sizes); raise SpecError naming the node and leg at fault."""
+        """Check the structure (not the sizes); raise SpecError naming the node and leg at fault.
+
+        The check runs once per structure: a network unchanged since it passed (the same names, legs,
+        kinds, options, open legs and sizes, however they were edited) returns at once, so building it
+        for many layers validates it once."""
+        key = self._structure_key()
+        if key != self._validated:
+            self._check_structure()
+            self._validated = key
+        return self
+
+    def _structure_key(self) -> str:
+        """Everything :meth:`_check_structure` reads, as one string."""
+        return repr((self.name, list(self.params), self.open, self.sizes,
+                     [(n.name, n.kind, n.legs, n.options, n.shared) for n in self.nodes]))
+
+    def _check_structure(self) -> None:
         from ..nodes.base import check_options, node_kind
 
         if not self.nodes:
@@ -197,7 +220,6 @@ class Network:
                                 line=node.line, node=node.name, leg=leg,
                                 fix="connect it to another node, or list it under open: out/in")
         self._check_connected(where)
-        return self
 
     def _check_names(self) -> None:
         """Every name again (attributes may have been edited since they were added): see :mod:`tn_peft.names`."""
@@ -343,9 +365,9 @@ class Network:
         (``shared: true``, as LoTR's U and V); pass them to :meth:`build` as ``shared_nodes``."""
         from ..nodes.base import create_node
 
-        sizes = self.resolve(in_features, out_features)
+        sizes = self.validate().resolve(in_features, out_features)
         return {spec.name: create_node(spec.kind, spec.name, spec.legs, tuple(sizes[leg] for leg in spec.legs),
-                                       spec.options, source=self.source).to(device=device, dtype=dtype)
+                                       spec.options, source=self.source, checked=True).to(device=device, dtype=dtype)
                 for spec in self.nodes if spec.shared}
 
     def __eq__(self, other: object) -> bool:

@@ -124,16 +124,22 @@ def load_graph(graph: str | Path | Mapping[str, Any], **overrides: Any) -> Netwo
     """
     if isinstance(graph, Network):
         return graph.with_params(**overrides) if overrides else graph
+    return graph_template(graph).expand(overrides)
+
+
+def graph_template(graph: str | Path | Mapping[str, Any]) -> Template:
+    """The spec a catalog name, path, spec mapping or inline JSON text names, read (and bounded) but not
+    expanded: its :attr:`Template.param_names` are known before any parameter is chosen."""
     if isinstance(graph, Mapping):
-        return network_from_spec(graph, source=None, overrides=overrides)
+        return Template(graph, None)
     if isinstance(graph, str) and graph.lstrip().startswith("{"):
         try:
-            return network_from_spec(json.loads(graph), source="<inline spec>", overrides=overrides)
+            return Template(json.loads(graph), "<inline spec>")
         except json.JSONDecodeError as exc:
             raise SpecError(f"inline JSON spec does not parse: {exc.msg}", source="<inline spec>",
                             line=exc.lineno, fix="pass valid JSON, a catalog name, or a path") from None
     path = resolve_graph_path(graph)
-    return network_from_spec(read_spec_file(path), source=str(path), overrides=overrides)
+    return Template(read_spec_file(path), str(path))
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,12 @@ class Template:
 
     spec: Mapping[str, Any]
     source: str | None
+
+    @property
+    def param_names(self) -> list[str]:
+        """The parameters the spec declares (``params:``), in order."""
+        params = self.spec.get("params") if isinstance(self.spec, Mapping) else None
+        return list(params) if isinstance(params, Mapping) else []
 
     def expand(self, params: Mapping[str, Any]) -> Network:
         return network_from_spec(self.spec, source=self.source, overrides=params)
@@ -293,11 +305,8 @@ def _add_nodes(net: Network, entry: Any, scope: Mapping[str, Any], source: str |
                 raise SpecError("options: must be a mapping", source=source, line=line, node=name,
                                 fix="write options: {init: zeros}")
             options = {str(k): _substitute_deep(v, local) for k, v in options.items()}
-            if isinstance(kind, str):
-                from ..nodes.base import check_options  # the kinds' option tables: torch, so not on import
-
-                check_options(kind, options, node=name, source=source)  # before they become keyword arguments
-            net.add_node(name, kind, legs, shared=bool(entry.get("shared", False)), line=line, **options)
+            # the options' keys are checked against the kind once, by the network's validate()
+            net.add_node_options(name, kind, legs, options, shared=bool(entry.get("shared", False)), line=line)
     except ExpressionError as exc:
         raise SpecError(str(exc), source=source, line=line, node=str(entry.get("name")),
                         fix="define the name under params:, or fix the loop / expression") from None

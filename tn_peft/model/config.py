@@ -1,5 +1,8 @@
 """``AdapterConfig``: what to adapt and with which graph, in the shape Hugging Face PEFT users know.
 
+The config is data: it checks its own fields (types and values, each error naming the field) and
+nothing else. Turning it into networks for a model's layers is :func:`tn_peft.model.targets.resolve_config`.
+
 >>> config = AdapterConfig(graph="lora", graph_args={"rank": 8}, target_modules=["query", "value"])
 >>> config.network().params["rank"]
 8
@@ -9,15 +12,23 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from os import PathLike
 from typing import Any
 
-from ..errors import SpecError, warn
+from ..errors import SpecError
+from ..graph.network import Network
 from .module_names import check_module_name, check_module_pattern, pattern_key
 
 #: ``target_modules="all-linear"``: every linear layer except the output head (as in PEFT).
 ALL_LINEAR = "all-linear"
+
+
+def _is_number(value: Any) -> bool:
+    """An int or a float, never a bool or a string (``"0.1"`` is a typo to report, not a value to convert)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -99,13 +110,23 @@ class AdapterConfig:
                 check_module_pattern(value, "modules", name)
             for entry in value if isinstance(value, list) else ():
                 check_module_name(entry, name)
-        try:
-            dropout = float(self.dropout)
-        except (TypeError, ValueError):
-            raise SpecError(f"dropout must be a number in [0, 1), got {self.dropout!r}",
-                            fix="pass e.g. dropout=0.05") from None
-        if not 0.0 <= dropout < 1.0:
+        if not _is_number(self.dropout):
+            raise SpecError(f"dropout must be a number in [0, 1), got {type(self.dropout).__name__} {self.dropout!r}",
+                            fix="pass e.g. dropout=0.05 (a number, not a string)")
+        if not 0.0 <= self.dropout < 1.0:
             raise SpecError(f"dropout must be in [0, 1), got {self.dropout}", fix="pass e.g. dropout=0.05")
+        if self.alpha is not None and not _is_number(self.alpha):
+            raise SpecError(f"alpha must be a number or None, got {type(self.alpha).__name__} {self.alpha!r}",
+                            fix="pass e.g. alpha=16 (a number, not a string)")
+        if not isinstance(self.inference_mode, bool):
+            raise SpecError(f"inference_mode must be True or False, got {self.inference_mode!r}",
+                            fix="pass inference_mode=True or False")
+        if self.base_model_name_or_path is not None and not isinstance(self.base_model_name_or_path, str):
+            raise SpecError(f"base_model_name_or_path must be a string or None, got {self.base_model_name_or_path!r}",
+                            fix="pass the model's name or path as a string")
+        if not isinstance(self.graph, (str, PathLike, Mapping, Network)):
+            raise SpecError(f"graph must be a catalog name, a path, a spec mapping or a Network, got "
+                            f"{type(self.graph).__name__}", fix="pass e.g. graph='lora'")
         try:
             self.graph_args = dict(self.graph_args or {})
         except (TypeError, ValueError):
@@ -158,25 +179,15 @@ class AdapterConfig:
 
     # ------------------------------------------------------------- network
     def network(self):
-        """The :class:`~tn_peft.graph.network.Network` this config describes (graph_args and alpha applied)."""
-        return self._network(self.graph_args)
+        """The :class:`~tn_peft.graph.network.Network` this config describes (graph_args and alpha applied):
+        a convenience over :class:`tn_peft.model.targets.ConfigNetworks`, where a config becomes networks."""
+        from .targets import ConfigNetworks
 
-    def _network(self, args: Mapping[str, Any], layer_key: str | None = None):
-        from ..graph.spec import load_graph
-
-        net = load_graph(self.graph, **args)
-        if self.alpha is not None and not (layer_key is not None and "alpha" in self.layer_graph_args[layer_key]):
-            if "alpha" not in net.params:
-                raise SpecError(
-                    f"AdapterConfig.alpha={self.alpha} was given but graph {net.name!r} has no 'alpha' parameter",
-                    source=net.source, fix=f"drop alpha, or use graph_args for its parameters "
-                                          f"({', '.join(sorted(net.params)) or 'none'})")
-            net = net.with_params(alpha=self.alpha)
-        return net
+        return ConfigNetworks(self).network()
 
     def layer_graph_key(self, module_name: str) -> str | None:
         """The ``layer_graph_args`` key that applies to ``module_name``, or None (PEFT's rule:
-        :func:`pattern_key`).
+        :func:`~tn_peft.model.module_names.pattern_key`).
 
         >>> AdapterConfig(target_modules=["query"], layer_graph_args={"query": {"rank": 2}}).layer_graph_key(
         ...     "encoder.layer.0.attention.self.query")
@@ -184,63 +195,9 @@ class AdapterConfig:
         """
         return pattern_key(self.layer_graph_args, module_name)
 
-    def check_layer_graph_args(self, network=None) -> None:
-        """SpecError naming the key for an override of a parameter the graph does not have."""
-        params = (network if network is not None else self.network()).params
-        for key, args in self.layer_graph_args.items():
-            unknown = [name for name in args if name not in params]
-            if unknown:
-                raise SpecError(f"layer_graph_args[{key!r}]: graph has no parameter {unknown[0]!r}",
-                                fix=f"parameters are: {', '.join(sorted(params)) or '(none)'}")
-
-    def layer_networks(self, network, names: list[str], layer_specs: Mapping[str, Any] | None = None) -> dict:
-        """Module name -> its network, for the adapted modules ``names``: a ``layer_specs`` entry (a
-        checkpoint's per-layer graph) first, else :meth:`layer_network` (``network`` itself when nothing
-        overrides it; one network per ``layer_graph_args`` key, however many layers it matches). Warns,
-        as PEFT does for rank_pattern keys, about ``layer_graph_args`` keys that match no module."""
-
-        from ..graph.spec import network_from_spec
-
-        layer_specs = layer_specs or {}
-        networks, by_key = {}, {}
-        base_spec = None
-        for name in names:
-            if name in layer_specs:
-                networks[name] = network_from_spec(layer_specs[name], source=f"targets[{name!r}].graph")
-                continue
-            key = self.layer_graph_key(name)
-            if key not in by_key:
-                net = self.layer_network(name, network)
-                if net is not network:
-                    base_spec = base_spec or network.to_spec()
-                    net = network if net.to_spec() == base_spec else net
-                by_key[key] = net
-            networks[name] = by_key[key]
-        matched = set(by_key) | {self.layer_graph_key(name) for name in layer_specs if name in names}
-        unmatched = sorted(set(self.layer_graph_args) - matched)
-        if unmatched:
-            warn(f"The following layer_graph_args keys did not match any targeted module and were "
-                 f"ignored: {unmatched}.", RuntimeWarning)
-        return networks
-
-    def layer_network(self, module_name: str, network=None):
-        """The network of layer ``module_name``: ``graph_args`` with its ``layer_graph_args`` override merged
-        over them (an override's ``alpha`` also beats :attr:`alpha`); ``network`` (default :meth:`network`)
-        when no key matches."""
-        key = self.layer_graph_key(module_name)
-        if key is None:
-            return network if network is not None else self.network()
-        try:
-            return self._network({**self.graph_args, **self.layer_graph_args[key]}, layer_key=key)
-        except SpecError as exc:
-            raise SpecError(f"layer_graph_args[{key!r}] (module {module_name!r}): {exc.bare_message}",
-                            source=exc.source, fix=exc.fix) from None
-
     # ------------------------------------------------------------- dict I/O
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict (a Network graph becomes its spec)."""
-        from ..graph.network import Network
-
         data = asdict(self) if not isinstance(self.graph, Network) else {
             f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "graph"}
         if isinstance(self.graph, Network):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from ..errors import SpecError
+from ..errors import SpecError, warn
 from ..io.checkpoint import shape_key
 from .config import ALL_LINEAR
 from .layers import LayerType, ModulesToSave, TnLayer, is_linear, layer_type
@@ -169,15 +169,100 @@ class ResolvedConfig:
     targets: dict[str, Target]
 
 
+class ConfigNetworks:
+    """The networks of one config, made once each: the graph is read once, and each distinct parameter
+    set (``graph_args``, one ``layer_graph_args`` entry merged over them, ``alpha`` merged before the
+    expansion) is expanded once; a network whose parameters come out the same is the same object."""
+
+    def __init__(self, config: AdapterConfig) -> None:
+        from ..graph.network import Network
+        from ..graph.spec import graph_template
+
+        self.config = config
+        self._given = config.graph if isinstance(config.graph, Network) else None
+        self._template = None if self._given is not None else graph_template(config.graph)
+        self.param_names = list(self._given.params) if self._given is not None else self._template.param_names
+        self._expanded: dict[str, Network] = {}
+
+    def network(self, layer_key: str | None = None) -> Network:
+        """The network of the config (``layer_key`` None), or of the layers ``layer_graph_args[layer_key]``
+        applies to: ``graph_args`` with the key's arguments merged over them (its ``alpha`` beats
+        :attr:`~tn_peft.model.config.AdapterConfig.alpha`)."""
+        config = self.config
+        layer_args = config.layer_graph_args[layer_key] if layer_key is not None else {}
+        args = {**config.graph_args, **layer_args}
+        if config.alpha is not None and "alpha" not in layer_args:
+            if "alpha" not in self.param_names:
+                raise SpecError(f"AdapterConfig.alpha={config.alpha} was given but graph "
+                                f"{self._graph_name()!r} has no 'alpha' parameter", source=self._source(),
+                                fix=f"drop alpha, or use graph_args for its parameters "
+                                    f"({', '.join(sorted(self.param_names)) or 'none'})")
+            args["alpha"] = config.alpha
+        key = repr(sorted(args.items(), key=lambda item: item[0]))
+        if key not in self._expanded:
+            try:
+                self._expanded[key] = (self._given.with_params(**args) if self._given is not None and args
+                                       else self._given if self._given is not None else self._template.expand(args))
+            except SpecError as exc:
+                if layer_key is None:
+                    raise
+                raise SpecError(f"layer_graph_args[{layer_key!r}]: {exc.bare_message}", source=exc.source,
+                                fix=exc.fix) from None
+        return self._expanded[key]
+
+    def check_layer_graph_args(self) -> None:
+        """SpecError naming the key for an override of a parameter the graph does not have."""
+        for key, args in self.config.layer_graph_args.items():
+            unknown = [name for name in args if name not in self.param_names]
+            if unknown:
+                raise SpecError(f"layer_graph_args[{key!r}]: graph has no parameter {unknown[0]!r}",
+                                fix=f"parameters are: {', '.join(sorted(self.param_names)) or '(none)'}")
+
+    def layer_networks(self, names: Iterable[str], layer_specs: dict[str, Any] | None = None) -> dict[str, Network]:
+        """Module name -> its network, for the adapted modules ``names``: a ``layer_specs`` entry (a
+        checkpoint's per-layer graph) first, else :meth:`network` of the module's ``layer_graph_args`` key
+        (the config's network itself where none applies, or where the override changes nothing). Warns,
+        as PEFT does for rank_pattern keys, about ``layer_graph_args`` keys that match no module."""
+        from ..graph.spec import network_from_spec
+
+        config, layer_specs = self.config, layer_specs or {}
+        base = self.network()
+        networks, matched = {}, set()
+        for name in names:
+            key = config.layer_graph_key(name)
+            matched.add(key)
+            if name in layer_specs:
+                networks[name] = network_from_spec(layer_specs[name], source=f"targets[{name!r}].graph")
+            elif key is None:
+                networks[name] = base
+            else:
+                net = self.network(key)
+                networks[name] = base if net is not base and net.to_spec() == base.to_spec() else net
+        unmatched = sorted(set(config.layer_graph_args) - matched)
+        if unmatched:
+            warn(f"The following layer_graph_args keys did not match any targeted module and were "
+                 f"ignored: {unmatched}.", RuntimeWarning)
+        return networks
+
+    def _graph_name(self) -> str:
+        return self._given.name if self._given is not None else str(self._template.spec.get("name", self.config.graph))
+
+    def _source(self) -> str | None:
+        return self._given.source if self._given is not None else self._template.source
+
+
 def resolve_config(config: AdapterConfig, model: nn.Module, *, targets: Iterable[str] | None = None,
                    layer_specs: dict[str, Any] | None = None) -> ResolvedConfig:
-    """Resolve ``config`` against ``model`` once: which modules it adapts (:func:`find_targets`, or the exact
-    names ``targets``), each one's layer type and dW shape (:func:`tn_peft.model.layers.layer_type`) and network
-    (:meth:`~tn_peft.model.config.AdapterConfig.layer_networks`; ``layer_specs``, module name -> graph spec as a
-    checkpoint saves it, forces some). Changes neither; SpecError for a config that does not fit the model.
+    """Resolve ``config`` against ``model`` once, the one step from a config to layers: which modules it
+    adapts (:func:`find_targets`, or the exact names ``targets``), each one's layer type and dW shape
+    (:func:`tn_peft.model.layers.layer_type`, computed once per module) and network
+    (:meth:`ConfigNetworks.layer_networks`: each distinct parameter set expanded and validated once;
+    ``layer_specs``, module name -> graph spec as a checkpoint saves it, forces some). Changes neither;
+    SpecError for a config that does not fit the model.
     """
-    network = config.network()
-    config.check_layer_graph_args(network)
+    networks_of = ConfigNetworks(config)
+    network = networks_of.network()
+    networks_of.check_layer_graph_args()
     if targets is None:
         targets = find_targets(model, config.target_modules, config.exclude_modules, config.modules_to_save,
                                layers_to_transform=config.layers_to_transform, layers_pattern=config.layers_pattern)
@@ -187,7 +272,7 @@ def resolve_config(config: AdapterConfig, model: nn.Module, *, targets: Iterable
         raise SpecError(f"the model has no module {missing[0]!r}" + (f" (nor {missing[1:]})" if missing[1:] else ""),
                         fix="name modules as model.named_modules() does, e.g. encoder.layer.0.attention.self.query")
     modules = {name: named[name] for name in targets}
-    networks = config.layer_networks(network, list(modules), layer_specs)
+    networks = networks_of.layer_networks(list(modules), layer_specs)
     resolved = {}
     for name, module in modules.items():
         row = layer_type(module, name)

@@ -135,10 +135,13 @@ def check_options(kind: str, options: dict[str, Any], *, node: str | None = None
 
 
 def create_node(kind: str, name: str, legs: Sequence[str], shape: Sequence[int],
-                options: dict[str, Any] | None = None, *, source: str | None = None) -> Node:
-    """Instantiate a node of a registered kind, validating its options first."""
+                options: dict[str, Any] | None = None, *, source: str | None = None,
+                checked: bool = False) -> Node:
+    """Instantiate a node of a registered kind, validating its options first (unless ``checked``: the
+    node of a network that :meth:`~tn_peft.graph.network.Network.validate` passed)."""
     options = dict(options or {})
-    check_options(kind, options, node=name, source=source)
+    if not checked:
+        check_options(kind, options, node=name, source=source)
     cls = node_kind(kind, node=name, source=source)
     try:
         return cls(name, legs, shape, **options)
