@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tn_peft.errors import DataError, MissingDependencyError
+from tn_peft.errors import DataError, MissingDependencyError, UsageError
 from tn_peft.apps.finetune import data as data_module
 from tn_peft.apps.finetune.data import encode, group_split, load_rotten_tomatoes, model_path
 from tn_peft.apps.finetune.methods import Method, build_classifier, load_encoder
@@ -328,5 +328,5 @@ def test_an_interrupted_run_leaves_its_folder_marked_incomplete(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         run(args)
     assert (tmp_path / "INCOMPLETE").exists() and not (tmp_path / "metrics.json").exists()
-    with pytest.raises(DataError, match="holds a run that did not finish"):
+    with pytest.raises(UsageError, match="holds a run that did not finish"):
         run(args)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tn_peft import DataError
+from tn_peft import DataError, UsageError
 from tn_peft.apps.finetune import runfolder
 from tn_peft.apps.finetune.report import load_runs
 
@@ -26,15 +26,15 @@ def test_a_folder_with_an_earlier_run_is_refused_unless_overwrite(tmp_path):
     runfolder.check_free(tmp_path / "new")  # a new folder
     runfolder.check_free(tmp_path)  # an existing folder without a run
     done = _run_folder(tmp_path / "done")
-    with pytest.raises(DataError, match="holds an earlier run \\(metrics.json\\).*--overwrite"):
+    with pytest.raises(UsageError, match="holds an earlier run \\(metrics.json\\).*--overwrite"):
         runfolder.check_free(done)
     runfolder.check_free(done, overwrite=True)
     stopped = tmp_path / "stopped"
     runfolder.mark_started(stopped, None)
-    with pytest.raises(DataError, match="holds a run that did not finish \\(INCOMPLETE\\)"):
+    with pytest.raises(UsageError, match="holds a run that did not finish \\(INCOMPLETE\\)"):
         runfolder.check_free(stopped)
     (tmp_path / "file").write_text("x")
-    with pytest.raises(DataError, match="is a file, not a folder"):
+    with pytest.raises(UsageError, match="is a file, not a folder"):
         runfolder.check_free(tmp_path / "file", overwrite=True)
 
 
@@ -82,7 +82,7 @@ def test_finetune_refuses_the_folder_before_reading_anything(tmp_path):
     before = (done / runfolder.METRICS).read_text()
     args = add_arguments(argparse.ArgumentParser()).parse_args(["--data", str(tmp_path / "missing.csv"),
                                                                 "--out", str(done)])
-    with pytest.raises(DataError, match="holds an earlier run"):
+    with pytest.raises(UsageError, match="holds an earlier run"):
         run(args)
     assert (done / runfolder.METRICS).read_text() == before
     args.overwrite = True

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from ...errors import DataError
+from ...errors import UsageError
 from ...io.atomic import atomic_write_text
 
 #: the file of a run that has not finished (running, or stopped before its end)
@@ -32,14 +32,14 @@ def check_free(folder: str | Path, overwrite: bool = False) -> None:
     """Refuse ``folder`` when it holds an earlier run (finished or not), unless ``overwrite``."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise DataError(f"--out {folder} is a file, not a folder. Fix: choose another --out")
+        raise UsageError(f"--out {folder} is a file, not a folder. Fix: choose another --out")
     if overwrite:
         return
     if is_incomplete(folder):
-        raise DataError(f"--out {folder} holds a run that did not finish ({MARKER}). Fix: choose another --out, "
+        raise UsageError(f"--out {folder} holds a run that did not finish ({MARKER}). Fix: choose another --out, "
                         "or pass --overwrite to replace it")
     if (folder / METRICS).exists():
-        raise DataError(f"--out {folder} holds an earlier run ({METRICS}). Fix: choose another --out, or pass "
+        raise UsageError(f"--out {folder} holds an earlier run ({METRICS}). Fix: choose another --out, or pass "
                         "--overwrite to replace its results")
 
 
