@@ -177,13 +177,23 @@ def fused_kernels(problem: Problem, model: CostModel, *, initial: bool = False
 def as_run(plan: Plan, fused: Callable | None, fused_gated: tuple[Callable, frozenset[int]] | None) -> Plan:
     """``plan`` as it runs: :meth:`Plan.run_as` the fused program that replaces it, else itself.
     The chain program replaces a plan with no circuit gate by gate; the both-circuits program one
-    that applies exactly its two circuits gate by gate."""
+    that applies exactly its two circuits gate by gate. A kernel switched off (:mod:`.switches`)
+    replaces nothing, and the plan's decisions say why."""
+    from .switches import why_off
+
     gated = plan.gated_nodes()
-    if fused is not None and not gated:
-        return plan.run_as(fused)
-    if fused_gated is not None and gated == fused_gated[1]:
-        return plan.run_as(fused_gated[0])
-    return plan
+    program = fused if fused is not None and not gated else (
+        fused_gated[0] if fused_gated is not None and gated == fused_gated[1] else None)
+    if program is None:
+        off = why_off("circuit_rows")
+        if gated and off is not None and plan.model.name == "cuda":
+            return plan.with_note(f"fused Triton kernel 'circuit_rows' switched off ({off}): the circuits run "
+                                  "gate by gate in torch")
+        return plan
+    off = why_off(program.kernel)
+    if off is not None:
+        return plan.with_note(f"fused Triton kernel {program.kernel!r} switched off ({off}): the torch program runs")
+    return plan.run_as(program)
 
 
 def running_plan(problem: Problem, model: CostModel | None = None, *, initial: bool = False,
