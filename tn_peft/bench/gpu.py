@@ -72,7 +72,7 @@ class Sizes:
 
 DEVICE = Sizes()
 DRY = Sizes(check_kernel_shapes=((24, 20),), check_graph_shapes=((44, 40),), check_tokens=(1, 7),
-            check_ranks=(1,), rank_shape=(24, 20), rank_tokens=37, speed_shapes=((24, 20),), speed_tokens=(7,),
+            check_ranks=(1,), rank_shape=(24, 20), rank_tokens=7, speed_shapes=((24, 20),), speed_tokens=(7,),
             repeat=1, case_budget_s=0.0, floor_graphs=("lora", "quantum_peft"), floor_tokens=(7,),
             step_rounds=2, mixed_counts=(1, 2), mixed_rounds=1, scale_down=True)
 
