@@ -5,18 +5,15 @@ child process where the packages the GPU image lacks are absent. It runs here in
 one command a borrowed GPU gets cannot rot.
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("triton")
 
-import tn_peft
 from tn_peft.bench import device_image, gpu_checks
 from tn_peft.spec import catalog
 
@@ -29,7 +26,7 @@ def test_the_dry_run_passes_every_section_as_on_the_device_image(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "bench gpu --dry-run: ok (all checks passed, 0 rows raised)" in result.stdout
     data = json.loads(out.read_text())
-    assert data["ok"] and data["environment"]["dry_run"] and not data["not_run"]
+    assert data["ok"] and data["complete"] and data["environment"]["dry_run"] and not data["not_run"]
     checks = data["checks"]
     ran = [r for r in checks if "skipped" not in r]
     assert all(r["ok"] for r in ran)
@@ -59,10 +56,12 @@ def test_without_cuda_the_device_run_is_one_clear_message():
     assert "CUDA" in result.stdout and "--dry-run" in result.stdout and "Traceback" not in result.stderr
 
 
-def _blocker_script(body: str) -> str:
-    return (f"import importlib.util, sys\n"
-            f"spec = importlib.util.spec_from_file_location('device_image', {device_image.__file__!r})\n"
-            f"d = importlib.util.module_from_spec(spec); spec.loader.exec_module(d); d.install()\n" + body)
+def _under_blocker(body: str) -> subprocess.CompletedProcess:
+    """Run ``body`` in a fresh Python whose import system lacks what the GPU image lacks (``d``: the blocker)."""
+    script = (f"import importlib.util, sys\n"
+              f"spec = importlib.util.spec_from_file_location('device_image', {device_image.__file__!r})\n"
+              f"d = importlib.util.module_from_spec(spec); spec.loader.exec_module(d); d.install()\n" + body)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_the_blocker_makes_packages_absent_and_records_who_asked():
@@ -71,8 +70,7 @@ def test_the_blocker_makes_packages_absent_and_records_who_asked():
             "try:\n    import cotengra\nexcept ModuleNotFoundError as err:\n    print('absent:', err)\n"
             "import peft, transformers, opt_einsum\n"
             "print('hits:', d.hits())\n")
-    result = subprocess.run([sys.executable, "-c", _blocker_script(body)], capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = _under_blocker(body)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "absent: No module named 'cotengra'" in result.stdout
     hits = result.stdout.split("hits:")[1]
@@ -84,8 +82,7 @@ def test_a_command_that_asks_for_a_lacked_package_fails_with_the_asker():
     body = ("from tn_peft.convert.tt import tt_svd\nimport torch\n"
             "try:\n    tt_svd(torch.randn(8, 8), [2, 4], [2, 4])\nexcept Exception as err:\n    print(type(err).__name__)\n"
             "sys.exit(d.main(['check', 'lora']))\n")
-    result = subprocess.run([sys.executable, "-c", _blocker_script(body)], capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = _under_blocker(body)
     assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-2000:]
     assert "FAILED: the command asked for packages the GPU image lacks" in result.stderr
     assert "tensorly" in result.stderr and "tn_peft/convert/tt.py" in result.stderr
@@ -98,8 +95,7 @@ def test_the_engine_imports_without_what_the_device_lacks():
             "from tn_peft.planner.runtime import dispatch, fused, triton_kernels, switches\n"
             "load_graph('quantum_peft').build(64, 64).plan(8, device='cuda')\n"
             "print('hits:', d.hits())\n")
-    result = subprocess.run([sys.executable, "-c", _blocker_script(body)], capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = _under_blocker(body)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("hits: []")
 

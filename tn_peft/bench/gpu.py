@@ -135,11 +135,16 @@ def check_summary(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _error_row(r: dict[str, Any]) -> str:
+    """A table row for a measurement that raised: what it was, and the error."""
+    return f"| {r.get('item') or r.get('model')} | error: {r['error'][:200]} |"
+
+
 def kernel_table(rows: list[dict[str, Any]]) -> list[str]:
     out = ["| kernel | layer | T | mode | fused ms | torch ms | fused / torch |", "|---|---|---:|---|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
-            out.append(f"| {r['item']} | error: {r['error'][:200]} |")
+            out.append(_error_row(r))
             continue
         out.append(f"| {r['kernel']} ({r['graph']}) | {r['out']}x{r['in']} | {r['tokens']} | {r['mode']} | "
                    f"{_fmt_ms(r['fused_ms'])} | {_fmt_ms(r['torch_ms'])} | {r['ratio']:.2f}x |")
@@ -153,7 +158,7 @@ def floor_table(rows: list[dict[str, Any]], card: dict[str, Any]) -> list[str]:
            "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
-            out.append(f"| {r['item']} | error: {r['error'][:200]} |")
+            out.append(_error_row(r))
             continue
         out.append(f"| {r['graph']} | {r['out']}x{r['in']} | {r['tokens']} | {r['runs_as']} | {_fmt_ms(r['base_ms'])} | "
                    f"{_fmt_ms(r['adapter_ms'])} | {r['adapter_over_base']:.2f}x | {r['floor_ms']:.3g} | "
@@ -166,7 +171,7 @@ def step_table(rows: list[dict[str, Any]]) -> list[str]:
            "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
-            out.append(f"| {r['model']} | error: {r['error'][:200]} |")
+            out.append(_error_row(r))
             continue
         peak = f"{r['peak_bytes'] / 2**20:.0f}" if r["peak_bytes"] is not None else "-"
         ratio = f"{r['peak_vs_lora']:.2f}x" if "peak_vs_lora" in r else "-"
@@ -217,64 +222,96 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     card = gpu_speed.peaks(device) if "floor" in args.sections else {"name": device.type}
     print(f"tn-peft bench gpu{' --dry-run (CPU, Triton interpreter, as on the GPU image)' if args.dry_run else ''}: "
-          f"{card.get('name', device.type)}, torch {torch.__version__}, budget {args.budget:g} s")
-    results: dict[str, Any] = {}
-    left: dict[str, int] = {}
-    summary: list[str] = []
-    if "checks" in args.sections:
+          f"{card.get('name', device.type)}, torch {torch.__version__}, budget {args.budget:g} s", flush=True)
+
+    def checks():
         case_list = gpu_checks.cases(sizes.check_kernel_shapes, sizes.check_graph_shapes, sizes.check_tokens,
                                      sizes.check_ranks, sizes.rank_shape, sizes.rank_tokens, graphs)
-        rows, left["checks"] = gpu_checks.run_checks(case_list, list(gpu_checks.MODES.values()), device,
-                                                     dry_run=args.dry_run, out_of_time=until("checks"))
-        results["checks"] = rows
-        summary += check_summary(rows)
-    if "kernels" in args.sections:
-        rows, left["kernels"] = gpu_speed.kernel_rows(sizes.speed_shapes, sizes.speed_tokens, device, until("kernels"),
-                                                      repeat=sizes.repeat, budget_s=sizes.case_budget_s)
-        results["kernels"] = rows
-        summary += ["fused kernels vs the torch programs they replace (forward + backward):", *kernel_table(rows)]
-        slow = slower_kernels(rows)
-        if slow and not args.dry_run:
-            summary += ["kernels to fix or switch off:", *slow]
-    if "floor" in args.sections:
-        rows, left["floor"] = gpu_speed.floor_rows(sizes.floor_graphs, sizes.speed_shapes, sizes.floor_tokens, device,
-                                                   card, until("floor"), repeat=sizes.repeat,
-                                                   budget_s=sizes.case_budget_s)
-        results["floor"] = {"card": card, "rows": rows}
-        summary += ["adapter term over the base GEMM (bf16), against its physical floor:", *floor_table(rows, card)]
-    if "step" in args.sections:
-        rows, left["step"] = gpu_speed.step_rows(sizes.models, graphs, device, until("step"),
-                                                 rounds=sizes.step_rounds, scale_down=sizes.scale_down)
-        results["step"] = rows
-        summary += ["training step (bf16 models, random weights) and its peak memory, against peft's LoRA:",
-                    *step_table(rows)]
-    if "mixed" in args.sections:
+        rows, left = gpu_checks.run_checks(case_list, list(gpu_checks.MODES.values()), device,
+                                           dry_run=args.dry_run, out_of_time=until("checks"))
+        return rows, left, check_summary(rows)
+
+    def kernels():
+        rows, left = gpu_speed.kernel_rows(sizes.speed_shapes, sizes.speed_tokens, device, until("kernels"),
+                                           repeat=sizes.repeat, budget_s=sizes.case_budget_s)
+        slow = slower_kernels(rows) if not args.dry_run else []
+        return rows, left, ["fused kernels vs the torch programs they replace (forward + backward):",
+                            *kernel_table(rows), *(["kernels to fix or switch off:", *slow] if slow else [])]
+
+    def floor():
+        rows, left = gpu_speed.floor_rows(sizes.floor_graphs, sizes.speed_shapes, sizes.floor_tokens, device, card,
+                                          until("floor"), repeat=sizes.repeat, budget_s=sizes.case_budget_s)
+        return ({"card": card, "rows": rows}, left,
+                ["adapter term over the base GEMM (bf16), against its physical floor:", *floor_table(rows, card)])
+
+    def step():
+        rows, left = gpu_speed.step_rows(sizes.models, graphs, device, until("step"), rounds=sizes.step_rounds,
+                                         scale_down=sizes.scale_down)
+        return rows, left, ["training step (bf16 models, random weights) and its peak memory, against peft's LoRA:",
+                            *step_table(rows)]
+
+    def mixed():
         from .mixed import format_table
 
-        rows, left["mixed"] = gpu_speed.mixed_rows(sizes.mixed_counts, device, until("mixed"),
-                                                   rounds=sizes.mixed_rounds, scale_down=sizes.scale_down)
-        results["mixed"] = rows
+        rows, left = gpu_speed.mixed_rows(sizes.mixed_counts, device, until("mixed"), rounds=sizes.mixed_rounds,
+                                          scale_down=sizes.scale_down)
         good = [r for r in rows if "error" not in r]
-        summary += ["mixed-adapter batches (bench mixed):", *(format_table(good).splitlines() if good else []),
-                    *[f"  error: {r['error'][:300]}" for r in rows if "error" in r]]
-    not_run = {k: n for k, n in left.items() if n}
-    if not_run:
-        summary.append("out of time (--budget): not run: " + ", ".join(f"{n} {k} rows" for k, n in not_run.items()))
-    errors = [r for rows in results.values() for r in (rows["rows"] if isinstance(rows, dict) else rows) if "error" in r]
-    checks_ok = all(r.get("ok") for r in results.get("checks", []) if "skipped" not in r)
-    ok = checks_ok and not errors
-    seconds = time.perf_counter() - started
-    summary.append(f"bench gpu{' --dry-run' if args.dry_run else ''}: {'ok' if ok else 'FAILED'} "
+        return rows, left, ["mixed-adapter batches (bench mixed):", *(format_table(good).splitlines() if good else []),
+                            *[f"  error: {r['error'][:300]}" for r in rows if "error" in r]]
+
+    report = Report(args, card, started)
+    for name, section in (("checks", checks), ("kernels", kernels), ("floor", floor), ("step", step), ("mixed", mixed)):
+        if name in args.sections:
+            report.add(name, *section())
+    return report.finish()
+
+
+class Report:
+    """What the sections found: printed as each ends, and written to ``--output`` after each (so a
+    run killed from outside still leaves what it measured), then the verdict."""
+
+    def __init__(self, args: argparse.Namespace, card: dict[str, Any], started: float):
+        self.args, self.card, self.started = args, card, started
+        self.results: dict[str, Any] = {}
+        self.left: dict[str, int] = {}
+        self.summary: list[str] = []
+
+    def add(self, name: str, result: Any, left: int, lines: list[str]) -> None:
+        self.results[name], self.left[name] = result, left
+        self.summary += lines
+        print("\n".join(lines) + f"\n[{name}: {time.perf_counter() - self.started:.0f} s]", flush=True)
+        self.write(ok=None)
+
+    def rows_raised(self) -> list[dict[str, Any]]:
+        return [r for rows in self.results.values() for r in (rows["rows"] if isinstance(rows, dict) else rows)
+                if "error" in r]
+
+    def write(self, ok: bool | None):
+        seconds = time.perf_counter() - self.started
+        environment = {"device": self.card.get("name"), "torch": torch.__version__, "cuda": torch.version.cuda,
+                       "triton": _version("triton"), "transformers": _version("transformers"), "peft": _version("peft"),
+                       "python": platform.python_version(), "dry_run": bool(self.args.dry_run),
+                       "seconds": round(seconds, 1), "budget_s": self.args.budget}
+        not_run = {k: n for k, n in self.left.items() if n}
+        return write_json(self.args.output, {"benchmark": "gpu", "ok": ok, "complete": ok is not None,
+                                             "environment": environment, "not_run": not_run,
+                                             "summary": self.summary, **self.results})
+
+    def finish(self) -> int:
+        not_run = {k: n for k, n in self.left.items() if n}
+        if not_run:
+            self.summary.append("out of time (--budget): not run: "
+                                + ", ".join(f"{n} {k} rows" for k, n in not_run.items()))
+        errors = self.rows_raised()
+        checks_ok = all(r.get("ok") for r in self.results.get("checks", []) if "skipped" not in r)
+        ok = checks_ok and not errors
+        seconds = time.perf_counter() - self.started
+        verdict = (f"bench gpu{' --dry-run' if self.args.dry_run else ''}: {'ok' if ok else 'FAILED'} "
                    f"({'all checks passed' if checks_ok else 'checks failed'}, {len(errors)} rows raised) in {seconds:.0f} s")
-    print("\n".join(summary))
-    environment = {"device": card.get("name", device.type), "torch": torch.__version__,
-                   "cuda": torch.version.cuda, "triton": _version("triton"), "transformers": _version("transformers"),
-                   "peft": _version("peft"), "python": platform.python_version(), "dry_run": bool(args.dry_run),
-                   "seconds": round(seconds, 1), "budget_s": args.budget}
-    out = write_json(args.output, {"benchmark": "gpu", "ok": ok, "environment": environment, "not_run": not_run,
-                                   "summary": summary, **results})
-    print(f"wrote {out}")
-    return 0 if ok else 1
+        self.summary.append(verdict)
+        print("\n".join(self.summary[-2:] if not_run else [verdict]))
+        print(f"wrote {self.write(ok)}")
+        return 0 if ok else 1
 
 
 def _version(name: str) -> str | None:

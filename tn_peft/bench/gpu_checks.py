@@ -264,7 +264,8 @@ def run_checks(case_list: list[Case], modes: list[Mode], device: torch.device, *
                out_of_time: Callable[[], bool]) -> tuple[list[dict[str, Any]], int]:
     """Every case in every mode until ``out_of_time()``; ``(rows, cases left unrun)``."""
     rows: list[dict[str, Any]] = []
-    todo = [(case, mode) for case in case_list for mode in modes_for(case, modes)]
+    # mode by mode (fp32 first), so that a run out of time has checked every case in the first modes
+    todo = [(case, mode) for mode in modes for case in case_list if mode in modes_for(case, modes)]
     for n, (case, mode) in enumerate(todo):
         if out_of_time():
             return rows, len(todo) - n
