@@ -7,8 +7,9 @@ every node tensor's parameters, circuit angles included); the worst must be with
 tolerance. Subjects:
 
 - kernels, called directly: ``lowrank`` (LoRA's and canonical SVD's chains), ``circuit_chain``
-  (Quantum-PEFT's x -> V -> s -> U in one launch), ``circuit_rows`` (one circuit, x Q and z Q^T) and
-  ``kron_rows`` (per-wire maps), each against the float64 planned program (or ``x Q``) on the CPU;
+  (Quantum-PEFT's x -> V -> s -> U in one launch), ``circuit_rows`` (one circuit per launch, both
+  ways: ``(x V) U^T`` as two launches) and ``kron_rows`` (per-wire maps), each against the float64
+  planned program (or ``(x V) U^T``) on the CPU;
 - graphs: every catalog graph's adapter through its planned program as users run it
   (``adapter(x)``: on CUDA the plan chooser swaps in a fused kernel where one applies).
 
@@ -163,8 +164,9 @@ def _fused_call(case: Case, adapter, x: torch.Tensor) -> tuple[torch.Tensor, str
 
     problem = adapter.problem.with_tokens(x.shape[0])
     tensors = [t.to(x.dtype) for t in adapter.node_tensors()]
-    if case.subject == "circuit_rows":
-        return tk.circuit_rows(x, adapter.node("V"), transpose=True), "circuit_rows"
+    if case.subject == "circuit_rows":   # x V (rows N -> k), then z U^T (k -> M): both directions
+        z = tk.circuit_rows(x, adapter.node("V"), transpose=True)
+        return tk.circuit_rows(z, adapter.node("U"), transpose=False), "circuit_rows"
     if case.subject == "circuit_chain":
         gated = fused_gated_program(problem)
         if gated is None:
@@ -180,9 +182,9 @@ def _fused_call(case: Case, adapter, x: torch.Tensor) -> tuple[torch.Tensor, str
 
 
 def _reference_call(case: Case, adapter, x: torch.Tensor) -> torch.Tensor:
-    """The float64 CPU value the device must match: ``x Q`` for circuit_rows, else the planned program."""
+    """The float64 CPU value the device must match: ``(x V) U^T`` for circuit_rows, else the planned program."""
     if case.subject == "circuit_rows":
-        return x @ adapter.node("V")()
+        return (x @ adapter.node("V")()) @ adapter.node("U")().T
     return adapter(x)
 
 
@@ -251,7 +253,7 @@ def run_check(case: Case, mode: Mode, device: torch.device, *, dry_run: bool, se
     errors = {"output": relative_error(y, y_ref)}
     ref_grads = _grads(ref, x_ref)
     for name, grad in _grads(dev, x).items():
-        if case.subject == "circuit_rows" and name != "x" and not name.startswith("nodes.V."):
+        if case.subject == "circuit_rows" and name.startswith("nodes.s."):   # no s in (x V) U^T
             continue
         errors[f"grad {name}"] = relative_error(grad, ref_grads[name])
     worst_name = max(errors, key=errors.get)

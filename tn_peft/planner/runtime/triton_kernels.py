@@ -284,8 +284,15 @@ def _launch(x, ops: list, params: list, width: int, n_out: int, maxd: int) -> to
     y = torch.empty(t, n_out, dtype=x.dtype, device=x.device)
     x = x.contiguous()
     circuit_kernel[(programs,)](x, y, buf, table, par.contiguous(), t, x.shape[1], n_out, len(ops),
-                                x.stride(0), y.stride(0), NP=np_, MAXD=maxd, BT=bt)
+                                x.stride(0), y.stride(0), NP=np_, MAXD=maxd, BT=bt, num_warps=_warps(bt * np_))
     return y
+
+
+def _warps(elements: int) -> int:
+    """Warps for a program holding blocks of ``elements`` values: about 8 per thread (4 to 16 warps).
+    With Triton's default 4 warps a 4 x 4096 state is 128 registers per thread per block, and the
+    kernel's half-dozen live blocks spill to local memory."""
+    return max(4, min(16, 1 << max(elements // 256 - 1, 0).bit_length()))
 
 
 class _Recompute(torch.autograd.Function):
