@@ -205,7 +205,9 @@ def run(args: argparse.Namespace) -> int:
               "`tn-peft bench gpu --dry-run` runs every section at small sizes (kernels under the Triton interpreter).")
         return 2
     from ..errors import require
+    from ..finetune.methods import stay_offline
 
+    stay_offline()   # the device has no network: transformers must not try the Hub
     require("triton", "triton", "tn-peft bench gpu")
     from . import gpu_checks, gpu_speed
     from ..spec import catalog
