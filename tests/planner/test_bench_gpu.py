@@ -113,3 +113,46 @@ def test_relative_error_says_missing_and_non_finite_gradients_are_failures():
     assert gpu_checks.relative_error(torch.tensor([1.0, float("nan"), 1.0]), b) == float("inf")
     assert gpu_checks.relative_error(None, None) == 0.0
     assert gpu_checks.relative_error(b * 1.01, b) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("name, fragment", [("NVIDIA H100 80GB HBM3", "H100"), ("NVIDIA H100 PCIe", "H100 PCIe"),
+                                            ("NVIDIA H100 NVL", "H100 NVL"), ("NVIDIA H200", "H200")])
+def test_known_cards_take_their_datasheet_peaks(monkeypatch, name, fragment):
+    from tn_peft.bench import gpu_speed
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    card = gpu_speed.peaks(torch.device("cuda"))
+    assert (card["flops"], card["bandwidth"]) == gpu_speed.PEAKS[fragment]
+    assert card["source"] == f"datasheet ({fragment})" and card["name"] == name
+
+
+def test_other_cards_are_measured(monkeypatch):
+    from tn_peft.bench import gpu_speed
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A10G")
+    monkeypatch.setattr(gpu_speed, "measured_peaks", lambda device: (1e14, 6e11))
+    assert gpu_speed.peaks(torch.device("cuda")) == {"name": "NVIDIA A10G", "flops": 1e14, "bandwidth": 6e11,
+                                                     "source": "measured"}
+
+
+def test_measured_peaks_are_positive_rates():
+    from tn_peft.bench import gpu_speed
+
+    flops, bandwidth = gpu_speed.measured_peaks(torch.device("cpu"), size=256, copy_bytes=1 << 22)
+    assert flops > 1e6 and bandwidth > 1e6
+
+
+def test_the_summary_names_failures_and_the_kernels_to_switch_off():
+    from tn_peft.bench.gpu import check_summary, slower_kernels
+
+    rows = [{"kind": "kernel", "subject": "lowrank:lora", "out": 8, "in": 8, "tokens": 1, "rank": None, "mode": "fp32",
+             "tolerance": 1e-4, "ok": False, "worst": 3e-3, "worst_of": "grad x", "runs_as": "lowrank"},
+            {"kind": "graph", "subject": "tt", "out": 259, "in": 259, "tokens": 1, "rank": None, "mode": "fp32",
+             "tolerance": 1e-4, "skipped": "the graph does not build at this size: ..."}]
+    text = "\n".join(check_summary(rows))
+    assert "0/1 passed, 1 failed, 1 skipped" in text and "FAILED lowrank:lora" in text and "grad x: 3.00e-03" in text
+    assert "skipped 1: the graph does not build at this size" in text
+    slow = slower_kernels([{"kernel": "kron_rows", "out": 4096, "in": 4096, "tokens": 4096, "mode": "fp32",
+                            "ratio": 1.7}, {"kernel": "lowrank", "out": 8, "in": 8, "tokens": 1, "mode": "fp32",
+                                            "ratio": 0.5}])
+    assert len(slow) == 1 and "switches.switch_off('kron_rows'" in slow[0] and "1.70x" in slow[0]

@@ -18,7 +18,7 @@ section has no time for are skipped and counted, never run past the budget):
 A summary is printed and everything goes to ``-o/--output`` (default ``bench-results/gpu.json``).
 The exit status is 0 when every check passed and no section raised, else 1 (2: no CUDA without
 ``--dry-run``). A kernel measured slower than its torch program is listed with the call that
-switches it off (:func:`tn_peft.planner.runtime.fused.switch_off`, recorded in ``Plan.decisions``).
+switches it off (:func:`tn_peft.planner.runtime.switches.switch_off`, recorded in ``Plan.decisions``).
 
 ``--dry-run`` (a CPU): the same sections at small sizes, the kernels under the Triton interpreter,
 in a child process that runs as on the bare GPU image (:mod:`.device_image`: cotengra, tensorly,
@@ -186,7 +186,7 @@ def slower_kernels(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         if "ratio" in r and r["ratio"] > 1.0:
             slow.setdefault(r["kernel"], []).append(f"{r['out']}x{r['in']} T={r['tokens']} {r['mode']} {r['ratio']:.2f}x")
-    return [f"  {kernel} slower than torch at {', '.join(cases)}: tn_peft.planner.runtime.fused.switch_off("
+    return [f"  {kernel} slower than torch at {', '.join(cases)}: tn_peft.planner.runtime.switches.switch_off("
             f"{kernel!r}, 'measured slower than the torch program by tn-peft bench gpu on <card>')"
             for kernel, cases in slow.items()]
 
