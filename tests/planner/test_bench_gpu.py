@@ -152,7 +152,12 @@ def test_the_summary_names_failures_and_the_kernels_to_switch_off():
     text = "\n".join(check_summary(rows))
     assert "0/1 passed, 1 failed, 1 skipped" in text and "FAILED lowrank:lora" in text and "grad x: 3.00e-03" in text
     assert "skipped 1: the graph does not build at this size" in text
-    slow = slower_kernels([{"kernel": "kron_rows", "out": 4096, "in": 4096, "tokens": 4096, "mode": "fp32",
-                            "ratio": 1.7}, {"kernel": "lowrank", "out": 8, "in": 8, "tokens": 1, "mode": "fp32",
-                                            "ratio": 0.5}])
-    assert len(slow) == 1 and "switches.switch_off('kron_rows'" in slow[0] and "1.70x" in slow[0]
+    def row(kernel, tokens, ratio):
+        return {"kernel": kernel, "out": 64, "in": 64, "tokens": tokens, "mode": "fp32", "ratio": ratio}
+
+    slow = slower_kernels([row("kron_rows", 1, 0.5), row("kron_rows", 64, 1.2), row("kron_rows", 4096, 1.7),
+                           row("lowrank", 1, 0.5), row("lowrank", 4096, 0.9),
+                           row("circuit_chain", 1, 1.3), row("circuit_chain", 4096, 0.8)])
+    assert len(slow) == 2
+    assert "switches.switch_off('kron_rows'" in slow[0] and "from_tokens=64)" in slow[0] and "1.70x" in slow[0]
+    assert "circuit_chain" in slow[1] and "fix the kernel" in slow[1] and "switch_off" not in slow[1]

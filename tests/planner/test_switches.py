@@ -54,11 +54,13 @@ def test_a_cpu_plan_never_mentions_kernels(lowrank_off):
     assert not any("Triton" in d for d in load_graph("lora").build(48, 32).plan(64).decisions)
 
 
-@pytest.mark.parametrize("kernel, reason, match", [("fast", "x", "no fused kernel is named 'fast'"),
-                                                    ("lowrank", "  ", "needs a reason")])
-def test_bad_switches_say_what_is_wrong(kernel, reason, match):
+@pytest.mark.parametrize("kernel, reason, start, match", [("fast", "x", 1, "no fused kernel is named 'fast'"),
+                                                           ("lowrank", "  ", 1, "needs a reason"),
+                                                           ("lowrank", "x", 0, "at least 1")])
+def test_bad_switches_say_what_is_wrong(kernel, reason, start, match):
     with pytest.raises(ValueError, match=match):
-        switches.switch_off(kernel, reason)
+        switches.switch_off(kernel, reason, from_tokens=start)
+    assert kernel not in switches.SWITCHED_OFF
 
 
 def test_the_environment_switches_kernels_off_for_a_process():
@@ -66,8 +68,39 @@ def test_the_environment_switches_kernels_off_for_a_process():
             "print(switches.SWITCHED_OFF); print(load_graph('kron').build(64, 64).plan(8, device='cuda').decisions[-1])")
     env = dict(os.environ, TN_PEFT_FUSED_OFF="kron_rows, circuit_rows")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert "'kron_rows': 'switched off by TN_PEFT_FUSED_OFF'" in out and "'circuit_rows'" in out
+    assert "'kron_rows': ('switched off by TN_PEFT_FUSED_OFF', 1)" in out and "'circuit_rows'" in out
     assert "fused Triton kernel 'kron_rows' switched off (switched off by TN_PEFT_FUSED_OFF)" in out
     bad = subprocess.run([sys.executable, "-c", "import tn_peft.planner.runtime.switches"],
                          env=dict(os.environ, TN_PEFT_FUSED_OFF="lowrnak"), capture_output=True, text=True)
     assert bad.returncode != 0 and "TN_PEFT_FUSED_OFF names 'lowrnak'" in bad.stderr
+    bad = subprocess.run([sys.executable, "-c", "import tn_peft.planner.runtime.switches"],
+                         env=dict(os.environ, TN_PEFT_FUSED_OFF="lowrank@many"), capture_output=True, text=True)
+    assert bad.returncode != 0 and "kernel@TOKENS" in bad.stderr
+
+
+def test_a_kernel_off_from_some_token_count_runs_below_it():
+    """A plan family splits its token range where the kernel goes off; each side says what runs."""
+    from tn_peft.planner.cost import CostModel
+    from tn_peft.planner.runtime.dispatch import family_for
+
+    adapter = load_graph("lora").build(48, 32)
+    switches.switch_off("lowrank", "slower from T = 300 (a test)", from_tokens=300)
+    try:
+        family = family_for(adapter.problem.with_tokens(8), CostModel.for_device("cuda"))
+        assert 300 in family.breakpoints
+        assert family.plan_for(299).kernel == "lowrank" and family.plan_for(300).kernel is None
+        assert any("slower from T = 300 (a test); off from T = 300" in d for d in family.plan_for(4096).decisions)
+        assert family.select(299)[0] is not family.select(300)[0]
+        assert adapter.plan(64, device="cuda").kernel == "lowrank" and adapter.plan(512, device="cuda").kernel is None
+    finally:
+        switches.switch_on("lowrank")
+    assert switches.token_breaks() == []
+
+
+def test_a_kernel_off_from_some_token_count_in_the_environment():
+    code = ("from tn_peft.planner.runtime import switches; from tn_peft.spec import load_graph; "
+            "a = load_graph('lora').build(48, 32); print(switches.SWITCHED_OFF['lowrank'], "
+            "a.plan(8, device='cuda').kernel, a.plan(4096, device='cuda').kernel)")
+    env = dict(os.environ, TN_PEFT_FUSED_OFF="lowrank@1024")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "('switched off by TN_PEFT_FUSED_OFF', 1024) lowrank None" in out

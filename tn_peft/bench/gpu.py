@@ -18,7 +18,8 @@ section has no time for are skipped and counted, never run past the budget):
 A summary is printed and everything goes to ``-o/--output`` (default ``bench-results/gpu.json``).
 The exit status is 0 when every check passed and no section raised, else 1 (2: no CUDA without
 ``--dry-run``). A kernel measured slower than its torch program is listed with the call that
-switches it off (:func:`tn_peft.planner.runtime.switches.switch_off`, recorded in ``Plan.decisions``).
+switches it off from the T where it loses (:func:`tn_peft.planner.runtime.switches.switch_off`,
+recorded in ``Plan.decisions``).
 
 ``--dry-run`` (a CPU): the same sections at small sizes, the kernels under the Triton interpreter,
 in a child process that runs as on the bare GPU image (:mod:`.device_image`: cotengra, tensorly,
@@ -181,14 +182,28 @@ def step_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def slower_kernels(rows: list[dict[str, Any]]) -> list[str]:
-    """The kernels measured slower than their torch program, with the line that switches each off."""
-    slow: dict[str, list[str]] = {}
-    for r in rows:
-        if "ratio" in r and r["ratio"] > 1.0:
-            slow.setdefault(r["kernel"], []).append(f"{r['out']}x{r['in']} T={r['tokens']} {r['mode']} {r['ratio']:.2f}x")
-    return [f"  {kernel} slower than torch at {', '.join(cases)}: tn_peft.planner.runtime.switches.switch_off("
-            f"{kernel!r}, 'measured slower than the torch program by tn-peft bench gpu on <card>')"
-            for kernel, cases in slow.items()]
+    """The kernels measured slower than their torch program, each with the call that switches it off
+    from the smallest T above which every row of it is slower (a kernel slower only below some T and
+    faster above it is a bug to fix, and is listed so)."""
+    out = []
+    for kernel in dict.fromkeys(r["kernel"] for r in rows if "ratio" in r):
+        own = [r for r in rows if r.get("kernel") == kernel and "ratio" in r]
+        slow = [r for r in own if r["ratio"] > 1.0]
+        if not slow:
+            continue
+        cases = ", ".join(f"{r['out']}x{r['in']} T={r['tokens']} {r['mode']} {r['ratio']:.2f}x" for r in slow)
+        start = None
+        for t in sorted({r["tokens"] for r in own}, reverse=True):
+            if not all(r["ratio"] > 1.0 for r in own if r["tokens"] >= t):
+                break
+            start = t
+        if start is None:
+            out.append(f"  {kernel} slower than torch at {cases}, faster at the largest T: fix the kernel")
+        else:
+            out.append(f"  {kernel} slower than torch at {cases}: tn_peft.planner.runtime.switches.switch_off("
+                       f"{kernel!r}, 'slower than the torch program from T = {start} (bench gpu on <card>)', "
+                       f"from_tokens={start})")
+    return out
 
 
 # ---------------------------------------------------------------------- run

@@ -15,7 +15,7 @@ def apply_circuit(circuit, state: torch.Tensor, transpose: bool) -> torch.Tensor
         from . import triton_kernels
         from .switches import why_off
 
-        if triton_kernels.available() and why_off("circuit_rows") is None:
+        if triton_kernels.available() and why_off("circuit_rows", state.shape[0]) is None:
             return triton_kernels.circuit_rows(state, circuit, transpose)
     network = circuit.as_network() if hasattr(circuit, "as_network") else circuit
     if transpose:
