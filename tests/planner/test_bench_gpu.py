@@ -56,6 +56,15 @@ def test_without_cuda_the_device_run_is_one_clear_message():
     assert "CUDA" in result.stdout and "--dry-run" in result.stdout and "Traceback" not in result.stderr
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
+def test_an_output_that_cannot_be_written_fails_at_once(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tn_peft.cli", "bench", "gpu", "--dry-run", "--sections", "floor",
+                             "-o", str(tmp_path)], check=False, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"cannot write --output {tmp_path}" in result.stderr and "Traceback" not in result.stderr
+    assert "adapter term" not in result.stdout   # nothing was measured
+
+
 def _under_blocker(body: str) -> subprocess.CompletedProcess:
     """Run ``body`` in a fresh Python whose import system lacks what the GPU image lacks (``d``: the blocker)."""
     script = (f"import importlib.util, sys\n"

@@ -277,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
                             *[f"  error: {r['error'][:300]}" for r in rows if "error" in r]]
 
     report = Report(args, card, started)
+    report.write(ok=None)   # a path that cannot be written fails now, not after minutes of measuring
     for name, section in (("checks", checks), ("kernels", kernels), ("floor", floor), ("step", step), ("mixed", mixed)):
         if name in args.sections:
             report.add(name, *section())
@@ -310,9 +311,15 @@ class Report:
                        "python": platform.python_version(), "dry_run": bool(self.args.dry_run),
                        "seconds": round(seconds, 1), "budget_s": self.args.budget}
         not_run = {k: n for k, n in self.left.items() if n}
-        return write_json(self.args.output, {"benchmark": "gpu", "ok": ok, "complete": ok is not None,
-                                             "environment": environment, "not_run": not_run,
-                                             "summary": self.summary, **self.results})
+        try:
+            return write_json(self.args.output, {"benchmark": "gpu", "ok": ok, "complete": ok is not None,
+                                                 "environment": environment, "not_run": not_run,
+                                                 "summary": self.summary, **self.results})
+        except OSError as err:
+            from ..errors import TnPeftError
+
+            raise TnPeftError(f"cannot write --output {self.args.output}: {err.strerror or err}; "
+                              "give a file path in a writable folder") from None
 
     def finish(self) -> int:
         not_run = {k: n for k, n in self.left.items() if n}
