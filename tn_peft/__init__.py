@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._moved import install as _install_moved
 from .errors import (
     CheckpointError,
     MissingDependencyError,
@@ -20,32 +21,35 @@ from .errors import (
     ShapeError,
     SpecError,
     TnPeftError,
+    UsageError,
 )
 
 __version__ = "0.1.0"
 
+_install_moved()  # old import paths (tn_peft.spec, tn_peft.config, ...) load the moved modules, warning once
+
 #: public name -> the module that defines it (imported when the name is first read)
 _LAZY = {
-    "Adapter": "tn_peft.adapters",
-    "AdapterConfig": "tn_peft.config",
+    "Adapter": "tn_peft.adapter.adapter",
+    "AdapterConfig": "tn_peft.model.config",
     "TnPeftModel": "tn_peft.model",
     "from_pretrained": "tn_peft.model",
     "get_model": "tn_peft.model",
-    "Network": "tn_peft.network",
-    "catalog": "tn_peft.spec",
-    "load_graph": "tn_peft.spec",
+    "Network": "tn_peft.graph.network",
+    "catalog": "tn_peft.graph.spec",
+    "load_graph": "tn_peft.graph.spec",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .adapters import Adapter
-    from .config import AdapterConfig
-    from .model import TnPeftModel, from_pretrained, get_model
-    from .network import Network
-    from .spec import catalog, load_graph
+    from .adapter.adapter import Adapter
+    from .model.config import AdapterConfig
+    from .model.model import TnPeftModel, from_pretrained, get_model
+    from .graph.network import Network
+    from .graph.spec import catalog, load_graph
 
 
 def __getattr__(name: str) -> Any:
-    """The public names of :data:`_LAZY`, and submodules (``tn_peft.layers``), imported on first use."""
+    """The public names of :data:`_LAZY`, and submodules (``tn_peft.model.layers``), imported on first use."""
     target = _LAZY.get(name)
     if target is not None:
         value = getattr(importlib.import_module(target), name)
@@ -65,5 +69,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["Adapter", "AdapterConfig", "CheckpointError", "MissingDependencyError", "Network", "RightInverseError",
-           "ShapeError", "SpecError", "TnPeftError", "TnPeftModel", "__version__", "catalog", "from_pretrained",
+           "ShapeError", "SpecError", "TnPeftError", "TnPeftModel", "UsageError", "__version__", "catalog", "from_pretrained",
            "get_model", "load_graph"]

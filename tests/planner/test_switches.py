@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tn_peft.planner.runtime import switches
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 
 triton_kernels = pytest.importorskip("tn_peft.planner.runtime.triton_kernels")
 pytestmark = pytest.mark.skipif(not triton_kernels.available(), reason="triton is not importable")
@@ -64,7 +64,7 @@ def test_bad_switches_say_what_is_wrong(kernel, reason, start, match):
 
 
 def test_the_environment_switches_kernels_off_for_a_process():
-    code = ("from tn_peft.planner.runtime import switches; from tn_peft.spec import load_graph; "
+    code = ("from tn_peft.planner.runtime import switches; from tn_peft.graph.spec import load_graph; "
             "print(switches.SWITCHED_OFF); print(load_graph('kron').build(64, 64).plan(8, device='cuda').decisions[-1])")
     env = dict(os.environ, TN_PEFT_FUSED_OFF="kron_rows, circuit_rows")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
@@ -98,7 +98,7 @@ def test_a_kernel_off_from_some_token_count_runs_below_it():
 
 
 def test_a_kernel_off_from_some_token_count_in_the_environment():
-    code = ("from tn_peft.planner.runtime import switches; from tn_peft.spec import load_graph; "
+    code = ("from tn_peft.planner.runtime import switches; from tn_peft.graph.spec import load_graph; "
             "a = load_graph('lora').build(48, 32); print(switches.SWITCHED_OFF['lowrank'], "
             "a.plan(8, device='cuda').kernel, a.plan(4096, device='cuda').kernel)")
     env = dict(os.environ, TN_PEFT_FUSED_OFF="lowrank@1024")
