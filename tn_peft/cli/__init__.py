@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "kernels": ("tn_peft.apps.bench.kernels", "fused Triton kernels vs the torch programs they replace (CUDA; --check on CPU)"),
     "import": ("tn_peft.apps.bench.imports", "import tn_peft and the command line's --help, beside import torch"),
     "mixed": ("tn_peft.apps.bench.mixed", "mixed-adapter batches (adapter_names=) vs one adapter at a time and peft's mixed LoRA"),
+    "gpu": ("tn_peft.apps.bench.gpu", "every device check in one run: kernel and graph correctness, speed, memory (CUDA; --dry-run on CPU)"),
 }
 
 

@@ -62,6 +62,7 @@ class Plan:
         self._source, self.emitted = lower(problem, model, branches, delta=delta, initial=initial)
         self._program: Callable | None = None
         self.kernel: str | None = None   # a fused kernel that runs instead of the source (run_as)
+        self.notes: tuple[str, ...] = ()  # decisions taken after planning (with_note)
 
     @property
     def program(self) -> Callable:
@@ -169,7 +170,7 @@ class Plan:
         if self.kernel is not None:
             out.append(f"runs as the fused Triton kernel {self.kernel!r} (one launch; the source is the "
                        "torch program it replaces)")
-        return out
+        return out + list(self.notes)
 
     def tree(self) -> str:
         """The contraction tree as indented text, one line per step with its legs and costs."""
@@ -205,6 +206,12 @@ class Plan:
         fused = copy.copy(self)
         fused._program, fused.kernel = program, getattr(program, "kernel", "fused")
         return fused
+
+    def with_note(self, note: str) -> Plan:
+        """A copy of this plan with one more line in :attr:`decisions` (same tree, costs and program)."""
+        noted = copy.copy(self)
+        noted.notes = (*self.notes, note)
+        return noted
 
     def signature(self) -> tuple:
         return (tuple(b.signature() for b in self.branches), self.delta)

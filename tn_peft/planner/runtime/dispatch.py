@@ -35,6 +35,7 @@ from ..choose import make_plan
 from ..cost import CostModel
 from ..plan import Plan
 from ..problem import Problem
+from .switches import token_breaks
 
 GRID_RATIO = 4
 BREAK_PRECISION = 1.1
@@ -66,8 +67,16 @@ class PlanFamily:
         # On CUDA, chains x -> V -> (s) -> U and per-wire maps run as one fused Triton kernel instead
         # of the plan's source (both circuits of a Quantum-PEFT chain gate by gate: one kernel for the
         # chain); such a plan becomes plan.run_as(kernel), so self.plans describes what runs.
+        # A kernel switched off from some T on (.switches) splits the range holding that T.
         self.fused, fused_gated = fused_kernels(problem, self.model, initial=initial)
-        self.plans = [as_run(plan, self.fused, fused_gated) for plan in self.plans]
+        if self.fused is not None or fused_gated is not None:
+            for start in token_breaks():
+                i = self.index(start)
+                if start <= self.max_tokens and (i == 0 or self.breakpoints[i - 1] != start):
+                    self.breakpoints.insert(i, start)
+                    self.plans.insert(i + 1, self.plans[i])
+        starts = [1] + self.breakpoints
+        self.plans = [as_run(plan, self.fused, fused_gated, tokens=start) for plan, start in zip(self.plans, starts)]
         # (program, gated nodes) per token range, compiled now: a torch.compile trace of the
         # dispatch then reads plain lists and never compiles generated source.
         self.entries: list[tuple[Callable, frozenset[int]]] = [(plan.program, plan.gated_nodes())
@@ -174,16 +183,28 @@ def fused_kernels(problem: Problem, model: CostModel, *, initial: bool = False
     return fused.fused_program(problem), fused.fused_gated_program(problem)
 
 
-def as_run(plan: Plan, fused: Callable | None, fused_gated: tuple[Callable, frozenset[int]] | None) -> Plan:
+def as_run(plan: Plan, fused: Callable | None, fused_gated: tuple[Callable, frozenset[int]] | None,
+           tokens: int | None = None) -> Plan:
     """``plan`` as it runs: :meth:`Plan.run_as` the fused program that replaces it, else itself.
     The chain program replaces a plan with no circuit gate by gate; the both-circuits program one
-    that applies exactly its two circuits gate by gate."""
+    that applies exactly its two circuits gate by gate. A kernel switched off (:mod:`.switches`) for
+    ``tokens`` rows (default: the plan's own T) replaces nothing, and the plan's decisions say why."""
+    from .switches import why_off
+
+    tokens = plan.problem.tokens if tokens is None else tokens
     gated = plan.gated_nodes()
-    if fused is not None and not gated:
-        return plan.run_as(fused)
-    if fused_gated is not None and gated == fused_gated[1]:
-        return plan.run_as(fused_gated[0])
-    return plan
+    program = fused if fused is not None and not gated else (
+        fused_gated[0] if fused_gated is not None and gated == fused_gated[1] else None)
+    if program is None:
+        off = why_off("circuit_rows", tokens)
+        if gated and off is not None and plan.model.name == "cuda":
+            return plan.with_note(f"fused Triton kernel 'circuit_rows' switched off ({off}): the circuits run "
+                                  "gate by gate in torch")
+        return plan
+    off = why_off(program.kernel, tokens)
+    if off is not None:
+        return plan.with_note(f"fused Triton kernel {program.kernel!r} switched off ({off}): the torch program runs")
+    return plan.run_as(program)
 
 
 def running_plan(problem: Problem, model: CostModel | None = None, *, initial: bool = False,

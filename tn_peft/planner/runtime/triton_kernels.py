@@ -10,7 +10,8 @@
   :func:`circuit_chain` fuses ``x -> V(gates) -> s -> U(gates)`` (Quantum-PEFT) into one launch.
   Each program owns a block of rows and ping-pongs them between two scratch rows in global memory
   (cache-resident); a gate on wire w reads, for every entry, the ``d_w`` entries that differ in
-  digit w. Backward recomputes through the torch ops of ``as_network()``.
+  digit w. Backward recomputes through the torch ops of ``as_network()`` (in float32 for half inputs,
+  as the kernel computes).
 - :func:`kron_rows` -- per-wire maps ``y[t, .., i_w, ..] = scale * sum_j F[i_w, j] x[t, .., j, ..]``
   applied wire after wire (Kronecker ``x (A (x) Ba Bb)^T``: each ``F`` takes its wire from ``d_in``
   to ``d_out``, so the row width changes per map; strides come from the host's op table), in the
@@ -49,8 +50,8 @@ def _kernels():
     def lowrank_kernel(x_ptr, v_ptr, s_ptr, u_ptr, y_ptr, T, N, M, K,
                        sxt, sxn, svn, svk, ss, sum_, suk, syt, sym, scale,
                        HAS_S: tl.constexpr, BT: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr,
-                       BK: tl.constexpr):
-        pid = tl.program_id(0)
+                       BK: tl.constexpr, PRECISION: tl.constexpr):
+        pid = tl.program_id(0).to(tl.int64)      # row offsets in int64: T * N may pass 2^31
         rt = pid * BT + tl.arange(0, BT)
         rk = tl.arange(0, BK)
         h = tl.zeros((BT, BK), dtype=tl.float32)
@@ -60,7 +61,7 @@ def _kernels():
                          mask=(rt[:, None] < T) & (rn[None, :] < N), other=0.0)
             vb = tl.load(v_ptr + rn[:, None] * svn + rk[None, :] * svk,
                          mask=(rn[:, None] < N) & (rk[None, :] < K), other=0.0)
-            h += tl.dot(xb, vb)
+            h += tl.dot(xb, vb, input_precision=PRECISION)
         if HAS_S:
             sv = tl.load(s_ptr + rk * ss, mask=rk < K, other=0.0)
             h = h * sv[None, :].to(tl.float32)
@@ -69,7 +70,7 @@ def _kernels():
             rm = m0 + tl.arange(0, BM)
             ub = tl.load(u_ptr + rk[:, None] * suk + rm[None, :] * sum_,
                          mask=(rk[:, None] < K) & (rm[None, :] < M), other=0.0)
-            yb = tl.dot(h.to(ub.dtype), ub)
+            yb = tl.dot(h.to(ub.dtype), ub, input_precision=PRECISION)
             tl.store(y_ptr + rt[:, None] * syt + rm[None, :] * sym, yb.to(y_ptr.dtype.element_ty),
                      mask=(rt[:, None] < T) & (rm[None, :] < M))
 
@@ -81,7 +82,7 @@ def _kernels():
         # kind 1: sign table S[i_a, i_b] (offset) multiplies; kind 2: keep the first `length`
         # entries times par[offset + i] (the diagonal s, scale folded in), zero the rest;
         # kind 3: non-square map on one wire (dim_b -> dim_a), the state's width becomes `length`.
-        pid = tl.program_id(0)
+        pid = tl.program_id(0).to(tl.int64)      # offsets in int64: T * NP may pass 2^31
         rt = pid * BT + tl.arange(0, BT)
         idx = tl.arange(0, NP)
         rows = rt[:, None] < T
@@ -151,9 +152,21 @@ def _pow2(n: int, least: int = 16) -> int:
 
 
 # ------------------------------------------------------------------------ low rank
+def dot_precision() -> str:
+    """How the kernels' float32 ``tl.dot`` multiplies, as torch's float32 matmuls do:
+    ``torch.set_float32_matmul_precision("highest")`` (torch's default) -> "ieee" (true float32),
+    "high" / "medium" -> "tf32". Triton's own default on CUDA is tf32, about 1e-3 relative error:
+    the fused chain would not match the torch program it replaces. Other dtypes ignore it."""
+    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+
+
 def lowrank_forward(x: torch.Tensor, v: torch.Tensor, s: torch.Tensor | None, u: torch.Tensor,
                     scale: float) -> torch.Tensor:
-    """``scale * ((x @ v) * s) @ u.T`` by one Triton launch (no autograd). x: (T, N), v: (N, K), u: (M, K)."""
+    """``scale * ((x @ v) * s) @ u.T`` by one Triton launch (no autograd). x: (T, N), v: (N, K), u: (M, K);
+    x, v and u share one dtype (``tl.dot`` multiplies no mixed pair); s may differ (read as float32)."""
+    if not x.dtype == v.dtype == u.dtype:
+        raise TypeError(f"the fused low-rank kernel multiplies x ({x.dtype}), V ({v.dtype}) and U ({u.dtype}) "
+                        "in one dtype: cast them to one (under autocast, lowrank() does)")
     lowrank_kernel, _ = _kernels()
     t, n = x.shape
     m, k = u.shape
@@ -163,7 +176,7 @@ def lowrank_forward(x: torch.Tensor, v: torch.Tensor, s: torch.Tensor | None, u:
     grid = (math.ceil(t / bt),)
     lowrank_kernel[grid](x, v, s_arg, u, y, t, n, m, k, x.stride(0), x.stride(1), v.stride(0), v.stride(1),
                          s.stride(0) if s is not None else 0, u.stride(0), u.stride(1), y.stride(0), y.stride(1),
-                         float(scale), HAS_S=s is not None, BT=bt, BN=bn, BM=bm, BK=bk)
+                         float(scale), HAS_S=s is not None, BT=bt, BN=bn, BM=bm, BK=bk, PRECISION=dot_precision())
     return y
 
 
@@ -182,18 +195,28 @@ class LowRank(torch.autograd.Function):
         scale = ctx.scale
         need_x, need_v, need_s, need_u = ctx.needs_input_grad[:4]
         need_s = need_s and s is not None
+        sx = s.to(x.dtype) if s is not None else None   # s may be float32 beside half x, V, U (autocast)
+        grad = grad.to(x.dtype)
         h = x @ v if need_s or need_u else None     # (T, K), recomputed only when a gradient uses it
         gh = (grad @ u) * scale                     # (T, K): dL/d(h * s)
-        du = grad.t() @ ((h * s if s is not None else h) * scale) if need_u else None   # (M, K)
-        ds = (gh * h).sum(0) if need_s else None
-        gs = gh * s if s is not None else gh
+        du = grad.t() @ ((h * sx if s is not None else h) * scale) if need_u else None   # (M, K)
+        ds = (gh.float() * h.float()).sum(0).to(s.dtype) if need_s else None
+        gs = gh * sx if s is not None else gh
         dv = x.t() @ gs if need_v else None
         dx = gs @ v.t() if need_x else None
         return dx, dv, ds, du, None
 
 
 def lowrank(x: torch.Tensor, v: torch.Tensor, s: torch.Tensor | None, u: torch.Tensor, scale: float = 1.0):
-    """Differentiable ``scale * ((x @ v) * s) @ u.T`` through the fused kernel."""
+    """Differentiable ``scale * ((x @ v) * s) @ u.T`` through the fused kernel. Under autocast x, V and U
+    are cast to the autocast dtype first, as torch's matmuls in the program it replaces cast them
+    (s stays: an elementwise product is not cast); the result is in that dtype."""
+    kind = x.device.type
+    if torch.is_autocast_enabled(kind):
+        dtype = torch.get_autocast_dtype(kind)
+        x, v, u = x.to(dtype), v.to(dtype), u.to(dtype)
+        with torch.autocast(kind, enabled=False):   # backward's matmuls then run in that dtype too
+            return LowRank.apply(x, v, s, u, float(scale))
     return LowRank.apply(x, v, s, u, float(scale))
 
 
@@ -261,8 +284,15 @@ def _launch(x, ops: list, params: list, width: int, n_out: int, maxd: int) -> to
     y = torch.empty(t, n_out, dtype=x.dtype, device=x.device)
     x = x.contiguous()
     circuit_kernel[(programs,)](x, y, buf, table, par.contiguous(), t, x.shape[1], n_out, len(ops),
-                                x.stride(0), y.stride(0), NP=np_, MAXD=maxd, BT=bt)
+                                x.stride(0), y.stride(0), NP=np_, MAXD=maxd, BT=bt, num_warps=_warps(bt * np_))
     return y
+
+
+def _warps(elements: int) -> int:
+    """Warps for a program holding blocks of ``elements`` values: about 8 per thread (4 to 16 warps).
+    With Triton's default 4 warps a 4 x 4096 state is 128 registers per thread per block, and the
+    kernel's half-dozen live blocks spill to local memory."""
+    return max(4, min(16, 1 << max(elements // 256 - 1, 0).bit_length()))
 
 
 class _Recompute(torch.autograd.Function):
@@ -278,17 +308,31 @@ class _Recompute(torch.autograd.Function):
     def forward(ctx, kernel, reference, n, *tensors):
         ctx.reference, ctx.n = reference, n
         ctx.extra = tensors[n:]
+        kind = tensors[0].device.type   # the reference reruns under the forward's autocast state
+        ctx.autocast = (kind, torch.get_autocast_dtype(kind), torch.is_autocast_enabled(kind))
         ctx.save_for_backward(*tensors[:n])
         return kernel(*tensors[:n])
 
     @staticmethod
     def backward(ctx, grad):
-        inputs = [t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors]
-        with torch.enable_grad():
+        # half inputs are recomputed in float32, as the kernel computed the forward pass
+        saved = ctx.saved_tensors
+        inputs = [_widen(t).detach().requires_grad_(t.requires_grad) for t in saved]
+        kind, dtype, enabled = ctx.autocast
+        with torch.enable_grad(), torch.autocast(kind, dtype=dtype, enabled=enabled):
             out = ctx.reference(*inputs)
         wanted = [t for t in (*inputs, *ctx.extra) if t.requires_grad]
-        grads = iter(torch.autograd.grad(out, wanted, grad, allow_unused=True)) if wanted else iter(())
-        return (None, None, None, *[next(grads) if t.requires_grad else None for t in (*inputs, *ctx.extra)])
+        grads = iter(torch.autograd.grad(out, wanted, grad.to(out.dtype), allow_unused=True)) if wanted else iter(())
+        result = [next(grads) if t.requires_grad else None for t in (*inputs, *ctx.extra)]
+        for k, t in enumerate(saved):   # each gradient in its input's dtype
+            if result[k] is not None:
+                result[k] = result[k].to(t.dtype)
+        return (None, None, None, *result)
+
+
+def _widen(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 if it is a half-precision float (bf16, fp16), else itself."""
+    return t.float() if t.is_floating_point() and t.element_size() < 4 else t
 
 
 def _recompute(kernel, reference, inputs, networks=()):
