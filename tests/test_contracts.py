@@ -178,3 +178,15 @@ def test_a_moved_package_keeps_its_submodules():
                   "assert tn_peft.finetune.report is r\n"
                   "assert len([w for w in caught if 'tn_peft.finetune moved' in str(w.message)]) == 1\n")
     assert result.returncode == 0, result.stderr
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml reads the version from tn_peft.__version__ (setuptools' static attr), never its own copy."""
+    import tomllib
+
+    import tn_peft
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tn_peft.__version__"}
+    assert tn_peft.__version__.count(".") == 2
