@@ -24,8 +24,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tn_peft"
 OUTSIDE = ("cli", "apps")
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+def _run(code: str) -> str:
+    """Run ``code`` in a fresh interpreter; its stdout, once it exited 0 (else the test fails with its stderr)."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    return result.stdout
 
 
 def _unit(path: Path) -> str:
@@ -75,28 +77,25 @@ def unit_graph() -> dict[str, dict[str, str]]:
     imports.CASES["tn-peft check --help"],
 ])
 def test_no_torch_until_the_engine_is_used(code):
-    result = _run(code + "\nimport sys; assert 'torch' not in sys.modules")
-    assert result.returncode == 0, result.stderr
+    _run(code + "\nimport sys; assert 'torch' not in sys.modules")
 
 
 def test_lazy_names_and_submodules():
-    result = _run("import sys, tn_peft\n"
+    out = _run("import sys, tn_peft\n"
                   "assert tn_peft.get_model.__module__ == 'tn_peft.model.model' and 'torch' in sys.modules\n"
                   "assert tn_peft.model.layers.TnLinear and 'load_graph' in dir(tn_peft)\n"
                   "from tn_peft import Adapter, AdapterConfig, Network, TnPeftModel, catalog, from_pretrained\n"
                   "from tn_peft.model import get_model, TnPeftModel as T\n"
                   "assert get_model is tn_peft.get_model and T is TnPeftModel\n"
                   "try:\n    tn_peft.no_such_name\nexcept AttributeError as e:\n    print(e)\n")
-    assert result.returncode == 0, result.stderr
-    assert "has no attribute 'no_such_name'" in result.stdout
+    assert "has no attribute 'no_such_name'" in out
 
 
 def test_planning_stays_outside_a_compiled_graph_once_an_adapter_exists():
     """torch._dynamo is imported when the first adapter is built, not with tn_peft."""
-    result = _run("import sys, tn_peft\nassert 'torch._dynamo' not in sys.modules\n"
-                  "a = tn_peft.load_graph('lora').build(8, 8)\n"
-                  "assert a._plan_family.__func__._tn_peft_outside_graph\n")
-    assert result.returncode == 0, result.stderr
+    _run("import sys, tn_peft\nassert 'torch._dynamo' not in sys.modules\n"
+         "a = tn_peft.load_graph('lora').build(8, 8)\n"
+         "assert a._plan_family.__func__._tn_peft_outside_graph\n")
 
 
 GRAPH_MODULES = sorted(f"tn_peft.graph.{p.stem}" for p in (PACKAGE / "graph").glob("*.py") if p.stem != "__init__")
@@ -104,10 +103,9 @@ GRAPH_MODULES = sorted(f"tn_peft.graph.{p.stem}" for p in (PACKAGE / "graph").gl
 
 @pytest.mark.parametrize("module", GRAPH_MODULES)
 def test_graph_imports_neither_torch_nor_model(module):
-    result = _run(f"import sys, {module}\n"
-                  "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('tn_peft.model'))\n"
-                  "assert not bad, bad\n")
-    assert result.returncode == 0, result.stderr
+    _run(f"import sys, {module}\n"
+         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('tn_peft.model'))\n"
+         "assert not bad, bad\n")
     graph = unit_graph()
     assert "model" not in graph.get("graph", {}), f"graph imports tn_peft.model at {graph['graph']['model']}"
 
@@ -155,26 +153,36 @@ def test_the_unit_graph_sees_lazy_and_relative_imports():
 @pytest.mark.parametrize("old", sorted(MOVED))
 def test_old_import_paths_load_the_moved_module_and_warn_once(old):
     new = MOVED[old]
-    result = _run("import importlib, sys, warnings\n"
-                  "warnings.simplefilter('always')\n"
-                  "with warnings.catch_warnings(record=True) as caught:\n"
-                  f"    old = importlib.import_module({old!r})\n"
-                  f"    again = importlib.import_module({old!r})\n"
-                  f"assert old is again is importlib.import_module({new!r}), (old, {new!r})\n"
-                  "texts = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)\n"
-                  "         and 'tn_peft' in str(w.message)]\n"
-                  f"assert texts == [{old!r} + ' moved to ' + {new!r} + "
-                  "'; import it from there (the old path will be removed)'], texts\n")
-    assert result.returncode == 0, result.stderr
+    _run("import importlib, sys, warnings\n"
+         "warnings.simplefilter('always')\n"
+         "with warnings.catch_warnings(record=True) as caught:\n"
+         f"    old = importlib.import_module({old!r})\n"
+         f"    again = importlib.import_module({old!r})\n"
+         f"assert old is again is importlib.import_module({new!r}), (old, {new!r})\n"
+         "texts = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)\n"
+         "         and 'tn_peft' in str(w.message)]\n"
+         f"assert texts == [{old!r} + ' moved to ' + {new!r} + "
+         "'; import it from there (the old path will be removed)'], texts\n")
 
 
 def test_a_moved_package_keeps_its_submodules():
-    result = _run("import warnings\nwarnings.simplefilter('error', DeprecationWarning)\n"
-                  "import tn_peft.apps.finetune.grid as new\n"
-                  "warnings.simplefilter('always')\n"
-                  "with warnings.catch_warnings(record=True) as caught:\n"
-                  "    from tn_peft.finetune import grid\n    import tn_peft.finetune.report\n"
-                  "assert grid is new\nimport tn_peft.apps.finetune.report as r\n"
-                  "assert tn_peft.finetune.report is r\n"
-                  "assert len([w for w in caught if 'tn_peft.finetune moved' in str(w.message)]) == 1\n")
-    assert result.returncode == 0, result.stderr
+    _run("import warnings\nwarnings.simplefilter('error', DeprecationWarning)\n"
+         "import tn_peft.apps.finetune.grid as new\n"
+         "warnings.simplefilter('always')\n"
+         "with warnings.catch_warnings(record=True) as caught:\n"
+         "    from tn_peft.finetune import grid\n    import tn_peft.finetune.report\n"
+         "assert grid is new\nimport tn_peft.apps.finetune.report as r\n"
+         "assert tn_peft.finetune.report is r\n"
+         "assert len([w for w in caught if 'tn_peft.finetune moved' in str(w.message)]) == 1\n")
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml reads the version from tn_peft.__version__ (setuptools' static attr), never its own copy."""
+    import tomllib
+
+    import tn_peft
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tn_peft.__version__"}
+    assert tn_peft.__version__.count(".") == 2

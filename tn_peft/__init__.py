@@ -25,7 +25,7 @@ from .errors import (
     UsageError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
 
 _install_moved()  # old import paths (tn_peft.spec, tn_peft.config, ...) load the moved modules, warning once
 

@@ -4,7 +4,7 @@ from tn_peft.cli import main
 
 
 def test_plan_command_prints_tree_decisions_costs_and_source(capsys):
-    assert main(["plan", "tt", "--set", "cores=3", "--in", "64", "--out", "64", "--tokens", "32", "--train",
+    assert main(["plan", "tt", "--set", "cores=3", "--in-features", "64", "--out-features", "64", "--tokens", "32", "--train",
                  "--family"]) == 0
     out = capsys.readouterr().out
     for text in ("decisions:", "tree (s<k> = step k):", "predicted: forward", "saved for backward",
@@ -13,7 +13,7 @@ def test_plan_command_prints_tree_decisions_costs_and_source(capsys):
 
 
 def test_plan_command_for_dw_and_delta_networks(capsys):
-    assert main(["plan", "quanta", "--in", "64", "--out", "64", "--no-source"]) == 0
+    assert main(["plan", "quanta", "--in-features", "64", "--out-features", "64", "--no-source"]) == 0
     out = capsys.readouterr().out
     assert "build dW" in out and "def program" not in out
 

@@ -5,7 +5,7 @@ from tn_peft.cli import main
 
 
 def test_check_prints_everything(capsys):
-    assert main(["check", "lora", "--in", "384", "--out", "1536", "--set", "rank=8"]) == 0
+    assert main(["check", "lora", "--in-features", "384", "--out-features", "1536", "--set", "rank=8"]) == 0
     out = capsys.readouterr().out
     assert "B  dense" in out and "out=1536, r=8" in out and "einsum: ab,bc->ac" in out
     assert "trainable parameters: 15360" in out
@@ -28,7 +28,7 @@ def test_bad_set_value(capsys):
 
 def test_draw_writes_png(tmp_path):
     target = tmp_path / "tt.png"
-    assert main(["draw", "tt", "--in", "384", "--out", "384", "-o", str(target)]) == 0
+    assert main(["draw", "tt", "--in-features", "384", "--out-features", "384", "-o", str(target)]) == 0
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -48,3 +48,17 @@ def test_finetune_through_the_cli_records_its_command_line(monkeypatch):
     args = seen["args"]
     assert args.command_line == "tn-peft finetune --steps 3 --out 'my runs/a' --set rank=8"
     assert args.graph_args == [("rank", 8)]
+
+
+def test_out_means_one_thing_in_graph_commands(tmp_path, capsys):
+    """--out-features is the layer's output size, -o/--output the file: `draw tt --out tt.png` (the
+    issue's trap) is one clear error, and the old spellings --in/--out still work with a one-line note."""
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["draw", "tt", "--out", "tt.png"])
+    assert "the file to write is -o/--output" in capsys.readouterr().err
+    target = tmp_path / "tt.png"
+    assert main(["draw", "tt", "--in", "64", "--out", "64", "-o", str(target)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "--out is spelled --out-features now" in err and target.is_file()

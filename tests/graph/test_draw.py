@@ -40,7 +40,7 @@ def test_every_catalog_graph_is_laid_out_without_overlaps(graph, shape):
 
 def test_expand_draws_each_circuit(tmp_path):
     target = tmp_path / "qp.png"
-    assert main(["draw", "quantum_peft", "--in", "48", "--out", "48", "--set", "layers=2", "--expand",
+    assert main(["draw", "quantum_peft", "--in-features", "48", "--out-features", "48", "--set", "layers=2", "--expand",
                  "-o", str(target)]) == 0
     assert target.stat().st_size > 0
     net = tn_peft.load_graph("quantum_peft", layers=2)
@@ -59,5 +59,5 @@ def test_expand_draws_each_circuit(tmp_path):
 
 
 def test_expand_on_a_graph_without_circuits_says_so(tmp_path, capsys):
-    assert main(["draw", "lora", "--in", "16", "--out", "16", "--expand", "-o", str(tmp_path / "l.png")]) == 0
+    assert main(["draw", "lora", "--in-features", "16", "--out-features", "16", "--expand", "-o", str(tmp_path / "l.png")]) == 0
     assert "no circuit nodes" in capsys.readouterr().out

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from tn_peft.errors import SpecError
-from tn_peft.nodes import REGISTRY
 from tn_peft.graph.spec import catalog, load_graph
+from tn_peft.nodes import REGISTRY
 
 SHAPES = [(384, 384), (384, 1536), (768, 768), (4096, 4096)]
 EXPECTED = {"lora", "svd", "tt", "ttd", "lotr", "quanta", "kron", "quantum_peft"}
@@ -22,11 +22,7 @@ def test_catalog_builds_and_trains(name, in_features, out_features):
     net = load_graph(name)
     missing = [n.kind for n in net.nodes if n.kind not in REGISTRY]
     assert not missing
-    try:
-        adapter = net.build(in_features, out_features)
-    except SpecError as err:  # a family may forbid a shape, but only with a clear message
-        assert "Fix:" in str(err)
-        return
+    adapter = net.build(in_features, out_features)  # every catalog graph takes every one of these shapes
     x = torch.randn(2, in_features)
     y = adapter(x)
     assert y.shape == (2, out_features)

@@ -15,7 +15,7 @@ from tn_peft.model.base_layers import (
     dense_weight,
     is_quantized,
     merge_into,
-    quantized_kind,
+    quantized_format,
 )
 from tn_peft.errors import ShapeError
 from tn_peft.model.frames import initialize_frames
@@ -79,7 +79,7 @@ def _reference(model, x):
 def test_adapter_beside_quantized_base_matches_dequantized_reference(kind):
     model = _model(kind)
     layer = dict(model.tn_layers())["0"]
-    assert quantized_kind(layer.base_layer).name == kind and is_quantized(layer.base_layer)
+    assert quantized_format(layer.base_layer).name == kind and is_quantized(layer.base_layer)
     assert compute_dtype(layer.base_layer) == torch.float32
     assert layer.tn_adapters["default"].nodes["s"].values.dtype == torch.float32
     x = torch.randn(6, 64)
@@ -123,7 +123,7 @@ def test_merge_into_returns_its_error_and_refuses_nan():
 
 def test_unmergeable_torchao_type_is_named():
     layer = _torchao(nn.Linear(64, 32), torchao_quantization.Int8DynamicActivationInt8WeightConfig())
-    assert quantized_kind(layer) is None and is_quantized(layer)
+    assert quantized_format(layer) is None and is_quantized(layer)
     with pytest.raises(ShapeError, match="cannot be merged by re-quantizing: its Int8Tensor weight"):
         merge_into(layer, torch.zeros(32, 64), name="default")
 
@@ -205,7 +205,7 @@ def test_minilm_loaded_in_nf4_with_double_quantization(tmp_path):
     encoder = transformers.AutoModel.from_pretrained(str(path), quantization_config=config, device_map="cpu")
     model = tn_peft.get_model(encoder, tn_peft.AdapterConfig(graph="quantum_peft", target_modules=["query", "value"]))
     layer = dict(model.tn_layers())["encoder.layer.0.attention.self.query"]
-    assert quantized_kind(layer.base_layer).name == "bnb-4bit" and layer.base_layer.weight.quant_state.nested
+    assert quantized_format(layer.base_layer).name == "bnb-4bit" and layer.base_layer.weight.quant_state.nested
     ids = torch.randint(0, 1000, (2, 9))
     out = model(input_ids=ids).last_hidden_state
     out.pow(2).mean().backward()

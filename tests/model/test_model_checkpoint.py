@@ -10,7 +10,7 @@ from model_helpers import perturb
 from torch import nn
 
 import tn_peft
-from tn_peft import checkpoint as ckpt
+from tn_peft.io import checkpoint as ckpt
 from tn_peft.errors import CheckpointError
 from tn_peft.graph.spec import network_from_spec
 

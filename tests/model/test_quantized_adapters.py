@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import tn_peft
-from tn_peft import checkpoint as ckpt
+from tn_peft.io import checkpoint as ckpt
 from tn_peft.convert.tn_io import load_tn_adapter
 from tn_peft.errors import CheckpointError
 

@@ -8,7 +8,7 @@ import torch
 from model_helpers import TARGETS, batch_for, outputs, perturb, qpeft_config, tiny_gpt2
 
 import tn_peft
-from tn_peft import checkpoint as ckpt
+from tn_peft.io import checkpoint as ckpt
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")

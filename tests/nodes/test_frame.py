@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tn_peft.adapter.batching import evaluate_groups, group_nodes
@@ -88,8 +88,7 @@ def test_grouped_wires(n, max_wire, wires):
 def test_grouped_wires_multiply_to_n_within_the_limit(n, max_wire):
     from tn_peft.nodes.circuit.pauli import prime_factors
 
-    if max_wire < max(prime_factors(n)):
-        return
+    assume(max_wire >= max(prime_factors(n)))  # below it is refused: test_max_wire_below_the_largest_prime_factor
     wires = grouped_wires(n, max_wire)
     assert torch.tensor(wires).prod().item() == n and max(wires) <= max_wire
 

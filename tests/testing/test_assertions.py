@@ -71,7 +71,7 @@ def test_round_trip_assertions_catch_a_broken_merge_and_a_lossy_save(tmp_path, m
     with pytest.raises(AssertionError, match="merged weight of 0"):
         assert_merge_roundtrip(model)
     monkeypatch.undo()
-    from tn_peft import model_io
+    from tn_peft.model import model_io
 
     saving = model_io.adapter_state_dict
 

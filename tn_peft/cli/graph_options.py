@@ -1,8 +1,9 @@
-"""Small CLI commands that belong to no bigger module (check, draw), and their shared options."""
+"""The options every graph command (check, draw, plan) takes, and reading the graph they name."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import yaml
@@ -11,14 +12,41 @@ from ..errors import SpecError
 
 
 def add_graph_arguments(parser: argparse.ArgumentParser, *, sizes_required: bool = False) -> None:
-    """GRAPH, --in, --out and --set key=value: the options every graph command takes."""
+    """GRAPH, --in-features, --out-features and --set key=value: the options every graph command takes.
+
+    ``--in`` / ``--out``, their old spellings, still work with a one-line note: ``--out`` read like the
+    output *file* (``tn-peft draw tt --out tt.png``), which is ``-o/--output``."""
     parser.add_argument("graph", metavar="GRAPH", help="a catalog name (e.g. quantum_peft) or a path to a YAML file")
-    parser.add_argument("--in", dest="in_features", type=int, default=None if sizes_required else 1024,
-                        required=sizes_required, help="the layer's input size N (default 1024)")
-    parser.add_argument("--out", dest="out_features", type=int, default=None if sizes_required else 1024,
-                        required=sizes_required, help="the layer's output size M (default 1024)")
+    for side, text in (("in", "input"), ("out", "output")):
+        parser.add_argument(f"--{side}-features", f"--{side}", dest=f"{side}_features", type=_layer_size(side),
+                            action=_OldSpelling, default=None if sizes_required else 1024, required=sizes_required,
+                            metavar="N", help=f"the layer's {text} size (default 1024; --{side} is the old spelling)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a graph parameter, e.g. --set rank=8 (repeatable)")
+
+
+def _layer_size(side: str):
+    """argparse type of --in-features / --out-features: a positive integer; a file name gets the hint."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a layer size; --{side}-features (old spelling --{side}) takes the layer's "
+                f"{side}put size, an integer" + ("; the file to write is -o/--output" if side == "out" else "")) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"the layer's {side}put size must be at least 1, got {value}")
+        return value
+    return parse
+
+
+class _OldSpelling(argparse.Action):
+    """Store the value; an option given by its old spelling prints a one-line note naming the new one."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string is not None and option_string != self.option_strings[0]:
+            print(f"tn-peft: note: {option_string} is spelled {self.option_strings[0]} now", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ OPEN_GROUPS = ("out", "in")
 
 
 @dataclass
-class NodeSpec:
+class NetworkNode:
     """One node of a network: its name, kind, legs (in tensor-axis order) and kind options.
 
     ``shared`` marks nodes that model integration creates once per layer shape and reuses across
@@ -81,7 +81,7 @@ class Network:
         self.params: dict[str, Any] = dict(params or {})
         for param in self.params:
             check_name(param, "parameter name", source=source)
-        self.nodes: list[NodeSpec] = []
+        self.nodes: list[NetworkNode] = []
         self.open: dict[str, tuple[str, ...]] = {"out": ("out",), "in": ("in",)}
         if open:
             self.set_open(**{("in_" if k == "in" else k): v for k, v in open.items()})
@@ -122,7 +122,7 @@ class Network:
                                 source=self.source, line=line, node=name, leg=leg,
                                 fix="rename one of the two legs")
             seen.add(leg)
-        self.nodes.append(NodeSpec(name, kind, legs, {str(k): v for k, v in options.items()}, shared, leg_sizes, line))
+        self.nodes.append(NetworkNode(name, kind, legs, {str(k): v for k, v in options.items()}, shared, leg_sizes, line))
         self.template = None
         return self
 
@@ -153,7 +153,7 @@ class Network:
     def node_names(self) -> list[str]:
         return [n.name for n in self.nodes]
 
-    def node(self, name: str) -> NodeSpec:
+    def node(self, name: str) -> NetworkNode:
         for n in self.nodes:
             if n.name == name:
                 return n

@@ -2,7 +2,7 @@
 
 A base layer whose weight is stored quantized stays quantized; the adapter beside it trains in
 float32 (float64 on a float64 compute dtype) and its output ``x dW^T`` is added in the layer's
-output dtype. The supported kinds, one :class:`QuantizedKind` each in :data:`KINDS`:
+output dtype. The supported formats, one :class:`QuantizedFormat` each in :data:`QUANTIZED_FORMATS`:
 
 - ``bnb-4bit``: ``bitsandbytes.nn.Linear4bit`` (nf4 / fp4, with or without double quantization:
   what transformers' ``BitsAndBytesConfig(load_in_4bit=True)`` builds);
@@ -41,7 +41,7 @@ from ..errors import ShapeError, warn
 
 
 @dataclass(frozen=True)
-class QuantizedKind:
+class QuantizedFormat:
     """How to read and rewrite the weight of one kind of quantized linear layer."""
 
     name: str
@@ -129,10 +129,10 @@ def _torchao_requantize(module: nn.Module, weight: torch.Tensor) -> None:
     quantize_(module, Int8WeightOnlyConfig())
 
 
-KINDS: tuple[QuantizedKind, ...] = (
-    QuantizedKind("bnb-4bit", _is_bnb("Linear4bit"), _bnb_dequantize, _bnb4_requantize, _bnb_compute_dtype),
-    QuantizedKind("bnb-8bit", _is_bnb("Linear8bitLt"), _bnb_dequantize, _bnb8_requantize, _bnb_compute_dtype),
-    QuantizedKind("torchao-int8", _torchao_int8, lambda m: m.weight.dequantize(), _torchao_requantize,
+QUANTIZED_FORMATS: tuple[QuantizedFormat, ...] = (
+    QuantizedFormat("bnb-4bit", _is_bnb("Linear4bit"), _bnb_dequantize, _bnb4_requantize, _bnb_compute_dtype),
+    QuantizedFormat("bnb-8bit", _is_bnb("Linear8bitLt"), _bnb_dequantize, _bnb8_requantize, _bnb_compute_dtype),
+    QuantizedFormat("torchao-int8", _torchao_int8, lambda m: m.weight.dequantize(), _torchao_requantize,
                   lambda m: m.weight.dtype),
 )
 
@@ -148,33 +148,33 @@ def keep_cpu_layout(model: nn.Module) -> int:
     return count
 
 
-def quantized_kind(module: nn.Module) -> QuantizedKind | None:
-    """The :class:`QuantizedKind` of a quantized linear layer tn_peft can merge onto, else None (a float
+def quantized_format(module: nn.Module) -> QuantizedFormat | None:
+    """The :class:`QuantizedFormat` of a quantized linear layer tn_peft can merge onto, else None (a float
     layer, or a torchao weight type it runs beside but cannot re-quantize)."""
-    for kind in KINDS:
-        if kind.matches(module):
-            return kind
+    for fmt in QUANTIZED_FORMATS:
+        if fmt.matches(module):
+            return fmt
     return None
 
 
 def is_quantized(module: nn.Module) -> bool:
     """True for a layer whose weight is stored quantized (any bitsandbytes or torchao layer)."""
-    return quantized_kind(module) is not None or _torchao_weight(module)
+    return quantized_format(module) is not None or _torchao_weight(module)
 
 
 def compute_dtype(module: nn.Module) -> torch.dtype:
     """The dtype the layer computes in: its compute dtype when quantized, else its weight's dtype."""
-    kind = quantized_kind(module)
-    if kind is not None:
-        return kind.compute_dtype(module)
+    fmt = quantized_format(module)
+    if fmt is not None:
+        return fmt.compute_dtype(module)
     return module.weight.dtype
 
 
 def dense_weight(module: nn.Module) -> torch.Tensor:
     """The layer's weight as a dense tensor in its own layout (dequantized when quantized)."""
-    kind = quantized_kind(module)
-    if kind is not None:
-        return kind.dequantize(module)
+    fmt = quantized_format(module)
+    if fmt is not None:
+        return fmt.dequantize(module)
     if _torchao_weight(module):
         return module.weight.dequantize()
     return module.weight
@@ -187,22 +187,22 @@ def merge_into(module: nn.Module, delta: torch.Tensor, *, safe_merge: bool = Fal
 
     ShapeError for a torchao weight type that cannot be re-quantized, and (``safe_merge``) for NaN/inf.
     """
-    kind = quantized_kind(module)
-    if kind is None:
+    fmt = quantized_format(module)
+    if fmt is None:
         what = f"its {type(module.weight).__name__} weight" if _torchao_weight(module) else "it is not quantized"
         raise ShapeError(f"layer {name!r} cannot be merged by re-quantizing: {what} (tn_peft re-quantizes "
                          f"bitsandbytes 4-bit / 8-bit and torchao Int8WeightOnly layers)")
     with torch.no_grad():
-        target = kind.dequantize(module).to(torch.float32) + delta.to(torch.float32)
+        target = fmt.dequantize(module).to(torch.float32) + delta.to(torch.float32)
         if safe_merge and not torch.isfinite(target).all():
             raise ShapeError(f"merging into layer {name!r} gives NaN/inf weights; the adapter is broken")
-        kind.requantize(module, target.to(kind.compute_dtype(module)))
-        error = float((kind.dequantize(module).to(torch.float32) - target).abs().max() / target.abs().max().clamp_min(1e-30))
-    warn(f"adapter {name!r} merged into a {kind.name} layer: the weight was re-quantized, relative "
+        fmt.requantize(module, target.to(fmt.compute_dtype(module)))
+        error = float((fmt.dequantize(module).to(torch.float32) - target).abs().max() / target.abs().max().clamp_min(1e-30))
+    warn(f"adapter {name!r} merged into a {fmt.name} layer: the weight was re-quantized, relative "
          f"rounding error {error:.2e} of max |W + dW| (the merged layer's outputs differ from base + "
          f"adapter by the quantizer's error)")
     return error
 
 
-__all__ = ["KINDS", "QuantizedKind", "compute_dtype", "dense_weight", "is_quantized", "keep_cpu_layout", "merge_into",
-           "quantized_kind"]
+__all__ = ["QUANTIZED_FORMATS", "QuantizedFormat", "compute_dtype", "dense_weight", "is_quantized", "keep_cpu_layout", "merge_into",
+           "quantized_format"]
