@@ -4,6 +4,9 @@
 (an ``nn.Module`` whose ``delta_weight()`` is dW). Model integration, conversion and the CLI build
 on these.
 
+``get_peft_model(model, tn_peft.TnPeftConfig(graph=..., target_modules=...))`` is the peft front door
+(:mod:`tn_peft.peft_method`); ``import tn_peft`` registers the method with peft whenever peft is imported.
+
 The names below are imported on first use (PEP 562), so ``import tn_peft`` and the command line's
 ``--help`` do not pay for torch: ``from tn_peft import get_model`` imports the engine.
 """
@@ -32,15 +35,23 @@ _LAZY = {
     "from_pretrained": "tn_peft.model",
     "get_model": "tn_peft.model",
     "Network": "tn_peft.network",
+    "TnPeftConfig": "tn_peft.peft_method",
     "catalog": "tn_peft.spec",
     "load_graph": "tn_peft.spec",
 }
+
+# tn_peft is a peft method too (``get_peft_model(model, TnPeftConfig(...))``): registered with peft as soon
+# as peft is imported, before or after this line, without importing it here (tn_peft.peft_hook)
+from .peft_hook import install as _install_peft_hook
+
+_install_peft_hook()
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adapters import Adapter
     from .config import AdapterConfig
     from .model import TnPeftModel, from_pretrained, get_model
     from .network import Network
+    from .peft_method import TnPeftConfig
     from .spec import catalog, load_graph
 
 
@@ -65,5 +76,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["Adapter", "AdapterConfig", "CheckpointError", "MissingDependencyError", "Network", "RightInverseError",
-           "ShapeError", "SpecError", "TnPeftError", "TnPeftModel", "__version__", "catalog", "from_pretrained",
+           "ShapeError", "SpecError", "TnPeftConfig", "TnPeftError", "TnPeftModel", "__version__", "catalog", "from_pretrained",
            "get_model", "load_graph"]

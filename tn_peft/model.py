@@ -215,7 +215,7 @@ class TnPeftModel(nn.Module):
         for name, target in resolved.targets.items():
             adapter, module = built[name], target.module
             self._frozen.update(id(p) for p in adapter.parameters() if not p.requires_grad)
-            layer = module if isinstance(module, TnLayer) else target.layer_type.layer_class(module)
+            layer = module if isinstance(module, TnLayer) else self._layer_class(target.layer_type.layer_class)(module)
             if layer is not module:
                 layer.active_adapters = list(self._active_adapters)
                 self._replace(name, layer)
@@ -238,6 +238,12 @@ class TnPeftModel(nn.Module):
         self.networks[adapter_name] = network
         self._node_groups = {}
         self._mark_trainable()
+
+    @staticmethod
+    def _layer_class(layer_class: type[TnLayer]) -> type[TnLayer]:
+        """The class that wraps a module of layer type ``layer_class`` (the peft front door,
+        :mod:`tn_peft.peft_method`, gives peft's ``BaseTunerLayer`` flavour of it)."""
+        return layer_class
 
     def _find_modules_to_save(self, config: AdapterConfig, adapter_name: str) -> list[tuple[str, nn.Module]]:
         if not config.modules_to_save:
@@ -405,13 +411,15 @@ class TnPeftModel(nn.Module):
             return self.base_model(*args, **kwargs)
 
     @contextmanager
-    def _mixed_batch(self, adapter_names: Sequence[str]) -> Iterator[None]:
+    def _mixed_batch(self, adapter_names: Sequence[str], training: bool | None = None) -> Iterator[None]:
         """Row i uses adapter ``adapter_names[i]`` (``"__base__"``: none) in every layer (:mod:`tn_peft.mixed`);
-        the nodes of all the named adapters are evaluated together first."""
+        the nodes of all the named adapters are evaluated together first. ``training``: the mode of the model
+        the forward runs in (default this one's)."""
         from .mixed import row_groups
 
         layers = [layer for _, layer in self.tn_layers()]
-        groups = row_groups(adapter_names, list(self.peft_config), training=self.training,
+        training = self.training if training is None else training
+        groups = row_groups(adapter_names, list(self.peft_config), training=training,
                             merged=any(layer.merged for layer in layers),
                             device=next((p.device for p in self.parameters()), "cpu"))
         with_nodes, node_groups = self._layer_nodes(groups.names)
