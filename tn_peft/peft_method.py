@@ -55,8 +55,8 @@ def _internals_moved(peft, what: str, exc: BaseException | None = None) -> Missi
     detail = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
     return MissingDependencyError(
         f"tn_peft cannot register with peft {peft.__version__}: {what}{detail}. tn_peft's registration "
-        f"(tn_peft/peft_method.py) supports {SUPPORTED_TEXT}",
-        fix=f"pip install '{SUPPORTED_TEXT}', or use tn_peft.get_model (the engine API, which needs no peft)")
+        f"(tn_peft/peft_method.py) supports {SUPPORTED_TEXT}. Fix: pip install '{SUPPORTED_TEXT}', or use "
+        "tn_peft.get_model (the engine API, which needs no peft)")
 
 
 def add_peft_type():
