@@ -248,6 +248,17 @@ class TnPeftTuner(BaseTuner):
     target_module_mapping = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
     uses_shared_state = True  # LoTR's shared nodes live on the tuner (tn_shared)
 
+    @property
+    def batch_nodes(self) -> bool:
+        """Evaluate same-kind same-shape nodes of all layers together once per forward (the engine's
+        ``batch_nodes``, default True)."""
+        return self._engine.batch_nodes
+
+    @batch_nodes.setter
+    def batch_nodes(self, value: bool) -> None:
+        self._engine.batch_nodes = bool(value)
+        self._engine._node_groups = {}
+
     def _prepare_adapter_config(self, peft_config, model_config):
         if peft_config.target_modules is None:
             model_type = model_config.get("model_type")

@@ -1,4 +1,5 @@
-"""Gradient checkpointing (transformers' ``gradient_checkpointing_enable``), reentrant and not, with the
+"""Gradient checkpointing (transformers' ``gradient_checkpointing_enable``), reentrant and not, through both
+front doors (tn_peft.get_model, peft's get_peft_model), with the
 model's batched node evaluation on and off: the adapter gradients equal those without checkpointing.
 
 Non-reentrant checkpointing reruns each block during backward and requires the rerun to repeat the same
@@ -26,7 +27,7 @@ def _adapter_grads(kind: str, *, checkpointing: bool, reentrant: bool = False, b
 
         from tn_peft.peft_method import TnPeftConfig
 
-        model = get_peft_model(base, TnPeftConfig(**qpeft_config(TARGETS[kind]).to_dict(), init_weights=False))
+        model = get_peft_model(base, TnPeftConfig(**qpeft_config(TARGETS[kind]).to_dict()))
         model.base_model.batch_nodes = batch_nodes
     else:
         model = tn_peft.get_model(base, qpeft_config(TARGETS[kind]), batch_nodes=batch_nodes)
@@ -47,11 +48,16 @@ def _adapter_grads(kind: str, *, checkpointing: bool, reentrant: bool = False, b
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
 @pytest.mark.parametrize("batch_nodes", [True, False], ids=["batched", "per-layer"])
-def test_checkpointed_gradients_equal_plain_ones(kind, batch_nodes):
-    plain = _adapter_grads(kind, checkpointing=False, batch_nodes=batch_nodes)
+@pytest.mark.parametrize("door", ["get_model", "get_peft_model"])
+def test_checkpointed_gradients_equal_plain_ones(kind, batch_nodes, door):
+    if door == "get_peft_model":
+        pytest.importorskip("peft")
+    peft_door = door == "get_peft_model"
+    plain = _adapter_grads(kind, checkpointing=False, batch_nodes=batch_nodes, peft_front_door=peft_door)
     assert any(g.abs().max() > 0 for g in plain.values())
     for reentrant in (False, True):
-        checkpointed = _adapter_grads(kind, checkpointing=True, reentrant=reentrant, batch_nodes=batch_nodes)
+        checkpointed = _adapter_grads(kind, checkpointing=True, reentrant=reentrant, batch_nodes=batch_nodes,
+                                      peft_front_door=peft_door)
         assert checkpointed.keys() == plain.keys()
         for name, grad in plain.items():
             torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-6, msg=f"{name} reentrant={reentrant}")
