@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import inspect
 import itertools
+import types
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -135,6 +136,15 @@ class TnPeftModel(nn.Module):
             param.requires_grad_(False)
         self.add_adapter(adapter_name, config, targets=targets, layer_specs=layer_specs)
         self.set_adapter(adapter_name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "forward" and isinstance(value, types.MethodType) and value.__self__ is self:
+            # A library patching this model's forward (TRL's fused LM head, add_fused_lm_head) means the Hugging
+            # Face model's: it reads `self.base_model` as transformers' backbone. The patch goes onto the wrapped
+            # model, which runs inside this forward (node cache, adapter_names); see _forward for its way back.
+            self.base_model.forward = types.MethodType(value.__func__, self.base_model)
+            return
+        super().__setattr__(name, value)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -404,11 +414,27 @@ class TnPeftModel(nn.Module):
 
     # ------------------------------------------------------------- forward
     def _forward(self, *args: Any, adapter_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        if "forward" in self.base_model.__dict__:   # a forward patched onto the wrapped model (see __setattr__)
+            return self._patched_forward(args, kwargs, adapter_names)
         if adapter_names is not None:
             with self._mixed_batch(adapter_names):
                 return self.base_model(*args, **kwargs)
         with self._node_cache():
             return self.base_model(*args, **kwargs)
+
+    def _patched_forward(self, args: tuple, kwargs: dict, adapter_names: Sequence[str] | None) -> Any:
+        """The wrapped model's patched forward, inside this model's forward hooks; a patch that calls back into
+        the original forward (this one: it was what the patcher read as ``model.forward``) gets the wrapped
+        model's own class forward, instead of looping."""
+        base = self.base_model
+        if self.__dict__.get("_in_patched_forward"):
+            return type(base).forward(base, *args, **kwargs)
+        self.__dict__["_in_patched_forward"] = True
+        try:
+            with self._mixed_batch(adapter_names) if adapter_names is not None else self._node_cache():
+                return base(*args, **kwargs)
+        finally:
+            self.__dict__["_in_patched_forward"] = False
 
     @contextmanager
     def _mixed_batch(self, adapter_names: Sequence[str], training: bool | None = None) -> Iterator[None]:
