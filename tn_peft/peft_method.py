@@ -32,7 +32,7 @@ from torch import nn
 
 from .config import AdapterConfig
 from .errors import MissingDependencyError, SpecError, require, warn
-from .layers import TnConv1D, TnConv2d, TnLayer, TnLinear
+from .layers import TnConv1D, TnConv2d, TnLayer, TnLinear, adapter_dtype
 from .model import TnPeftModel
 
 require("peft", "'peft>=0.21.0,<0.22'", "tn_peft's peft front door (TnPeftConfig, get_peft_model)")
@@ -229,6 +229,26 @@ class _Engine(TnPeftModel):
         return PEFT_LAYERS[layer_class]
 
 
+def _restore_adapter_dtype(engine: TnPeftModel) -> None:
+    """Adapters train in float32 (:func:`tn_peft.layers.adapter_dtype`). TRL's SFTTrainer casts every trainable
+    parameter of a k-bit model to bfloat16 after ``get_peft_model`` (QLoRA's advice for LoRA factors); a circuit
+    angle in bfloat16 has a step of 2**-7 near 1, so updates below it -- every update at TRL's default learning
+    rate -- are lost and the circuit silently stops training. Such parameters are cast back, with a warning,
+    at the first training forward (before the optimizer has any state for them)."""
+    cast = 0
+    for _, layer in engine.tn_layers():
+        want = adapter_dtype(layer)
+        for param in layer.tn_adapters.parameters():
+            if param.dtype in (torch.bfloat16, torch.float16) and param.dtype != want:
+                param.data = param.data.to(want)
+                cast += 1
+    if cast:
+        engine._node_groups = {}
+        warn(f"{cast} tn_peft adapter parameters had been cast to 16-bit floats (TRL does so for k-bit models); "
+             "they train in float32 (a circuit angle's bfloat16 step of 2**-7 would swallow its updates), so they "
+             "were cast back")
+
+
 def _random_start(engine: TnPeftModel, adapter_name: str, seed: int = 0) -> None:
     """``init_weights=False``: Gaussian noise (std 0.1) on every parameter of the adapter (dW != 0)."""
     generator = torch.Generator().manual_seed(seed)
@@ -329,6 +349,8 @@ class TnPeftTuner(BaseTuner):
         """One forward (or one ``generate``): every node of the active adapters evaluated once, batched by
         kind and shape; with ``adapter_names`` (one per row) a mixed-adapter batch (:mod:`tn_peft.mixed`)."""
         engine = self._engine
+        if self.training:
+            _restore_adapter_dtype(engine)
         if adapter_names is None:
             with engine._node_cache():
                 yield

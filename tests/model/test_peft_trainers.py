@@ -132,3 +132,30 @@ def test_sft_trainer_takes_a_model_from_tn_peft_get_model(tmp_path):
     batch = {"input_ids": torch.randint(3, 16, (2, 6))}
     model.eval()
     assert outputs(model, batch).shape == (2, 6, 101)   # the plain forward (not the fused one) still works
+
+
+def test_a_4bit_base_trains_through_prepare_model_for_kbit_training(tmp_path):
+    """nf4 base (bitsandbytes on CPU), peft's prepare_model_for_kbit_training, TRL's SFTTrainer at its default
+    learning rate. TRL casts the trainable parameters to bfloat16; the adapter is cast back to float32 at the
+    first training step (tn_peft.peft_method._restore_adapter_dtype), so updates far below bfloat16's step
+    (2**-7 near 1) still move the circuit."""
+    pytest.importorskip("bitsandbytes")
+    tiny_llama().save_pretrained(tmp_path / "base")
+    quantization = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                   bnb_4bit_compute_dtype=torch.float32)
+    base = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "base", quantization_config=quantization,
+                                                             device_map="cpu")
+    base = peft.prepare_model_for_kbit_training(base)
+    trl, args = _sft_args(tmp_path / "run")
+    args.learning_rate = 2e-5
+    config = TnPeftConfig(graph="quantum_peft", graph_args={"rank": 4}, target_modules=["q_proj", "v_proj"])
+    trainer = trl.SFTTrainer(model=base, args=args, train_dataset=_texts(), processing_class=_tokenizer(),
+                             peft_config=config)
+    trainable = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert {p.dtype for p in trainable.values()} == {torch.bfloat16}, "TRL's cast (what this test guards against)"
+    before = {n: p.detach().float().clone() for n, p in trainable.items()}
+    with pytest.warns(UserWarning, match="cast back"):
+        trainer.train()
+    assert {p.dtype for p in trainable.values()} == {torch.float32}
+    steps = [(p.detach() - before[n]).abs().max().item() for n, p in trainable.items()]
+    assert all(step > 0 for step in steps) and max(steps) < 2 ** -9, steps
