@@ -50,6 +50,9 @@ class Adapter(nn.Module):
         self.nodes = nn.ModuleDict()
         self._shared: dict[str, Node] = {}
         for spec in network.nodes:
+            if hasattr(self.nodes, spec.name):  # nn.ModuleDict would refuse the key with a bare KeyError
+                raise SpecError(f"the node name is taken by torch's nn.ModuleDict (its attribute {spec.name!r})",
+                                source=network.source, node=spec.name, fix="rename the node, e.g. U1")
             shape = tuple(self.sizes[leg] for leg in spec.legs)
             given = (shared_nodes or {}).get(spec.name) if spec.shared else None
             if given is not None:

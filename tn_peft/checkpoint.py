@@ -58,9 +58,20 @@ CONFIG_FIELDS = ("peft_type", "tn_peft_version", "graph", "graph_args", "target_
 
 
 def adapter_directory(directory: str | Path, adapter_name: str = "default") -> Path:
-    """Where adapter ``adapter_name``'s files live: ``directory`` itself for ``default``, else a subfolder."""
+    """Where adapter ``adapter_name``'s files live: ``directory`` itself for ``default``, else a subfolder
+    (one path component: a name never leads out of ``directory``)."""
     directory = Path(directory)
-    return directory if adapter_name == "default" else directory / adapter_name
+    return directory if adapter_name == "default" else directory / folder_name(adapter_name)
+
+
+def folder_name(adapter_name: str) -> str:
+    """``adapter_name`` if it can name a subfolder: one path component, not ``.`` or ``..``, no NUL."""
+    if (not isinstance(adapter_name, str) or not adapter_name or adapter_name in (".", "..")
+            or any(c in adapter_name for c in "/\\\x00") or len(adapter_name) > 255):
+        raise CheckpointError(f"the adapter name {adapter_name!r} cannot name a subfolder: it holds '/', '\\' or "
+                              "NUL, is '.' or '..', or is over 255 characters, and would lead out of the adapter "
+                              "folder. Fix: name adapters like 'task_a'")
+    return adapter_name
 
 
 def make_config(adapter_config: Mapping[str, Any], graph_spec: Mapping[str, Any],

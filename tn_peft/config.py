@@ -15,18 +15,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import SpecError, warn
+from .patterns import check_pattern
 
 #: ``target_modules="all-linear"``: every linear layer except the output head (as in PEFT).
 ALL_LINEAR = "all-linear"
-
-
-def _check_regex(what: str, pattern: str, used_as: str | None = None) -> None:
-    """SpecError naming ``what`` when ``pattern`` (or the regex ``used_as`` it is built into) does not compile."""
-    try:
-        re.compile(pattern if used_as is None else used_as)
-    except re.error as exc:
-        raise SpecError(f"{what} {pattern!r} is not a valid regex ({exc})",
-                        fix="escape special characters (re.escape) or fix the pattern") from None
 
 
 def pattern_key(patterns: Iterable[str], module_name: str) -> str | None:
@@ -113,7 +105,7 @@ class AdapterConfig:
             if not isinstance(module, str) or not module:
                 raise SpecError(f"modules_to_save entry {module!r} must be a non-empty module name",
                                 fix="pass e.g. modules_to_save=['classifier']")
-            _check_regex("modules_to_save", module, rf"(^|.*\.){module}($|\..*)")
+            check_pattern("modules_to_save", module, rf"(^|.*\.){module}($|\..*)")
         if self.target_modules is None:
             raise SpecError("AdapterConfig needs target_modules",
                             fix="pass e.g. target_modules=['query', 'value'], a regex, or 'all-linear'")
@@ -123,7 +115,7 @@ class AdapterConfig:
                 raise SpecError(f"{name} must be a string (regex), a list of names or None, got {type(value).__name__}",
                                 fix=f"pass {name}=['query', 'value'] or a regex string")
             if isinstance(value, str) and not (name == "target_modules" and value.lower() == ALL_LINEAR):
-                _check_regex(name, value)
+                check_pattern(name, value)
         try:
             dropout = float(self.dropout)
         except (TypeError, ValueError):
@@ -151,7 +143,7 @@ class AdapterConfig:
             if not isinstance(args, Mapping):
                 raise SpecError(f"layer_graph_args[{key!r}] must be a dict of graph parameters, got {args!r}",
                                 fix=f"write layer_graph_args={{{key!r}: {{'rank': 2}}}}")
-            _check_regex("layer_graph_args key", key, rf"(.*\.)?({key})$")
+            check_pattern("layer_graph_args key", key, rf"(.*\.)?({key})$")
         self.layer_graph_args = {key: dict(args) for key, args in layer_args.items()}
         layers = self.layers_to_transform
         if isinstance(layers, tuple):
@@ -170,7 +162,7 @@ class AdapterConfig:
             raise SpecError(f"layers_pattern must be a string or a list of strings, got {pattern!r}",
                             fix="pass e.g. layers_pattern='layer'")
         for item in [pattern] if isinstance(pattern, str) else pattern or ():
-            _check_regex("layers_pattern", item, rf"(?:^|.*?\.){item}\.(?P<idx>\d+)\.")
+            check_pattern("layers_pattern", item, rf"(?:^|.*?\.){item}\.(?P<idx>\d+)\.")
         self.layers_pattern = pattern
         if pattern and layers is None:  # as PEFT's LoraConfig
             raise SpecError("layers_pattern was given without layers_to_transform",

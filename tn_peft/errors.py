@@ -5,6 +5,8 @@
 - :class:`CheckpointError`: a saved adapter or LoRA checkpoint cannot be read or converted.
 - :class:`DataError`: training data cannot be used as given (names the file and column).
 - :class:`MissingDependencyError`: an optional package is not installed (the message has the pip command).
+- :class:`UnsafeProgramError`: an internal error, never the user's: generated source failed the check it
+  must pass before it runs (:mod:`tn_peft.planner.verify`), so nothing ran.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 
 #: the package's own folder: a warning points at the first caller outside it
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -53,6 +56,19 @@ class SpecError(TnPeftError, ValueError):
         super().__init__(text)
 
 
+@contextmanager
+def spec_source(source: str):
+    """Give a SpecError raised inside the block the file it came from, when it names none (a graph spec
+    embedded in an ``adapter_config.json`` is a mapping without a path of its own)."""
+    try:
+        yield
+    except SpecError as exc:
+        if exc.source:
+            raise
+        raise SpecError(exc.bare_message, source=source, line=exc.line, node=exc.node, leg=exc.leg,
+                        fix=exc.fix) from None
+
+
 class ShapeError(TnPeftError, ValueError):
     """A tensor given at run time has a shape the adapter cannot take."""
 
@@ -72,6 +88,12 @@ class DataError(TnPeftError, ValueError):
 
 class MissingDependencyError(TnPeftError, ImportError):
     """An optional package is missing; the message carries the exact install command."""
+
+
+class UnsafeProgramError(RuntimeError):
+    """Generated source is outside the grammar the emitter writes (:mod:`tn_peft.planner.verify`); it was
+    neither compiled nor run. A bug in tn_peft, not in the user's input: deliberately not a
+    :class:`TnPeftError`, so the fuzzers count it as a crash."""
 
 
 def require(module: str, pip_name: str | None = None, purpose: str = ""):

@@ -20,5 +20,14 @@ MAX_NODES = 4_096
 #: the most elements one node's tensor may have (2^31: 8 GiB in float32); see :mod:`tn_peft.sizes`
 MAX_NODE_ELEMENTS = 2**31
 
-__all__ = ["MAX_INT_BITS", "MAX_LOOP_ITERATIONS", "MAX_NODES", "MAX_NODE_ELEMENTS", "MAX_SPEC_BYTES",
-           "MAX_SPEC_DEPTH", "MAX_SPEC_ITEMS"]
+
+#: longest module-name pattern (target_modules / exclude_modules regex, modules_to_save, layer_graph_args keys,
+#: layers_pattern) a config may hold
+MAX_PATTERN_CHARS = 1_000
+#: most unbounded repeats (``*``, ``+``, ``{n,}``) in a pattern as matched, tn_peft's own wrapper included: each
+#: one multiplies a failing match's backtracking by the name's length (6 ``.*`` take seconds on one 96-character
+#: name); none may sit inside another or around an alternation (exponential), see :mod:`tn_peft.patterns`
+MAX_PATTERN_REPEATS = 4
+
+__all__ = ["MAX_INT_BITS", "MAX_LOOP_ITERATIONS", "MAX_NODES", "MAX_NODE_ELEMENTS", "MAX_PATTERN_CHARS",
+           "MAX_PATTERN_REPEATS", "MAX_SPEC_BYTES", "MAX_SPEC_DEPTH", "MAX_SPEC_ITEMS"]

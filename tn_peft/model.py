@@ -35,7 +35,7 @@ from . import model_io
 from .batching import evaluate_groups, group_nodes
 from .config import AdapterConfig
 from .distributed import barrier, is_main_process, is_sharded
-from .errors import SpecError, warn
+from .errors import SpecError, spec_source, warn
 from .frames import set_weight_frames
 from .layers import ModulesToSave, TnLayer, adapter_dtype
 from .targets import Target, match_name, resolve_config
@@ -552,11 +552,12 @@ class TnPeftModel(nn.Module):
         """Wrap ``model`` with the adapter saved in ``model_id`` (its ``adapter_name`` subfolder if there is one)."""
         directory = model_io.resolve_directory(model_id, adapter_name)
         saved = ckpt.read_adapter_config(directory)
-        config = AdapterConfig.from_dict(saved)
-        config.inference_mode = not is_trainable
-        targets = model_io.check_saved_targets(model, saved, directory)
-        peft_model = cls(model, config, adapter_name, batch_nodes=batch_nodes, targets=targets,
-                         layer_specs=model_io.saved_layer_specs(saved))
+        with spec_source(str(directory / ckpt.CONFIG_NAME)):
+            config = AdapterConfig.from_dict(saved)
+            config.inference_mode = not is_trainable
+            targets = model_io.check_saved_targets(model, saved, directory)
+            peft_model = cls(model, config, adapter_name, batch_nodes=batch_nodes, targets=targets,
+                             layer_specs=model_io.saved_layer_specs(saved))
         peft_model._load_weights(directory, adapter_name)
         if not is_trainable:
             peft_model.eval()
@@ -566,10 +567,12 @@ class TnPeftModel(nn.Module):
         """Add the adapter saved in ``model_id`` (or its ``adapter_name`` subfolder) as ``adapter_name``."""
         directory = model_io.resolve_directory(model_id, adapter_name)
         saved = ckpt.read_adapter_config(directory)
-        config = AdapterConfig.from_dict(saved)
-        config.inference_mode = not is_trainable
-        self.add_adapter(adapter_name, config, targets=model_io.check_saved_targets(self.base_model, saved, directory),
-                         layer_specs=model_io.saved_layer_specs(saved))
+        with spec_source(str(directory / ckpt.CONFIG_NAME)):
+            config = AdapterConfig.from_dict(saved)
+            config.inference_mode = not is_trainable
+            self.add_adapter(adapter_name, config,
+                             targets=model_io.check_saved_targets(self.base_model, saved, directory),
+                             layer_specs=model_io.saved_layer_specs(saved))
         self._load_weights(directory, adapter_name)
         if not is_trainable:
             self.eval()

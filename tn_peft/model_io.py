@@ -74,7 +74,7 @@ def load_weights(model, directory: Path, adapter_name: str) -> None:
 def resolve_directory(model_id: str | Path, adapter_name: str) -> Path:
     """An adapter's folder: ``model_id/adapter_name`` when that holds a config (non-default adapters), else ``model_id``."""
     directory = Path(model_id)
-    sub = directory / adapter_name
+    sub = ckpt.adapter_directory(directory, adapter_name)
     if adapter_name != "default" and (sub / ckpt.CONFIG_NAME).is_file():
         return sub
     return directory

@@ -27,12 +27,14 @@ Example (LoRA, ``dW = (alpha/r) B A``)::
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SpecError
 from .expressions import ExpressionError, evaluate
+from .names import check_graph_name, check_name
 
 OPEN_GROUPS = ("out", "in")
 
@@ -73,17 +75,21 @@ class Network:
                  open: Mapping[str, str | Sequence[str]] | None = None,
                  sizes: Mapping[str, Any] | None = None, scale: Any = 1, delta: bool = False,
                  description: str = "", source: str | None = None) -> None:
-        self.name = name
+        self.source = source
+        self.name = check_graph_name(name, source=source)
         self.description = description
         self.params: dict[str, Any] = dict(params or {})
+        for param in self.params:
+            check_name(param, "parameter name", source=source)
         self.nodes: list[NodeSpec] = []
         self.open: dict[str, tuple[str, ...]] = {"out": ("out",), "in": ("in",)}
         if open:
             self.set_open(**{("in_" if k == "in" else k): v for k, v in open.items()})
         self.sizes: dict[str, Any] = dict(sizes or {})
+        for leg in self.sizes:
+            check_name(leg, "sizes key", source=source)
         self.scale = scale
         self.delta = bool(delta)
-        self.source = source
         #: What this network was expanded from (:class:`tn_peft.spec.Template`: the spec mapping with its
         #: loops and ``{param}`` templates intact), whose ``expand(params)`` :meth:`with_params` calls to
         #: expand it again; None once built or edited in Python.
@@ -93,9 +99,7 @@ class Network:
     def add_node(self, name: str, kind: str, legs: Sequence[str] | Mapping[str, Any], *,
                  shared: bool = False, line: int | None = None, **options: Any) -> Network:
         """Add a node; ``legs`` is a list of leg names, or a mapping leg -> size expression."""
-        if not isinstance(name, str) or not name or "." in name:
-            raise SpecError(f"node name {name!r} must be a non-empty string without '.'", source=self.source,
-                            line=line, node=str(name), fix="name nodes like U, s, G1")
+        check_name(name, "node name", source=self.source, line=line)
         if any(n.name == name for n in self.nodes):
             raise SpecError("is defined twice", source=self.source, line=line, node=name,
                             fix="give every node a unique name")
@@ -103,7 +107,7 @@ class Network:
         if isinstance(legs, Mapping):
             leg_sizes = {k: v for k, v in legs.items() if v is not None}
             legs = list(legs)
-        legs = tuple(str(leg) for leg in legs)
+        legs = tuple(check_name(leg, "leg name", source=self.source, line=line, node=name) for leg in legs)
         seen = set()
         for leg in legs:
             if leg in seen:
@@ -125,13 +129,15 @@ class Network:
                             fix="list the open legs under the keys out: and in:")
         for group, legs in (("out", out), ("in", in_)):
             if legs is not None:
-                self.open[group] = (legs,) if isinstance(legs, str) else tuple(legs)
+                legs = (legs,) if isinstance(legs, str) else tuple(legs)
+                self.open[group] = tuple(check_name(leg, f"open {group} leg name", source=self.source)
+                                         for leg in legs)
         self.template = None
         return self
 
     def set_size(self, leg: str, size: Any) -> Network:
         """Set a leg's size expression (``"rank"``, ``"2 * rank"``, an int)."""
-        self.sizes[leg] = size
+        self.sizes[check_name(leg, "sizes key", source=self.source)] = size
         self.template = None
         return self
 
@@ -168,6 +174,7 @@ class Network:
 
         if not self.nodes:
             raise SpecError("the network has no nodes", source=self.source, fix="add at least one node")
+        self._check_names()
         for n in self.nodes:
             node_kind(n.kind, node=n.name, source=_where(self.source, n.line))
             check_options(n.kind, n.options, node=n.name, source=_where(self.source, n.line))
@@ -191,6 +198,21 @@ class Network:
                                 fix="connect it to another node, or list it under open: out/in")
         self._check_connected(where)
         return self
+
+    def _check_names(self) -> None:
+        """Every name again (attributes may have been edited since they were added): see :mod:`tn_peft.names`."""
+        check_graph_name(self.name, source=self.source)
+        for param in self.params:
+            check_name(param, "parameter name", source=self.source)
+        for leg in self.sizes:
+            check_name(leg, "sizes key", source=self.source)
+        for group in OPEN_GROUPS:
+            for leg in self.open[group]:
+                check_name(leg, f"open {group} leg name", source=self.source)
+        for n in self.nodes:
+            check_name(n.name, "node name", source=self.source, line=n.line)
+            for leg in n.legs:
+                check_name(leg, "leg name", source=self.source, line=n.line, node=n.name)
 
     def _check_connected(self, where: Mapping[str, list[str]]) -> None:
         # The activations carry every in leg and the output every out leg: both act as vertices,
@@ -295,12 +317,16 @@ class Network:
         """The numeric scale (``alpha / rank`` for LoRA-style graphs)."""
         try:
             value = evaluate(self.scale, {**self.params, **(sizes or {})})
-            return float(value)
+            number = float(value)
         except ExpressionError as exc:
             raise SpecError(f"scale: {exc}", source=self.source, fix="define the names under params:") from None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise SpecError(f"scale: {self.scale!r} is {value!r}, not a number", source=self.source,
                             fix="give the parameters it uses numbers") from None
+        if not math.isfinite(number):
+            raise SpecError(f"scale: {self.scale!r} is {number}, not a finite number", source=self.source,
+                            fix="give the parameters it uses finite values (alpha: 8, not .inf)")
+        return number
 
     def num_parameters(self, in_features: int, out_features: int) -> int:
         """Trainable parameters when built for a layer of shape (out_features, in_features)."""

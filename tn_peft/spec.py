@@ -30,6 +30,7 @@ import yaml
 from .errors import SpecError
 from .expressions import ExpressionError, evaluate, expand, substitute
 from .limits import MAX_NODES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_SPEC_ITEMS
+from .names import graph_name_from_stem
 from .network import Network
 from .nodes.base import check_options
 
@@ -171,7 +172,7 @@ def network_from_spec(spec: Mapping[str, Any], *, source: str | None = None,
     if "name" in spec and not isinstance(spec["name"], str):
         raise SpecError(f"name: must be a string, got {type(spec['name']).__name__} {spec['name']!r}", source=source,
                         line=_line(spec), fix="quote it: name: \"my_graph\"")
-    net = Network(str(spec.get("name", Path(source).stem if source else "network")),
+    net = Network(spec["name"] if "name" in spec else graph_name_from_stem(Path(source).stem) if source else "network",
                   params=params, scale=spec.get("scale", 1), delta=bool(spec.get("delta", False)),
                   description=str(spec.get("description", "")), source=source)
     scope = dict(params)

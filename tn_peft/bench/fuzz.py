@@ -1,6 +1,8 @@
 """``tn-peft bench fuzz``: N random inputs per surface (graph specs, checkpoints, command line), counted
-by outcome: accepted, documented errors by type, crashes, hangs; the first input of every crash class
-is saved for reproduction. Exits 1 when anything crashed or hung."""
+by outcome: accepted, documented errors by type, crashes, hangs, and by effect (a case that started a
+process, imported a new module, wrote outside its folder or ran foreign code: :mod:`tn_peft.fuzz.effects`);
+the first input of every crash and effect class is saved for reproduction. Exits 1 when anything
+crashed, hung or had an effect."""
 
 from __future__ import annotations
 
@@ -33,9 +35,10 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="tn_peft_fuzz_") as work:
         for surface in args.surface or SURFACES:
             module = importlib.import_module(f"tn_peft.fuzz.{surface}_surface")
-            cases = module.make(Path(work) / surface)
-            report = run_cases(surface, cases, args.cases, Path(args.out), seconds=args.timeout)
+            folder = Path(work) / surface
+            cases = module.make(folder)
+            report = run_cases(surface, cases, args.cases, Path(args.out), seconds=args.timeout, folder=folder)
             print(report.format(), flush=True)
             bad += report.bad
-    print(f"total crashes or hangs: {bad}" + (f" (first inputs in {args.out}/)" if bad else ""))
+    print(f"total crashes, hangs or effects: {bad}" + (f" (first inputs in {args.out}/)" if bad else ""))
     return 1 if bad else 0

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from ..config import pattern_key
-from ..errors import CheckpointError
+from ..patterns import check_pattern
+from ..errors import CheckpointError, SpecError
 from .linalg import lora_scale
 
 CONFIG_NAME = "adapter_config.json"
@@ -146,6 +147,11 @@ def check_config(config: Mapping[str, Any], path: str | Path = CONFIG_NAME) -> N
         value = config.get(key) or {}
         if not isinstance(value, dict):
             raise CheckpointError(f"{path}: key {key!r} must map module patterns to numbers, got {value!r}")
+        for pattern in value:  # matched as peft's get_pattern_key does (config.pattern_key)
+            try:
+                check_pattern(f"key {key!r}: pattern", pattern, rf"(.*\.)?({pattern})$")
+            except SpecError as exc:
+                raise CheckpointError(f"{path}: {exc}") from None
     for key in ("modules_to_save", "target_modules"):
         value = config.get(key)
         if value is not None and not isinstance(value, str) and not (

@@ -1,6 +1,7 @@
 """Fuzzing the checkpoint loaders: a tn_peft adapter folder (``from_pretrained``) and a peft LoRA folder
 (``tn-peft convert``'s reader and converter), with mutated safetensors headers and bytes, truncated
-files and structurally mutated ``adapter_config.json``."""
+files, structurally mutated ``adapter_config.json`` and code payloads planted in its strings (the embedded
+graph spec's names included); a loaded adapter is run forward and backward."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import shutil
 import struct
 from pathlib import Path
 
-from .mutate import mutate_bytes, mutate_structure
+from .mutate import mutate_bytes, mutate_structure, plant_payload
 from .outcomes import Case
 
 CONFIG = "adapter_config.json"
@@ -68,8 +69,8 @@ def _load(kind: str, folder: Path, out: Path) -> None:
     import tn_peft
 
     if kind == "tn_peft":
-        model = tn_peft.from_pretrained(_base(), folder)
-        model(torch.randn(2, 16))
+        model = tn_peft.from_pretrained(_base(), folder, is_trainable=True)
+        model(torch.randn(2, 16)).sum().backward()
     else:
         from ..convert.from_lora import from_lora
 
@@ -90,7 +91,7 @@ def make(workdir: str | Path):
         rng = random.Random(i)
         kind = ("tn_peft", "lora")[i % 2]
         files = dict(originals[kind])
-        mode = rng.randrange(4)
+        mode = rng.randrange(5)
         if mode == 0:
             target, files[WEIGHTS] = WEIGHTS, _mutate_header(files[WEIGHTS], rng)
         elif mode == 1:
@@ -99,16 +100,25 @@ def make(workdir: str | Path):
             config = json.loads(files[CONFIG])
             target = CONFIG
             files[CONFIG] = json.dumps(mutate_structure(config, rng, tuple(config)), default=str).encode()
-        else:
+        elif mode == 3:
             target, files[CONFIG] = CONFIG, mutate_bytes(files[CONFIG], rng)
+        else:
+            config, planted = plant_payload(json.loads(files[CONFIG]), rng)
+            target, files[CONFIG] = CONFIG, json.dumps(config).encode()
         folder = workdir / "case"
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir()
         for name, data in files.items():
             (folder / name).write_bytes(data)
-        label = f"{kind} folder, {target} mutated ({['header', 'bytes', 'structure', 'bytes'][mode]})"
+        how = ["header", "bytes", "structure", "bytes", f"payload: {planted}" if mode == 4 else ""][mode]
+        label = f"{kind} folder, {target} mutated ({how})"
         return Case(label, files[target], lambda: _load(kind, folder, workdir / "converted"),
                     ".safetensors" if target == WEIGHTS else ".json")
 
+    def warm_up() -> None:
+        for kind, folder in folders.items():
+            _load(kind, folder, workdir / "converted")
+
+    case.warm_up = warm_up
     return case

@@ -24,6 +24,14 @@ VALUES = ("lora", "quantum_peft", "ttd", "svd", "tt", "quanta", "kron", "lotr", 
           "seed-lora", "seed-tn", "lora:r=1,2", "ia3:lr=", "head", "quantum_peft:layers=1,3", "--", "-", "")
 
 
+#: one known-good (and one refused) command line per command, run before the watched cases
+WARM_UP = (("check", "lora"), ("check", "case.yaml"), ("check", "missing-dir"), ("draw", "lora", "-o", "out.png"),
+           ("plan", "quantum_peft", "--in", "8", "--out", "8", "--tokens", "4", "--train"),
+           ("convert", "seed-lora", "converted", "--to", "svd"), ("export-lora", "seed-tn", "exported"),
+           ("inspect", "seed-tn"), ("inspect", "seed-lora"), ("frontier", "missing-dir"),
+           ("finetune", "--graph", "quantum_peft:layers=1,3", "--compare", "lora:r=1,2"), ("bench", "fuzz"), ())
+
+
 def _options(command: list[str]) -> list[str]:
     """The option strings of a sub-command's parser (built as ``tn-peft`` builds it)."""
     from ..cli import build_parser
@@ -91,4 +99,10 @@ def make(workdir: str | Path):
         text = shlex.join(argv)
         return Case(f"tn-peft {text}", text.encode(), lambda: _run(argv, workdir))
 
+    def warm_up() -> None:
+        for argv in WARM_UP:
+            with contextlib.suppress(SystemExit):  # a usage error warms up too
+                _run(list(argv), workdir)
+
+    case.warm_up = warm_up
     return case

@@ -65,3 +65,76 @@ def mutate_structure(value: Any, rng: random.Random, keys: tuple[str, ...] = ())
         else:
             parent[key] = random_value(rng, 2, keys)
     return root["root"]
+
+
+#: strings that would run code if a name reached generated source raw (issue 28): line breaks with
+#: indentation, import and getattr calls, quote, comment and docstring breakers, unicode and form-feed line
+#: separators, NULs, dunders, and names that are keywords or torch attributes
+CODE_PAYLOADS: tuple[str, ...] = (
+    "r\n    import os; os.system('touch pwned')\n    #",
+    "r\r    __import__('os').system('touch pwned')",
+    "__import__('os').system('touch pwned')",
+    "getattr(__import__('os'),'system')('touch pwned')",
+    "r')\nopen('pwned', 'w')\n('",
+    'r"""\nimport os\n"""',
+    "r # x\nimport subprocess",
+    "r\u2028import os",
+    "r\u2029import os",
+    "r\x0cimport os",
+    "r\x00",
+    "r\\\nimport os",
+    "{__import__('os')}",
+    "__class__",
+    "__builtins__",
+    "training",
+    "forward",
+    "lambda",
+    "r" * 65,
+    "é",
+)
+
+
+def plant_payload(value: Any, rng: random.Random) -> tuple[Any, str]:
+    """A copy of a nested spec or config with a code payload planted, and what was planted where.
+
+    Half the time a name is renamed everywhere it occurs (as a key and as a string value), as an attacker
+    would to keep a spec consistent; otherwise one string field (a key or a value) is replaced.
+    """
+    import copy
+
+    value = copy.deepcopy(value)
+    payload = rng.choice(CODE_PAYLOADS)
+    strings = sorted(_strings(value))
+    if not strings:
+        return value, "no string to plant in"
+    old = rng.choice(strings)
+    if rng.random() < 0.5:
+        return _rename(value, old, payload), f"{old!r} renamed to {payload!r} everywhere"
+    done = [False]
+    return _rename(value, old, payload, once=done), f"one {old!r} replaced by {payload!r}"
+
+
+def _strings(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set().union(*(_strings(k) | _strings(v) for k, v in value.items())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_strings(v) for v in value)) if value else set()
+    return set()
+
+
+def _rename(value: Any, old: str, new: str, once: list[bool] | None = None) -> Any:
+    """``value`` with the string ``old`` (keys and values) replaced by ``new``; only the first if ``once``."""
+    def swap(text: Any) -> Any:
+        if text != old or (once is not None and once[0]):
+            return text
+        if once is not None:
+            once[0] = True
+        return new
+
+    if isinstance(value, dict):
+        return {swap(k): _rename(v, old, new, once) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rename(v, old, new, once) for v in value]
+    return swap(value)

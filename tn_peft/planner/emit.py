@@ -28,7 +28,12 @@ from typing import Any
 
 from .cost import CostModel, circuit_cost, pair_cost
 from .cost.step import matmul_cost
+from ..names import is_name
 from .problem import TOKENS, Operand, Problem
+from .verify import verify_source
+
+#: how the file name of every compiled program starts (tracebacks, linecache, the fuzzers' audit hook)
+PROGRAM_FILENAME_PREFIX = "<tn_peft plan "
 
 
 @dataclass
@@ -104,15 +109,22 @@ RESERVED = ("torch", "F", "apply_circuit", "x")
 
 
 def identifier(name: str, taken: set[str]) -> str:
-    """A Python identifier for an operand name, unique among ``taken``."""
-    base = "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "t"
-    if base[0].isdigit() or keyword.iskeyword(base) or base in RESERVED:
+    """A Python identifier for an operand name, unique among ``taken``: ASCII letters, digits and '_' only,
+    whatever ``name`` holds (names are checked identifiers already; this holds even if they were not)."""
+    base = "".join(c if (c.isascii() and c.isalnum()) or c == "_" else "_" for c in name)[:64] or "t"
+    if base[0].isdigit() or keyword.iskeyword(base) or base in RESERVED or base.startswith("__"):
         base = "n_" + base
     out, k = base, 1
     while out in taken:
         out, k = f"{base}_{k}", k + 1
     taken.add(out)
     return out
+
+
+def comment_text(name: str) -> str:
+    """``name`` as it may stand in a comment of generated source: as is if it is a plain name
+    (:func:`tn_peft.names.is_name`), else its ``ascii()`` repr (one line of printable ASCII)."""
+    return name if is_name(name) else ascii(name)
 
 
 #: Node matrices with a side of at most WIDEN_SMALL elements and the other WIDEN_RATIO times larger
@@ -153,7 +165,9 @@ class Emitter:
         return "(" + ", ".join(self.dim(g) for g in groups) + ("," if len(groups) == 1 else "") + ")"
 
     def label(self, legs: Sequence[str]) -> str:
-        return "[" + ",".join("T" if leg == TOKENS else leg for leg in legs) + "]"
+        """``[T,in]``: legs for a comment; a leg that is not a plain name is written escaped (``ascii``),
+        so no string from a spec can end the comment it stands in."""
+        return "[" + ",".join("T" if leg == TOKENS else comment_text(leg) for leg in legs) + "]"
 
     def new_storage(self, name: str, legs: Sequence[str], counted: bool = True) -> str:
         self.out.storage_bytes[name] = self.nbytes(legs)
@@ -438,7 +452,7 @@ class Emitter:
 
     def scale_leaf(self, v: Var, scale: float) -> Var:
         name = f"{v.name}_s"
-        self.out.lines.append(f"{name} = {v.name} * {scale!r}")
+        self.out.lines.append(f"{name} = {v.name} * {float(scale)!r}")  # a float's repr: a number, never code
         storage = self.new_storage(name, v.layout)
         self._charge_scale(storage, v)
         return Var(name, v.layout, v.phys, storage, v.grad, leaf=True)
@@ -506,10 +520,14 @@ class Emitter:
 
 
 def compile_source(source: str, name: str, namespace: dict[str, Any]) -> Callable:
-    """Compile generated source once into a function (registered in linecache for tracebacks)."""
-    filename = f"<tn_peft plan {name} #{abs(hash(source)) % 10**8}>"
+    """Compile generated source once into a function (registered in linecache for tracebacks).
+
+    The source first passes :func:`~.verify.verify_source` (raises UnsafeProgramError, running nothing).
+    """
+    verify_source(source)
+    filename = f"{PROGRAM_FILENAME_PREFIX}{comment_text(name)} #{abs(hash(source)) % 10**8}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     code = compile(source, filename, "exec")
     scope = dict(namespace)
-    exec(code, scope)  # noqa: S102 - our own generated source
+    exec(code, scope)  # noqa: S102 - our own generated source, checked by verify_source above
     return scope["program"]
