@@ -159,3 +159,33 @@ def test_a_4bit_base_trains_through_prepare_model_for_kbit_training(tmp_path):
     assert {p.dtype for p in trainable.values()} == {torch.float32}
     steps = [(p.detach() - before[n]).abs().max().item() for n, p in trainable.items()]
     assert all(step > 0 for step in steps) and max(steps) < 2 ** -9, steps
+
+
+@pytest.mark.slow
+def test_ddp_under_torchrun_saves_the_adapter_of_one_process_on_the_global_batch(tmp_path):
+    """``torchrun --nproc_per_node 2`` (gloo) of a plain Trainer: one adapter folder, equal to a one-process
+    run on the global batch (the route by which accelerate, DeepSpeed and FSDP reach peft methods)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    script = Path(__file__).parent / "peft_ddp_train.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "4"], capture_output=True, text=True,
+                         timeout=600, env=env, check=False)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29517", str(script), str(tmp_path / "two"), "2"], capture_output=True, text=True,
+                         timeout=600, env=env, check=False)
+    assert two.returncode == 0, two.stderr[-3000:]
+    want = load_file(tmp_path / "one" / "final" / "adapter_model.safetensors")
+    got = load_file(tmp_path / "two" / "final" / "adapter_model.safetensors")
+    assert want.keys() == got.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=1e-5, msg=key)
+    untrained = get_peft_model(tiny_gpt2(), TnPeftConfig(graph="quantum_peft", graph_args={"rank": 4},
+                                                         target_modules=TARGETS["gpt2"], init_weights=False))
+    start = _adapter(untrained)
+    assert any(not torch.equal(start[k], want[k]) for k in want), "the runs trained the adapter"
