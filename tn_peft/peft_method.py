@@ -214,6 +214,10 @@ class PeftTnConv1D(TnConv1D, TnTunerLayer):
 class PeftTnConv2d(TnConv2d, TnTunerLayer):
     """:class:`tn_peft.layers.TnConv2d` as a peft tuner layer."""
 
+    def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
+        """peft's ``convert_to_lora`` converts linear layers only (0.21)."""
+        return False
+
 
 #: tn_peft layer class -> its peft tuner-layer flavour (every row of tn_peft.layers.LAYER_TYPES)
 PEFT_LAYERS: dict[type[TnLayer], type[TnLayer]] = {TnLinear: PeftTnLinear, TnConv1D: PeftTnConv1D,

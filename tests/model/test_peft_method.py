@@ -199,3 +199,20 @@ def test_import_tn_peft_registers_when_peft_comes_later_and_stays_cheap():
             "import peft; assert type(peft.__spec__.loader).__name__ == 'SourceFileLoader'\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_peft_convert_to_lora_is_exact_at_the_adapter_rank(kind):
+    """Quantum-PEFT's dW has rank k: peft's own convert_to_lora at rank k gives a LoRA adapter with the same
+    outputs (the serving path for vLLM / TGI / SGLang / llama.cpp, which load LoRA only)."""
+    from peft import convert_to_lora, set_peft_model_state_dict
+
+    batch = batch_for(base_model(kind))
+    model = get_peft_model(base_model(kind), TnPeftConfig(graph="quantum_peft", graph_args={"rank": 4},
+                                                          target_modules=TARGETS[kind], init_weights=False))
+    assert model.base_model.supports_lora_conversion()
+    lora_config, state = convert_to_lora(model, rank=4)
+    lora = get_peft_model(base_model(kind), lora_config)
+    result = set_peft_model_state_dict(lora, state)
+    assert not [k for k in result.unexpected_keys if "lora_" in k]
+    _close(outputs(lora, batch), outputs(model, batch), atol=1e-4)
