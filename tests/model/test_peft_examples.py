@@ -57,5 +57,8 @@ def test_the_lora_version_is_one_line_away(tmp_path, monkeypatch):
                                                                               if k != "graph"}))
     result = module.main(["--steps", "2", "--out", str(tmp_path)])
     assert any("lora_A" in key for key in _adapter(result["model"]))
-    lines = [line for line in (EXAMPLES / "hf_trainer.py").read_text().splitlines() if "TnPeftConfig(" in line]
-    assert len(lines) == 1, "the config is one line"
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    for name in ("hf_trainer.py", "trl_sft.py"):
+        lines = [line for line in (EXAMPLES / name).read_text().splitlines() if "TnPeftConfig(" in line]
+        assert len(lines) == 1, f"{name}: the config is one line"
+        assert f"\n+{lines[0]}\n" in readme, f"the README's diff shows {name}'s config line"
