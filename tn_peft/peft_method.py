@@ -125,11 +125,13 @@ def _post_init(self) -> None:
     if not isinstance(self.init_weights, bool):
         raise SpecError(f"init_weights must be True or False, got {self.init_weights!r}",
                         fix="pass init_weights=True (identity at init) or False (a random start)")
-    checked = self.adapter_config()  # AdapterConfig's checks: one clear SpecError per bad field
-    for name in ("target_modules", "exclude_modules", "modules_to_save", "layers_to_transform", "layers_pattern"):
-        setattr(self, name, getattr(checked, name) if name != "modules_to_save" else self.modules_to_save)
     if isinstance(self.modules_to_save, str):
         self.modules_to_save = [self.modules_to_save]
+    if self.target_modules is None:  # the tuner fills in peft's default targets for the model type
+        return
+    checked = self.adapter_config()  # AdapterConfig's checks: one clear SpecError per bad field
+    self.target_modules, self.exclude_modules = checked.target_modules, checked.exclude_modules
+    self.layers_to_transform, self.layers_pattern = checked.layers_to_transform, checked.layers_pattern
 
 
 def _adapter_config(self) -> AdapterConfig:

@@ -173,6 +173,8 @@ def test_config_fields_follow_peft_conventions():
     listed = TnPeftConfig(graph="lora", target_modules=["q_proj"], layers_to_transform=[1], layers_pattern="layers")
     model = get_peft_model(base_model("llama"), listed)
     assert model.base_model.targeted_module_names == ["model.layers.1.self_attn.q_proj"]
+    defaulted = get_peft_model(base_model("llama"), TnPeftConfig(graph="lora"))  # peft's default targets for llama
+    assert defaulted.peft_config["default"].target_modules == ["q_proj", "v_proj"]
     with pytest.raises(tn_peft.SpecError, match="dropout"):
         TnPeftConfig(graph="lora", target_modules=["q_proj"], dropout=2.0)
     with pytest.raises(tn_peft.SpecError, match="init_weights"):
