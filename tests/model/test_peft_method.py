@@ -218,3 +218,26 @@ def test_peft_convert_to_lora_is_exact_at_the_adapter_rank(kind):
     result = set_peft_model_state_dict(lora, state)
     assert not [k for k in result.unexpected_keys if "lora_" in k]
     _close(outputs(lora, batch), outputs(model, batch), atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["llama", "minilm"])
+def test_the_two_front_doors_are_one_engine(kind):
+    """get_peft_model(TnPeftConfig) and tn_peft.get_model(AdapterConfig), same seed: the same parameters in the
+    same order, bit-equal outputs and gradients (why the main job's numbers stand through peft's door)."""
+    fields = dict(graph="quantum_peft", graph_args={"layers": 3}, target_modules=TARGETS[kind])
+
+    def run(door):
+        base = base_model(kind)
+        torch.manual_seed(0)
+        model = (tn_peft.get_model(base, tn_peft.AdapterConfig(**fields)) if door == "engine"
+                 else get_peft_model(base, TnPeftConfig(**fields)))
+        batch = batch_for(base)
+        out = model(**batch)
+        (out.logits if kind == "llama" else out.last_hidden_state).pow(2).mean().backward()
+        params = [p for p in model.parameters() if p.requires_grad]
+        return [p.detach().clone() for p in params], [p.grad for p in params]
+
+    (params_a, grads_a), (params_b, grads_b) = run("engine"), run("peft")
+    assert len(params_a) == len(params_b) > 0
+    assert all(torch.equal(a, b) for a, b in zip(params_a, params_b))
+    assert all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
