@@ -306,7 +306,11 @@ class TnPeftTuner(BaseTuner):
     def inject_adapter(self, model: nn.Module, adapter_name: str, autocast_adapter_dtype: bool = True,
                        low_cpu_mem_usage: bool = False, state_dict: dict | None = None) -> None:
         """Add adapter ``adapter_name`` (``self.peft_config[adapter_name]``) through the engine: targets
-        resolved by :func:`tn_peft.targets.resolve_config`, networks built and planned, modules wrapped."""
+        resolved by :func:`tn_peft.targets.resolve_config`, networks built and planned, modules wrapped, the
+        adapter trainable unless the config is in inference mode. Adapters are float32 whatever the base's
+        dtype (``autocast_adapter_dtype`` has nothing to do); targets come from the config, never from a
+        ``state_dict``'s keys, and adapters are built on the base layers' device (``low_cpu_mem_usage`` is
+        not used)."""
         config = self._prepare_adapter_config(self.peft_config[adapter_name], self.get_model_config(model))
         self._check_new_adapter_config(config)
         engine_config = config.adapter_config()
@@ -320,8 +324,6 @@ class TnPeftTuner(BaseTuner):
         if not config.init_weights:
             _random_start(engine, adapter_name)
         self.targeted_module_names = engine.targeted_module_names
-        if config.inference_mode:
-            engine._mark_trainable()
 
     # ------------------------------------------------------ switching
     def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
