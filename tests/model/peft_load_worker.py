@@ -32,7 +32,8 @@ for job in json.load(open(jobs_file)):
     elif how == "auto_seq_cls":
         model = AutoPeftModelForSequenceClassification.from_pretrained(job["adapter"])
     else:
-        base = minilm() if job["kind"] == "minilm" else transformers.AutoModelForCausalLM.from_pretrained(job["base_dir"])
+        load = transformers.AutoModelForCausalLM.from_pretrained
+        base = minilm() if job["kind"] == "minilm" else load(job["base_dir"])
         model = PeftModel.from_pretrained(base, job["adapter"])
     model.eval()
     assert not any(p.requires_grad for p in model.parameters()), "loaded for inference: nothing trainable"

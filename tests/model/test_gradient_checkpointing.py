@@ -60,7 +60,8 @@ def test_checkpointed_gradients_equal_plain_ones(kind, batch_nodes, door):
                                       peft_front_door=peft_door)
         assert checkpointed.keys() == plain.keys()
         for name, grad in plain.items():
-            torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-6, msg=f"{name} reentrant={reentrant}")
+            torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-6,
+                                       msg=f"{name} reentrant={reentrant}")
 
 
 def test_a_model_copies_after_a_training_forward():

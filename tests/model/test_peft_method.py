@@ -105,7 +105,8 @@ def test_a_fresh_process_loads_through_peft_model_and_the_auto_classes(tmp_path)
             job(how, kind, model, base_dir, f"{kind}-{graph}", batch_for(model))
     minilm = get_peft_model(base_model("minilm"), _config("minilm", init_weights=False))
     job("peft_model", "minilm", minilm, "", "minilm", batch_for(minilm))
-    seq = get_peft_model(_seq_cls_base(tmp_path / "cls-base"), _config("llama", init_weights=False, task_type="SEQ_CLS"))
+    seq_config = _config("llama", init_weights=False, task_type="SEQ_CLS")
+    seq = get_peft_model(_seq_cls_base(tmp_path / "cls-base"), seq_config)
     with torch.no_grad():
         seq.base_model.model.score.modules_to_save["default"].weight.normal_()  # the trained head, saved with it
     job("auto_seq_cls", "llama", seq, tmp_path / "cls-base", "seq-cls", batch_for(seq))
