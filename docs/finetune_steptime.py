@@ -1,8 +1,8 @@
 # interleaved step times of the default pair, one process, 2 threads
 import time, copy, torch
 torch.set_num_threads(2)
-from tn_peft.finetune.data import *
-from tn_peft.finetune.methods import *
+from tn_peft.apps.finetune.data import *
+from tn_peft.apps.finetune.methods import *
 s = group_split(load_rotten_tomatoes(), train=3200, validation=800, test=2000, seed=0)
 enc, tok = load_encoder(model_path())
 tr = encode(s.train, tok, 64)

@@ -28,7 +28,7 @@ def main() -> None:
     import transformers
 
     from tn_peft.convert import from_lora, to_lora
-    from tn_peft.finetune.data import load_rotten_tomatoes, model_path
+    from tn_peft.apps.finetune.data import load_rotten_tomatoes, model_path
     from tn_peft.model import TnPeftModel
 
     torch.manual_seed(0)

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> dict:
     from tn_peft.errors import TnPeftError
-    from tn_peft.finetune.run import add_arguments, run
+    from tn_peft.apps.finetune.run import add_arguments, run
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser)

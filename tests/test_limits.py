@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tn_peft import SpecError, limits, load_graph
-from tn_peft.expressions import ExpressionError, evaluate, expand
+from tn_peft.graph.expressions import ExpressionError, evaluate, expand
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tn_peft"
 

@@ -15,7 +15,7 @@ from torch import nn
 import tn_peft
 from tn_peft import CheckpointError, SpecError
 from tn_peft.cli import main
-from tn_peft.fuzz.mutate import CODE_PAYLOADS
+from tn_peft.apps.fuzz.mutate import CODE_PAYLOADS
 from tn_peft.names import is_name
 
 EVIL = "r\n    import os; os.system('touch pwned')\n    #"

@@ -5,7 +5,7 @@
 on these.
 
 ``get_peft_model(model, tn_peft.TnPeftConfig(graph=..., target_modules=...))`` is the peft front door
-(:mod:`tn_peft.peft_method`); ``import tn_peft`` registers the method with peft whenever peft is imported.
+(:mod:`tn_peft.model.peft_method`); ``import tn_peft`` registers the method with peft whenever peft is imported.
 
 The names below are imported on first use (PEP 562), so ``import tn_peft`` and the command line's
 ``--help`` do not pay for torch: ``from tn_peft import get_model`` imports the engine.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._moved import install as _install_moved
 from .errors import (
     CheckpointError,
     MissingDependencyError,
@@ -23,40 +24,43 @@ from .errors import (
     ShapeError,
     SpecError,
     TnPeftError,
+    UsageError,
 )
 
 __version__ = "0.1.0"
 
+_install_moved()  # old import paths (tn_peft.spec, tn_peft.config, ...) load the moved modules, warning once
+
 #: public name -> the module that defines it (imported when the name is first read)
 _LAZY = {
-    "Adapter": "tn_peft.adapters",
-    "AdapterConfig": "tn_peft.config",
+    "Adapter": "tn_peft.adapter.adapter",
+    "AdapterConfig": "tn_peft.model.config",
     "TnPeftModel": "tn_peft.model",
     "from_pretrained": "tn_peft.model",
     "get_model": "tn_peft.model",
-    "Network": "tn_peft.network",
-    "TnPeftConfig": "tn_peft.peft_method",
-    "catalog": "tn_peft.spec",
-    "load_graph": "tn_peft.spec",
+    "Network": "tn_peft.graph.network",
+    "TnPeftConfig": "tn_peft.model.peft_method",
+    "catalog": "tn_peft.graph.spec",
+    "load_graph": "tn_peft.graph.spec",
 }
 
 # tn_peft is a peft method too (``get_peft_model(model, TnPeftConfig(...))``): registered with peft as soon
-# as peft is imported, before or after this line, without importing it here (tn_peft.peft_hook)
-from .peft_hook import install as _install_peft_hook
+# as peft is imported, before or after this line, without importing it here (tn_peft.model.peft_hook)
+from .model.peft_hook import install as _install_peft_hook
 
 _install_peft_hook()
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .adapters import Adapter
-    from .config import AdapterConfig
-    from .model import TnPeftModel, from_pretrained, get_model
-    from .network import Network
-    from .peft_method import TnPeftConfig
-    from .spec import catalog, load_graph
+    from .adapter.adapter import Adapter
+    from .model.config import AdapterConfig
+    from .model.model import TnPeftModel, from_pretrained, get_model
+    from .graph.network import Network
+    from .graph.spec import catalog, load_graph
+    from .model.peft_method import TnPeftConfig
 
 
 def __getattr__(name: str) -> Any:
-    """The public names of :data:`_LAZY`, and submodules (``tn_peft.layers``), imported on first use."""
+    """The public names of :data:`_LAZY`, and submodules (``tn_peft.model.layers``), imported on first use."""
     target = _LAZY.get(name)
     if target is not None:
         value = getattr(importlib.import_module(target), name)
@@ -76,5 +80,6 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["Adapter", "AdapterConfig", "CheckpointError", "MissingDependencyError", "Network", "RightInverseError",
-           "ShapeError", "SpecError", "TnPeftConfig", "TnPeftError", "TnPeftModel", "__version__", "catalog", "from_pretrained",
+           "ShapeError", "SpecError", "TnPeftConfig", "TnPeftError", "TnPeftModel", "UsageError", "__version__", "catalog",
+           "from_pretrained",
            "get_model", "load_graph"]

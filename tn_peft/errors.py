@@ -1,6 +1,8 @@
 """The exceptions tn_peft raises: one type per layer, each message naming what is at fault and the fix.
 
-- :class:`SpecError`: a graph spec or Network is malformed (file, line, node, leg).
+- :class:`SpecError`: a graph spec, Network or adapter config is malformed (file, line, node, leg, field).
+- :class:`UsageError`: a call the library cannot serve in the state it is in (a mixed batch in training
+  mode, deleting the active adapter, sharding without torch.distributed); nothing is wrong with the spec.
 - :class:`ShapeError`: tensors passed at run time do not fit the built adapter.
 - :class:`CheckpointError`: a saved adapter or LoRA checkpoint cannot be read or converted.
 - :class:`DataError`: training data cannot be used as given (names the file and column).
@@ -21,11 +23,17 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn`` pointing at the user's line: the first frame outside tn_peft, however deep the
-    call that warns (a fixed ``stacklevel`` breaks whenever a call is added between them)."""
+    """``warnings.warn`` pointing at the user's line: the first frame outside tn_peft (and the import
+    machinery, for a module that warns on import), however deep the call that warns (a fixed ``stacklevel`` breaks whenever a call is added between them)."""
     level, frame = 2, sys._getframe(1)  # stacklevel 2: warn's caller
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
-        level, frame = level + 1, frame.f_back
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if "importlib" in name and "_bootstrap" in name:  # warnings itself skips these without counting them
+            frame = frame.f_back
+        elif os.path.abspath(name).startswith(_PACKAGE):
+            level, frame = level + 1, frame.f_back
+        else:
+            break
     warnings.warn(message, category, stacklevel=level)
 
 
@@ -67,6 +75,19 @@ def spec_source(source: str):
             raise
         raise SpecError(exc.bare_message, source=source, line=exc.line, node=exc.node, leg=exc.leg,
                         fix=exc.fix) from None
+
+
+class UsageError(TnPeftError, ValueError):
+    """The library was called in a way it cannot serve now: the arguments or the state are at fault, not a spec.
+
+    A ``ValueError`` (and a :class:`TnPeftError`), as the ``SpecError`` these cases raised before was: code
+    that caught ``ValueError`` or ``TnPeftError`` still does; code that caught ``SpecError`` for them now
+    sees the error instead of hiding it.
+    """
+
+    def __init__(self, message: str, *, fix: str | None = None):
+        self.fix, self.bare_message = fix, message
+        super().__init__(message + (f" Fix: {fix}" if fix else ""))
 
 
 class ShapeError(TnPeftError, ValueError):

@@ -17,7 +17,7 @@ MAX_INT_BITS = 64
 MAX_LOOP_ITERATIONS = 10_000
 #: most nodes a network may have after expansion
 MAX_NODES = 4_096
-#: the most elements one node's tensor may have (2^31: 8 GiB in float32); see :mod:`tn_peft.sizes`
+#: the most elements one node's tensor may have (2^31: 8 GiB in float32); see :mod:`tn_peft.graph.sizes`
 MAX_NODE_ELEMENTS = 2**31
 
 

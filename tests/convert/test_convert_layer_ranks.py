@@ -10,7 +10,7 @@ from convert_helpers import fast_map, make_lora, max_diff, outputs, token_batch
 
 from tn_peft.convert import from_lora, to_lora
 from tn_peft.model import TnPeftModel
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 
 
 def count(module) -> int:

@@ -3,7 +3,7 @@
 import pytest
 
 from tn_peft.convert.report import ConversionReport, LayerReport, adapter_rank
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 
 
 @pytest.mark.parametrize(("graph", "args", "expected"), [

@@ -11,7 +11,7 @@ import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [here, os.path.dirname(here)]  # model_helpers, and tests/real_models it imports
+sys.path[:0] = [here, os.path.join(os.path.dirname(here), "helpers")]  # ddp_common; model_helpers and real_models
 
 import torch
 import torch.distributed as dist

@@ -10,7 +10,7 @@ import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [here, os.path.dirname(here)]  # model_helpers, and tests/real_models it imports
+sys.path[:0] = [here, os.path.join(os.path.dirname(here), "helpers")]  # model_helpers and real_models
 
 import torch
 import transformers

@@ -10,14 +10,14 @@ import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [here, os.path.dirname(here)]
+sys.path[:0] = [here, os.path.join(os.path.dirname(here), "helpers")]  # model_helpers and real_models
 
 import torch
 import transformers
 from model_helpers import TARGETS, tiny_gpt2
 from peft import get_peft_model
 
-from tn_peft.peft_method import TnPeftConfig
+from tn_peft.model.peft_method import TnPeftConfig
 
 
 class Tokens(torch.utils.data.Dataset):

@@ -13,7 +13,7 @@ import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [here, os.path.dirname(here)]
+sys.path[:0] = [here, os.path.join(os.path.dirname(here), "helpers")]  # model_helpers and real_models
 
 import torch
 import transformers

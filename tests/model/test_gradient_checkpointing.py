@@ -4,7 +4,7 @@ model's batched node evaluation on and off: the adapter gradients equal those wi
 
 Non-reentrant checkpointing reruns each block during backward and requires the rerun to repeat the same
 operations on the same inputs; the batched node tensors of the first forward are what the rerun reads
-(tn_peft.layers.TnLayer.node_tensors)."""
+(tn_peft.model.layers.TnLayer.node_tensors)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _adapter_grads(kind: str, *, checkpointing: bool, reentrant: bool = False, b
     if peft_front_door:
         from peft import get_peft_model
 
-        from tn_peft.peft_method import TnPeftConfig
+        from tn_peft.model.peft_method import TnPeftConfig
 
         model = get_peft_model(base, TnPeftConfig(**qpeft_config(TARGETS[kind]).to_dict()))
         model.base_model.batch_nodes = batch_nodes

@@ -9,8 +9,8 @@ from model_helpers import perturb, tiny_gpt2, token_batch
 from torch import nn
 
 import tn_peft
-from tn_peft.errors import ShapeError, SpecError
-from tn_peft.mixed import row_groups
+from tn_peft.errors import ShapeError, UsageError
+from tn_peft.model.mixed import row_groups
 
 GRAPHS = {"quantum_peft": {}, "lora": {"rank": 2}, "lotr": {"rank": 2}}
 
@@ -98,18 +98,18 @@ def _run(model, batch, name):
 def test_refusals_name_the_fault():
     model = _model()
     x = torch.randn(3, 16)
-    with pytest.raises(SpecError, match="'zz', which is not a loaded adapter.*use loaded adapters"):
+    with pytest.raises(UsageError, match="'zz', which is not a loaded adapter.*use loaded adapters"):
         model(x, adapter_names=["b", "zz", "c"])
     with pytest.raises(ShapeError, match="adapter_names names 2 rows, but the layer's input has shape \\(3, 16\\)"):
         model(x, adapter_names=["b", "c"])
-    with pytest.raises(SpecError, match="one adapter name per row"):
+    with pytest.raises(UsageError, match="one adapter name per row"):
         model(x, adapter_names="b")
     model.train()
-    with pytest.raises(SpecError, match="for inference, and the model is in training mode"):
+    with pytest.raises(UsageError, match="for inference, and the model is in training mode"):
         model(x, adapter_names=["b", "c", "b"])
     model.eval()
     model.merge_adapter()
-    with pytest.raises(SpecError, match="while adapters are merged"):
+    with pytest.raises(UsageError, match="while adapters are merged"):
         model(x, adapter_names=["b", "c", "b"])
 
 

@@ -12,7 +12,7 @@ from torch import nn
 import tn_peft
 from tn_peft import checkpoint as ckpt
 from tn_peft.errors import CheckpointError
-from tn_peft.spec import network_from_spec
+from tn_peft.graph.spec import network_from_spec
 
 LORA = {"graph": "lora", "graph_args": {"rank": 2}}
 
@@ -162,13 +162,6 @@ def test_corrupt_saved_target_entries_name_the_key(tmp_path, entry, key):
     model = tn_peft.get_model(_net(), tn_peft.AdapterConfig(target_modules=["0"], **LORA))
     with pytest.raises(CheckpointError, match=key):
         model.load_adapter(tmp_path, "other")
-
-
-def test_saved_shape_reads_a_well_formed_entry(tmp_path):
-    from tn_peft.model_io import saved_shape
-
-    assert saved_shape({"shape": [4, 8]}, "x", tmp_path) == (4, 8)
-    assert saved_shape({"shape": [4.0, 8]}, "x", tmp_path) == (4, 8)
 
 
 def test_two_tensors_on_one_checkpoint_key_are_an_error_not_a_silent_loss(tmp_path):

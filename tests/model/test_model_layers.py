@@ -9,7 +9,7 @@ from model_helpers import SVD_DENSE, batch_for, outputs, perturb, tiny_gpt2
 from torch import nn
 
 import tn_peft
-from tn_peft.layers import ModulesToSave, TnConv1D, TnConv2d, TnLinear
+from tn_peft.model.layers import ModulesToSave, TnConv1D, TnConv2d, TnLinear
 
 LORA = {"graph": "lora", "graph_args": {"rank": 2}}
 
@@ -207,7 +207,7 @@ def test_delete_adapter_and_unload_restore_the_model():
     model = tn_peft.get_model(net, tn_peft.AdapterConfig(target_modules=["fc", "conv"], **LORA))
     model.add_adapter("b", tn_peft.AdapterConfig(target_modules=["head"], **LORA))
     assert model.targeted_module_names == ["conv", "block.fc", "head"]
-    with pytest.raises(tn_peft.SpecError, match="is active"):
+    with pytest.raises(tn_peft.UsageError, match="is active"):
         model.delete_adapter("default")
     model.delete_adapter("b")
     assert "b" not in model.base_model.head.tn_adapters

@@ -67,7 +67,7 @@ def test_merge_and_unload_gives_plain_model(kind, base):
     perturb(model)
     adapted = outputs(model, batch)
     plain = model.merge_and_unload()
-    assert not any(isinstance(m, tn_peft.layers.TnLayer) for m in plain.modules())
+    assert not any(isinstance(m, tn_peft.model.layers.TnLayer) for m in plain.modules())
     torch.testing.assert_close(outputs(plain, batch), adapted, atol=1e-5, rtol=0)
 
 

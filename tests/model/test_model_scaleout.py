@@ -126,7 +126,7 @@ def test_trainer_on_minilm_classifier_with_modules_to_save(tmp_path):
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.1, losses
     model.save_pretrained(tmp_path / "adapter")
-    _, tensors = tn_peft.checkpoint.load_adapter_files(tmp_path / "adapter")
+    _, tensors = tn_peft.io.checkpoint.load_adapter_files(tmp_path / "adapter")
     assert "base_model.model.classifier.weight" in tensors
 
 

@@ -9,7 +9,7 @@ from model_helpers import TARGETS, batch_for, outputs, perturb, qpeft_config, ti
 from torch import nn
 
 import tn_peft
-from tn_peft.errors import SpecError
+from tn_peft.errors import UsageError
 
 LORA = {"graph": "lora", "graph_args": {"rank": 2}}
 
@@ -134,19 +134,19 @@ def test_merge_unmerge_and_disable_with_two_active():
 def test_set_adapter_refusals_leave_the_model_unchanged():
     model = _three(_net(), ["0", "2"])
     model.set_adapter(["default", "b"])
-    with pytest.raises(SpecError, match=r"no adapter named 'nope'.*default, b, c"):
+    with pytest.raises(UsageError, match=r"no adapter named 'nope'.*default, b, c"):
         model.set_adapter(["default", "nope"])
-    with pytest.raises(SpecError, match=r"no adapters named 'x', 'y'"):
+    with pytest.raises(UsageError, match=r"no adapters named 'x', 'y'"):
         model.set_adapter(["x", "y"])
-    with pytest.raises(SpecError, match="no adapter named 'nope'"):
+    with pytest.raises(UsageError, match="no adapter named 'nope'"):
         model.set_adapter("nope")
-    with pytest.raises(SpecError, match="empty list"):
+    with pytest.raises(UsageError, match="empty list"):
         model.set_adapter([])
-    with pytest.raises(SpecError, match="twice"):
+    with pytest.raises(UsageError, match="twice"):
         model.set_adapter(["b", "b"])
     assert model.active_adapters == ["default", "b"]
     assert all(layer.active_adapters == ["default", "b"] for _, layer in model.tn_layers())
-    with pytest.raises(SpecError, match="'b' is active"):
+    with pytest.raises(UsageError, match="'b' is active"):
         model.delete_adapter("b")
     model.delete_adapter("c")
     assert list(model.peft_config) == ["default", "b"]
@@ -163,7 +163,7 @@ def test_modules_to_save_with_several_active():
     assert not any(p.requires_grad for p in wrapper.modules_to_save["head"].parameters())
     model.set_adapter(["plain"])
     assert wrapper.active_module() is wrapper.original_module
-    with pytest.raises(SpecError, match=r"adapters \['default', 'head'\] each have their own copy of '2'"):
+    with pytest.raises(UsageError, match=r"adapters \['default', 'head'\] each have their own copy of '2'"):
         model.set_adapter(["default", "head"])
     assert model.active_adapters == ["plain"]
 

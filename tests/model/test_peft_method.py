@@ -1,4 +1,4 @@
-"""tn_peft through peft's own API (tn_peft.peft_method): every catalog graph on a tiny Llama, a tiny GPT-2
+"""tn_peft through peft's own API (tn_peft.model.peft_method): every catalog graph on a tiny Llama, a tiny GPT-2
 and the real MiniLM; fresh-process loading by PeftModel and AutoPeftModel*; the adapter API (add / set /
 delete, disable, status, merge, mixed batches in forward and generate); the SEQ_CLS head; registration."""
 
@@ -19,8 +19,8 @@ peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
 from peft import PeftModel, get_peft_model  # noqa: E402
 
-from tn_peft.layers import TnLayer  # noqa: E402
-from tn_peft.peft_method import TnPeftConfig  # noqa: E402
+from tn_peft.model.layers import TnLayer  # noqa: E402
+from tn_peft.model.peft_method import TnPeftConfig  # noqa: E402
 
 HERE = Path(__file__).parent
 KINDS = ("llama", "gpt2", "minilm")
@@ -183,7 +183,7 @@ def test_config_fields_follow_peft_conventions():
 
 
 def test_peft_type_is_added_in_one_guarded_place(monkeypatch):
-    from tn_peft import peft_method
+    from tn_peft.model import peft_method
 
     assert peft_method.add_peft_type() is peft.PeftType.TN_PEFT  # idempotent
     assert peft.PeftType("TN_PEFT") in list(peft.PeftType)

@@ -19,7 +19,7 @@ peft = pytest.importorskip("peft")
 pytest.importorskip("accelerate")
 from peft import PeftModel, get_peft_model  # noqa: E402
 
-from tn_peft.peft_method import TnPeftConfig  # noqa: E402
+from tn_peft.model.peft_method import TnPeftConfig  # noqa: E402
 
 ADAPTER_ONLY = {"adapter_config.json", "adapter_model.safetensors"}
 FULL_MODEL = {"model.safetensors", "pytorch_model.bin"}
@@ -137,7 +137,7 @@ def test_sft_trainer_takes_a_model_from_tn_peft_get_model(tmp_path):
 def test_a_4bit_base_trains_through_prepare_model_for_kbit_training(tmp_path):
     """nf4 base (bitsandbytes on CPU), peft's prepare_model_for_kbit_training, TRL's SFTTrainer at its default
     learning rate. TRL casts the trainable parameters to bfloat16; the adapter is cast back to float32 at the
-    first training step (tn_peft.peft_method._restore_adapter_dtype), so updates far below bfloat16's step
+    first training step (tn_peft.model.peft_method._restore_adapter_dtype), so updates far below bfloat16's step
     (2**-7 near 1) still move the circuit."""
     pytest.importorskip("bitsandbytes")
     tiny_llama().save_pretrained(tmp_path / "base")

@@ -1,4 +1,4 @@
-"""tn_peft.trainer.TnPeftTrainer: save_model and checkpoint-N hold adapter files (not the whole model),
+"""tn_peft.model.trainer.TnPeftTrainer: save_model and checkpoint-N hold adapter files (not the whole model),
 load_best_model_at_end and resume_from_checkpoint load them back."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tn_peft import checkpoint as ckpt
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
-from tn_peft.trainer import TnPeftTrainer, load_adapters_in_place
+from tn_peft.model.trainer import TnPeftTrainer, load_adapters_in_place
 
 ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors"]
 

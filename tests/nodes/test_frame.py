@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tn_peft.batching import evaluate_groups, group_nodes
+from tn_peft.adapter.batching import evaluate_groups, group_nodes
 from tn_peft.errors import ShapeError, SpecError
 from tn_peft.nodes.circuit.pauli import PauliNode, grouped_wires
 from tn_peft.nodes.frame import apply_frame, frame_from_columns

@@ -133,8 +133,8 @@ def test_node_forward_follows_legs_and_cols():
 
 
 def test_quantum_peft_graph_has_72_parameters_at_4096():
-    from tn_peft.adapters import Adapter
-    from tn_peft.spec import load_graph
+    from tn_peft.adapter.adapter import Adapter
+    from tn_peft.graph.spec import load_graph
 
     adapter = Adapter(load_graph("quantum_peft", rank=4, layers=1), 4096, 4096)
     assert sum(p.numel() for p in adapter.parameters() if p.requires_grad) == 2 * 34 + 4 == 72
@@ -182,7 +182,7 @@ def test_spread_basis_node_is_the_full_circuit_at_those_columns(rows, constructi
 
 
 def test_spread_basis_batches_with_its_own_kind_and_trains():
-    from tn_peft.batching import batch_key, evaluate_groups, group_nodes
+    from tn_peft.adapter.batching import batch_key, evaluate_groups, group_nodes
 
     a, b = (PauliNode("U", ["o", "k"], [24, 4], layers=1, basis="spread") for _ in range(2))
     first = PauliNode("U", ["o", "k"], [24, 4], layers=1)

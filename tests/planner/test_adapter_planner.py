@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tn_peft.errors import ShapeError
-from tn_peft.spec import catalog, load_graph
+from tn_peft.graph.spec import catalog, load_graph
 from tn_peft.testing.reference import (
     reference_contraction,
     reference_delta,

@@ -9,7 +9,7 @@ from search_helpers import random_problem
 from tn_peft.planner import CostModel, Operand, Problem
 from tn_peft.planner.cost.batch_scorer import BatchScorer
 from tn_peft.planner.cost.scorer import Scorer
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 
 
 def random_pairs(n: int, rng: random.Random, count: int = 200) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ import torch
 
 from tn_peft.planner import CostModel, Problem, make_plan, measure
 from tn_peft.planner.cost import StepCost, circuit_cost, pair_cost
-from tn_peft.spec import catalog, load_graph
+from tn_peft.graph.spec import catalog, load_graph
 
 MODEL = CostModel()
 

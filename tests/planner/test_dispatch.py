@@ -5,7 +5,7 @@ import torch
 
 from tn_peft.planner import Problem, make_plan
 from tn_peft.planner.runtime.dispatch import PlanFamily, dw_plan_for, family_for
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 from tn_peft.testing.reference import reference_contraction as reference
 
 
@@ -60,7 +60,7 @@ def _tt_layer():
     """A TT adapter on a 1024 x 1024 Linear: its plan changes with T (several breakpoints)."""
     from torch import nn
 
-    from tn_peft.layers import TnLinear
+    from tn_peft.model.layers import TnLinear
 
     torch.manual_seed(0)
     layer = TnLinear(nn.Linear(1024, 1024))
@@ -123,7 +123,7 @@ def test_compile_without_eager_warm_up_plans_outside_the_graph():
     itself still runs (traced) afterwards."""
     from torch import nn
 
-    from tn_peft.layers import TnLinear
+    from tn_peft.model.layers import TnLinear
 
     layer = TnLinear(nn.Linear(40, 24))
     layer.update_layer("a", load_graph("lora").build(40, 24))

@@ -5,7 +5,7 @@ import torch
 
 from tn_peft.planner import Problem, make_plan
 from tn_peft.planner.emit import identifier
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 
 
 def test_lora_source_is_two_linears():

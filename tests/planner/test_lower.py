@@ -2,7 +2,7 @@
 
 from tn_peft.planner import Problem, make_plan
 from tn_peft.planner.lower import lower
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 
 
 def test_scale_one_and_no_grads_emit_plain_matmuls():

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tn_peft.planner import CostModel, Problem, make_plan
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 from tn_peft.testing import networks
 from tn_peft.testing.reference import reference_contraction as reference
 

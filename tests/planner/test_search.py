@@ -19,7 +19,7 @@ from tn_peft.planner.search import (
     linear_to_ssa,
     tree_to_ssa,
 )
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 from tn_peft.testing import networks
 
 MODEL = CostModel()

@@ -9,7 +9,7 @@ from search_helpers import random_problem
 from tn_peft.planner import CostModel, Problem
 from tn_peft.planner.cost.scorer import Scorer
 from tn_peft.planner.search import ccp_path, hub_path, oe_dp_path
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 
 MODEL = CostModel()
 

@@ -9,7 +9,7 @@ from tn_peft.planner import CostModel, Problem
 from tn_peft.planner.cost.scorer import Scorer
 from tn_peft.planner.search import exact, exact_path, hub_path, oe_dp_path
 from tn_peft.planner.search.base import find_hub
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 
 MODEL = CostModel()
 

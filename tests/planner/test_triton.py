@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent("""
     from tn_peft.planner.runtime import triton_kernels as tk
     from tn_peft.planner.runtime.fused import fused_program
     from tn_peft.planner import Problem
-    from tn_peft.spec import load_graph
+    from tn_peft.graph.spec import load_graph
     torch.manual_seed(0)
 
     def close(a, b, tol=1e-4):

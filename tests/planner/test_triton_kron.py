@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent("""
     from tn_peft.planner.cost import CostModel
     from tn_peft.planner.runtime.dispatch import family_for
     from tn_peft.planner.problem import Operand
-    from tn_peft.spec import load_graph
+    from tn_peft.graph.spec import load_graph
     torch.manual_seed(0)
 
     def close(a, b, tol=1e-4):

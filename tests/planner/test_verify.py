@@ -13,7 +13,7 @@ from tn_peft.planner.problem import Operand, Problem
 from tn_peft.planner.runtime.dispatch import running_plan
 from tn_peft.planner.runtime.namespace import NAMESPACE
 from tn_peft.planner.verify import GLOBALS, verify_source
-from tn_peft.spec import catalog
+from tn_peft.graph.spec import catalog
 
 PAYLOAD = "r\n    open('pwned', 'w')\n    #"
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tn_peft.nodes.base import StiefelNode
-from tn_peft.spec import load_graph
+from tn_peft.graph.spec import load_graph
 from tn_peft.testing import (
     STIEFEL_KINDS,
     adapters,

@@ -1,6 +1,6 @@
 """Set a built adapter's nodes from a target: exact for ``svd`` / ``tt`` / ``ttd``, a fit for Pauli circuits.
 
-Each ``fill_*`` takes a built :class:`~tn_peft.adapters.Adapter` (float64) and the pieces of the
+Each ``fill_*`` takes a built :class:`~tn_peft.adapter.adapter.Adapter` (float64) and the pieces of the
 target dW, writes node parameters through their right inverse, and leaves checking to the caller
 (``adapter.delta_weight()`` against the target).
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .. import checkpoint as ckpt
+from ..io import checkpoint as ckpt
 from ..errors import CheckpointError
 from . import fill, tt
 from .linalg import lora_to_svd, relative_error
@@ -79,7 +79,9 @@ def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map
         trains, layer_args, network = _tt_trains(lora, to, rank, tolerance, cores, center, map, alpha)
     config = _adapter_config(lora, network, layer_args)
     graph_args = dict(config.graph_args)
-    networks = config.layer_networks(network, list(names))  # as the model will rebuild them
+    from ..model.targets import ConfigNetworks  # torch and the model package, only when converting
+
+    networks = ConfigNetworks(config).layer_networks(names)  # as the model will rebuild them
     tensors: dict[str, torch.Tensor] = {}
     reports: list[LayerReport] = []
     for name in bar:
@@ -122,7 +124,7 @@ def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map
 
 
 def _load(graph: str, graph_args: dict[str, Any]):
-    from ..spec import load_graph
+    from ..graph.spec import load_graph
 
     return load_graph(graph, **graph_args)
 
@@ -174,7 +176,7 @@ def _most_common(layer_args: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def _adapter_config(lora: LoraCheckpoint, network, layer_args: dict[str, dict[str, Any]]):
     """The AdapterConfig of the converted adapter: ``network``'s parameters as graph_args, every layer whose
     args differ in ``layer_graph_args`` under its escaped full module name (PEFT rank_pattern style)."""
-    from ..config import AdapterConfig
+    from ..model.config import AdapterConfig
 
     common = _most_common(layer_args)
     graph_args = {k: common.get(k, v) for k, v in network.params.items()
@@ -188,7 +190,7 @@ def _adapter_config(lora: LoraCheckpoint, network, layer_args: dict[str, dict[st
 
 def _stored_error(network, layer, tensors: dict[str, torch.Tensor], name: str) -> float:
     """Relative error of dW as it will load: fp32 parameters read back into a fresh fp64 adapter."""
-    from .. import checkpoint as ckpt
+    from ..io import checkpoint as ckpt
 
     fresh = network.build(layer.in_features, layer.out_features, dtype=torch.float64)
     with torch.no_grad():
@@ -202,7 +204,7 @@ def _check_base_model(lora: LoraCheckpoint, base_model) -> dict[str, str]:
     default = "conv1d" if lora.fan_in_fan_out else "linear"
     if base_model is None:
         return {name: default for name in lora.layers}
-    from ..layers import layer_info
+    from ..model.layers import layer_info
 
     modules = dict(base_model.named_modules())
     path = lora.directory / "adapter_model.safetensors"

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .. import checkpoint as ckpt
+from ..io import checkpoint as ckpt
 from ..errors import CheckpointError
 from .report import adapter_rank
 

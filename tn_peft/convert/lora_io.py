@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from ..config import pattern_key
-from ..patterns import check_pattern
 from ..errors import CheckpointError, SpecError
+from ..model.module_names import pattern_key
+from ..patterns import check_pattern
 from .linalg import lora_scale
 
 CONFIG_NAME = "adapter_config.json"
@@ -302,7 +302,7 @@ def write_lora(directory: str | Path, config: Mapping[str, Any], tensors: Mappin
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``directory`` (each file atomically)."""
     from safetensors.torch import save
 
-    from ..io import atomic_write_bytes, atomic_write_text
+    from ..io.atomic import atomic_write_bytes, atomic_write_text
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

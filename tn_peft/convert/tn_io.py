@@ -1,5 +1,5 @@
 """tn_peft adapter folders for conversion: building per-layer adapters from a saved config, node
-state <-> checkpoint keys (the format of :mod:`tn_peft.checkpoint`), and safe output folders.
+state <-> checkpoint keys (the format of :mod:`tn_peft.io.checkpoint`), and safe output folders.
 
 Output folders are written whole into a hidden sibling folder and renamed into place, so a crash
 never leaves a half-written OUT_DIR; an existing non-empty OUT_DIR is refused unless ``force``, and
@@ -9,17 +9,17 @@ an OUT_DIR that is (or contains) the input is refused always: input files are ne
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import checkpoint as ckpt
 from ..errors import CheckpointError
-from ..quantize import CODES, SCALE
+from ..io import checkpoint as ckpt
+from ..io.atomic import atomic_write_folder
+from ..model.module_names import in_saved_module
+from ..nodes.quantize import CODES, SCALE
 
 
 # ------------------------------------------------------------------ output folders
@@ -41,30 +41,9 @@ def check_output(out_dir: str | Path, *, force: bool = False, inputs: tuple[str 
 
 def write_folder(out_dir: str | Path, write: Callable[[Path], None], *, force: bool = False,
                  inputs: tuple[str | Path, ...] = ()) -> Path:
-    """Call ``write(tmp_folder)``, then move the finished folder onto ``out_dir`` in one rename.
-
-    An existing ``out_dir`` (only with ``force``) is renamed aside first and deleted last.
-    """
-    out = check_output(out_dir, force=force, inputs=inputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    old = None
-    try:
-        write(tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            old.rmdir()
-            out.rename(old)
-        tmp.rename(out)
-    except BaseException:
-        if old is not None and not out.exists():
-            old.rename(out)
-            old = None
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return out
+    """:func:`check_output`, then ``write(tmp_folder)`` moved onto ``out_dir`` in one rename
+    (:func:`tn_peft.io.atomic.atomic_write_folder`)."""
+    return atomic_write_folder(check_output(out_dir, force=force, inputs=inputs), write)
 
 
 # ------------------------------------------------------------------ node state <-> keys
@@ -81,7 +60,7 @@ def adapter_tensors(module_name: str, adapter, dtype: torch.dtype = torch.float3
 def network_from_config(config: Mapping[str, Any], path: Path):
     """The saved graph (``config['graph']``, parameters already applied) as a Network."""
     from ..errors import SpecError
-    from ..spec import network_from_spec
+    from ..graph.spec import network_from_spec
 
     try:
         return network_from_spec(config["graph"], source=str(path))
@@ -93,7 +72,7 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
     """Rebuild every adapted layer of a tn_peft folder without its base model.
 
     Returns ``(config, network, layers, extra)``: ``layers`` maps module name -> a built
-    :class:`~tn_peft.adapters.Adapter` (parameters loaded, in ``dtype``; a target that carries its own
+    :class:`~tn_peft.adapter.adapter.Adapter` (parameters loaded, in ``dtype``; a target that carries its own
     ``graph`` -- ``layer_graph_args`` -- is built from it, the others from ``network``), ``extra`` holds the
     ``modules_to_save`` tensors under their checkpoint keys. CheckpointError names file and key.
     """
@@ -106,12 +85,9 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
     own_graphs: dict[str, Any] = {}  # a per-layer graph spec (as JSON) -> its Network
     layers: dict[str, Any] = {}
     used: set[str] = set()
-    for name, info in sorted(config["targets"].items()):
-        try:
-            out_features, in_features = (int(v) for v in info["shape"])
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{directory / ckpt.CONFIG_NAME}: key 'targets.{name}.shape' must be [out, in]") from None
-        shape_key = f"{out_features}x{in_features}"
+    for name, target in sorted(ckpt.saved_targets(config, directory / ckpt.CONFIG_NAME).items()):
+        out_features, in_features = target.shape
+        shape_key = ckpt.shape_key(out_features, in_features)
         if shared_specs and shape_key not in shared:
             nodes = network.shared_nodes(in_features, out_features, dtype=dtype)
             quantizers = ckpt.shared_quantizers(shape_key, nodes)
@@ -119,10 +95,10 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
                 used.update(_copy(path, full, tensors, live, quantizers.get(full)))
             shared[shape_key] = nodes
         layer_network = network
-        if isinstance(info.get("graph"), Mapping):  # the layer's own graph (layer_graph_args), parsed once
-            text = json.dumps(info["graph"], sort_keys=True)
+        if target.graph is not None:  # the layer's own graph (layer_graph_args), parsed once
+            text = json.dumps(target.graph, sort_keys=True)
             if text not in own_graphs:
-                own_graphs[text] = network_from_config(info, directory / ckpt.CONFIG_NAME)
+                own_graphs[text] = network_from_config({"graph": target.graph}, directory / ckpt.CONFIG_NAME)
             layer_network = own_graphs[text]
         adapter = layer_network.build(in_features, out_features, shared_nodes=shared.get(shape_key), dtype=dtype)
         quantizers = ckpt.layer_quantizers(name, adapter)
@@ -133,7 +109,7 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
     saved = list(config.get("modules_to_save") or [])
     for key in extra:
         module = key.removeprefix(ckpt.PREFIX)
-        if not any(module == m or module.startswith(m + ".") or f".{m}." in f".{module}" for m in saved):
+        if not in_saved_module(module, saved):
             raise CheckpointError(f"{path}: unexpected key {key!r} (not a node of a saved target, not in modules_to_save)")
     return config, network, layers, extra
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoint as ckpt
+from ..io import checkpoint as ckpt
 from ..errors import CheckpointError
 from .linalg import choose_rank, lora_to_svd, relative_error, svd, svd_to_lora
 from .lora_io import lora_config, lora_tensors, write_lora

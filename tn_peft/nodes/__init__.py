@@ -1,5 +1,6 @@
 """Node kinds: each file holds one kind (the Pauli circuits: the :mod:`.circuit` package); importing
-this package registers them all.
+this package registers them all. :mod:`.quantize` holds the quantizers a node trains its parameters
+with (the ``bits`` option) and their packed checkpoint form.
 
 See :mod:`tn_peft.nodes.base` for the interface and how to add a kind of your own.
 """

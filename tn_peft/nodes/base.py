@@ -44,11 +44,11 @@ class Node(nn.Module):
     - ``as_network()``: for renormalized nodes (circuits of small gates) the gate network the
       planner may contract instead of the dense tensor; ``None`` for ordinary nodes;
       ``circuit_profile()`` what the planner reads of it (passes over the state, widest wire);
-    - ``quantizers``: parameter name -> :class:`~tn_peft.quantize.Quantizer` for the parameters the node
+    - ``quantizers``: parameter name -> :class:`~tn_peft.nodes.quantize.Quantizer` for the parameters the node
       trains quantized (the ``bits`` option); the node computes with ``quantized(name)``, and the
       checkpoint stores those parameters as packed codes.
 
-    Optional, to be evaluated many at once across layers (:mod:`tn_peft.batching`): ``batch_key()``
+    Optional, to be evaluated many at once across layers (:mod:`tn_peft.adapter.batching`): ``batch_key()``
     (nodes of one class with equal keys go together; None: this one cannot) and a classmethod
     ``forward_many(nodes) -> list[Tensor]`` (their tensors from one batched computation).
     """
@@ -135,10 +135,13 @@ def check_options(kind: str, options: dict[str, Any], *, node: str | None = None
 
 
 def create_node(kind: str, name: str, legs: Sequence[str], shape: Sequence[int],
-                options: dict[str, Any] | None = None, *, source: str | None = None) -> Node:
-    """Instantiate a node of a registered kind, validating its options first."""
+                options: dict[str, Any] | None = None, *, source: str | None = None,
+                checked: bool = False) -> Node:
+    """Instantiate a node of a registered kind, validating its options first (unless ``checked``: the
+    node of a network that :meth:`~tn_peft.graph.network.Network.validate` passed)."""
     options = dict(options or {})
-    check_options(kind, options, node=name, source=source)
+    if not checked:
+        check_options(kind, options, node=name, source=source)
     cls = node_kind(kind, node=name, source=source)
     try:
         return cls(name, legs, shape, **options)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from ..quantize import SymmetricQuantizer, check_bits
+from .quantize import SymmetricQuantizer, check_bits
 from .base import Node
 
 
@@ -17,7 +17,7 @@ class Diagonal(Node, kind="diagonal"):
 
     Options: ``init`` zeros (default: dW starts at 0) | ones | normal, ``std`` for normal; ``bits``
     (0: full precision; 1..8: trained through a symmetric power-of-two-step quantizer,
-    :class:`tn_peft.quantize.SymmetricQuantizer`, and saved as packed codes).
+    :class:`tn_peft.nodes.quantize.SymmetricQuantizer`, and saved as packed codes).
     """
 
     def __init__(self, name: str, legs: Sequence[str], shape: Sequence[int], *,

@@ -54,9 +54,9 @@ def assert_same_delta(first, second, atol: float = 1e-6) -> None:
 
 def _as_adapter(obj, in_features: int | None, out_features: int | None, seed: int, dtype: torch.dtype):
     """An Adapter from an Adapter, a Network, a spec dict or a graph name/path (built with ``seed``)."""
-    from ..adapters import Adapter
-    from ..network import Network
-    from ..spec import load_graph
+    from ..adapter.adapter import Adapter
+    from ..graph.network import Network
+    from ..graph.spec import load_graph
 
     if isinstance(obj, Adapter):
         return obj
@@ -151,7 +151,7 @@ def assert_save_load_roundtrip(model, tmp_path: str | Path | None = None, inputs
                                rtol: float | None = None) -> None:
     """Assert ``save_pretrained`` then ``from_pretrained`` onto a fresh copy of the base model gives the
     same adapter tensors, the same dW in every layer (and the same outputs on ``inputs``)."""
-    from ..model import TnPeftModel
+    from ..model.model import TnPeftModel
 
     folder = Path(tmp_path) if tmp_path is not None else Path(tempfile.mkdtemp(prefix="tn_peft_roundtrip_"))
     folder = folder / "adapter"

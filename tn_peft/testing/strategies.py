@@ -5,7 +5,7 @@ Each returns a hypothesis strategy (``pip install hypothesis``):
 - :func:`networks` -- ``(Network, in, out)``: random dense/diagonal tensor networks (trees, loops, hyperedges);
 - :func:`specs` -- ``(spec dict, in, out)``: catalog-like graph specs (low-rank, SVD forms over every
   orthonormal kind, TT cores with loops), valid for that layer shape;
-- :func:`adapters` -- built :class:`~tn_peft.adapters.Adapter` s of :func:`specs` (or of specs you
+- :func:`adapters` -- built :class:`~tn_peft.adapter.adapter.Adapter` s of :func:`specs` (or of specs you
   pass) with every tensor random and non-zero;
 - :func:`stiefel_nodes` -- an N x K orthonormal node of one kind (or any), N from 1 to ``max_rows``
   (primes and non-powers of two included), K <= N, random parameters;
@@ -37,7 +37,7 @@ def networks(max_nodes: int = 6, max_size: int = 4, hyperedges: bool = True, loo
 
     @st.composite
     def draw_network(draw):
-        from ..network import Network
+        from ..graph.network import Network
 
         n = draw(st.integers(1, max_nodes))
         legs: list[list[str]] = [[] for _ in range(n)]
@@ -185,7 +185,7 @@ def adapters(spec_strategy=None, dtype: torch.dtype = torch.float64):
 
     @st.composite
     def draw(drawer):
-        from ..spec import load_graph
+        from ..graph.spec import load_graph
 
         spec, in_f, out_f = drawer(spec_strategy)
         adapter = load_graph(spec).build(in_f, out_f, dtype=dtype)

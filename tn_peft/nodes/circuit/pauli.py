@@ -18,7 +18,7 @@ The family does not reach every Stiefel matrix, so instead of a right inverse it
 ``frame: weight | gradient`` makes the node ``Q = F C(theta)[:, :K]`` with a fixed orthogonal
 frame ``F`` (:mod:`tn_peft.nodes.frame`) that maps the circuit's first K basis vectors onto a data
 subspace: the top-K singular vectors of the layer's weight (set when the adapter is built on a
-layer) or of the layer's first gradient dL/dW (set by :func:`tn_peft.frames.initialize_frames`, as
+layer) or of the layer's first gradient dL/dW (set by :func:`tn_peft.model.frames.initialize_frames`, as
 LoRA-GA does for LoRA). A framed node starts at zero angles (``init: identity``) unless told
 otherwise, so ``Q = F E_K`` spans that subspace at step 0. The frame is a buffer (saved, not trained).
 
@@ -30,7 +30,7 @@ golden-ratio stride, so the states differ on most wires. It is computed as ``U @
 as a dense node.
 
 ``bits: b`` (1..8) trains the angles through a b-bit quantizer on the circle (the gates' period
-4 pi, :class:`tn_peft.quantize.AngleQuantizer`) with a straight-through gradient: the node computes,
+4 pi, :class:`tn_peft.nodes.quantize.AngleQuantizer`) with a straight-through gradient: the node computes,
 saves (packed codes) and loads the quantized circuit. Not for the csd construction. (For a wire of
 d > 2 each angle is wrapped on the same circle; there the wrap is a jump, which the angles rarely
 reach from their start in ``[-pi, pi]``.)
@@ -46,7 +46,7 @@ from torch import nn
 
 from ...errors import ShapeError, SpecError
 from ...factorize import prime_factors as ascending_prime_factors
-from ...quantize import AngleQuantizer, check_bits
+from ..quantize import AngleQuantizer, check_bits
 from ..base import StiefelNode
 from ..frame import apply_frame, frame_from_columns
 from .apply import circuit_apply, circuit_columns, pauli_unitary
@@ -251,7 +251,7 @@ class PauliNode(StiefelNode, kind="pauli"):
             self.frame_tau.copy_(tau)
 
     def batch_key(self) -> tuple | None:
-        """Nodes with equal keys evaluate as one batched circuit (:mod:`tn_peft.batching`); csd: never."""
+        """Nodes with equal keys evaluate as one batched circuit (:mod:`tn_peft.adapter.batching`); csd: never."""
         if self.construction == "csd":
             return None
         theta = self.initial

@@ -16,7 +16,7 @@ plain lists; the breakpoints are scanned by a plain loop (dynamo cannot trace ``
 trace time. With dynamic shapes T is symbolic: the loop compares it with the breakpoints, so the
 trace takes the plan of the T it was traced with (its hint) and dynamo guards on that plan's T range;
 a T outside the range recompiles with the plan for its own range, never runs a plan made for another T.
-Planning itself (the tree search) never runs inside a trace: see :meth:`tn_peft.adapters.Adapter.apply`.
+Planning itself (the tree search) never runs inside a trace: see :meth:`tn_peft.adapter.adapter.Adapter.apply`.
 
     family = family_for(problem)             # cached by problem structure, sizes, grads, dtype
     y = family(x, *node_tensors)             # x: (..., in) -> (..., out)

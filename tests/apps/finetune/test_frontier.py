@@ -1,0 +1,115 @@
+"""The frontier: upper-frontier points, the budget table, the plot and the markdown."""
+
+from __future__ import annotations
+
+from tn_peft.apps.finetune import frontier
+
+
+def _row(name, kind, params, test, family=None):
+    return {"method": name, "family": family or name.split()[0], "kind": kind, "adapter_parameters": params,
+            "seeds": [0, 1, 2], "test": (test, 0.01), "validation": (test, 0.01), "learning_rates": {"lr": 1e-2}}
+
+
+ROWS = [_row("head", "head", 0, 0.74), _row("fourierft n=100", "peft", 1200, 0.752),
+        _row("quantum_peft layers=3", "graph", 1440, 0.763), _row("ia3", "peft", 4608, 0.775),
+        _row("quantum_peft layers=6", "graph", 2592, 0.760), _row("lora r=4", "peft", 36864, 0.794)]
+
+
+def test_upper_frontier_keeps_points_no_cheaper_point_beats():
+    names = [r["method"] for r in frontier.upper_frontier(ROWS)]
+    assert names == ["head", "fourierft n=100", "quantum_peft layers=3", "ia3", "lora r=4"]
+
+
+def test_budget_table_compares_the_best_of_each_side_within_the_budget():
+    table = {t["budget"]: t for t in frontier.budget_table(ROWS, max_budget=10_000)}
+    assert sorted(table) == [1200, 1440, 2592, 4608]
+    assert table[1200]["ours"] is None and table[1200]["peft"]["method"] == "fourierft n=100"
+    assert table[2592]["ours"]["method"] == "quantum_peft layers=3"  # layers=6 is worse: the best within B counts
+    assert abs(table[1440]["margin"] - 0.011) < 1e-9 and table[4608]["margin"] < 0
+
+
+def test_markdown_and_plot(tmp_path):
+    png, md = frontier.write(ROWS, tmp_path, title="t")
+    text = md.read_text()
+    assert "| **quantum_peft layers=3** | quantum_peft | 1,440 |" in text and "| quantum_peft layers=6 |" in text
+    assert "| 1,440 | quantum_peft layers=3 | 76.30 ± 1.00 | fourierft n=100 | 75.20 ± 1.00 | +1.10 |" in text
+    assert png.stat().st_size > 20_000
+
+
+def test_the_budget_table_chooses_on_validation_not_test():
+    a = dict(_row("lora r=1 alpha=2", "peft", 9216, 0.78), validation=(0.80, 0.0))
+    b = dict(_row("lora r=1 alpha=8", "peft", 9216, 0.79), validation=(0.75, 0.0))  # better test, worse validation
+    ours = _row("quantum_peft", "graph", 1440, 0.76)
+    (row,) = [t for t in frontier.budget_table([a, b, ours]) if t["budget"] == 9216]
+    assert row["peft"]["method"] == "lora r=1 alpha=2" and abs(row["margin"] - (0.76 - 0.78)) < 1e-9
+
+
+def test_settings_on_other_targets_are_not_pooled_with_the_default_ones():
+    from tn_peft.apps.finetune.report import summarize_runs
+
+    def run(seed, targets):
+        return {"method": {"name": "qp", "kind": "graph", "lr": 0.1, "targets": targets}, "seed": seed,
+                "adapter_parameters": 10, "test_accuracy": 0.7, "validation_accuracy": [0.7],
+                "mean_step_seconds": 0.1, "peak_memory_bytes": 1}
+
+    rows = summarize_runs([run(0, ["query", "value"]), run(0, ["query", "key"]), run(1, ["query", "key"])])
+    assert [(r["method"], r["seeds"]) for r in rows] == [("qp", [0]), ("qp on query,key", [0, 1])]
+    named = dict(run(2, ["query", "key"]), method={"name": "qp on query,key", "kind": "graph", "lr": 0.1,
+                                                   "targets": ["query", "key"]})
+    assert summarize_runs([named])[0]["method"] == "qp on query,key"  # a row's own targets are named once
+
+
+def _metrics(folder, name, params, seeds_acc):
+    import json
+
+    folder.mkdir(parents=True)
+    runs = [{"method": {"name": name, "kind": "graph", "family": "quantum_peft", "lr": 0.03}, "seed": seed,
+             "adapter_parameters": params, "test_accuracy": acc, "validation_accuracy": [acc],
+             "mean_step_seconds": 0.1, "peak_memory_bytes": 1} for seed, acc in seeds_acc]
+    (folder / "metrics.json").write_text(json.dumps({"runs": runs}))
+    return folder
+
+
+def test_a_saved_frontier_pools_with_new_run_folders(tmp_path):
+    frontier.write(ROWS, tmp_path / "old", title="t")
+    new = _metrics(tmp_path / "new", "quantum_peft rank=64", 2160, [(0, 0.77), (1, 0.79)])
+    rows = frontier.load_rows([tmp_path / "old" / "frontier.json", new])
+    assert [r["method"] for r in rows] == [r["method"] for r in ROWS] + ["quantum_peft rank=64"]
+    assert rows[0]["test"] == ROWS[0]["test"] and rows[-1]["seeds"] == [0, 1]
+    assert frontier.load_rows([tmp_path / "old"]) == frontier.load_rows([tmp_path / "old" / "frontier.json"])
+    text = frontier.markdown(rows, "t")
+    assert "| **quantum_peft rank=64** | quantum_peft | 2,160 | 0,1 | 78.00 ± 1.41 | 78.00 ± 1.41 | lr 0.03 |" in text
+
+
+def test_a_setting_in_two_inputs_is_one_error_naming_both(tmp_path):
+    import pytest
+
+    from tn_peft.errors import DataError
+
+    frontier.write(ROWS, tmp_path / "a")
+    frontier.write(ROWS[:2], tmp_path / "b")
+    with pytest.raises(DataError, match=r"'head' \(lr 0.01\) is in both .*a/frontier.json and .*b/frontier.json"):
+        frontier.load_rows([tmp_path / "a", tmp_path / "b"])
+
+
+def test_a_corrupt_saved_frontier_names_the_file(tmp_path):
+    import pytest
+
+    from tn_peft.errors import DataError
+
+    bad = tmp_path / "frontier.json"
+    bad.write_text('{"rows": [{"method": "x"}]}')
+    with pytest.raises(DataError, match=r"frontier.json: not a saved frontier \(rows without adapter_parameters, "
+                                        r"family, kind, seeds, test, validation\)"):
+        frontier.load_rows([bad])
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match=r"frontier.json: not a saved frontier \(JSONDecodeError"):
+        frontier.load_rows([bad])
+
+
+def test_labels_of_near_points_step_down_a_line():
+    placed = []
+    assert frontier._label_offset(placed, 1440, 76.6) == (5, 4)
+    assert frontier._label_offset(placed, 1440, 76.3) == (5, -5)  # same size, 0.3 points lower: one line down
+    assert frontier._label_offset(placed, 1500, 76.5) == (5, -14)  # near both
+    assert frontier._label_offset(placed, 9216, 76.5) == (5, 4)  # far in parameters
