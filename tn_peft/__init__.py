@@ -45,8 +45,8 @@ _LAZY = {
 }
 
 # tn_peft is a peft method too (``get_peft_model(model, TnPeftConfig(...))``): registered with peft as soon
-# as peft is imported, before or after this line, without importing it here (tn_peft.model.peft_hook)
-from .model.peft_hook import install as _install_peft_hook
+# as peft is imported, before or after this line, without importing it here (tn_peft._peft_hook)
+from ._peft_hook import install as _install_peft_hook
 
 _install_peft_hook()
 

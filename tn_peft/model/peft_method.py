@@ -15,7 +15,7 @@ mixed-adapter batches (``adapter_names=``). peft itself does the rest: saving an
 Registration (:func:`register`) adds ``TN_PEFT`` to peft's closed ``PeftType`` enum -- the one place
 that touches peft's internals, checked against :data:`SUPPORTED_PEFT` -- then calls peft's
 ``register_peft_method``. ``import tn_peft`` registers as soon as peft is imported (before or after
-tn_peft, see :mod:`tn_peft.model.peft_hook`) without importing peft itself.
+tn_peft, see :mod:`tn_peft._peft_hook`) without importing peft itself.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import importlib.util
 import sys
 from typing import Any
 
-from ..errors import warn
+from .errors import warn
 
 
 def register_now() -> None:
