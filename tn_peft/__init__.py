@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ._moved import install as _install_moved
 from .errors import (
     CheckpointError,
+    DataError,
     MissingDependencyError,
     RightInverseError,
     ShapeError,
@@ -79,7 +80,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["Adapter", "AdapterConfig", "CheckpointError", "MissingDependencyError", "Network", "RightInverseError",
-           "ShapeError", "SpecError", "TnPeftConfig", "TnPeftError", "TnPeftModel", "UsageError", "__version__", "catalog",
-           "from_pretrained",
-           "get_model", "load_graph"]
+__all__ = ["Adapter", "AdapterConfig", "CheckpointError", "DataError", "MissingDependencyError", "Network",
+           "RightInverseError", "ShapeError", "SpecError", "TnPeftConfig", "TnPeftError", "TnPeftModel", "UsageError",
+           "__version__", "catalog", "from_pretrained", "get_model", "load_graph"]

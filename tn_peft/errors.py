@@ -5,7 +5,7 @@
   mode, deleting the active adapter, sharding without torch.distributed); nothing is wrong with the spec.
 - :class:`ShapeError`: tensors passed at run time do not fit the built adapter.
 - :class:`CheckpointError`: a saved adapter or LoRA checkpoint cannot be read or converted.
-- :class:`DataError`: training data cannot be used as given (names the file and column).
+- :class:`DataError`: training data cannot be used as given (names the file, line or column).
 - :class:`MissingDependencyError`: an optional package is not installed (the message has the pip command).
 - :class:`UnsafeProgramError`: an internal error, never the user's: generated source failed the check it
   must pass before it runs (:mod:`tn_peft.planner.verify`), so nothing ran.
@@ -104,7 +104,8 @@ class CheckpointError(TnPeftError, ValueError):
 
 
 class DataError(TnPeftError, ValueError):
-    """Training data cannot be used as given (a missing column, an unknown data set name)."""
+    """Training data cannot be used as given (a data file outside the contract of
+    :mod:`tn_peft.apps.finetune.userdata`, an unknown data set name)."""
 
 
 class MissingDependencyError(TnPeftError, ImportError):

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tn_peft.errors import DataError, MissingDependencyError
+from tn_peft.errors import DataError, MissingDependencyError, UsageError
 from tn_peft.apps.finetune import data as data_module
 from tn_peft.apps.finetune.data import encode, group_split, load_rotten_tomatoes, model_path
 from tn_peft.apps.finetune.methods import Method, build_classifier, load_encoder
@@ -146,7 +146,7 @@ def test_missing_package_error_names_the_install_command(monkeypatch):
         assert "\n" not in message and message.endswith(f"pip install {pip_name}")
 
 
-def test_bbc_news_and_csv_loaders(tmp_path):
+def test_bbc_news_and_data_file_loaders(tmp_path):
     try:
         bbc = data_module.load_bbc_news()
     except MissingDependencyError as err:
@@ -154,8 +154,9 @@ def test_bbc_news_and_csv_loaders(tmp_path):
     assert bbc.num_labels == 5 and len(bbc) > 2000
     csv_file = tmp_path / "mine.csv"
     csv_file.write_text('text,label\n"good, really",pos\nbad,neg\nfine,pos\n')
-    mine = data_module.load_csv(csv_file)
-    assert mine.label_names == ["neg", "pos"] and mine.labels == [1, 0, 1] and mine.texts[0] == "good, really"
+    mine, report = data_module.load_dataset(str(csv_file))
+    assert report.format == "CSV" and mine.label_names == ["neg", "pos"] and mine.labels == [1, 0, 1]
+    assert mine.texts[0] == "good, really"
 
 
 def test_length_grouped_batches_cover_the_epoch_once():
@@ -274,3 +275,58 @@ def test_stay_offline_sets_the_hub_flags_unless_the_user_did(monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
     stay_offline()
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "0"
+
+
+def _own_csv_example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "finetune_own_csv.py"
+    spec = importlib.util.spec_from_file_location("finetune_own_csv", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_own_csv_example_graph_default_is_replaced_not_extended():
+    example = _own_csv_example()
+    assert example.parse_args([]).graph == [str(example.GRAPH)]
+    assert example.parse_args(["--graph", "lora", "--graph", "tt"]).graph == ["lora", "tt"]
+
+
+def test_own_csv_example_runs_as_written_and_keeps_its_results(tmp_path, capsys):
+    # the example's own defaults (its 60-row file, its graph file), fewer steps; a second run into the
+    # same folder is refused, --overwrite replaces it
+    _assets_or_skip()
+    example = _own_csv_example()
+    argv = ["--steps", "2", "--eval-every", "2", "--no-save", "--no-progress", "--threads", "1", "--out", str(tmp_path)]
+    metrics = example.main(argv)
+    summary = metrics["data"]["summary"]
+    assert summary["rows_used"] == 60 and summary["classes"] == {"negative": 30, "positive": 30}
+    assert {p: v["rows"] for p, v in summary["split"].items()} == {"train": 36, "validation": 12, "test": 12}
+    assert summary["longer_than_max_length"] == {"texts": 0, "of": 60, "max_length": 48}
+    assert "data: " in capsys.readouterr().out and not (tmp_path / "INCOMPLETE").exists()
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["data"]["summary"]["grouped_by"] == "column 'group'"
+    with pytest.raises(SystemExit, match="holds an earlier run"):
+        example.main(argv)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == saved
+    example.main([*argv, "--overwrite"])
+
+
+def test_an_interrupted_run_leaves_its_folder_marked_incomplete(tmp_path, monkeypatch):
+    _assets_or_skip()
+    from tn_peft.apps.finetune import run as run_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "train", interrupted)
+    args = add_arguments(argparse.ArgumentParser()).parse_args(
+        ["--data", str(_own_csv_example().DATA), "--steps", "2", "--no-progress", "--threads", "1",
+         "--out", str(tmp_path)])
+    with pytest.raises(KeyboardInterrupt):
+        run(args)
+    assert (tmp_path / "INCOMPLETE").exists() and not (tmp_path / "metrics.json").exists()
+    with pytest.raises(UsageError, match="holds a run that did not finish"):
+        run(args)

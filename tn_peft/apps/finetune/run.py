@@ -27,9 +27,9 @@ from typing import Any
 
 from ...cli.graph_options import parse_overrides
 from ...errors import DataError, SpecError
-from ...io.atomic import atomic_write_text
-from . import frontier
-from .data import DATASETS, Split, encode, group_split, load_dataset, model_path
+from ...io.atomic import atomic_write, atomic_write_text
+from . import frontier, runfolder, userdata
+from .data import DATASETS, Split, encode, load_dataset, model_path
 from .grid import GRAPH_LRS, HEAD_LR, Row, compare_rows, graph_rows
 from .methods import Method, build_classifier, load_encoder, stay_offline
 from .report import (
@@ -42,9 +42,8 @@ from .report import (
 )
 from .train import SCHEDULES, train
 
-#: split sizes (train, validation, test) per data set; CSV files use fractions of their rows
+#: split sizes (train, validation, test) per data set; data files use fractions of their rows (userdata.FRACTIONS)
 SPLIT_SIZES = {"rotten-tomatoes": (3200, 800, 2000), "bbc-news": (1200, 400, 600), "debates-2016": (600, 200, 322)}
-CSV_FRACTIONS = (0.6, 0.2, 0.2)
 
 #: optimizer steps per run (chosen on the Rotten Tomatoes validation split: docs/finetune.md, "experiment log")
 DEFAULT_STEPS = 200
@@ -95,7 +94,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "(needs pip install tn-peft[quantized])")
     d = parser.add_argument_group("data")
     d.add_argument("--data", default="rotten-tomatoes",
-                   help=f"{' | '.join(DATASETS)} | a CSV file with text,label columns (default: %(default)s)")
+                   help=f"{' | '.join(DATASETS)} | a data file: CSV, TSV or JSON Lines with a text and a label "
+                        "column, UTF-8 or UTF-16 with BOM (README, 'Your own data') (default: %(default)s)")
+    d.add_argument("--text-column", default=None, help="a data file's text column (default: text)")
+    d.add_argument("--label-column", default=None, help="a data file's label column (default: label)")
+    d.add_argument("--group-column", default=None,
+                   help="a data file's column whose groups stay in one split (default: group, when the file has one; "
+                        "without one every distinct text is its own group)")
     d.add_argument("--train-size", type=int, default=None, help="training examples (default: 3,200 for rotten-tomatoes)")
     d.add_argument("--validation-size", type=int, default=None, help="validation examples, from groups (movies) "
                    "held out of train, used to pick steps and learning rates (default: 800)")
@@ -135,20 +140,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     t.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     o = parser.add_argument_group("output")
-    o.add_argument("--out", default=None, help="run folder (default: runs/finetune-<time>)")
+    o.add_argument("--out", default=None, help="run folder (default: runs/finetune-<time>); one that holds an "
+                   "earlier run is refused unless --overwrite")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier run in --out (finished or not)")
     o.add_argument("--no-save", action="store_true", help="do not save the adapters")
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
-
-
-def _split_sizes(args: argparse.Namespace, total: int) -> tuple[int, int, int]:
-    if args.data in SPLIT_SIZES:
-        train, val, test = SPLIT_SIZES[args.data]
-    else:
-        train, val, test = (int(total * f) for f in CSV_FRACTIONS)
-    return (args.train_size if args.train_size is not None else train,
-            args.validation_size if args.validation_size is not None else val,
-            args.test_size if args.test_size is not None else test)
 
 
 def rows_from_args(args: argparse.Namespace) -> list[Row]:
@@ -225,7 +223,7 @@ def _save(out: Path, name: str, wrapped: Any, classifier: Any) -> str:
         wrapped.save_pretrained(str(folder))
     folder.mkdir(parents=True, exist_ok=True)
     head = {k: v.detach().cpu().contiguous() for k, v in classifier.head.state_dict().items()}
-    save_file(head, str(folder / "head.safetensors"))
+    atomic_write(folder / "head.safetensors", lambda tmp: save_file(head, str(tmp)))
     return str(folder)
 
 
@@ -319,15 +317,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(max(1, args.threads))
     stay_offline()  # before the specs import peft
     rows = rows_from_args(args)  # spec errors before any loading
-    data = load_dataset(args.data)
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
+    runfolder.check_free(out, args.overwrite)
+    data, report = load_dataset(args.data, text_column=args.text_column, label_column=args.label_column,
+                                group_column=args.group_column)
+    sizes = userdata.split_sizes(len(data), args.train_size, args.validation_size, args.test_size,
+                                 SPLIT_SIZES.get(args.data))
+    split: Split = userdata.checked_split(data, sizes, seed=args.split_seed, test_needed=not args.no_test,
+                                          source=report.path if report else None)
+    data_summary = userdata.summarize(data, split, report)
     folder = Path(args.model) if args.model else model_path()
-    train_n, val_n, test_n = _split_sizes(args, len(data))
-    split: Split = group_split(data, train=train_n, validation=val_n, test=test_n, seed=args.split_seed)
     encoder, tokenizer = load_encoder(folder, args.quantize_base, args.device)
     encoded = {part: encode(getattr(split, part), tokenizer, args.max_length)
                for part in ("train", "validation", "test")}
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
+    texts = [t for part in ("train", "validation", "test") for t in getattr(split, part).texts]
+    data_summary["longer_than_max_length"] = {"texts": userdata.count_longer(texts, tokenizer, args.max_length),
+                                              "of": len(texts), "max_length": args.max_length}
+    print(userdata.format_summary(data_summary), flush=True)
+    runfolder.mark_started(out, getattr(args, "command_line", None))
     seeds = list(args.seed)
     trainer = Trainer(args, encoder, encoded, data.num_labels, out)
     targets = targets_from_args(args)
@@ -344,7 +351,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": getattr(args, "command_line", None),
         "data": {"name": data.name, "labels": data.label_names, "split": split.sizes(),
                  "split_seed": args.split_seed, "grouped_by": "movie" if data.name == "rotten-tomatoes" else "group",
-                 "max_length": args.max_length},
+                 "max_length": args.max_length, "summary": data_summary},
         "model": str(folder),
         "threads": args.threads, "device": args.device, "batch_size": args.batch_size,
         "seeds": seeds, "runs": results, "summary": summary, "table": table,
@@ -360,9 +367,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     metrics["total_seconds"] = time.perf_counter() - started
     # CPU time of this process: on a shared machine it says more about the cost than wall time does
     metrics["cpu_seconds"] = _cpu_seconds()
-    write_metrics(out / "metrics.json", metrics)
     text = table + ("\n\n" + format_summary_table(summary) if len(seeds) > 1 else "")
     atomic_write_text(out / "table.txt", text + "\n")
+    write_metrics(out / runfolder.METRICS, metrics)
+    runfolder.mark_finished(out)
     print()
     print(text)
     print(f"\nrun folder: {out}  (metrics.json, curves.png, frontier.png, adapters)   total "

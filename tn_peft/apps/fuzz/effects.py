@@ -35,8 +35,8 @@ PROCESS_EVENTS = frozenset({"os.system", "os.exec", "os.posix_spawn", "os.spawn"
 #: module name prefixes a case may import for the first time (our own lazy imports; codecs)
 ALLOWED_IMPORTS = ("tn_peft.", "encodings.")
 #: folders of the modules :data:`ALLOWED_IMPORTS` loads, whose module bodies an import executes
-_MODULE_FOLDERS = tuple(os.path.realpath(folder) + os.sep for folder in
-                        (os.path.join(os.path.dirname(__file__), os.pardir), os.path.dirname(encodings.__file__)))
+_MODULE_FOLDERS = tuple(os.path.realpath(os.path.dirname(module.__file__)) + os.sep  # the tn_peft package, wherever
+                        for module in (sys.modules[__name__.partition(".")[0]], encodings))  # this module sits in it
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
