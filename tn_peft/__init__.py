@@ -4,6 +4,9 @@
 (an ``nn.Module`` whose ``delta_weight()`` is dW). Model integration, conversion and the CLI build
 on these.
 
+``get_peft_model(model, tn_peft.TnPeftConfig(graph=..., target_modules=...))`` is the peft front door
+(:mod:`tn_peft.model.peft_method`); ``import tn_peft`` registers the method with peft whenever peft is imported.
+
 The names below are imported on first use (PEP 562), so ``import tn_peft`` and the command line's
 ``--help`` do not pay for torch: ``from tn_peft import get_model`` imports the engine.
 """
@@ -37,9 +40,16 @@ _LAZY = {
     "from_pretrained": "tn_peft.model",
     "get_model": "tn_peft.model",
     "Network": "tn_peft.graph.network",
+    "TnPeftConfig": "tn_peft.model.peft_method",
     "catalog": "tn_peft.graph.spec",
     "load_graph": "tn_peft.graph.spec",
 }
+
+# tn_peft is a peft method too (``get_peft_model(model, TnPeftConfig(...))``): registered with peft as soon
+# as peft is imported, before or after this line, without importing it here (tn_peft._peft_hook)
+from ._peft_hook import install as _install_peft_hook
+
+_install_peft_hook()
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adapter.adapter import Adapter
@@ -47,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model.model import TnPeftModel, from_pretrained, get_model
     from .graph.network import Network
     from .graph.spec import catalog, load_graph
+    from .model.peft_method import TnPeftConfig
 
 
 def __getattr__(name: str) -> Any:
@@ -70,5 +81,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["Adapter", "AdapterConfig", "CheckpointError", "DataError", "MissingDependencyError", "Network",
-           "RightInverseError", "ShapeError", "SpecError", "TnPeftError", "TnPeftModel", "UsageError", "__version__",
-           "catalog", "from_pretrained", "get_model", "load_graph"]
+           "RightInverseError", "ShapeError", "SpecError", "TnPeftConfig", "TnPeftError", "TnPeftModel", "UsageError",
+           "__version__", "catalog", "from_pretrained", "get_model", "load_graph"]

@@ -314,6 +314,11 @@ def read_adapter_config(directory: str | Path) -> dict[str, Any]:
     if config.get("peft_type") != PEFT_TYPE:
         raise CheckpointError(f"{path}: key 'peft_type' is {config.get('peft_type')!r}, not {PEFT_TYPE!r} "
                               f"(a LoRA checkpoint from PEFT needs converting first)")
+    if "graph_spec" in config and "targets" not in config:
+        raise CheckpointError(f"{path}: this adapter was saved through peft's front door (get_peft_model with a "
+                              "TnPeftConfig), which tn_peft.get_model's readers do not take; load it with "
+                              "peft.PeftModel.from_pretrained after `import tn_peft`, and export it to LoRA with "
+                              "peft.convert_to_lora(model, rank=k)")
     for key in ("graph", "targets"):
         if not isinstance(config.get(key), dict):
             raise CheckpointError(f"{path}: key {key!r} is missing or not an object")

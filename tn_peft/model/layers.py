@@ -25,6 +25,7 @@ The node tensors come from the model's batched evaluation when it has filled ``n
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,18 @@ from .base_layers import (
     merge_into,
 )
 from ..errors import ShapeError, SpecError
+
+
+#: layer -> the node tensors its last forward with gradients took from the model's batched evaluation
+#: (``node_cache``), kept for gradient checkpointing's recomputation (:meth:`TnLayer.node_tensors`). Kept
+#: beside the layers, not on them, so that copying or pickling a model after a forward never meets them.
+_RECOMPUTE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _in_backward() -> bool:
+    """True while autograd runs a backward pass (where checkpointing recomputes a forward); False inside a
+    torch.compile trace (the compiled graph recomputes on its own)."""
+    return not torch.compiler.is_compiling() and torch._C._current_graph_task_id() != -1
 
 
 def adapter_dtype(module: nn.Module) -> torch.dtype:
@@ -111,8 +124,18 @@ class TnLayer(nn.Module):
 
     # ---------------------------------------------------------------- dW
     def node_tensors(self, adapter_name: str) -> list[torch.Tensor]:
-        """The adapter's node tensors: from this forward's batched cache, else evaluated now."""
+        """The adapter's node tensors: from this forward's batched cache, else evaluated now.
+
+        Gradient checkpointing reruns the layer's forward during backward, after the model's forward (and
+        its cache) has ended. Non-reentrant checkpointing needs that rerun to repeat the same operations on
+        the same inputs, so it gets the very tensors the first forward read from the cache (kept in
+        :data:`_RECOMPUTE` by :meth:`_remember_cache`); reentrant checkpointing ran the first forward
+        without gradients, so nothing is kept and the rerun evaluates the nodes itself, building the graph
+        through which their gradients flow.
+        """
         cache = self.node_cache
+        if cache is None and _in_backward():
+            cache = _RECOMPUTE.get(self)
         if cache is not None and adapter_name in cache:
             return cache[adapter_name]
         return self.tn_adapters[adapter_name].node_tensors()
@@ -162,7 +185,17 @@ class TnLayer(nn.Module):
             weight.copy_(merged)
 
     # -------------------------------------------------------------- forward
+    def _remember_cache(self) -> None:
+        """Keep (or forget) the node tensors this forward reads, for a checkpointed rerun (:meth:`node_tensors`)."""
+        if torch.compiler.is_compiling():
+            return
+        if self.node_cache is not None and torch.is_grad_enabled():
+            _RECOMPUTE[self] = self.node_cache
+        elif not _in_backward():
+            _RECOMPUTE.pop(self, None)
+
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self._remember_cache()
         if self.disable_adapters:
             if self.merged_adapters:
                 self.unmerge()

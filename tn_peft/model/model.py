@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import inspect
 import itertools
+import types
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -137,6 +138,15 @@ class TnPeftModel(nn.Module):
         self.add_adapter(adapter_name, config, targets=targets, layer_specs=layer_specs)
         self.set_adapter(adapter_name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "forward" and isinstance(value, types.MethodType) and value.__self__ is self:
+            # A library patching this model's forward (TRL's fused LM head, add_fused_lm_head) means the Hugging
+            # Face model's: it reads `self.base_model` as transformers' backbone. The patch goes onto the wrapped
+            # model, which runs inside this forward (node cache, adapter_names); see _forward for its way back.
+            self.base_model.forward = types.MethodType(value.__func__, self.base_model)
+            return
+        super().__setattr__(name, value)
+
     def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)
@@ -216,7 +226,7 @@ class TnPeftModel(nn.Module):
         for name, target in resolved.targets.items():
             adapter, module = built[name], target.module
             self._frozen.update(id(p) for p in adapter.parameters() if not p.requires_grad)
-            layer = module if isinstance(module, TnLayer) else target.layer_type.layer_class(module)
+            layer = module if isinstance(module, TnLayer) else self._layer_class(target.layer_type.layer_class)(module)
             if layer is not module:
                 layer.active_adapters = list(self._active_adapters)
                 self._replace(name, layer)
@@ -239,6 +249,12 @@ class TnPeftModel(nn.Module):
         self.networks[adapter_name] = network
         self._node_groups = {}
         self._mark_trainable()
+
+    @staticmethod
+    def _layer_class(layer_class: type[TnLayer]) -> type[TnLayer]:
+        """The class that wraps a module of layer type ``layer_class`` (the peft front door,
+        :mod:`tn_peft.model.peft_method`, gives peft's ``BaseTunerLayer`` flavour of it)."""
+        return layer_class
 
     def _find_modules_to_save(self, config: AdapterConfig, adapter_name: str) -> list[tuple[str, nn.Module]]:
         if not config.modules_to_save:
@@ -399,20 +415,38 @@ class TnPeftModel(nn.Module):
 
     # ------------------------------------------------------------- forward
     def _forward(self, *args: Any, adapter_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        if "forward" in self.base_model.__dict__:   # a forward patched onto the wrapped model (see __setattr__)
+            return self._patched_forward(args, kwargs, adapter_names)
         if adapter_names is not None:
             with self._mixed_batch(adapter_names):
                 return self.base_model(*args, **kwargs)
         with self._node_cache():
             return self.base_model(*args, **kwargs)
 
+    def _patched_forward(self, args: tuple, kwargs: dict, adapter_names: Sequence[str] | None) -> Any:
+        """The wrapped model's patched forward, inside this model's forward hooks; a patch that calls back into
+        the original forward (this one: it was what the patcher read as ``model.forward``) gets the wrapped
+        model's own class forward, instead of looping."""
+        base = self.base_model
+        if self.__dict__.get("_in_patched_forward"):
+            return type(base).forward(base, *args, **kwargs)
+        self.__dict__["_in_patched_forward"] = True
+        try:
+            with self._mixed_batch(adapter_names) if adapter_names is not None else self._node_cache():
+                return base(*args, **kwargs)
+        finally:
+            self.__dict__["_in_patched_forward"] = False
+
     @contextmanager
-    def _mixed_batch(self, adapter_names: Sequence[str]) -> Iterator[None]:
+    def _mixed_batch(self, adapter_names: Sequence[str], training: bool | None = None) -> Iterator[None]:
         """Row i uses adapter ``adapter_names[i]`` (``"__base__"``: none) in every layer (:mod:`tn_peft.model.mixed`);
-        the nodes of all the named adapters are evaluated together first."""
+        the nodes of all the named adapters are evaluated together first. ``training``: the mode of the model
+        the forward runs in (default this one's)."""
         from .mixed import row_groups
 
         layers = [layer for _, layer in self.tn_layers()]
-        groups = row_groups(adapter_names, list(self.peft_config), training=self.training,
+        training = self.training if training is None else training
+        groups = row_groups(adapter_names, list(self.peft_config), training=training,
                             merged=any(layer.merged for layer in layers),
                             device=next((p.device for p in self.parameters()), "cpu"))
         with_nodes, node_groups = self._layer_nodes(groups.names)

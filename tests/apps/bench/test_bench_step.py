@@ -15,6 +15,10 @@ def test_bench_step_smoke(tmp_path, capsys):
     assert lora["trainable_params"] == 6 * 2 * 4 * (384 + 384)
     assert qp["param_ratio"] >= 10 and len(qp["step_ms"]) == 2
     assert data["verdict"]["param_met"] is True
+    door = data["results"]["quantum_peft r4 L1 (get_peft_model)"]
+    assert door["trainable_params"] == qp["trainable_params"] and len(door["step_ms"]) == 2
+    assert "peft front door (get_peft_model + TnPeftConfig) / tn_peft.get_model step time:" in printed
+    assert data["verdict"]["peft_door_ratio"] > 0
 
 
 def test_bench_step_on_an_nf4_base(tmp_path, capsys):

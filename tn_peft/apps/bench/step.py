@@ -77,8 +77,13 @@ def _load_base(folder: str, device: str, quantize_base: str | None = None):
     return transformers.AutoModel.from_pretrained(folder).to(device).train()
 
 
+#: the suffix of the Quantum-PEFT row built through peft's front door (get_peft_model + TnPeftConfig)
+PEFT_DOOR = " (get_peft_model)"
+
+
 def build_methods(args: argparse.Namespace, device: str) -> dict[str, torch.nn.Module]:
-    """name -> model: peft LoRA, Quantum-PEFT (batched nodes) and optionally Quantum-PEFT unbatched."""
+    """name -> model: peft LoRA, Quantum-PEFT (batched nodes) through tn_peft.get_model, the same through
+    peft's get_peft_model (TnPeftConfig), and optionally Quantum-PEFT unbatched."""
     import tn_peft
 
     peft = require("peft", purpose="bench step (the LoRA baseline)")
@@ -90,6 +95,8 @@ def build_methods(args: argparse.Namespace, device: str) -> dict[str, torch.nn.M
               "target_modules": list(args.targets)}
     name = f"quantum_peft r{args.rank} L{args.layers}"
     methods[name] = tn_peft.get_model(_load_base(folder, device, args.quantize_base), tn_peft.AdapterConfig(**config))
+    methods[name + PEFT_DOOR] = peft.get_peft_model(_load_base(folder, device, args.quantize_base),
+                                                    tn_peft.TnPeftConfig(**config))
     if not args.no_unbatched:
         methods[name + " unbatched"] = tn_peft.get_model(_load_base(folder, device, args.quantize_base), tn_peft.AdapterConfig(**config),
                                                          batch_nodes=False)
@@ -202,9 +209,13 @@ def run(args: argparse.Namespace) -> int:
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
     names = list(results)
     qp = results[names[1]]
+    door = results[names[1] + PEFT_DOOR]
+    door_ratio = statistics.median(t / e for t, e in zip(door["step_ms"], qp["step_ms"]))
+    door_cpu_ratio = statistics.median(t / e for t, e in zip(door["cpu_ms"], qp["cpu_ms"]))
     verdict = {"time_ratio": qp["time_ratio"], "cpu_time_ratio": qp["cpu_ratio"], "time_target": TIME_TARGET, "time_met": qp["time_ratio"] <= TIME_TARGET,
                "param_ratio": qp["param_ratio"], "param_target": PARAM_TARGET,
-               "param_met": qp["param_ratio"] >= PARAM_TARGET}
+               "param_met": qp["param_ratio"] >= PARAM_TARGET,
+               "peft_door_ratio": door_ratio, "peft_door_cpu_ratio": door_cpu_ratio}
     environment = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
                    "cpu_count": os.cpu_count(), "platform": platform.platform(),
                    "load_average_before": load_before, "load_average_after": load_after,
@@ -221,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
           f"(target >= {PARAM_TARGET:g}x: {'met' if verdict['param_met'] else 'MISSED'}). "
           f"Paper (GPT-2): {PAPER['quantum_peft_ms']} vs {PAPER['lora_ms']} ms = "
           f"{PAPER['quantum_peft_ms'] / PAPER['lora_ms']:.3f}x")
+    print(f"peft front door (get_peft_model + TnPeftConfig) / tn_peft.get_model step time: {door_ratio:.3f}x "
+          f"(CPU time {door_cpu_ratio:.3f}x; the same engine underneath)")
     if load_before and load_before[0] > (os.cpu_count() or 1):
         print(f"note: the machine was busy (load average {load_before[0]:.1f} on {os.cpu_count()} cores); "
               "times are noisy, the paired ratio less so")

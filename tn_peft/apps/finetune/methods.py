@@ -120,11 +120,14 @@ def build_classifier(method: Method, encoder: nn.Module, num_labels: int) -> tup
             wrapped = peft.get_peft_model(encoder, config)
         except (TypeError, ValueError) as err:
             raise DataError(f"{method.name}: peft could not apply {type(config).__name__} to the model: {err}") from None
-    elif method.kind == "graph":
-        from ... import AdapterConfig, get_model
-        config = AdapterConfig(graph=method.graph, graph_args=dict(method.graph_args),
-                               target_modules=list(method.targets))
-        wrapped = get_model(encoder, config)
+    elif method.kind == "graph":  # through peft's front door, as users run it (tn_peft.model.peft_method)
+        import peft
+
+        from ...model.peft_method import TnPeftConfig
+
+        config = TnPeftConfig(graph=method.graph, graph_args=dict(method.graph_args),
+                              target_modules=list(method.targets))
+        wrapped = peft.get_peft_model(encoder, config)
     else:
         raise DataError(f"unknown method kind {method.kind!r}: use graph, peft or head")
     return Classifier(wrapped, hidden, num_labels), wrapped
