@@ -107,3 +107,19 @@ def test_an_adapter_name_cannot_lead_out_of_the_folder(tmp_path):
     assert not (tmp_path / "escape").exists()
     with pytest.raises(CheckpointError, match="cannot name a subfolder"):
         model.load_adapter(tmp_path / "out", adapter_name="a/b")
+
+
+def test_a_peft_door_adapter_folder_with_code_in_its_graph_spec_is_refused(in_tmp):
+    peft = pytest.importorskip("peft")
+
+    def base():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 8))
+
+    peft.get_peft_model(base(), tn_peft.TnPeftConfig(graph="lora", target_modules=["0", "2"])).save_pretrained("pd")
+    config = json.loads((in_tmp / "pd" / "adapter_config.json").read_text())
+    config["graph_spec"] = _lora_spec_with_leg(EVIL) | {k: config["graph_spec"][k] for k in ("params", "scale")}
+    (in_tmp / "pd" / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(SpecError, match="sizes key .* is not a name"):
+        peft.PeftModel.from_pretrained(base(), in_tmp / "pd")(torch.randn(2, 16))
+    assert not (in_tmp / "pwned").exists()
