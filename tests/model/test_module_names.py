@@ -86,7 +86,7 @@ def test_modules_to_save_one_or_two_is_one_name_everywhere():
     config = tn_peft.AdapterConfig(target_modules=["0", "1", "2"], modules_to_save=["1|2"])
     from tn_peft.model.targets import find_targets
 
-    assert find_targets(base, config.target_modules, modules_to_save=config.modules_to_save) == ["0", "1", "2"]
+    assert list(find_targets(base, config.target_modules, modules_to_save=config.modules_to_save)) == ["0", "1", "2"]
     before = repr(base)
     with pytest.raises(SpecError, match=re.escape("modules_to_save=['1|2'] matched no module")):
         tn_peft.get_model(base, config)

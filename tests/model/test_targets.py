@@ -27,13 +27,16 @@ class _Net(nn.Module):
 
 def test_find_targets_rules():
     net = _Net()
-    assert find_targets(net, ["query"]) == ["layer.0.query", "layer.1.query", "layer.2.query"]
-    assert find_targets(net, ["query", "value"], exclude_modules=["layer.1.value"], layers_to_transform=[1, 2],
-                        layers_pattern="layer") == ["layer.1.query", "layer.2.query", "layer.2.value"]
+    found = find_targets(net, ["query"])
+    assert list(found) == ["layer.0.query", "layer.1.query", "layer.2.query"]
+    assert {row.name for row in found.values()} == {"linear"}  # each module's layer type, found once
+    assert list(find_targets(net, ["query", "value"], exclude_modules=["layer.1.value"], layers_to_transform=[1, 2],
+                             layers_pattern="layer")) == ["layer.1.query", "layer.2.query", "layer.2.value"]
     assert find_targets(net, ["query"], layers_to_transform=[]) == find_targets(net, ["query"])  # [] means all
-    linear = find_targets(net, "all-linear")
+    linear = list(find_targets(net, "all-linear"))
     assert "classifier" in linear  # a plain module has no output head to leave out
-    assert find_targets(net, "all-linear", modules_to_save=["classifier"]) == [n for n in linear if n != "classifier"]
+    assert list(find_targets(net, "all-linear", modules_to_save=["classifier"])) == [n for n in linear
+                                                                                    if n != "classifier"]
 
 
 def test_find_targets_errors_name_the_fault():
@@ -84,6 +87,7 @@ def _count_calls(monkeypatch):
 
     from tn_peft.graph import network as network_module
     from tn_peft.graph import spec as spec_module
+    from tn_peft.model import targets as targets_module
     from tn_peft.nodes import base as base_module
 
     counts = collections.Counter()
@@ -100,6 +104,7 @@ def _count_calls(monkeypatch):
     counted(spec_module, "network_from_spec", "expand")
     counted(network_module.Network, "_check_structure", "validate")
     counted(base_module, "check_options", "check_options")
+    counted(targets_module, "layer_type", "layer_type")
     return counts
 
 
@@ -117,8 +122,9 @@ def test_get_model_expands_and_validates_each_distinct_network_once(monkeypatch,
 
     counts = _count_calls(monkeypatch)
     model = tn_peft.get_model(_Net(), AdapterConfig(graph="lora", target_modules=["query"], **kwargs))
-    nodes = len(model.networks["default"].nodes)
-    assert dict(counts) == {"expand": distinct, "validate": distinct, "check_options": nodes * distinct}, counts
+    nodes, layers = len(model.networks["default"].nodes), len(list(model.tn_layers()))
+    assert dict(counts) == {"expand": distinct, "validate": distinct, "check_options": nodes * distinct,
+                            "layer_type": layers}, counts  # each module's layer type computed once
     assert len({id(layer.tn_adapters["default"].network) for _, layer in model.tn_layers()}) == in_layers
 
 

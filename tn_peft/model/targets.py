@@ -30,7 +30,7 @@ from torch import nn
 from ..errors import SpecError, warn
 from ..io.checkpoint import shape_key
 from .config import ALL_LINEAR
-from .layers import LayerType, ModulesToSave, TnLayer, is_linear, layer_type
+from .layers import LayerType, ModulesToSave, TnLayer, find_layer_type, layer_type
 from .module_names import in_saved_module, layer_index, match_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,8 +67,9 @@ def output_head_names(model: nn.Module) -> set[str]:
 
 def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = None,
                  modules_to_save: Iterable[str] | None = None, *, layers_to_transform: int | list[int] | None = None,
-                 layers_pattern: str | list[str] | None = None) -> list[str]:
-    """Module names of ``model`` to adapt, in ``named_modules`` order.
+                 layers_pattern: str | list[str] | None = None) -> dict[str, LayerType]:
+    """Module names of ``model`` to adapt, in ``named_modules`` order, each with its layer type (computed
+    here, once per module: :func:`resolve_config` takes it from this result).
 
     With ``layers_to_transform`` (PEFT's semantics, an empty list meaning "all"), only modules whose
     :func:`layer_index` is listed (or equals the int) are kept.
@@ -84,18 +85,18 @@ def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = N
     for name, module in model.named_modules():
         if isinstance(module, (TnLayer, ModulesToSave)):
             inner.update(f"{name}.{sub}" for sub, _ in module.named_modules() if sub)
-    found = []
+    found: dict[str, LayerType] = {}
     for name, module in model.named_modules():
         if not name or name in inner:
             continue
         if match_name(name, exclude_modules) or in_saved_module(name, modules_to_save):
             continue
         if all_linear:
-            if is_linear(module) and name not in heads:
-                found.append(name)
+            row = find_layer_type(module)
+            if row is not None and row.all_linear and name not in heads:
+                found[name] = row
         elif match_name(name, target_modules):
-            layer_type(module, name)
-            found.append(name)
+            found[name] = layer_type(module, name)
     using_indexes = layers_to_transform is not None and (
         len(layers_to_transform) != 0 if isinstance(layers_to_transform, list) else True)
     if using_indexes:
@@ -110,7 +111,7 @@ def find_targets(model: nn.Module, target_modules: Any, exclude_modules: Any = N
                 f"module {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "") + f" {how}",
                 fix="set layers_pattern to the name of the ModuleList holding the layers (e.g. 'layer', 'layers', "
                     "'h'), or leave the module out through target_modules / exclude_modules")
-        found = [name for name in found if indexes[name] in wanted]
+        found = {name: row for name, row in found.items() if indexes[name] in wanted}
         if not found:
             seen = sorted({i for i in indexes.values() if i is not None})
             raise SpecError(
@@ -263,19 +264,20 @@ def resolve_config(config: AdapterConfig, model: nn.Module, *, targets: Iterable
     networks_of = ConfigNetworks(config)
     network = networks_of.network()
     networks_of.check_layer_graph_args()
-    if targets is None:
-        targets = find_targets(model, config.target_modules, config.exclude_modules, config.modules_to_save,
-                               layers_to_transform=config.layers_to_transform, layers_pattern=config.layers_pattern)
     named = dict(model.named_modules())
-    missing = [name for name in targets if name not in named]
-    if missing:
-        raise SpecError(f"the model has no module {missing[0]!r}" + (f" (nor {missing[1:]})" if missing[1:] else ""),
-                        fix="name modules as model.named_modules() does, e.g. encoder.layer.0.attention.self.query")
-    modules = {name: named[name] for name in targets}
-    networks = networks_of.layer_networks(list(modules), layer_specs)
+    if targets is None:
+        rows = find_targets(model, config.target_modules, config.exclude_modules, config.modules_to_save,
+                            layers_to_transform=config.layers_to_transform, layers_pattern=config.layers_pattern)
+    else:
+        missing = [name for name in targets if name not in named]
+        if missing:
+            raise SpecError(f"the model has no module {missing[0]!r}" + (f" (nor {missing[1:]})" if missing[1:] else ""),
+                            fix="name modules as model.named_modules() does, e.g. encoder.layer.0.attention.self.query")
+        rows = {name: layer_type(named[name], name) for name in targets}
+    networks = networks_of.layer_networks(list(rows), layer_specs)
     resolved = {}
-    for name, module in modules.items():
-        row = layer_type(module, name)
+    for name, row in rows.items():
+        module = named[name]
         out_features, in_features = row.shape(module)
         resolved[name] = Target(module, row, out_features, in_features, networks[name], networks[name] is not network)
     if any(spec.shared for spec in network.nodes):
