@@ -183,8 +183,11 @@ def network_from_spec(spec: Mapping[str, Any], *, source: str | None = None,
     if "name" in spec and not isinstance(spec["name"], str):
         raise SpecError(f"name: must be a string, got {type(spec['name']).__name__} {spec['name']!r}", source=source,
                         line=_line(spec), fix="quote it: name: \"my_graph\"")
-    net = Network(spec["name"] if "name" in spec else graph_name_from_stem(Path(source).stem) if source else "network",
-                  params=params, scale=spec.get("scale", 1), delta=bool(spec.get("delta", False)),
+    if "name" in spec:
+        name = spec["name"]
+    else:  # a file without name: its stem, made a valid graph name
+        name = graph_name_from_stem(Path(source).stem) if source else "network"
+    net = Network(name, params=params, scale=spec.get("scale", 1), delta=bool(spec.get("delta", False)),
                   description=str(spec.get("description", "")), source=source)
     scope = dict(params)
 

@@ -111,7 +111,7 @@ def make(workdir: str | Path):
         folder.mkdir()
         for name, data in files.items():
             (folder / name).write_bytes(data)
-        how = ["header", "bytes", "structure", "bytes", f"payload: {planted}" if mode == 4 else ""][mode]
+        how = f"payload: {planted}" if mode == 4 else ("header", "bytes", "structure", "bytes")[mode]
         label = f"{kind} folder, {target} mutated ({how})"
         return Case(label, files[target], lambda: _load(kind, folder, workdir / "converted"),
                     ".safetensors" if target == WEIGHTS else ".json")

@@ -100,9 +100,6 @@ def plant_payload(value: Any, rng: random.Random) -> tuple[Any, str]:
     Half the time a name is renamed everywhere it occurs (as a key and as a string value), as an attacker
     would to keep a spec consistent; otherwise one string field (a key or a value) is replaced.
     """
-    import copy
-
-    value = copy.deepcopy(value)
     payload = rng.choice(CODE_PAYLOADS)
     strings = sorted(_strings(value))
     if not strings:
@@ -110,8 +107,7 @@ def plant_payload(value: Any, rng: random.Random) -> tuple[Any, str]:
     old = rng.choice(strings)
     if rng.random() < 0.5:
         return _rename(value, old, payload), f"{old!r} renamed to {payload!r} everywhere"
-    done = [False]
-    return _rename(value, old, payload, once=done), f"one {old!r} replaced by {payload!r}"
+    return _rename(value, old, payload, once=[False]), f"one {old!r} replaced by {payload!r}"
 
 
 def _strings(value: Any) -> set[str]:
@@ -125,7 +121,8 @@ def _strings(value: Any) -> set[str]:
 
 
 def _rename(value: Any, old: str, new: str, once: list[bool] | None = None) -> Any:
-    """``value`` with the string ``old`` (keys and values) replaced by ``new``; only the first if ``once``."""
+    """A new nested value: ``value`` with the string ``old`` (keys and values) replaced by ``new``; only the
+    first one if ``once`` (a one-item flag, set when it is done)."""
     def swap(text: Any) -> Any:
         if text != old or (once is not None and once[0]):
             return text
