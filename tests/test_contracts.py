@@ -27,6 +27,7 @@ OUTSIDE = ("cli", "apps")
 def _run(code: str) -> str:
     """Run ``code`` in a fresh interpreter; its stdout, once it exited 0 (else the test fails with its stderr)."""
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
     return result.stdout
 
 
@@ -99,6 +100,25 @@ def test_planning_stays_outside_a_compiled_graph_once_an_adapter_exists():
 
 
 GRAPH_MODULES = sorted(f"tn_peft.graph.{p.stem}" for p in (PACKAGE / "graph").glob("*.py") if p.stem != "__init__")
+
+
+def test_checking_a_graph_imports_no_torch():
+    """Loading, validating and sizing every catalog graph, and refusing a bad option, is structure only."""
+    _run("import sys\n"
+         "from tn_peft.errors import SpecError\n"
+         "from tn_peft.graph.spec import catalog, load_graph\n"
+         "for name in catalog():\n"
+         "    net = load_graph(name)\n"
+         "    net.validate()\n"
+         "    net.resolve(64, 48)\n"
+         "try:\n"
+         "    load_graph({'nodes': [{'name': 'a', 'kind': 'dense', 'legs': ['out', 'in'], 'options': {'colour': 1}}],"
+         " 'open': {'out': 'out', 'in': 'in'}})\n"
+         "except SpecError as err:\n"
+         "    assert 'colour' in str(err), err\n"
+         "else:\n"
+         "    raise AssertionError('a bad option passed')\n"
+         "assert 'torch' not in sys.modules, 'checking a graph imported torch'\n")
 
 
 @pytest.mark.parametrize("module", GRAPH_MODULES)
