@@ -5,7 +5,7 @@
 # 3 seeds x 4 candidate configs, one thread per process, all in parallel (the machine is shared).
 # Selection between the two configs of each method: mean validation accuracy over the 3 seeds.
 cd /work/main
-R="python -m tn_peft.apps.finetune.run --no-progress --threads 1"
+R="python -m tn_peft.cli finetune --no-progress --threads 1"
 go() { name=$1; shift; (echo "== $name $*"; /usr/bin/time -v $R --out runs/final/$name "$@" 2>&1 | grep -v -i warn | tail -30) > runs/final/$name.log 2>&1 & }
 for s in 0 1 2; do
   go qpL1-s$s --seed $s --lr 3e-2 --lr-diag 3e-2
@@ -18,7 +18,7 @@ wait
 # --- Quantum-PEFT levers (runs/wave2) ---
 # quantum_peft levers after the 3-seed round (validation only, seed 0, one thread each, in parallel)
 cd /work/main
-R="python -m tn_peft.apps.finetune.run --no-test --no-save --no-progress --threads 1 --seed 0"
+R="python -m tn_peft.cli finetune --no-test --no-save --no-progress --threads 1 --seed 0"
 go() { name=$1; shift; (echo "== $name $*"; $R --out runs/wave2/$name "$@" 2>&1 | grep -v -i warn | tail -4) > runs/wave2/$name.log 2>&1 & }
 go L3_a1e-1 --set layers=3 --lr 1e-1 --lr-diag 3e-2
 go L3_d1e-1 --set layers=3 --lr 3e-2 --lr-diag 1e-1
@@ -27,7 +27,7 @@ go L3_400steps --set layers=3 --lr 3e-2 --lr-diag 3e-2 --steps 400
 wait
 
 # --- the best lever of the second part on 3 seeds (runs/final) ---
-R="python -m tn_peft.apps.finetune.run --no-progress --threads 1"
+R="python -m tn_peft.cli finetune --no-progress --threads 1"
 go() { name=$1; shift; (echo "== $name $*"; $R --out runs/final/$name "$@" 2>&1 | grep -v -i warn | tail -4) > runs/final/$name.log 2>&1 & }
 for s in 0 1 2; do
   go qpL3d1e-1-s$s --seed $s --set layers=3 --lr 3e-2 --lr-diag 1e-1
@@ -36,7 +36,7 @@ wait
 
 # --- deeper circuits and more targets (runs/wave3; a later session, seed 0, validation only) ---
 cd /work/main
-R="python -m tn_peft.apps.finetune.run --no-test --no-save --no-progress --threads 1 --seed 0"
+R="python -m tn_peft.cli finetune --no-test --no-save --no-progress --threads 1 --seed 0"
 mkdir -p runs/wave3
 $R --out runs/wave3/L6 --set layers=6 > runs/wave3/L6.log 2>&1 &
 $R --out runs/wave3/L3_all --targets query,key,value,attention.output.dense,intermediate.dense,output.dense > runs/wave3/L3_all.log 2>&1 &
@@ -44,7 +44,7 @@ wait
 
 # --- alpha (a later session, seed 0, validation only) ---
 cd /work/main
-R="python -m tn_peft.apps.finetune.run --no-test --no-save --no-progress --threads 1 --seed 0"
+R="python -m tn_peft.cli finetune --no-test --no-save --no-progress --threads 1 --seed 0"
 mkdir -p runs/wave4
 $R --out runs/wave4/alpha32 --set layers=3 --set alpha=32 > runs/wave4/alpha32.log 2>&1 &
 $R --out runs/wave4/alpha2 --set layers=3 --set alpha=2 > runs/wave4/alpha2.log 2>&1 &

@@ -30,7 +30,7 @@ GRAPH = HERE / "pauli_left_dense_right.yaml"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """``tn-peft finetune``'s options with this script's defaults."""
-    from tn_peft.apps.finetune.run import add_arguments
+    from tn_peft.cli.finetune import add_arguments
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser)

@@ -34,7 +34,7 @@ def test_timing_without_cuda_is_one_clear_message():
 def test_layer_shapes_parse_or_say_what_is_wrong():
     import argparse
 
-    from tn_peft.apps.bench import layer_shape
+    from tn_peft.cli.bench import layer_shape
 
     assert layer_shape("4096x1536") == (4096, 1536)
     for bad in ("4096", "0x8", "ax8", "8x8x8"):

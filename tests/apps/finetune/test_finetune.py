@@ -16,7 +16,8 @@ from tn_peft.errors import DataError, MissingDependencyError, UsageError
 from tn_peft.apps.finetune import data as data_module
 from tn_peft.apps.finetune.data import encode, group_split, load_rotten_tomatoes, model_path
 from tn_peft.apps.finetune.methods import Method, build_classifier, load_encoder
-from tn_peft.apps.finetune.run import add_arguments, run
+from tn_peft.apps.finetune.run import run
+from tn_peft.cli.finetune import add_arguments
 from tn_peft.apps.finetune.train import evaluate, train
 
 

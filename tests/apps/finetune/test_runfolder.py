@@ -76,7 +76,8 @@ def test_frontier_command_skips_an_incomplete_run(tmp_path, capsys):
 
 
 def test_finetune_refuses_the_folder_before_reading_anything(tmp_path):
-    from tn_peft.apps.finetune.run import add_arguments, run
+    from tn_peft.apps.finetune.run import run
+    from tn_peft.cli.finetune import add_arguments
 
     done = _run_folder(tmp_path / "done")
     before = (done / runfolder.METRICS).read_text()

@@ -13,14 +13,6 @@ from pathlib import Path
 SURFACES = ("spec", "checkpoint", "cli", "data")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--cases", type=int, default=200, help="cases per surface (default: %(default)s)")
-    parser.add_argument("--surface", choices=SURFACES, action="append", default=None,
-                        help="surface to fuzz (repeatable; default: all)")
-    parser.add_argument("--out", default="fuzz-crashes", help="folder for the first input of each crash class "
-                        "(default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a case counts as a hang")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

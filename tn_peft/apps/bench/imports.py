@@ -48,8 +48,6 @@ CASES: dict[str, str] = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rounds", type=int, default=7, help="measured rounds (default %(default)s)")
 
 
 def _time(code: str) -> float:

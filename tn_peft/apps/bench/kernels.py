@@ -34,24 +34,12 @@ import torch
 
 from ...errors import ShapeError, require
 from ...io.atomic import write_json
-from . import layer_shape
 
 CASES = ("lora", "svd", "quantum_peft", "kron")
 CHECK_SHAPES = ((40, 48), (63, 20))
 CHECK_TOKENS = (1, 7)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES, help="kernels to run")
-    parser.add_argument("--shapes", nargs="+", type=layer_shape, default=[(4096, 4096), (1536, 384)],
-                        help="layers as OUTxIN (default 4096x4096 1536x384)")
-    parser.add_argument("--tokens", type=int, nargs="+", default=[1, 64, 4096], help="token counts T")
-    parser.add_argument("--repeat", type=int, default=20, help="most timed rounds per case")
-    parser.add_argument("--budget", type=float, default=2.0, help="seconds per case after which rounds stop")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest relative difference allowed")
-    parser.add_argument("--check", action="store_true",
-                        help="small sizes, correctness only (on a CPU under TRITON_INTERPRET=1)")
-    parser.add_argument("--out", default="bench-results/kernels.json", help="JSON output path")
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:

