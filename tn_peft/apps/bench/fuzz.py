@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
             module = importlib.import_module(f"tn_peft.apps.fuzz.{surface}_surface")
             folder = Path(work) / surface
             cases = module.make(folder)
-            report = run_cases(surface, cases, args.cases, Path(args.out), seconds=args.timeout, folder=folder)
+            report = run_cases(surface, cases, args.cases, Path(args.output), seconds=args.timeout, folder=folder)
             print(report.format(), flush=True)
             bad += report.bad
-    print(f"total crashes, hangs or effects: {bad}" + (f" (first inputs in {args.out}/)" if bad else ""))
+    print(f"total crashes, hangs or effects: {bad}" + (f" (first inputs in {args.output}/)" if bad else ""))
     return 1 if bad else 0

@@ -4,7 +4,7 @@ For every N (``--sizes``) and K (``--ranks``) each map builds its N x K orthonor
 backpropagates a fixed upstream gradient through it (forward + backward). The maps are measured
 alternately in one process (round r runs every map once, in an order that alternates between rounds)
 so machine noise hits all alike; a map slower than ``--slow`` seconds (torch's N x N maps at large N)
-is measured once, on its first call. Maps: our ``pauli`` (L = ``--layers``), ``exp``, ``cayley``,
+is measured once, on its first call. Maps: our ``pauli`` (L = ``--depth``), ``exp``, ``cayley``,
 ``taylor`` (order ``--taylor-order``), ``householder``, ``givens`` nodes, and
 ``torch.nn.utils.parametrizations.orthogonal`` with ``matrix_exp``, ``cayley`` and ``householder``
 (its defaults otherwise: ``use_trivialization=True``) on an N x K weight.
@@ -57,7 +57,7 @@ def _build(name: str, n: int, k: int, args, dtype) -> tuple[nn.Module, Callable[
         return holder, lambda: holder.weight
     options: dict[str, Any] = {}
     if name == "pauli":
-        options["layers"] = args.layers
+        options["layers"] = args.depth
     if name == "taylor":
         options["order"] = args.taylor_order
     node = create_node(name, "Q", ["n", "k"], [n, k], options).to(dtype)
@@ -95,12 +95,12 @@ def measure(n: int, k: int, args, dtype, log=print) -> list[dict[str, Any]]:
         else:
             fast.append(name)
     spent = 0.0
-    for rnd in range(args.rounds):
+    for rnd in range(args.repeats):
         begin = time.perf_counter()
         for name in (fast if rnd % 2 == 0 else fast[::-1]):
             times[name].append(_step(*built[name], upstream))
         spent += time.perf_counter() - begin
-        if rnd + 1 >= args.min_rounds and spent > args.budget:
+        if rnd + 1 >= args.min_repeats and spent > args.budget:
             break
     records = []
     for name in args.maps:
@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if s:
         ratios = ", ".join(f"{name}: {s[name]:.0f}x" for name in TORCH if name in s)
         print(f"\nPauli vs torch orthogonal at N={s['N']}, K={s['K']} (target >= {s['target']:.0f}x): {ratios}")
-    out = write_json(args.out, result)
+    out = write_json(args.output, result)
     print(f"wrote {out}")
     return result
 

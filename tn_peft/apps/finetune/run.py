@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...errors import DataError
+from ...errors import DataError, UsageError
 from ...io.atomic import atomic_write, atomic_write_text
 from . import frontier, runfolder, userdata
 from .data import Split, encode, load_dataset, model_path
 from .grid import HEAD_LR, Row, compare_rows, graph_rows
-from .methods import Method, build_classifier, load_encoder, stay_offline
+from .methods import Method, build_classifier, check_method, load_encoder, stay_offline
 from .report import (
     DEFAULT_TARGETS,
     format_summary_table,
@@ -48,21 +48,12 @@ DEFAULT_STEPS = 200
 DEFAULT_GRAPH = "quantum_peft"
 #: graph parameters a catalog graph gets unless --set or its spec says otherwise
 DEFAULT_GRAPH_ARGS: dict[str, dict[str, Any]] = {"quantum_peft": {"layers": 3}}
-#: what the main job's Quantum-PEFT row adapts when neither --graph nor --targets is given: its best
-#: setting on validation (docs/finetune.md, rounds 13-14: 78.58 against 78.29 on query,value), 2,880
-#: parameters; the peft rows keep DEFAULT_TARGETS, so LoRA r4 on query,value stays the reference
-DEFAULT_GRAPH_TARGETS = ("query", "key", "value", "attention.output.dense")
-
-
 def rows_from_args(args: argparse.Namespace) -> list[Row]:
     """The settings to train, in table order: the graphs, the peft methods, then the head-only floor
     (always a row when anything is compared). ``--lr`` / ``--lr-diag`` / ``--lr-head`` replace the
     defaults of rows whose spec gives no such key."""
     graphs = [DEFAULT_GRAPH] if args.graph is None else [g for g in args.graph if g != "none"]
-    rows = graph_rows(graphs, dict(args.graph_args), DEFAULT_GRAPH_ARGS)
-    if args.graph is None and args.targets is None:
-        for row in rows:
-            row.targets = DEFAULT_GRAPH_TARGETS
+    rows = graph_rows(graphs, dict(args.overrides), DEFAULT_GRAPH_ARGS)
     compared = [c for c in args.compare if c != "none"]
     rows += compare_rows(compared, tune=args.tune)
     if compared and not args.no_floor and not any(r.kind == "head" for r in rows):
@@ -78,10 +69,13 @@ def rows_from_args(args: argparse.Namespace) -> list[Row]:
 
 
 def targets_from_args(args: argparse.Namespace) -> list[str]:
-    """``--targets`` as a list (DEFAULT_TARGETS when not given): what rows without their own targets adapt."""
+    """What every row adapts whose spec names no ``targets=``: ``--targets``, else DEFAULT_TARGETS. This is
+    the one rule: graph rows and peft rows, the default graph and a named one, alike."""
     if args.targets is None:
         return list(DEFAULT_TARGETS)
-    return [t.strip() for t in str(args.targets).split(",") if t.strip()]
+    if isinstance(args.targets, str):  # set by a caller of run() as the old comma-separated text
+        return [t.strip() for t in args.targets.split(",") if t.strip()]
+    return [str(t).strip() for t in args.targets if str(t).strip()]
 
 
 def training_options(args: argparse.Namespace, train_size: int) -> dict[str, Any]:
@@ -106,12 +100,12 @@ def method_for(row: Row, lrs: dict[str, float], targets: list[str], training: di
     return Method(kind="head", lr=lrs.get("lr_head", HEAD_LR), **common)
 
 
-def methods_from_args(args: argparse.Namespace, train_size: int) -> list[Method]:
+def methods_from_args(args: argparse.Namespace, train_size: int, rows: list[Row] | None = None) -> list[Method]:
     """Without --tune: one Method per row and learning-rate setting (a row with several is named by them)."""
     targets = targets_from_args(args)
     training = training_options(args, train_size)
     methods = []
-    for row in rows_from_args(args):
+    for row in rows if rows is not None else rows_from_args(args):
         settings = row.settings()
         for lrs in settings:
             varying = {k: v for k, v in lrs.items() if len(row.lr_grid[k]) > 1}
@@ -214,16 +208,68 @@ def _cpu_seconds() -> float | None:
         return None
 
 
+#: options that must be positive integers when given
+POSITIVE = ("steps", "batch_size", "seq_len", "eval_every", "threads")
+#: options that must be non-negative integers when given
+NON_NEGATIVE = ("train_size", "validation_size", "test_size")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Option values and combinations; a UsageError naming the first problem."""
+    for name in POSITIVE + NON_NEGATIVE:
+        value = getattr(args, name, None)
+        if value is not None and (value < 1 if name in POSITIVE else value < 0):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} {value}: must be {'at least 1' if name in POSITIVE else '0 or more'}. "
+                             f"Fix: give {flag} a {'positive' if name in POSITIVE else 'non-negative'} integer")
+    if args.epochs is not None and args.steps is not None:
+        raise UsageError("--epochs and --steps both given: --epochs sets the steps. Fix: give one of the two")
+    if args.epochs is not None and not args.epochs > 0:
+        raise UsageError(f"--epochs {args.epochs}: must be above 0. Fix: e.g. --epochs 1")
+    if args.tune_seeds is not None and not args.tune:
+        raise UsageError("--tune-seeds without --tune: the seeds would not be used. Fix: add --tune, or drop --tune-seeds")
+    if args.no_floor and not [c for c in args.compare if c != "none"]:
+        raise UsageError("--no-floor without --compare: there is no head-only row to leave out. Fix: drop --no-floor")
+    if args.tune and args.validation_size == 0:
+        raise UsageError("--tune chooses on the validation split, and --validation-size is 0. "
+                         "Fix: give --validation-size a positive size, or drop --tune")
+    if args.model is not None:
+        folder = Path(args.model)
+        if not (folder / "config.json").is_file():
+            raise UsageError(f"--model {folder}: not a Hugging Face model folder (no config.json). Fix: pass the folder "
+                             "that holds config.json and the weights (nothing is downloaded)")
+
+
+def check_methods(methods: list[Method]) -> None:
+    """Build every row's adapter config without a model (peft's config class, with field types checked;
+    tn_peft's graph, loaded and validated): a bad ``--compare`` / ``--graph`` setting fails here, before
+    anything is trained, with one error naming the setting."""
+    for method in methods:
+        check_method(method)
+
+
+def check_before_work(args: argparse.Namespace, out: Path) -> list[Row]:
+    """What a run can get wrong before it reads anything: options and their combinations, every ``--graph``
+    / ``--compare`` setting (each built as a config), the run folder. Returns the rows to train. (The data
+    file is read, and checked, next; the model loads after both.)"""
+    check_options(args)
+    rows = rows_from_args(args)
+    check_methods(methods_from_args(args, 1, rows))
+    runfolder.check_free(out, args.overwrite)
+    return rows
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``tn-peft finetune`` with parsed ``args``; returns the metrics dict also written to metrics.json."""
     import torch
 
     started = time.perf_counter()
-    torch.set_num_threads(max(1, args.threads))
     stay_offline()  # before the specs import peft
-    rows = rows_from_args(args)  # spec errors before any loading
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
-    runfolder.check_free(out, args.overwrite)
+    out = Path(args.output) if args.output else Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
+    rows = check_before_work(args, out)  # every spec, option, path and folder before any loading
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     data, report = load_dataset(args.data, text_column=args.text_column, label_column=args.label_column,
                                 group_column=args.group_column)
     sizes = userdata.split_sizes(len(data), args.train_size, args.validation_size, args.test_size,
@@ -233,11 +279,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data_summary = userdata.summarize(data, split, report)
     folder = Path(args.model) if args.model else model_path()
     encoder, tokenizer = load_encoder(folder, args.quantize_base, args.device)
-    encoded = {part: encode(getattr(split, part), tokenizer, args.max_length)
+    encoded = {part: encode(getattr(split, part), tokenizer, args.seq_len)
                for part in ("train", "validation", "test")}
     texts = [t for part in ("train", "validation", "test") for t in getattr(split, part).texts]
-    data_summary["longer_than_max_length"] = {"texts": userdata.count_longer(texts, tokenizer, args.max_length),
-                                              "of": len(texts), "max_length": args.max_length}
+    data_summary["longer_than_max_length"] = {"texts": userdata.count_longer(texts, tokenizer, args.seq_len),
+                                              "of": len(texts), "max_length": args.seq_len}
     print(userdata.format_summary(data_summary), flush=True)
     runfolder.mark_started(out, getattr(args, "command_line", None))
     seeds = list(args.seed)
@@ -256,11 +302,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": getattr(args, "command_line", None),
         "data": {"name": data.name, "labels": data.label_names, "split": split.sizes(),
                  "split_seed": args.split_seed, "grouped_by": "movie" if data.name == "rotten-tomatoes" else "group",
-                 "max_length": args.max_length, "summary": data_summary},
+                 "max_length": args.seq_len, "summary": data_summary},
         "model": str(folder),
-        "threads": args.threads, "device": args.device, "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(), "device": args.device, "batch_size": args.batch_size,
         "seeds": seeds, "runs": results, "summary": summary, "table": table,
     }
+    metrics["settings"] = frontier.run_settings(metrics)  # what a frontier pools on (frontier.SETTINGS)
     if tuning is not None:
         metrics["tuning"] = tuning
         write_metrics(out / "tuning.json", {"tune_seeds": list(args.tune_seeds or seeds[:1]), "rows": tuning})
@@ -268,7 +315,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plot_title = f"{data.name}: {', '.join(names)} (seed {seeds[0]})"
     metrics["plot"] = str(plot_curves(table_results, out / "curves.png", title=plot_title))
     if not args.no_test and len(summary) > 1:
-        frontier.write(summary, out, title=f"{data.name}: accuracy vs adapter parameters, seeds {seeds}")
+        frontier.write(summary, out, title=f"{data.name}: accuracy vs adapter parameters, seeds {seeds}",
+                       settings=metrics["settings"])
     metrics["total_seconds"] = time.perf_counter() - started
     # CPU time of this process: on a shared machine it says more about the cost than wall time does
     metrics["cpu_seconds"] = _cpu_seconds()
