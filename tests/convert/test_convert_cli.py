@@ -129,3 +129,34 @@ def test_tt_rank_cap_is_a_fit(gpt2_lora, tmp_path):
     assert not capped.exact and capped.graph_args["rank"] == 2
     loose = from_lora(lora_dir, tmp_path / "tt_tol", "tt", tolerance=0.3)
     assert all(row.relative_error <= 0.3 + 1e-6 for row in loose.layers)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--to", "svd", "--max-bond", "4"], "--max-bond does not apply to --to svd (only to --to tt / ttd)"),
+    (["--to", "svd", "--rank", "4"], "--max-bond does not apply to --to svd"),  # the silent case
+    (["--to", "pauli", "--tolerance", "0.1"], "--tolerance does not apply to --to pauli"),
+    (["--to", "tt", "--depth", "2"], "--depth does not apply to --to tt (only to --to pauli)"),
+    (["--to", "tt", "--map", "cayley"], "--map does not apply to --to tt"),
+    (["--to", "svd", "--fit-steps", "5"], "--fit-steps does not apply to --to svd"),
+    (["--to", "tt", "--center", "1"], "--center does not apply to --to tt (only to --to ttd)"),
+])
+def test_convert_refuses_options_its_form_would_ignore(argv, words, tmp_path, capsys):
+    assert main(["convert", str(tmp_path / "no-lora"), "-o", str(tmp_path / "out"), *argv]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_from_lora_refuses_tt_options_for_other_forms(tmp_path):
+    from tn_peft.errors import UsageError
+
+    with pytest.raises(UsageError, match="to='svd'.* takes no rank"):
+        from_lora(tmp_path / "no-lora", tmp_path / "out", "svd", rank=4)
+
+
+def test_export_lora_takes_one_of_rank_and_energy(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["export-lora", str(tmp_path), "-o", str(tmp_path / "o"), "--lora-rank", "2", "--energy", "0.9"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export-lora", str(tmp_path), "-o", str(tmp_path / "o"), "--energy", "1.5"])
+    assert "fraction in (0, 1]" in capsys.readouterr().err

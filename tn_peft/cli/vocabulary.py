@@ -43,9 +43,9 @@ VOCABULARY: dict[str, Term] = {
     "--slow": Term("a call slower than this is measured once", "seconds"),
     "--threads": Term("torch CPU threads (default: torch's own)", "threads"),
     "--device": Term("torch device to run (or plan) on (default: cuda when there is one, else cpu)",
-                     "cpu | cuda[:N]"),
-    "--dtype": Term("element type", "float32 | float64 | ..."),
-    "--seed": Term("random seed(s)", "integer (list)"),
+                     "cpu, cuda or cuda:N"),
+    "--dtype": Term("element type", "float32, float64, ..."),
+    "--seed": Term("random seed(s)", "integer (finetune: one or several)"),
     "--split-seed": Term("seed of the train/validation/test split", "integer"),
     "--tune-seeds": Term("seeds the --tune grid is trained at", "integer (list)"),
     "--steps": Term("training (optimizer) steps per run", "steps"),
@@ -55,7 +55,8 @@ VOCABULARY: dict[str, Term] = {
     "--rank": Term("adapter rank r", "rank"),
     "--ranks": Term("adapter ranks K to measure", "rank (list)"),
     "--lora-rank": Term("export-lora: cap on every LoRA layer's rank", "rank"),
-    "--energy": Term("export-lora: keep the singular values holding this fraction of ||dW||_F^2", "fraction in (0, 1]"),
+    "--energy": Term("export-lora: keep the singular values holding this fraction of dW's squared norm",
+                     "fraction in (0, 1]"),
     "--max-bond": Term("convert tt/ttd: cap on every TT bond", "bond dimension"),
     "--depth": Term("circuit depth L (layers of rotations and CZs of a Pauli circuit)", "circuit layers"),
     "--cores": Term("convert tt/ttd: number of TT cores", "count"),
@@ -64,7 +65,7 @@ VOCABULARY: dict[str, Term] = {
     "--min-fidelity": Term("convert: refuse a layer whose 1 - relative error of dW is below this", "fraction"),
     "--map": Term("Stiefel map of svd/ttd nodes", "map name"),
     "--maps": Term("Stiefel maps to measure", "map names (list)"),
-    "--to": Term("convert: the form to convert to", "svd | pauli | tt | ttd"),
+    "--to": Term("convert: the form to convert to", "svd, pauli, tt or ttd"),
     "--sizes": Term("matrix sizes N to measure", "N (list)"),
     "--cases": Term("how many random cases per surface", "count"),
     "--kernels": Term("fused kernels to measure", "kernel names (list)"),
@@ -77,7 +78,7 @@ VOCABULARY: dict[str, Term] = {
     "--set": Term("a graph parameter, KEY=VALUE", "KEY=VALUE (list)"),
     "--targets": Term("module names to adapt (PEFT matching rules)", "module names (list)"),
     "--model": Term("a local Hugging Face model folder", "path"),
-    "--data": Term("a built-in data set or a data file", "name | path"),
+    "--data": Term("a built-in data set or a data file", "name or path"),
     "--text-column": Term("a data file's text column", "column name"),
     "--label-column": Term("a data file's label column", "column name"),
     "--group-column": Term("a data file's column whose groups stay in one split", "column name"),
@@ -87,9 +88,9 @@ VOCABULARY: dict[str, Term] = {
     "--lr": Term("learning rate of the graphs' tensors", "learning rate"),
     "--lr-diag": Term("learning rate of diagonal nodes", "learning rate"),
     "--lr-head": Term("learning rate of the linear head", "learning rate"),
-    "--schedule": Term("learning rate after warmup", "linear | cosine | constant"),
+    "--schedule": Term("learning rate after warmup", "linear, cosine or constant"),
     "--angle-decay": Term("weight of sum(1 - cos(theta - theta_0)) in the loss", "LAMBDA"),
-    "--quantize-base": Term("load the base model's linear layers quantized (bitsandbytes)", "nf4 | int8"),
+    "--quantize-base": Term("load the base model's linear layers quantized (bitsandbytes)", "nf4 or int8"),
     "--tune": Term("choose each setting's learning rates on validation", "flag"),
     "--no-floor": Term("leave out the head-only row", "flag"),
     "--no-test": Term("never evaluate the test split", "flag"),
@@ -101,7 +102,7 @@ VOCABULARY: dict[str, Term] = {
     "--overlay": Term("frontier: draw runs of different settings as separate series", "flag"),
     "--train": Term("plan a training step (node tensors need gradients)", "flag"),
     "--x-grad": Term("x needs a gradient too", "flag"),
-    "--optimize": Term("how the contraction tree is chosen", "auto | greedy | optimal"),
+    "--optimize": Term("how the contraction tree is chosen", "auto, greedy or optimal"),
     "--family": Term("also print the row ranges of each tree", "flag"),
     "--no-source": Term("do not print the generated source", "flag"),
     "--symbolic": Term("label legs with their size expressions", "flag"),
@@ -258,12 +259,17 @@ def markdown_table(commands: dict[str, list[str]]) -> str:
 
 
 def old_spellings_table() -> str:
-    """The README's list of renamed options."""
-    lines = ["| old spelling | new spelling |", "|---|---|"]
-    for old, where in RENAMED.items():
-        news = "; ".join(new if cmd == "*" and len(where) == 1 else f"{new} ({'elsewhere' if cmd == '*' else cmd})"
-                         for cmd, new in where.items())
-        lines.append(f"| `{old}` | {news} |")
+    """The README's list of renamed options: old spelling, new spelling, the commands."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for command, parser in parsers().items():
+        for action in parser._actions:
+            for flag in action.option_strings:
+                if is_old(flag, command):
+                    where = RENAMED[flag]
+                    found.setdefault((flag, where.get(command, where.get("*", ""))), []).append(command)
+    lines = ["| old spelling | new spelling | commands |", "|---|---|---|"]
+    for (old, new), commands in found.items():
+        lines.append(f"| `{old}` | `{new}` | {', '.join(commands)} |")
     return "\n".join(lines) + "\n"
 
 

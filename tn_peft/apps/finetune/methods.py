@@ -155,10 +155,11 @@ def peft_config(method: Method):
         raise DataError(f"{method.name}: peft's {cls.__name__} refused {kwargs}: {err}") from None
 
 
-def check_method(method: Method) -> None:
+def check_method(method: Method, hidden: int | None = None) -> None:
     """Build ``method``'s adapter config without a model, so that a bad setting fails before any training:
     a peft method's config (with each given field's value checked against the field's type, which peft
-    itself checks only when it builds layers); a graph's network, loaded and validated, and its TnPeftConfig."""
+    itself checks only when it builds layers); a graph's network, loaded, and its TnPeftConfig, and with
+    ``hidden`` (the model's hidden size, from its config.json) its adapter built for a hidden x hidden layer."""
     if method.kind == "peft":
         import typing
 
@@ -176,10 +177,23 @@ def check_method(method: Method) -> None:
         from ...graph.spec import load_graph
         from ...model.peft_method import TnPeftConfig
 
-        load_graph(method.graph, **dict(method.graph_args))
+        network = load_graph(method.graph, **dict(method.graph_args))
+        if hidden:
+            network.build(hidden, hidden)
         TnPeftConfig(graph=method.graph, graph_args=dict(method.graph_args), target_modules=list(method.targets))
     elif method.kind != "head":
         raise DataError(f"unknown method kind {method.kind!r}: use graph, peft or head")
+
+
+def hidden_size(folder: str | Path) -> int | None:
+    """A model folder's hidden size from its ``config.json`` (no weights read); None when it has none."""
+    import json
+
+    try:
+        value = json.loads((Path(folder) / "config.json").read_text()).get("hidden_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _fits(value: Any, hint: Any) -> bool:

@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...errors import DataError, UsageError
+from ...errors import DataError, TnPeftError, UsageError
 from ...io.atomic import atomic_write, atomic_write_text
 from . import frontier, runfolder, userdata
 from .data import Split, encode, load_dataset, model_path
 from .grid import HEAD_LR, Row, compare_rows, graph_rows
-from .methods import Method, build_classifier, check_method, load_encoder, stay_offline
+from .methods import Method, build_classifier, check_method, hidden_size, load_encoder, stay_offline
 from .report import (
     DEFAULT_TARGETS,
     format_summary_table,
@@ -240,12 +240,12 @@ def check_options(args: argparse.Namespace) -> None:
                              "that holds config.json and the weights (nothing is downloaded)")
 
 
-def check_methods(methods: list[Method]) -> None:
+def check_methods(methods: list[Method], hidden: int | None = None) -> None:
     """Build every row's adapter config without a model (peft's config class, with field types checked;
-    tn_peft's graph, loaded and validated): a bad ``--compare`` / ``--graph`` setting fails here, before
-    anything is trained, with one error naming the setting."""
+    tn_peft's graph, built for a ``hidden`` x ``hidden`` layer): a bad ``--compare`` / ``--graph`` setting
+    fails here, before anything is trained, with one error naming the setting."""
     for method in methods:
-        check_method(method)
+        check_method(method, hidden)
 
 
 def check_before_work(args: argparse.Namespace, out: Path) -> list[Row]:
@@ -254,7 +254,11 @@ def check_before_work(args: argparse.Namespace, out: Path) -> list[Row]:
     file is read, and checked, next; the model loads after both.)"""
     check_options(args)
     rows = rows_from_args(args)
-    check_methods(methods_from_args(args, 1, rows))
+    try:
+        folder = Path(args.model) if args.model else model_path()
+    except TnPeftError:  # the default model is not installed: said when it is loaded
+        folder = None
+    check_methods(methods_from_args(args, 1, rows), hidden_size(folder) if folder else None)
     runfolder.check_free(out, args.overwrite)
     return rows
 
