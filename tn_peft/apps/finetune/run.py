@@ -1,14 +1,18 @@
 """``tn-peft finetune``: fine-tune a pretrained encoder on real data with a graph adapter, beside LoRA.
 
 With no arguments: all-MiniLM-L6-v2 + Rotten Tomatoes critic snippets (fresh vs rotten, split by
-movie), a linear head on mean-pooled outputs, the ``quantum_peft`` adapter (L = 3) on query, key,
-value and the attention output (DEFAULT_GRAPH_TARGETS, 2,880 parameters). ``--compare`` trains peft
-methods beside it (``--compare lora:r=1,4 vera:r=256 ia3 ...``, see :mod:`tn_peft.apps.finetune.grid`) on
-``--targets`` (default query and value) or a spec's own ``targets=``, the same data, split, loop and seeds, plus the frozen
-encoder with the head alone (the floor); ``--graph`` is repeatable the same way. ``--tune`` picks
+movie), a linear head on mean-pooled outputs, the ``quantum_peft`` adapter (L = 3). ``--compare``
+trains peft methods beside it (``--compare lora:r=1,4 vera:r=256 ia3 ...``, see
+:mod:`tn_peft.apps.finetune.grid`), with the same data, split, loop and seeds, plus the frozen encoder
+with the head alone (the floor); ``--graph`` takes several graphs the same way. One rule decides what
+every row adapts: its spec's own ``targets=``, else ``--targets`` (default ``query value``:
+DEFAULT_TARGETS), for the default graph, a named graph and the peft methods alike. ``--tune`` picks
 each setting's learning rates on validation (at ``--tune-seeds``) and trains the choice on every
-seed. The run folder gets ``metrics.json``, ``curves.png``, ``table.txt``, ``frontier.png`` /
-``frontier.md`` (accuracy vs parameters) and each run's adapter (``save_pretrained``) with its head.
+seed. Before anything is read or loaded, :func:`check_before_work` checks the options, every
+``--graph`` / ``--compare`` setting (built as a config) and the run folder. The run folder gets
+``metrics.json``, ``curves.png``, ``table.txt``, ``frontier.png`` / ``frontier.md`` (accuracy vs
+parameters) and each run's adapter (``save_pretrained``) with its head. The options are in
+:mod:`tn_peft.cli.finetune`.
 
 The default steps and learning rates were chosen on the validation split (held-out movies); see
 docs/finetune.md for the experiments behind them.
