@@ -94,7 +94,11 @@ class FactorSlabs:
         self.b: dict[int, torch.Tensor] = {}
         self._free: list[int] = []
         self._next = 1
-        self.capacity = 1
+        self._want = 0
+
+    def reserve(self, count: int) -> None:
+        """Size the stacks for ``count`` more slots at their next growth (one allocation, not doublings)."""
+        self._want = max(self._want, self._next + max(count - len(self._free), 0))
 
     def take(self) -> int:
         if self._free:
@@ -117,7 +121,8 @@ class FactorSlabs:
         k = a.shape[1]
         if stack_a is None or stack_a.shape[0] <= slot or stack_a.shape[2] < k or stack_a.dtype != a.dtype \
                 or stack_a.device != a.device:
-            size = max(rows, 2 * (stack_a.shape[0] if stack_a is not None else 1))
+            size = max(rows, self._want, 2 * stack_a.shape[0] if stack_a is not None and stack_a.shape[0] <= slot
+                       else 0)
             width = max(k, stack_a.shape[2] if stack_a is not None else 0)
             new_a = a.new_zeros(size, a.shape[0], width)
             new_b = b.new_zeros(size, width, b.shape[1])
@@ -148,6 +153,7 @@ class FactorSlabs:
         self.b.clear()
         self._free.clear()
         self._next = 1
+        self._want = 0
 
 
 class NodeCache:

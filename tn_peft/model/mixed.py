@@ -93,6 +93,18 @@ def factor_output(x: torch.Tensor, slots: torch.Tensor, a: torch.Tensor, b: torc
     return y.reshape(*x.shape[:-1], b.shape[-1])
 
 
+def factor_add(result: torch.Tensor, x: torch.Tensor, slots: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+               ) -> torch.Tensor:
+    """``result + factor_output(x, ...)`` with the add fused into the second batched matmul (``baddbmm``);
+    ``result`` has ``a``'s dtype and ``x``'s shape but for its last dimension."""
+    rows = x.shape[0]
+    flat = x.reshape(rows, -1, x.shape[-1])
+    if flat.dtype != a.dtype:
+        flat = flat.to(a.dtype)
+    h = torch.bmm(flat, a.index_select(0, slots))
+    return torch.baddbmm(result.reshape(rows, -1, result.shape[-1]), h, b.index_select(0, slots)).reshape(result.shape)
+
+
 @dataclass
 class LayerServing:
     """What one layer runs in a cached mixed batch: the factor rows (``slots``, ``a``, ``b``; None when no
@@ -106,7 +118,9 @@ class LayerServing:
 
     def output(self, layer, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         """``result`` plus every row's adapter output (``layer``: the :class:`~tn_peft.model.layers.TnLayer`)."""
-        if self.a is not None:
+        if self.a is not None and result.dtype == self.a.dtype and result.shape[:-1] == x.shape[:-1]:
+            result = factor_add(result, x, self.slots, self.a, self.b)
+        elif self.a is not None:
             result = result + factor_output(x, self.slots, self.a, self.b).to(result.dtype)
         for rows, adapter, tensors in self.loop:
             if rows is None:
@@ -117,4 +131,4 @@ class LayerServing:
         return result
 
 
-__all__ = ["BASE", "LayerServing", "RowGroups", "check_batch", "factor_output", "row_groups"]
+__all__ = ["BASE", "LayerServing", "RowGroups", "check_batch", "factor_add", "factor_output", "row_groups"]

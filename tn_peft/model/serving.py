@@ -143,6 +143,8 @@ def entries(model, names: Sequence[str], *, mixed: bool) -> dict[str, Entry]:
         else:
             todo.append((name, entry, layers))
     if todo or bank_todo:
+        if mixed:
+            cache.slabs.reserve(len(todo) + sum(len(members) for _, members in bank_todo.values()))
         with torch.inference_mode(False), torch.no_grad():   # cached tensors must be usable outside inference_mode
             if todo:
                 _evaluate_modules(model, cache, todo, mixed)

@@ -269,5 +269,5 @@ def mixed_rows(counts, device: torch.device, out_of_time, *, rounds: int, scale_
         random_model("minilm", torch.device("cpu"), torch.float32, scale_down=scale_down).save_pretrained(folder)
         args = argparse.Namespace(batch_size=4 if scale_down else 256, seq_len=8 if scale_down else 32,
                                   new_tokens=2 if scale_down else 16, targets=["query", "value"], repeats=rounds,
-                                  load_samples=1 if scale_down else 2)
+                                  load_samples=1 if scale_down else 2, memory=not scale_down)
         return run_rows(folder, list(counts), args, str(device), out_of_time=out_of_time)

@@ -145,24 +145,29 @@ def peft_model(base, targets: list[str], count: int, seed: int, task_type: str |
     """peft's LoRA r4 with adapters ``a0 .. a<count-1>`` (random A and B), built with peft's own per-layer
     ``_create_and_replace`` (what ``add_adapter`` runs for each matching module, without its scan of every module)."""
     peft = require("peft", purpose="bench mixed (the LoRA baseline)")
-    from peft.tuners.lora import LoraLayer
-    from peft.utils.other import _get_submodules
-
     config = lambda: peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=list(targets),
                                      init_lora_weights=False, task_type=task_type)
     torch.manual_seed(seed)
     model = peft.get_peft_model(base, config(), "a0")
+    add_peft_adapters(model, 1, count, config)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def add_peft_adapters(model, start: int, stop: int, config: Callable[[], Any]) -> None:
+    """Adapters ``a<start> .. a<stop-1>`` added to a peft LoRA model by peft's per-layer ``_create_and_replace``."""
+    from peft.tuners.lora import LoraLayer
+    from peft.utils.other import _get_submodules
+
     tuner = model.base_model
     keys = [key for key, module in tuner.model.named_modules() if isinstance(module, LoraLayer)]
     with _no_requires_grad_sweep():
-        for i in range(1, count):
+        for i in range(start, stop):
             name, adapter_config = f"a{i}", config()
             model.peft_config[name] = adapter_config
             for key in keys:
                 parent, target, target_name = _get_submodules(tuner.model, key)
                 tuner._create_and_replace(adapter_config, name, target, target_name, parent, current_key=key)
-    model.requires_grad_(False)
-    return model.eval()
 
 
 def tn_model(base, folders: list[Path]):
@@ -174,6 +179,48 @@ def tn_model(base, folders: list[Path]):
         model.load_adapters(folders[1:], names=[f"a{i}" for i in range(1, len(folders))])
     model.configure_node_cache(max_adapters=len(folders))
     return model.eval()
+
+
+def resident_bytes(kind: str, model_folder: str, folders: list[Path], targets: list[str], count: int,
+                   device: str) -> float:
+    """Resident bytes per adapter of ``count`` adapters of ``kind`` (``tn_peft``: the folders as a bank; ``peft``:
+    LoRA r4), measured in a fresh Python process (so that memory freed by earlier rows does not hide the growth):
+    the RSS growth from the model with its first adapter to the model with all ``count``, over ``count - 1``."""
+    import json
+    import subprocess
+    import sys
+
+    spec = json.dumps({"kind": kind, "model": model_folder, "folders": [str(f) for f in folders[:count]],
+                       "targets": targets, "count": count, "device": device})
+    code = "import sys; from tn_peft.apps.bench.mixed import _resident_child; _resident_child(sys.argv[1])"
+    done = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"the memory child for {kind} failed: {done.stderr[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _resident_child(spec: str) -> None:
+    import json
+
+    from ..finetune.methods import stay_offline
+
+    torch.set_num_threads(1)
+    stay_offline()
+    spec = json.loads(spec)
+    base = _load_base(spec["model"], spec["device"])
+    folders, count = [Path(f) for f in spec["folders"]], spec["count"]
+    model = tn_model(base, folders[:1]) if spec["kind"] == "tn_peft" else peft_model(base, spec["targets"], 1, seed=0)
+    before = _rss()
+    if spec["kind"] == "tn_peft":
+        model.load_adapters(folders[1:], names=[f"a{i}" for i in range(1, count)])
+    else:
+        peft = require("peft", purpose="bench mixed (the LoRA baseline)")
+        add_peft_adapters(model, 1, count, lambda: peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                                   target_modules=spec["targets"],
+                                                                   init_lora_weights=False))
+    after = _rss()
+    print((after - before) / max(count - 1, 1), flush=True)
+    del model
 
 
 def _peft_load_seconds(model, folder: Path, samples: int) -> float:
@@ -221,18 +268,21 @@ def measure_count(folder: str, count: int, args: argparse.Namespace, device: str
     row["distinct_in_batch"] = len(set(names))
     generator = torch.Generator().manual_seed(count)
 
+    if getattr(args, "memory", True):
+        row["tn_rest_bytes_per_adapter"] = resident_bytes("tn_peft", folder, tn_folders, args.targets, count, device)
+        row["peft_rest_bytes_per_adapter"] = resident_bytes("peft", folder, tn_folders, args.targets, count, device)
     base = _load_base(folder, device)
     rss = _rss()
     start = time.perf_counter()
     tn = tn_model(base, tn_folders[:count])
     row["tn_load_s"] = time.perf_counter() - start
-    row["tn_rest_bytes_per_adapter"] = (_rss() - rss) / count
+    row.setdefault("tn_rest_bytes_per_adapter", (_rss() - rss) / count)
     memory = tn.adapter_memory()
     row["tn_tensor_bytes_per_adapter"] = memory["at_rest_bytes_per_adapter"]
     base = _load_base(folder, device)
     rss = _rss()
     lora = peft_model(base, args.targets, count, seed=count)
-    row["peft_rest_bytes_per_adapter"] = (_rss() - rss) / count
+    row.setdefault("peft_rest_bytes_per_adapter", (_rss() - rss) / count)
     row["peft_tensor_bytes_per_adapter"] = sum(
         p.numel() * p.element_size() for n, p in lora.named_parameters() if ".a0." in n and "lora_" in n)
     if lora_folder is not None and args.load_samples > 0:
