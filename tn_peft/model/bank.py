@@ -93,14 +93,10 @@ class AdapterBank(nn.Module):
         rows = [self.row[name] for name in names]
         out: list[list] = [[] for _ in rows]
         for item, keys in zip(self.layers(), self._keys):
-            template = item[1]
-            live = template.state_dict(keep_vars=True)
-            stacks = [(live[key], getattr(self, buffer)) for key, buffer in keys]
             with torch.no_grad():
-                for i, row in enumerate(rows):
-                    for tensor, stack in stacks:
-                        tensor.copy_(stack[row])
-                    out[i].append((item, [t.clone() for t in template.node_tensors()]))
+                for i, tensors in enumerate(_member_tensors(item[1], {key: getattr(self, buffer) for key, buffer in keys},
+                                                            rows)):
+                    out[i].append((item, tensors))
         return out
 
     def memory(self) -> dict[str, Any]:
@@ -109,6 +105,36 @@ class AdapterBank(nn.Module):
         templates = sum(t.numel() * t.element_size() for t in self.templates.state_dict().values())
         return {"members": len(self.names), "stacked_bytes": stacked, "template_bytes": templates,
                 "bytes_per_member": stacked / max(len(self.names), 1)}
+
+
+class _NodeTensors(nn.Module):
+    """``adapter.node_tensors()`` as a module's forward (for ``torch.func.functional_call``)."""
+
+    def __init__(self, adapter: nn.Module) -> None:
+        super().__init__()
+        self.adapter = adapter
+
+    def forward(self) -> tuple[torch.Tensor, ...]:
+        return tuple(self.adapter.node_tensors())
+
+
+def _member_tensors(template: nn.Module, stacks: dict[str, torch.Tensor], rows: list[int]) -> list[list[torch.Tensor]]:
+    """The template's node tensors evaluated on rows ``rows`` of ``stacks`` (its state key -> stacked tensor): all
+    rows in one ``torch.func.vmap`` call; one row at a time where a node kind cannot be vmapped."""
+    index = torch.tensor(rows, device=next(iter(stacks.values())).device)
+    picked = {f"adapter.{key}": stack.index_select(0, index) for key, stack in stacks.items()}
+    wrapper = _NodeTensors(template)
+    try:
+        batched = torch.func.vmap(lambda params: torch.func.functional_call(wrapper, params, ()))(picked)
+        return [[t[i] for t in batched] for i in range(len(rows))]
+    except Exception:  # noqa: BLE001 - a node kind with ops vmap lacks: evaluate row by row instead
+        live = template.state_dict(keep_vars=True)
+        out = []
+        for i in range(len(rows)):
+            for key, stack in picked.items():
+                live[key.removeprefix("adapter.")].copy_(stack[i])
+            out.append([t.clone() for t in template.node_tensors()])
+        return out
 
 
 def _linear(layer: nn.Module) -> bool:

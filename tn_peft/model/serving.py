@@ -107,7 +107,7 @@ def _store(cache, entry: Entry, layer_tensors: list, mixed: bool) -> None:
                 continue
             loop_layers.add(key)
         if (not mixed or form is None or key in loop_layers) and key not in entry.nodes:
-            entry.nodes[key] = [t.detach() for t in tensors]
+            entry.nodes[key] = [t.detach().clone() for t in tensors]   # its own storage: freed when evicted
             entry.nbytes += tensor_bytes(entry.nodes[key])
     entry.factor_layers, entry.loop_layers = frozenset(factor_layers), frozenset(loop_layers)
 

@@ -88,9 +88,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------- building
 def _rss() -> int:
+    """This process's resident bytes (Linux ``/proc/self/statm``; psutil elsewhere)."""
+    gc.collect()
+    statm = Path("/proc/self/statm")
+    if statm.exists():
+        import os
+
+        return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     import psutil
 
-    gc.collect()
     return psutil.Process().memory_info().rss
 
 
