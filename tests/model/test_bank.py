@@ -56,7 +56,10 @@ def test_a_glob_loads_a_bank_and_mixed_rows_equal_each_adapter_alone(tmp_path, g
             base = model(x)
         own = model(x)
     for i, name in enumerate(rows):
-        want = base[i] if name == "__base__" else own[i] if name == "own" else _alone(_net, folders[int(name[1:])], x)[i]
+        if name in ("__base__", "own"):
+            want = base[i] if name == "__base__" else own[i]
+        else:
+            want = _alone(_net, folders[int(name[1:])], x)[i]
         torch.testing.assert_close(mixed[i], want, rtol=1e-5, atol=1e-6)
     memory = model.adapter_memory()
     assert memory["adapters"] == 5 and memory["cached_adapters"] == 4

@@ -93,9 +93,9 @@ class AdapterBank(nn.Module):
         rows = [self.row[name] for name in names]
         out: list[list] = [[] for _ in rows]
         for item, keys in zip(self.layers(), self._keys):
+            stacks = {key: getattr(self, buffer) for key, buffer in keys}
             with torch.no_grad():
-                for i, tensors in enumerate(_member_tensors(item[1], {key: getattr(self, buffer) for key, buffer in keys},
-                                                            rows)):
+                for i, tensors in enumerate(_member_tensors(item[1], stacks, rows)):
                     out[i].append((item, tensors))
         return out
 
@@ -161,13 +161,15 @@ def load_adapters(model, folders: str | Path | Sequence[str | Path], names: Sequ
     paths = expand_folders(folders)
     names = [p.name for p in paths] if names is None else list(names)
     if len(names) != len(paths):
-        raise UsageError(f"load_adapters got {len(names)} names for {len(paths)} folders", fix="give one name per folder")
+        raise UsageError(f"load_adapters got {len(names)} names for {len(paths)} folders",
+                         fix="give one name per folder")
     taken = set(model.peft_config) | set(model._bank_of)
     seen: set[str] = set()
     for name, path in zip(names, paths):
         if not name or "." in name or name == "__base__":
             raise UsageError(f"load_adapters: folder {path} gives the adapter name {name!r}, which must be non-empty "
-                             "and contain no '.' (nor be '__base__')", fix="pass names=[...] with one valid name per folder")
+                             "and contain no '.' (nor be '__base__')",
+                             fix="pass names=[...] with one valid name per folder")
         if name in taken or name in seen:
             raise UsageError(f"load_adapters: an adapter named {name!r} (folder {path}) is already "
                              f"{'loaded' if name in taken else 'in this call'}",

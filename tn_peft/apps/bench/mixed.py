@@ -198,8 +198,8 @@ def resident_bytes(kind: str, model_folder: str, folders: list[Path], targets: l
 
     spec = json.dumps({"kind": kind, "model": model_folder, "folders": [str(f) for f in folders[:count]],
                        "targets": targets, "count": count, "device": device})
-    code = "import sys; from tn_peft.apps.bench.mixed import _resident_child; _resident_child(sys.argv[1])"
-    done = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True, timeout=1800)
+    code = "import sys; from tn_peft.apps.bench.mixed import _resident_child; _resident_child(sys.stdin.read())"
+    done = subprocess.run([sys.executable, "-c", code], input=spec, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"the memory child for {kind} failed: {done.stderr[-2000:]}")
     return float(done.stdout.strip().splitlines()[-1])
@@ -318,10 +318,10 @@ def measure_count(folder: str, count: int, args: argparse.Namespace, device: str
         row["median_ms"] = {k: statistics.median(v) for k, v in row["times_ms"].items()}
         row["mixed_vs_peft_lora"] = row["median_ms"]["tn_peft mixed"] / row["median_ms"]["peft LoRA mixed"]
         row["max_abs_difference"] = _difference(tn, tn_folders, names, batch, count)
-    del lora
+    lora = None   # (not del: the timed lambdas above close over it)
     tn_memory = row["tn_rest_bytes_per_adapter"]
     row["tn_with_cache_bytes_per_adapter"] = tn_memory + row["tn_cache_bytes_per_adapter"]
-    del tn
+    tn = ways = None
     gc.collect()
     if lm_folders is not None:
         row.update(_generate(args, device, count, lm_folders))
@@ -381,18 +381,18 @@ def format_table(results: list[dict[str, Any]]) -> str:
             f"| {r['adapters']} | {r['distinct_in_batch']} | {r['tn_load_s']:.2f} | "
             f"{'-' if peft_load is None else f'{peft_load:.2f}'} | {r['tn_rest_bytes_per_adapter'] / 1024:.1f} | "
             f"{r['tn_with_cache_bytes_per_adapter'] / 1024:.1f} | {r['peft_rest_bytes_per_adapter'] / 1024:.1f} | "
-            f"{m['tn_peft mixed']:.1f} ({c['tn_peft mixed']:.0f}) | {m['peft LoRA mixed']:.1f} ({c['peft LoRA mixed']:.0f}) | "
+            f"{m['tn_peft mixed']:.1f} ({c['tn_peft mixed']:.0f}) | "
+            f"{m['peft LoRA mixed']:.1f} ({c['peft LoRA mixed']:.0f}) | "
             f"**{r['mixed_vs_peft_lora']:.3f}x** | "
-            + (f"{gen['tn_peft']:.0f} | {gen['peft LoRA']:.0f} | {r['generate_vs_peft_lora']:.2f}x | " if gen else "- | - | - | ")
+            + (f"{gen['tn_peft']:.0f} | {gen['peft LoRA']:.0f} | {r['generate_vs_peft_lora']:.2f}x | "
+               if gen else "- | - | - | ")
             + f"{r['max_abs_difference']:.1e} |")
     return "\n".join(lines)
 
 
 def run_rows(folder: str, counts: list[int], args: argparse.Namespace, device: str, *, generate: bool = True,
              out_of_time: Callable[[], bool] | None = None) -> tuple[list[dict[str, Any]], int]:
-    """The rows for ``counts`` (folders saved once for the largest), and how many were left for lack of time."""
-    import tn_peft  # noqa: F401  (registers the catalog before folders are written)
-
+    """The rows for ``counts`` (folders saved as the counts grow), and how many were left for lack of time."""
     with tempfile.TemporaryDirectory(prefix="tn-peft-mixed-") as tmp:
         root = Path(tmp)
         lora_folder = None
