@@ -9,9 +9,10 @@ For each count N of loaded adapters (default 16, 256, 4096), side by side in one
   ``--load-samples`` folders; peft's loading rescans every module per adapter, so loading N one by one
   grows as N^2 and the other N - samples adapters are built with peft's own ``_create_and_replace`` per
   layer, skipping its per-adapter ``requires_grad`` sweep of all adapters while building);
-- **memory**: resident bytes per loaded adapter (the process's RSS growth over the load, divided by N),
-  for tn_peft at rest and with its node cache filled (:meth:`~tn_peft.model.model.TnPeftModel.node_cache_info`,
-  bytes per cached adapter), against peft LoRA r4's;
+- **memory**: resident bytes per loaded adapter, measured in a fresh process (its RSS growth from the model
+  with one adapter to the model with N, over N - 1; peft's over at most 512, its per-adapter size being
+  independent of N), for tn_peft at rest and with its node cache filled (plus the cache's bytes per cached
+  adapter, :meth:`~tn_peft.model.model.TnPeftModel.node_cache_info`), against peft LoRA r4's;
 - **forward**: a batch of ``--batch-size`` sequences x ``--seq-len`` tokens of all-MiniLM-L6-v2 where row i
   uses adapter ``(i * max(1, N // batch)) mod N`` (``min(N, batch)`` distinct adapters, spread over all N),
   one forward with ``adapter_names``; median ms over ``--repeats`` alternated rounds (A B B A ...), after a
@@ -48,6 +49,8 @@ from .step import _load_base, _model_folder
 LM_CONFIG = dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=6,
                  num_key_value_heads=6, vocab_size=8192, max_position_embeddings=128)
 LM_TARGETS = ["q_proj", "v_proj"]
+#: peft LoRA's resident bytes per adapter are measured over at most this many adapters
+PEFT_MEMORY_ADAPTERS = 512
 
 
 class _Deprecated(argparse.Action):
@@ -276,7 +279,10 @@ def measure_count(folder: str, count: int, args: argparse.Namespace, device: str
 
     if getattr(args, "memory", True):
         row["tn_rest_bytes_per_adapter"] = resident_bytes("tn_peft", folder, tn_folders, args.targets, count, device)
-        row["peft_rest_bytes_per_adapter"] = resident_bytes("peft", folder, tn_folders, args.targets, count, device)
+        # peft's size per adapter does not depend on how many are loaded (modules per adapter): measured over at
+        # most PEFT_MEMORY_ADAPTERS of them, as building thousands takes minutes
+        row["peft_rest_bytes_per_adapter"] = resident_bytes("peft", folder, tn_folders, args.targets,
+                                                            min(count, PEFT_MEMORY_ADAPTERS), device)
     base = _load_base(folder, device)
     rss = _rss()
     start = time.perf_counter()
