@@ -7,8 +7,8 @@ For each count N of loaded adapters (default 16, 256, 4096), side by side in one
   call (:meth:`~tn_peft.model.model.TnPeftModel.load_adapters`, an adapter bank) -- seconds for all N;
   peft's LoRA r4: the seconds per adapter of ``PeftModel.load_adapter`` with N already loaded (measured on
   ``--load-samples`` folders; peft's loading rescans every module per adapter, so loading N one by one
-  grows as N^2 and the other N - samples adapters are built with peft's own ``_create_and_replace`` per
-  layer, skipping its per-adapter ``requires_grad`` sweep of all adapters while building);
+  grows as N^2; the N adapters themselves are built with peft's own ``_create_and_replace`` per layer,
+  skipping its two sweeps over all adapters per new one while building, :func:`_no_sweeps_over_all_adapters`);
 - **memory**: resident bytes per loaded adapter, measured in a fresh process (its RSS growth from the model
   with one adapter to the model with N, over N - 1; peft's over at most 512, its per-adapter size being
   independent of N), for tn_peft at rest and with its node cache filled (plus the cache's bytes per cached
@@ -133,21 +133,32 @@ def save_tn_folders(make_base: Callable[[], Any], targets: list[str], count: int
 
 
 @contextlib.contextmanager
-def _no_requires_grad_sweep():
-    """While building many peft adapters: skip the sweep over every adapter's modules that each new one makes
-    (``BaseTunerLayer.set_adapter``, O(adapters) per layer per adapter); the model is frozen afterwards."""
+def _no_sweeps_over_all_adapters():
+    """While building many peft adapters: skip the two sweeps over every adapter that each new one makes in each
+    layer (O(adapters) per layer per adapter, so O(N^2) to build N): ``BaseTunerLayer.set_adapter`` sets
+    ``requires_grad`` on every adapter (the model is frozen afterwards), and ``_move_adapter_to_device_of_base_layer``
+    looks at every adapter's parameters for the meta device before moving the new one (here: only the new one's)."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    original = BaseTunerLayer.set_adapter
+    set_adapter, move = BaseTunerLayer.set_adapter, BaseTunerLayer._move_adapter_to_device_of_base_layer
 
     def set_active(self, adapter_names, inference_mode: bool = False):
         self._active_adapter = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
 
-    BaseTunerLayer.set_adapter = set_active
+    def move_new(self, adapter_name, device=None):
+        weight = self.get_base_layer().weight
+        target = device if device is not None else weight.device
+        for layer_name in self.adapter_layer_names + self.other_param_names:
+            layer = getattr(self, layer_name, None)
+            if isinstance(layer, torch.nn.ModuleDict) and adapter_name in layer:
+                layer[adapter_name] = layer[adapter_name].to(target, dtype=weight.dtype if weight.is_floating_point()
+                                                            else None)
+
+    BaseTunerLayer.set_adapter, BaseTunerLayer._move_adapter_to_device_of_base_layer = set_active, move_new
     try:
         yield
     finally:
-        BaseTunerLayer.set_adapter = original
+        BaseTunerLayer.set_adapter, BaseTunerLayer._move_adapter_to_device_of_base_layer = set_adapter, move
 
 
 def peft_model(base, targets: list[str], count: int, seed: int, task_type: str | None = None):
@@ -170,7 +181,7 @@ def add_peft_adapters(model, start: int, stop: int, config: Callable[[], Any]) -
 
     tuner = model.base_model
     keys = [key for key, module in tuner.model.named_modules() if isinstance(module, LoraLayer)]
-    with _no_requires_grad_sweep():
+    with _no_sweeps_over_all_adapters():
         for i in range(start, stop):
             name, adapter_config = f"a{i}", config()
             model.peft_config[name] = adapter_config
