@@ -75,13 +75,16 @@ def test_a_parameter_update_recomputes():
     assert torch.equal(mixed_after[1::2], mixed_before[1::2])   # b did not change
 
 
-def test_an_optimizer_step_recomputes():
+@pytest.mark.parametrize("fused", [False, True])
+def test_an_optimizer_step_recomputes(fused):
+    """A fused optimizer updates parameters without moving their version counters: the training forward drops them."""
     model = _model()
     x = torch.randn(4, 16)
     with torch.no_grad():
         before = model(x)
     model.train()
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=0.5, fused=True) if fused else torch.optim.SGD(params, lr=0.5)
     model(x).pow(2).sum().backward()
     optimizer.step()
     model.eval()

@@ -15,7 +15,10 @@ In inference an adapter's node tensors do not change between forwards, so a mode
 Each entry carries a *stamp* (the sum of its tensors' version counters, which grow on every in-place
 update: an optimizer step, ``load_state_dict``, ``copy_``); a stale stamp recomputes the entry. Events
 that change what an adapter computes without touching its tensors' versions (loading an adapter under
-an old name, ``set_adapter``, merge / unmerge, dtype or device moves) drop entries explicitly.
+an old name, ``set_adapter``, merge / unmerge, dtype or device moves, and training: fused optimizers
+such as transformers' default ``adamw_torch_fused`` update parameters without moving their version
+counters, so ``model.train()`` and every forward with gradients drop the entries of the adapters it
+runs) drop entries explicitly.
 
 The bound: at most ``max_adapters`` entries are kept between forwards (least recently used dropped
 first); a forward that names more holds them all for its duration. ``max_adapters = 0`` keeps nothing

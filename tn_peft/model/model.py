@@ -161,6 +161,12 @@ class TnPeftModel(nn.Module):
         state["_serve_index"] = {}
         return state
 
+    def train(self, mode: bool = True) -> TnPeftModel:
+        # training mode: parameters are about to change, possibly without moving their version counters
+        if mode and "_serve_cache" in self.__dict__:
+            self._serve_cache.drop()
+        return super().train(mode)
+
     def _apply(self, fn, *args, **kwargs):
         # .to() / .half() / .cuda() replace the node tensors' storage: drop every cached adapter
         if "_serve_cache" in self.__dict__:
@@ -488,6 +494,7 @@ class TnPeftModel(nn.Module):
             if cached:
                 context = serving.mixed_forward(self, adapter_names, groups, layers)
             else:
+                self._serve_forget(module_names)   # gradients: see _node_cache
                 with_nodes, node_groups = self._layer_nodes(module_names)
                 batched = self.batch_nodes and not _sharded(node_groups)
                 context = self._cached_nodes(with_nodes, node_groups) if batched else nullcontext()
@@ -508,7 +515,9 @@ class TnPeftModel(nn.Module):
     @contextmanager
     def _node_cache(self) -> Iterator[None]:
         """Evaluate all nodes of the active adapters at once (batched by kind and shape, across layers and
-        adapters) for one forward."""
+        adapters) for one forward; without gradients, from the inference cache (:mod:`tn_peft.model.serving`)."""
+        if not serving.usable(self):   # a forward with gradients may precede an optimizer step, and fused
+            self._serve_forget(self._active_adapters)   # optimizers update parameters without moving their versions
         if not self.batch_nodes or self._disabled:
             yield
             return
