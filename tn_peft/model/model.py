@@ -33,12 +33,14 @@ from torch import nn
 from ..io import checkpoint as ckpt
 from . import model_io
 from ..adapter.batching import evaluate_groups, group_nodes
+from ..adapter.cache import NodeCache
 from .config import AdapterConfig
 from .distributed import barrier, is_main_process, is_sharded
 from ..errors import SpecError, UsageError, spec_source, warn
 from .frames import set_weight_frames
 from .layers import ModulesToSave, TnLayer, adapter_dtype
 from .module_names import match_name
+from . import serving
 from .targets import Target, resolve_config
 
 
@@ -133,6 +135,11 @@ class TnPeftModel(nn.Module):
         self._frozen: set[int] = set()  # parameters a node kind keeps frozen on purpose
         # adapter names -> (per layer: (layer, [(name, node modules)]), node groups): what one forward evaluates
         self._node_groups: dict[tuple[str, ...], tuple[list, list]] = {}
+        # inference: node tensors computed once (tn_peft.model.serving), and adapter banks (tn_peft.model.bank)
+        self._serve_cache = NodeCache()
+        self._serve_index: dict[str, Any] = {}
+        self.tn_banks = nn.ModuleDict()
+        self._bank_of: dict[str, nn.Module] = {}
         for param in model.parameters():
             param.requires_grad_(False)
         self.add_adapter(adapter_name, config, targets=targets, layer_specs=layer_specs)
@@ -146,6 +153,25 @@ class TnPeftModel(nn.Module):
             self.base_model.forward = types.MethodType(value.__func__, self.base_model)
             return
         super().__setattr__(name, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the inference cache is keyed by layer identity: a copy (deepcopy, pickle) starts with an empty one
+        state = dict(super().__getstate__())
+        state["_serve_cache"] = NodeCache(self._serve_cache.max_adapters)
+        state["_serve_index"] = {}
+        return state
+
+    def train(self, mode: bool = True) -> TnPeftModel:
+        # training mode: parameters are about to change, possibly without moving their version counters
+        if mode and "_serve_cache" in self.__dict__:
+            self._serve_cache.drop()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .half() / .cuda() replace the node tensors' storage: drop every cached adapter
+        if "_serve_cache" in self.__dict__:
+            self._serve_cache.drop()
+        return super()._apply(fn, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -205,7 +231,7 @@ class TnPeftModel(nn.Module):
         (``config.layer_network(name)``: ``graph_args`` with the layer's ``layer_graph_args`` override merged
         over them, PEFT's rank_pattern / alpha_pattern); each network is built for its layer's shape and the
         module is wrapped in its layer type's class."""
-        if adapter_name in self.peft_config:
+        if adapter_name in self.peft_config or adapter_name in self._bank_of:
             raise UsageError(f"an adapter named {adapter_name!r} already exists", fix="choose another adapter_name")
         if not adapter_name or "." in adapter_name:
             raise UsageError(f"adapter name {adapter_name!r} must be non-empty and contain no '.'",
@@ -248,6 +274,7 @@ class TnPeftModel(nn.Module):
         self.targets[adapter_name] = {name: target.checkpoint_entry() for name, target in resolved.targets.items()}
         self.networks[adapter_name] = network
         self._node_groups = {}
+        self._serve_forget([adapter_name], structure=True)
         self._mark_trainable()
 
     @staticmethod
@@ -309,6 +336,7 @@ class TnPeftModel(nn.Module):
         if inference_mode is not None:  # a new config: one object may serve several adapters (and its owner)
             for name in names:
                 self.peft_config[name] = dataclasses.replace(self.peft_config[name], inference_mode=bool(inference_mode))
+        self._serve_forget(list(self._active_adapters) + names)
         self._active_adapters = names
         for _, layer in self.tn_layers():
             layer.active_adapters = list(names)
@@ -333,6 +361,7 @@ class TnPeftModel(nn.Module):
         for store in (self.peft_config, self.targets, self.networks):
             store.pop(adapter_name, None)
         self._node_groups = {}
+        self._serve_forget([adapter_name], structure=True)
 
     def _mark_trainable(self) -> None:
         """Active adapters not loaded for inference are trainable (less the nodes frozen on purpose); others frozen."""
@@ -382,11 +411,13 @@ class TnPeftModel(nn.Module):
     def merge_adapter(self, adapter_names: Sequence[str] | None = None, safe_merge: bool = False) -> None:
         """Add the active (or named) adapters' dW into the base weights: ``W += dW`` for each (PEFT's
         ``merge(adapter_names=None)`` merges every active adapter)."""
+        self._serve_forget(None)
         for _, layer in self.tn_layers():
             layer.merge(adapter_names, safe_merge=safe_merge)
 
     def unmerge_adapter(self) -> None:
         """Subtract every merged adapter's dW from the base weights."""
+        self._serve_forget(None)
         for _, layer in self.tn_layers():
             layer.unmerge()
 
@@ -411,6 +442,8 @@ class TnPeftModel(nn.Module):
         self.tn_shared = nn.ModuleDict()
         self.peft_config, self.targets, self.networks = {}, {}, {}
         self._node_groups = {}
+        self.tn_banks, self._bank_of = nn.ModuleDict(), {}
+        self._serve_forget(None, structure=True)
         return self.base_model
 
     # ------------------------------------------------------------- forward
@@ -446,15 +479,26 @@ class TnPeftModel(nn.Module):
 
         layers = [layer for _, layer in self.tn_layers()]
         training = self.training if training is None else training
-        groups = row_groups(adapter_names, list(self.peft_config), training=training,
+        known = set(self.peft_config) | set(self._bank_of)
+        groups = row_groups(adapter_names, known, training=training,
                             merged=any(layer.merged for layer in layers),
                             device=next((p.device for p in self.parameters()), "cpu"))
-        with_nodes, node_groups = self._layer_nodes(groups.names)
-        batched = self.batch_nodes and not _sharded(node_groups)
+        module_names = [name for name in groups.names if name not in self._bank_of]
+        cached = serving.usable(self) and not serving.sharded(self, module_names)
+        if not cached and len(module_names) < len(groups.names):
+            raise UsageError("adapters loaded with load_adapters (a bank) serve inference only, and this forward "
+                             "computes gradients", fix="run it under torch.no_grad() (generate does)")
         try:
             for layer in layers:   # every layer: one without the named adapters still runs its rows bare
                 layer.row_groups = groups
-            with self._cached_nodes(with_nodes, node_groups) if batched else nullcontext():
+            if cached:
+                context = serving.mixed_forward(self, adapter_names, groups, layers)
+            else:
+                self._serve_forget(module_names)   # gradients: see _node_cache
+                with_nodes, node_groups = self._layer_nodes(module_names)
+                batched = self.batch_nodes and not _sharded(node_groups)
+                context = self._cached_nodes(with_nodes, node_groups) if batched else nullcontext()
+            with context:
                 yield
         finally:
             for layer in layers:
@@ -471,7 +515,9 @@ class TnPeftModel(nn.Module):
     @contextmanager
     def _node_cache(self) -> Iterator[None]:
         """Evaluate all nodes of the active adapters at once (batched by kind and shape, across layers and
-        adapters) for one forward."""
+        adapters) for one forward; without gradients, from the inference cache (:mod:`tn_peft.model.serving`)."""
+        if not serving.usable(self):   # a forward with gradients may precede an optimizer step, and fused
+            self._serve_forget(self._active_adapters)   # optimizers update parameters without moving their versions
         if not self.batch_nodes or self._disabled:
             yield
             return
@@ -479,7 +525,8 @@ class TnPeftModel(nn.Module):
         if not layers or layers[0][0].merged or _sharded(groups):
             yield
             return
-        with self._cached_nodes(layers, groups):
+        with (serving.single_forward(self, self._active_adapters, layers) if serving.usable(self)
+              else self._cached_nodes(layers, groups)):
             yield
 
     def _layer_nodes(self, names: Sequence[str]) -> tuple[list, list]:
@@ -580,4 +627,70 @@ class TnPeftModel(nn.Module):
 
     def _load_weights(self, directory: Path, adapter_name: str) -> None:
         model_io.load_weights(self, directory, adapter_name)
+        self._serve_forget([adapter_name])
+
+    # ------------------------------------------------------------ serving
+    def load_adapters(self, folders: str | Path | Sequence[str | Path], names: Sequence[str] | None = None
+                      ) -> list[str]:
+        """Load many saved adapters at once (a list of folders, or a glob pattern) as adapter banks for mixed
+        batches (``adapter_names=``), all or none (:mod:`tn_peft.model.bank`); returns their names."""
+        from .bank import load_adapters
+
+        loaded = load_adapters(self, folders, names)
+        self.eval()
+        return loaded
+
+    def configure_node_cache(self, max_adapters: int) -> None:
+        """Keep at most ``max_adapters`` adapters' node tensors between inference forwards (least recently used
+        dropped first; 0 keeps none). Each costs about LoRA's size at the same rank
+        (:mod:`tn_peft.adapter.cache`); :meth:`node_cache_info` reports what is held."""
+        if isinstance(max_adapters, bool) or not isinstance(max_adapters, int) or max_adapters < 0:
+            raise UsageError(f"max_adapters must be an int >= 0, got {max_adapters!r}",
+                            fix="e.g. model.configure_node_cache(max_adapters=256)")
+        self._serve_cache.max_adapters = max_adapters
+        self._serve_cache.trim()
+
+    def node_cache_info(self) -> dict[str, Any]:
+        """What the inference cache holds: adapters, bytes (node tensors + factor slabs), bound, hits, misses."""
+        return self._serve_cache.info()
+
+    def adapter_memory(self) -> dict[str, Any]:
+        """Bytes per loaded adapter at rest (its tensors; a bank member its rows of the stacks) and the cache's."""
+        from ..adapter.cache import tensor_bytes
+
+        own = {name: tensor_bytes(list(model_io.adapter_state_dict(self, name).values())) for name in self.peft_config}
+        banks = [bank.memory() for bank in self.tn_banks.values()]
+        members = sum(b["members"] for b in banks)
+        rest = sum(own.values()) + sum(b["stacked_bytes"] for b in banks)
+        count = len(own) + members
+        cache = self.node_cache_info()
+        return {"adapters": count, "at_rest_bytes": rest, "at_rest_bytes_per_adapter": rest / max(count, 1),
+                "bank_template_bytes": sum(b["template_bytes"] for b in banks),
+                "cached_adapters": cache["adapters"], "cache_bytes": cache["bytes"],
+                "cache_bytes_per_cached_adapter": cache["bytes_per_adapter"]}
+
+    def _serve_forget(self, names: Sequence[str] | None, *, structure: bool = False) -> None:
+        """Drop cached node tensors of ``names`` (None: all); ``structure``: adapters or layers changed."""
+        self._serve_cache.drop(None if names is None else list(names))
+        if structure:
+            self._serve_index = {}
+
+    def _wrap_target(self, name: str, target: Any) -> TnLayer:
+        """The wrapped layer at module ``name`` (wrapping the base module now if it is not yet)."""
+        module = target.module
+        if isinstance(module, TnLayer):
+            return module
+        layer = self._layer_class(target.layer_type.layer_class)(module)
+        layer.active_adapters = list(self._active_adapters)
+        layer.disable_adapters = self._disabled
+        self._replace(name, layer)
+        self._serve_forget(None, structure=True)
+        return layer
+
+    def _member_adapter(self, layer: TnLayer, name: str) -> nn.Module:
+        """The adapter module that computes adapter ``name`` on ``layer``: its own, or its bank's template."""
+        if name in layer.tn_adapters:
+            return layer.tn_adapters[name]
+        bank = self._bank_of[name]
+        return bank.templates[f"t{bank._layers.index(layer)}"]
 

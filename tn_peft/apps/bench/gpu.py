@@ -13,7 +13,8 @@ section has no time for are skipped and counted, never run past the budget):
    (:func:`.gpu_speed.floor_rows`; peaks by the card's name, else measured);
 4. ``step``: a training step and its peak memory, every catalog graph against peft's LoRA, on bf16
    models of MiniLM's and two Llama-7B layers' shapes with random weights (:func:`.gpu_speed.step_rows`);
-5. ``mixed``: ``tn-peft bench mixed``'s rows on a random MiniLM-shaped model (:func:`.gpu_speed.mixed_rows`).
+5. ``mixed``: ``tn-peft bench mixed``'s rows (16, 256, 4096 adapters: load, memory, forward, generate) on a
+   random MiniLM-shaped model (:func:`.gpu_speed.mixed_rows`).
 
 A summary is printed and everything goes to ``-o/--output`` (default ``bench-results/gpu.json``).
 The exit status is 0 when every check passed and no section raised, else 1 (2: no CUDA without
@@ -65,7 +66,7 @@ class Sizes:
     floor_tokens: tuple = (64, 4096)
     models: tuple = ("minilm", "llama7b-2layers")
     step_rounds: int = 10
-    mixed_counts: tuple = (1, 16, 64)
+    mixed_counts: tuple = (16, 256, 4096)
     mixed_rounds: int = 5
     scale_down: bool = False
     graphs: tuple = field(default_factory=tuple)   # empty: the whole catalog
@@ -75,7 +76,7 @@ DEVICE = Sizes()
 DRY = Sizes(check_kernel_shapes=((24, 20),), check_graph_shapes=((44, 40),), check_tokens=(1, 7),
             check_ranks=(1,), rank_shape=(24, 20), rank_tokens=7, speed_shapes=((24, 20),), speed_tokens=(7,),
             repeat=1, case_budget_s=0.0, floor_graphs=("lora", "quantum_peft"), floor_tokens=(7,),
-            step_rounds=2, mixed_counts=(1, 2), mixed_rounds=1, scale_down=True)
+            step_rounds=2, mixed_counts=(2, 3), mixed_rounds=1, scale_down=True)
 
 
 

@@ -259,14 +259,15 @@ def _steps_of(name, graphs, device, rounds, scale_down, out_of_time):
 
 # ---------------------------------------------------------------------- mixed-adapter serving
 def mixed_rows(counts, device: torch.device, out_of_time, *, rounds: int, scale_down: bool = False):
-    """``tn-peft bench mixed``'s rows (:func:`tn_peft.apps.bench.mixed.measure_count`) on a random MiniLM-shaped
-    bf16-free (float32, as that benchmark loads it) model saved to a temporary folder."""
-    from .mixed import measure_count
+    """``tn-peft bench mixed``'s rows (:func:`tn_peft.apps.bench.mixed.run_rows`: load, memory, forward, generate)
+    on a random MiniLM-shaped float32 model saved to a temporary folder."""
+    from .mixed import run_rows
 
     if out_of_time():
         return [], len(counts)
     with tempfile.TemporaryDirectory(prefix="tn-peft-gpu-") as folder:
         random_model("minilm", torch.device("cpu"), torch.float32, scale_down=scale_down).save_pretrained(folder)
-        args = argparse.Namespace(batch_size=8 if scale_down else 64, seq_len=8 if scale_down else 32,
-                                  targets=["query", "value"], repeats=rounds)
-        return _budgeted(list(counts), out_of_time, lambda n: measure_count(folder, n, args, str(device)))
+        args = argparse.Namespace(batch_size=4 if scale_down else 256, seq_len=8 if scale_down else 32,
+                                  new_tokens=2 if scale_down else 16, targets=["query", "value"], repeats=rounds,
+                                  load_samples=1 if scale_down else 2, memory=not scale_down)
+        return run_rows(folder, list(counts), args, str(device), out_of_time=out_of_time)
