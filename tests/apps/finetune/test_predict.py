@@ -149,3 +149,11 @@ def test_bad_run_folders_are_one_clear_error(run_folder, tmp_path):
     (tmp_path / runfolder.MARKER).write_text("{}")
     with pytest.raises(CheckpointError, match="did not finish"):
         predict.load_run(tmp_path)
+
+
+def test_the_tables_adapter_bytes_are_the_files_on_disk(run_folder):
+    metrics = json.loads((run_folder / runfolder.METRICS).read_text())
+    for entry in metrics["runs"]:
+        folder = run_folder / Path(entry["saved_to"]).name
+        on_disk = sum(p.stat().st_size for p in folder.glob("*.safetensors") if p.name != runfolder.HEAD_FILE)
+        assert entry["adapter_bytes"] == on_disk, entry["method"]["name"]
