@@ -291,3 +291,36 @@ def test_example_runs_as_written(name, tmp_path):
 def test_example_test_file_passes(name, tmp_path):
     _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
           str(ROOT / "examples" / name)], tmp_path)
+
+
+@pytest.mark.parametrize("name", ["rotten-tomatoes", "bbc-news", "debates-2016"])
+def test_frontier_study_tables_are_rendered_from_their_json(name):
+    """docs/frontier.md's tables are what ``tn-peft frontier`` renders from each saved frontier.json, line for line."""
+    from tn_peft.apps.finetune import frontier
+
+    rows = json.loads((ROOT / "docs" / f"frontier-{name}" / "frontier.json").read_text(encoding="utf-8"))["rows"]
+    study = (ROOT / "docs" / "frontier.md").read_text(encoding="utf-8")
+    lines = [line for line in frontier.markdown(rows).splitlines() if line.startswith("| ")]
+    assert len(lines) > 10
+    missing = [line for line in lines if line not in study]
+    assert not missing, f"docs/frontier.md lacks {len(missing)} rendered rows of frontier-{name}, e.g. {missing[0]}"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation but - and _ dropped, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_contents_line_links_every_section_and_every_link_resolves():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    outside = re.sub(r"```.*?```", "", text, flags=re.S)
+    headings = re.findall(r"^(#{2,3}) (.+)$", outside, flags=re.M)
+    anchors = {_anchor(h) for _, h in headings}
+    contents = next(p for p in outside.split("\n\n") if p.startswith("Contents:"))
+    linked = set(re.findall(r"\]\(#([^)]+)\)", contents))
+    unlisted = [h for level, h in headings if level == "##" and _anchor(h) not in linked]
+    assert not unlisted, f"sections missing from the contents line: {unlisted}"
+    broken = sorted({a for a in re.findall(r"\]\(#([^)]+)\)", outside) if a not in anchors})
+    assert not broken, f"links to no heading: {broken}"
+    files = sorted({f for f in re.findall(r"\]\(((?:docs|examples)/[^)#]+)", outside) if not (ROOT / f).exists()})
+    assert not files, f"links to missing files: {files}"
