@@ -174,12 +174,12 @@ def load_run(path: str | Path, *, method: str | None = None, seed: int | None = 
     from ``metrics.json`` (or ``model``, a local folder), the run's adapter and head, mean pooling and
     the label names. ``method`` / ``seed`` choose among the run's saved models (default: the table's
     first row at the first seed)."""
+    run, adapter_name = locate(path)  # the folder is checked before any model code loads
+    metrics = read_metrics(run)
+    entry = choose_run(metrics, run, method, seed, adapter_name)
     from .methods import Classifier, load_encoder, stay_offline
 
     stay_offline()
-    run, adapter_name = locate(path)
-    metrics = read_metrics(run)
-    entry = choose_run(metrics, run, method, seed, adapter_name)
     adapter = run / Path(entry["saved_to"]).name  # the run folder may have moved since
     data = metrics.get("data") or {}
     labels = [str(x) for x in data.get("labels") or []]
