@@ -98,9 +98,10 @@ def read_metrics(run: Path) -> dict[str, Any]:
 def choose_run(metrics: dict[str, Any], run: Path, method: str | None = None, seed: int | None = None,
                adapter_folder: str | None = None) -> dict[str, Any]:
     """The run entry to load: the one saved in ``adapter_folder``; else the one named ``method`` (its table
-    name, its folder's name, or its family when the run has one setting of it) at ``seed`` (default: the run's first seed); else, with neither given, the
-    table's first row at the first seed."""
-    saved = [r for r in metrics["runs"] if isinstance(r, dict) and r.get("saved_to")]
+    name, its folder's name, or its family when the run has one setting of it) at ``seed`` (default: the
+    run's first seed); else, with neither given, the table's first row at the first seed."""
+    saved = [r for r in metrics["runs"] if isinstance(r, dict) and isinstance(r.get("saved_to"), str)
+             and isinstance(r.get("method"), dict) and isinstance(r["method"].get("name"), str)]
     if not saved:
         raise CheckpointError(f"{run}: the run saved no models (it ran with --no-save). Fix: run tn-peft finetune "
                               "again without --no-save")
