@@ -194,6 +194,13 @@ def quotes(path: Path) -> list[Quote]:
 ALL_QUOTES = [q for path in DOCS for q in quotes(path)]
 
 
+def _field(row, field: str):
+    """``row[a][b]`` for the dotted ``field`` ``a.b`` (None where a step is missing)."""
+    for name in field.split("."):
+        row = row.get(name) if isinstance(row, dict) else None
+    return row
+
+
 def lookup(value, path: str, where: str):
     """Follow ``a.b[0].c[field=value]`` into a JSON value."""
     steps = re.findall(r"\[[^\]]*\]|[^.\[\]]+", path)
@@ -202,7 +209,7 @@ def lookup(value, path: str, where: str):
             inner = step[1:-1]
             if "=" in inner:
                 field, _, wanted = inner.partition("=")
-                hits = [row for row in value if str(row.get(field)) == wanted]
+                hits = [row for row in value if str(_field(row, field)) == wanted]
                 assert len(hits) == 1, f"{where}: {len(hits)} rows with {field}={wanted!r} (keys: {path})"
                 value = hits[0]
             else:
