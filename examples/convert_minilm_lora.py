@@ -1,17 +1,20 @@
 """Train a small LoRA on MiniLM with the real peft library, convert it to tn_peft's canonical SVD form,
 and check that both give the same outputs; then export it back to LoRA and check peft loads it.
 
-    HF_HUB_OFFLINE=1 python examples/convert_minilm_lora.py OUT_FOLDER [--steps 60]
+    HF_HUB_OFFLINE=1 python examples/convert_minilm_lora.py OUT_FOLDER [--steps 60] [--json FILE]
 
 Writes OUT_FOLDER/lora (peft), OUT_FOLDER/svd (tn_peft), OUT_FOLDER/back (peft again). Then try:
-``tn-peft inspect OUT_FOLDER/lora``, ``tn-peft inspect OUT_FOLDER/svd``.
+``tn-peft inspect OUT_FOLDER/lora``, ``tn-peft inspect OUT_FOLDER/svd``. ``--json FILE`` also writes the two
+differences (the README quotes ``docs/convert_minilm_lora.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--json", type=Path, default=None, help="also write the differences to this JSON file")
     args = parser.parse_args()
     import peft
     import transformers
@@ -64,8 +68,14 @@ def main() -> None:
         tn_logits = TnPeftModel.from_pretrained(copy.deepcopy(base), args.out / "svd")(**enc).logits
         back = peft.PeftModel.from_pretrained(copy.deepcopy(base), str(args.out / "back")).eval()
         back_logits = back(**enc).logits
-    print(f"max |logits(tn_peft svd) - logits(LoRA)|      = {float((tn_logits - lora_logits).abs().max()):.2e}")
-    print(f"max |logits(LoRA exported back) - logits(LoRA)| = {float((back_logits - lora_logits).abs().max()):.2e}")
+    differences = {"tn_peft_svd_vs_lora": float((tn_logits - lora_logits).abs().max()),
+                   "exported_back_vs_lora": float((back_logits - lora_logits).abs().max())}
+    print(f"max |logits(tn_peft svd) - logits(LoRA)|      = {differences['tn_peft_svd_vs_lora']:.2e}")
+    print(f"max |logits(LoRA exported back) - logits(LoRA)| = {differences['exported_back_vs_lora']:.2e}")
+    if args.json is not None:
+        record = {"command": "python examples/convert_minilm_lora.py " + " ".join(sys.argv[1:]), "steps": args.steps,
+                  "torch_threads": torch.get_num_threads(), "max_abs_logit_difference": differences}
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

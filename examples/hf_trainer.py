@@ -1,14 +1,14 @@
 """Fine-tune a causal LM with a plain ``transformers.Trainer`` and a tn_peft adapter, through peft.
 
     python examples/hf_trainer.py                              # a tiny Llama built from a config (offline)
-    python examples/hf_trainer.py --model Qwen/Qwen2.5-0.5B --steps 200 --out runs/qwen
+    python examples/hf_trainer.py --model Qwen/Qwen2.5-0.5B --steps 200 -o runs/qwen
 
 This is the LoRA script every peft user has, with one line changed (the README shows the diff): the
 ``peft_config`` is a ``TnPeftConfig`` instead of a ``LoraConfig``. Everything else -- ``get_peft_model``,
 ``print_trainable_parameters``, the Trainer's adapter-only checkpoints and ``resume_from_checkpoint``,
 ``save_pretrained``, ``PeftModel.from_pretrained`` -- is peft's.
 
-Writes the adapter (adapter_config.json, adapter_model.safetensors) to ``--out``.
+Writes the adapter (adapter_config.json, adapter_model.safetensors) to ``-o/--output``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="a causal LM (Hub name or folder); default: a tiny Llama")
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--out", default="runs/hf-trainer")
+    parser.add_argument("-o", "--output", default="runs/hf-trainer")
     args = parser.parse_args(argv)
 
     model = base_model(args.model)
@@ -62,15 +62,15 @@ def main(argv: list[str] | None = None) -> dict:
     model.print_trainable_parameters()
 
     training = transformers.TrainingArguments(
-        output_dir=args.out, max_steps=args.steps, per_device_train_batch_size=8, learning_rate=2e-2,
+        output_dir=args.output, max_steps=args.steps, per_device_train_batch_size=8, learning_rate=2e-2,
         save_steps=max(args.steps // 2, 1), logging_steps=max(args.steps // 4, 1), report_to=[],
         activation_checkpointing=True, use_cpu=not torch.cuda.is_available())
     trainer = transformers.Trainer(model=model, args=training, train_dataset=Bytes(TEXT))
     result = trainer.train()
-    model.save_pretrained(args.out)
+    model.save_pretrained(args.output)
 
-    reloaded = PeftModel.from_pretrained(base_model(args.model), args.out)  # what inference does
-    print(f"trained {args.steps} steps, loss {result.training_loss:.3f}; adapter saved to {args.out}")
+    reloaded = PeftModel.from_pretrained(base_model(args.model), args.output)  # what inference does
+    print(f"trained {args.steps} steps, loss {result.training_loss:.3f}; adapter saved to {args.output}")
     return {"loss": result.training_loss, "model": model, "reloaded": reloaded}
 
 

@@ -1,7 +1,7 @@
 """Supervised fine-tuning with TRL's ``SFTTrainer`` and a tn_peft adapter.
 
     python examples/trl_sft.py                                  # a tiny Llama built from a config (offline)
-    python examples/trl_sft.py --model Qwen/Qwen2.5-0.5B --steps 200 --out runs/qwen-sft
+    python examples/trl_sft.py --model Qwen/Qwen2.5-0.5B --steps 200 -o runs/qwen-sft
 
 TRL's LoRA recipe with one line changed (the README shows the diff): ``peft_config`` is a
 ``TnPeftConfig``. TRL's default ``SFTConfig`` is kept (gradient checkpointing on); the trainer saves the
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="a causal LM (Hub name or folder); default: a tiny Llama")
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--out", default="runs/trl-sft")
+    parser.add_argument("-o", "--output", default="runs/trl-sft")
     args = parser.parse_args(argv)
 
     model, tokenizer = model_and_tokenizer(args.model)
@@ -54,15 +54,15 @@ def main(argv: list[str] | None = None) -> dict:
     dataset = Dataset.from_dict({"text": [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(64)]})
 
     peft_config = TnPeftConfig(graph="quantum_peft", target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    training = SFTConfig(output_dir=args.out, max_steps=args.steps, per_device_train_batch_size=8,
+    training = SFTConfig(output_dir=args.output, max_steps=args.steps, per_device_train_batch_size=8,
                          report_to=[], save_strategy="no", use_cpu=not torch.cuda.is_available())
     trainer = SFTTrainer(model=model, args=training, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config)
     result = trainer.train()
-    trainer.save_model(args.out)
+    trainer.save_model(args.output)
 
-    reloaded = PeftModel.from_pretrained(model_and_tokenizer(args.model)[0], args.out)
-    print(f"trained {args.steps} steps, loss {result.training_loss:.3f}; adapter saved to {args.out}")
+    reloaded = PeftModel.from_pretrained(model_and_tokenizer(args.model)[0], args.output)
+    print(f"trained {args.steps} steps, loss {result.training_loss:.3f}; adapter saved to {args.output}")
     return {"loss": result.training_loss, "trainer": trainer, "reloaded": reloaded}
 
 

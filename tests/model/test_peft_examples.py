@@ -32,7 +32,7 @@ def _adapter(model):
 
 
 def test_hf_trainer_example_trains_saves_and_reloads(tmp_path):
-    result = _load("hf_trainer").main(["--steps", "4", "--out", str(tmp_path)])
+    result = _load("hf_trainer").main(["--steps", "4", "-o", str(tmp_path)])
     assert ADAPTER <= set(os.listdir(tmp_path)) and "model.safetensors" not in os.listdir(tmp_path)
     assert {p for p in os.listdir(tmp_path) if p.startswith("checkpoint-")} == {"checkpoint-2", "checkpoint-4"}
     saved, loaded = _adapter(result["model"]), _adapter(result["reloaded"])
@@ -42,7 +42,7 @@ def test_hf_trainer_example_trains_saves_and_reloads(tmp_path):
 def test_trl_sft_example_trains_saves_and_reloads(tmp_path):
     pytest.importorskip("trl")
     pytest.importorskip("datasets")
-    result = _load("trl_sft").main(["--steps", "3", "--out", str(tmp_path)])
+    result = _load("trl_sft").main(["--steps", "3", "-o", str(tmp_path)])
     assert ADAPTER <= set(os.listdir(tmp_path)) and "model.safetensors" not in os.listdir(tmp_path)
     saved, loaded = _adapter(result["trainer"].model), _adapter(result["reloaded"])
     assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
@@ -55,7 +55,7 @@ def test_the_lora_version_is_one_line_away(tmp_path, monkeypatch):
     module = _load("hf_trainer")
     monkeypatch.setattr(module, "TnPeftConfig", lambda **kw: LoraConfig(r=4, **{k: v for k, v in kw.items()
                                                                               if k != "graph"}))
-    result = module.main(["--steps", "2", "--out", str(tmp_path)])
+    result = module.main(["--steps", "2", "-o", str(tmp_path)])
     assert any("lora_A" in key for key in _adapter(result["model"]))
     readme = (EXAMPLES.parent / "README.md").read_text()
     for name in ("hf_trainer.py", "trl_sft.py"):

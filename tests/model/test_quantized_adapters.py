@@ -57,7 +57,9 @@ def test_save_load_restores_the_exact_dw(tmp_path, angle_bits, diagonal_bits):
     model.save_pretrained(tmp_path)
     tensors = load_file(tmp_path / ckpt.WEIGHTS_NAME)
     u = f"{PREFIX}0.tn_U.weights"
-    assert u not in tensors and tensors[u + ".codes"].dtype == torch.uint8
+    assert u not in tensors and tensors[ckpt.QUANTIZED_CODES].dtype == torch.uint8
+    groups = {ckpt.QUANTIZED_CODES, ckpt.QUANTIZED_SCALES}
+    assert not any(k.endswith((".codes", ".scale")) for k in set(tensors) - groups)   # two keys hold them all
     assert (f"{PREFIX}0.tn_s" in tensors) == (diagonal_bits == 0)
     loaded = tn_peft.TnPeftModel.from_pretrained(_net(), tmp_path)
     for name in ("0", "2"):
@@ -81,7 +83,8 @@ def test_bits_mismatch_is_named(tmp_path):
         if node["kind"] == "pauli":
             node["options"]["bits"] = 2
     ckpt.save_adapter_files(tmp_path, config, ckpt.read_adapter_tensors(tmp_path))
-    with pytest.raises(CheckpointError, match=r"missing key '.*tn_U\.initial\.codes' \(it holds '.*' in full precision"):
+    with pytest.raises(CheckpointError, match=r"missing key '.*tn_quantized\.codes' \(the file holds the graph's "
+                                              r"quantized tensors in full precision: saved without bits"):
         tn_peft.TnPeftModel.from_pretrained(_net(), tmp_path)
     with pytest.raises(CheckpointError, match=r"missing key '.*tn_U\.initial\.codes' \(it holds the full-precision"):
         load_tn_adapter(tmp_path)
@@ -101,12 +104,12 @@ def test_corrupt_codes_are_named(tmp_path):
     _trained(_config(4, 4)).save_pretrained(tmp_path)
     path = tmp_path / ckpt.WEIGHTS_NAME
     tensors = load_file(path)
-    key = f"{PREFIX}2.tn_V.weights.codes"
+    key = ckpt.QUANTIZED_CODES
     tensors[key] = tensors[key][:-1].clone()
     save_file(tensors, str(path))
-    with pytest.raises(CheckpointError, match=r"key '.*2\.tn_V\.weights\.codes' has shape"):
+    with pytest.raises(CheckpointError, match=r"key '.*tn_quantized\.codes' has shape"):
         tn_peft.TnPeftModel.from_pretrained(_net(), tmp_path)
-    with pytest.raises(CheckpointError, match=r"2\.tn_V\.weights'\.codes must be"):
+    with pytest.raises(CheckpointError, match=r"tn_quantized\.codes' holds .* quantized tensors need"):
         load_tn_adapter(tmp_path)
 
 
@@ -125,3 +128,64 @@ def test_merge_uses_the_quantized_adapter():
     want = model(x).detach()
     merged = model.merge_and_unload()
     assert torch.allclose(merged(x), want, atol=1e-5)
+
+
+def _file_bytes(folder) -> int:
+    return (folder / ckpt.WEIGHTS_NAME).stat().st_size
+
+
+def test_the_packed_file_is_smaller_than_the_float_file_at_every_bit_width(tmp_path):
+    """Two keys hold every quantized tensor, so the header of key names no longer outweighs the payload."""
+    torch.manual_seed(0)
+    _trained(_config(0, 0), steps=1).save_pretrained(tmp_path / "float")
+    for bits in range(1, 9):
+        _trained(_config(bits, bits), steps=1).save_pretrained(tmp_path / f"b{bits}")
+        assert _file_bytes(tmp_path / f"b{bits}") < _file_bytes(tmp_path / "float"), bits
+
+
+def test_files_saved_one_pair_per_key_still_load(tmp_path):
+    """Folders saved before the two-key packing (``<key>.codes`` / ``<key>.scale`` per tensor) load the same dW."""
+    from tn_peft.model import model_io
+
+    model = _trained(_config(3, 2))
+    model.save_pretrained(tmp_path)
+    path = tmp_path / ckpt.WEIGHTS_NAME
+    state = model_io.adapter_state_dict(model, "default")
+    per_key = ckpt.unpack_quantized(path, load_file(path), model_io.adapter_quantizers(model, "default"),
+                                    {k: tuple(v.shape) for k, v in state.items()})
+    assert ckpt.QUANTIZED_CODES not in per_key and f"{PREFIX}0.tn_U.weights.codes" in per_key
+    save_file(per_key, str(path))
+    assert ckpt.is_packed_per_key(load_file(path))
+    loaded = tn_peft.TnPeftModel.from_pretrained(_net(), tmp_path)
+    _, _, layers, _ = load_tn_adapter(tmp_path, dtype=torch.float32)
+    for name in ("0", "2"):
+        assert torch.equal(_delta(loaded, name), _delta(model, name))
+        assert torch.equal(layers[name].delta_weight().detach(), _delta(model, name))
+
+
+@pytest.mark.parametrize("bits", [1, 4, 8])
+def test_the_peft_door_saves_packed_codes_and_loads_the_exact_adapter(tmp_path, bits):
+    import peft
+
+    from tn_peft import TnPeftConfig
+
+    torch.manual_seed(0)
+    config = TnPeftConfig(graph="quantum_peft", target_modules=["0", "2"],
+                          graph_args={"angle_bits": bits, "diagonal_bits": bits})
+    model = peft.get_peft_model(_net(), config)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.2)
+    x = torch.randn(16, 32)
+    for _ in range(4):
+        loss = (model(x) - x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save_pretrained(tmp_path / "q")
+    peft.get_peft_model(_net(), TnPeftConfig(graph="quantum_peft", target_modules=["0", "2"])).save_pretrained(
+        tmp_path / "f")
+    tensors = load_file(tmp_path / "q" / ckpt.WEIGHTS_NAME)
+    assert {ckpt.QUANTIZED_CODES, ckpt.QUANTIZED_SCALES} <= set(tensors)
+    assert _file_bytes(tmp_path / "q") < _file_bytes(tmp_path / "f")
+    loaded = peft.PeftModel.from_pretrained(_net(), tmp_path / "q")
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))

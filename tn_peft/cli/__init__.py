@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("tn_peft.cli.plan", "print the contraction plan, its decisions, costs and generated source"),
     "finetune": ("tn_peft.cli.finetune", "fine-tune a real model on real data: graph adapters beside peft methods"),
     "frontier": ("tn_peft.cli.frontier", "accuracy vs adapter parameters from finetune run folders and saved frontiers"),
+    "predict": ("tn_peft.cli.predict", "label texts with a finished finetune run, or export it as a plain Hugging Face model"),
     "convert": ("tn_peft.cli.convert:convert", "convert a PEFT LoRA checkpoint to a tn_peft adapter"),
     "export-lora": ("tn_peft.cli.convert:export_lora", "export a tn_peft adapter as a PEFT LoRA checkpoint"),
     "inspect": ("tn_peft.cli.convert:inspect", "describe an adapter folder: layers, parameters, dW norms"),

@@ -85,6 +85,7 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
     own_graphs: dict[str, Any] = {}  # a per-layer graph spec (as JSON) -> its Network
     layers: dict[str, Any] = {}
     used: set[str] = set()
+    copies: list[tuple[str, torch.Tensor, Any]] = []  # (checkpoint key, live tensor, quantizer or None)
     for name, target in sorted(ckpt.saved_targets(config, directory / ckpt.CONFIG_NAME).items()):
         out_features, in_features = target.shape
         shape_key = ckpt.shape_key(out_features, in_features)
@@ -92,7 +93,7 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
             nodes = network.shared_nodes(in_features, out_features, dtype=dtype)
             quantizers = ckpt.shared_quantizers(shape_key, nodes)
             for full, live in ckpt.shared_keys(shape_key, nodes).items():
-                used.update(_copy(path, full, tensors, live, quantizers.get(full)))
+                copies.append((full, live, quantizers.get(full)))
             shared[shape_key] = nodes
         layer_network = network
         if target.graph is not None:  # the layer's own graph (layer_graph_args), parsed once
@@ -103,8 +104,13 @@ def load_tn_adapter(directory: str | Path, dtype: torch.dtype = torch.float64):
         adapter = layer_network.build(in_features, out_features, shared_nodes=shared.get(shape_key), dtype=dtype)
         quantizers = ckpt.layer_quantizers(name, adapter)
         for full, (_, live) in ckpt.layer_keys(name, adapter).items():
-            used.update(_copy(path, full, tensors, live, quantizers.get(full)))
+            copies.append((full, live, quantizers.get(full)))
         layers[name] = adapter
+    # the quantized tensors are packed together in the graph's order: split them once every layer is built
+    tensors = ckpt.unpack_quantized(path, tensors, {k: q for k, _, q in copies if q is not None},
+                                    {k: tuple(live.shape) for k, live, q in copies if q is not None})
+    for full, live, quantizer in copies:
+        used.update(_copy(path, full, tensors, live, quantizer))
     extra = {k: v for k, v in tensors.items() if k not in used}
     saved = list(config.get("modules_to_save") or [])
     for key in extra:

@@ -24,9 +24,12 @@ node's raw parameters (see :func:`node_keys`):
 - ``base_model.model.<module path>.<param>``: a ``modules_to_save`` module's own state, under its
   ordinary names.
 
-A parameter its node trains quantized (the ``bits`` option, :mod:`tn_peft.nodes.quantize`) is stored as
-``<key>.codes`` (uint8, packed) and ``<key>.scale`` (float32 scalar) instead of ``<key>``
-(:func:`encode_tensors`, :func:`decode_tensors`).
+The parameters their nodes train quantized (the ``bits`` option, :mod:`tn_peft.nodes.quantize`) are
+stored together under two keys instead of their own: ``base_model.model.tn_quantized.codes`` (uint8:
+each tensor's packed codes, byte-aligned, in the order of the sorted keys) and
+``base_model.model.tn_quantized.scales`` (float32: one step per tensor) (:func:`pack_quantized`,
+:func:`encode_tensors`, :func:`decode_tensors`). Files saved before hold one ``<key>.codes`` /
+``<key>.scale`` pair per tensor; they still load.
 
 The low-level functions here read and write those files and nothing else, so other code (LoRA
 conversion) can produce a checkpoint from plain tensors::
@@ -38,7 +41,7 @@ conversion) can produce a checkpoint from plain tensors::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,9 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_TYPE = "TN_PEFT"
 PREFIX = "base_model.model."
+#: the two keys that hold every quantized tensor of an adapter (:func:`pack_quantized`)
+QUANTIZED_CODES = PREFIX + "tn_quantized.codes"
+QUANTIZED_SCALES = PREFIX + "tn_quantized.scales"
 SHARED_PREFIX = PREFIX + "tn_shared."
 #: Fields every adapter_config.json carries.
 CONFIG_FIELDS = ("peft_type", "tn_peft_version", "graph", "graph_args", "target_modules", "exclude_modules",
@@ -205,32 +211,89 @@ def shared_quantizers(shape_key: str, nodes: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def encode_tensors(tensors: Mapping[str, torch.Tensor], quantizers: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The file's tensors: each quantized key replaced by its ``.codes`` and ``.scale`` pair."""
-    from ..nodes.quantize import CODES, SCALE, encode
+def encode_tensors(tensors: Mapping[str, torch.Tensor], quantizers: Mapping[str, Any],
+                   order: Callable[[str], str] | None = None) -> dict[str, torch.Tensor]:
+    """The file's tensors: the full-precision ones under their keys, every quantized one packed into the two
+    keys :data:`QUANTIZED_CODES` and :data:`QUANTIZED_SCALES` (:func:`pack_quantized`)."""
+    from ..nodes.quantize import encode
 
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in tensors.items():
-        if key in quantizers:
-            out[key + CODES], out[key + SCALE] = encode(tensor, quantizers[key])
-        else:
-            out[key] = tensor
+    out = {key: tensor for key, tensor in tensors.items() if key not in quantizers}
+    pairs = {key: encode(tensor, quantizers[key]) for key, tensor in tensors.items() if key in quantizers}
+    return out | pack_quantized(pairs, order) if pairs else out
+
+
+def pack_quantized(pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                   order: Callable[[str], str] | None = None) -> dict[str, torch.Tensor]:
+    """Every quantized tensor's ``(packed codes, step)`` under two keys: :data:`QUANTIZED_CODES` (uint8, each
+    tensor's packed codes byte-aligned one after another) and :data:`QUANTIZED_SCALES` (float32, one step
+    per tensor), in the order of the tensors' keys sorted (by ``order(key)``, default the key itself).
+    The layout follows from the graph, so the file needs no per-tensor names: 120 key names made a 4-bit
+    file larger than its float32 form; two make it smaller at every bit width."""
+    keys = sorted(pairs, key=order)
+    return {QUANTIZED_CODES: torch.cat([pairs[k][0].reshape(-1) for k in keys]),
+            QUANTIZED_SCALES: torch.stack([pairs[k][1].reshape(()).to(torch.float32) for k in keys])}
+
+
+def unpack_quantized(path: str | Path, tensors: Mapping[str, torch.Tensor], quantizers: Mapping[str, Any],
+                     shapes: Mapping[str, Any], order: Callable[[str], str] | None = None) -> dict[str, torch.Tensor]:
+    """``tensors`` with :func:`pack_quantized`'s two keys split back into each quantized key's ``<key>.codes``
+    / ``<key>.scale`` pair (the per-key layout of files saved before, which :func:`decode_key` reads);
+    a file without the two keys is returned as it is. CheckpointError naming ``path`` when the packed
+    sizes are not what the graph's quantized tensors (``quantizers``, ``shapes``) take."""
+    import math
+
+    from ..nodes.quantize import CODES, SCALE, packed_size
+
+    if QUANTIZED_CODES not in tensors and QUANTIZED_SCALES not in tensors:
+        return dict(tensors)
+    for key in (QUANTIZED_CODES, QUANTIZED_SCALES):
+        if key not in tensors:
+            raise CheckpointError(f"{path}: key {key!r} is missing beside its pair; the file is damaged")
+    codes, scales = tensors[QUANTIZED_CODES], tensors[QUANTIZED_SCALES]
+    keys = sorted(quantizers, key=order)
+    sizes = [packed_size(math.prod(shapes[k]), quantizers[k].bits) for k in keys]
+    if codes.dtype != torch.uint8 or codes.dim() != 1 or codes.numel() != sum(sizes) or scales.dim() != 1 \
+            or scales.numel() != len(keys):
+        raise CheckpointError(f"{path}: {QUANTIZED_CODES!r} holds {codes.numel()} {codes.dtype} values and "
+                              f"{QUANTIZED_SCALES!r} {scales.numel()}; the graph's {len(keys)} quantized tensors need "
+                              f"{sum(sizes)} uint8 bytes and {len(keys)} steps: the checkpoint was saved with other "
+                              "bits or another graph")
+    out = {k: v for k, v in tensors.items() if k not in (QUANTIZED_CODES, QUANTIZED_SCALES)}
+    offset = 0
+    for i, (key, size) in enumerate(zip(keys, sizes)):
+        out[key + CODES], out[key + SCALE] = codes[offset:offset + size], scales[i]
+        offset += size
     return out
 
 
-def file_shapes(shapes: Mapping[str, Any], quantizers: Mapping[str, Any]) -> dict[str, tuple]:
-    """The file's key -> shape for live ``shapes`` (key -> shape) with ``quantizers``."""
+def is_packed_per_key(tensors: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a file stores its quantized tensors one ``.codes`` / ``.scale`` pair per key (saved before
+    :func:`pack_quantized`; still read)."""
+    from ..nodes.quantize import CODES
+
+    return QUANTIZED_CODES not in tensors and any(k.endswith(CODES) for k in tensors)
+
+
+def file_shapes(shapes: Mapping[str, Any], quantizers: Mapping[str, Any], *, per_key: bool = False) -> dict[str, tuple]:
+    """The file's key -> shape for live ``shapes`` (key -> shape) with ``quantizers``: the quantized ones
+    packed under two keys (:func:`pack_quantized`), or with ``per_key`` one pair each (older files)."""
     import math
 
     from ..nodes.quantize import CODES, SCALE, packed_size
 
     out: dict[str, tuple] = {}
+    packed = []
     for key, shape in shapes.items():
         if key in quantizers:
-            out[key + CODES] = (packed_size(math.prod(shape), quantizers[key].bits),)
-            out[key + SCALE] = ()
+            size = packed_size(math.prod(shape), quantizers[key].bits)
+            if per_key:
+                out[key + CODES], out[key + SCALE] = (size,), ()
+            else:
+                packed.append(size)
         else:
             out[key] = tuple(shape)
+    if packed:
+        out[QUANTIZED_CODES], out[QUANTIZED_SCALES] = (sum(packed),), (len(packed),)
     return out
 
 
@@ -253,6 +316,7 @@ def decode_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], quanti
     """The file's tensors with each quantized pair decoded back to its key (:func:`decode_key`)."""
     from ..nodes.quantize import CODES, SCALE
 
+    tensors = unpack_quantized(path, tensors, quantizers, shapes)
     pairs = {key + part for key in quantizers for part in (CODES, SCALE)}
     out = {k: v for k, v in tensors.items() if k not in pairs}
     for key, quantizer in quantizers.items():
@@ -345,6 +409,12 @@ def check_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor],
     from ..nodes.quantize import CODES, SCALE
 
     def bits_hint(key: str, file_keys: Any, model_keys: Any) -> str:
+        if QUANTIZED_CODES in file_keys and QUANTIZED_CODES not in model_keys:
+            return " (it was saved quantized, and the graph does not quantize it)"
+        if QUANTIZED_CODES in model_keys and QUANTIZED_CODES not in file_keys and not any(
+                k.endswith(CODES) for k in file_keys):
+            return (" (the file holds the graph's quantized tensors in full precision: saved without bits, and the "
+                    "graph quantizes them)")
         base = key.removesuffix(CODES).removesuffix(SCALE)
         if base != key and (base in file_keys or base in model_keys):
             if base in file_keys:

@@ -64,7 +64,9 @@ def load_weights(model, directory: Path, adapter_name: str) -> None:
     live = adapter_state_dict(model, adapter_name)
     shapes = {k: tuple(t.shape) for k, t in live.items()}
     quantizers = adapter_quantizers(model, adapter_name)
-    _, tensors = ckpt.load_adapter_files(directory, ckpt.file_shapes(shapes, quantizers))
+    _, tensors = ckpt.load_adapter_files(directory)
+    expected = ckpt.file_shapes(shapes, quantizers, per_key=ckpt.is_packed_per_key(tensors))
+    ckpt.check_tensors(directory / ckpt.WEIGHTS_NAME, tensors, expected)
     tensors = ckpt.decode_tensors(directory / ckpt.WEIGHTS_NAME, tensors, quantizers, shapes)
     with torch.no_grad():
         for key, tensor in live.items():

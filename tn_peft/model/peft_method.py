@@ -374,6 +374,44 @@ class TnPeftTuner(BaseTuner):
         the second-to-last part peft's default strips. Loading maps keys back through this same function."""
         return re.sub(rf"(^|\.)(tn_adapters|tn_shared)\.{re.escape(adapter_name)}\.", r"\1\2.", key)
 
+    @classmethod
+    def _get_adapter_state_dict(cls, model: nn.Module, config, adapter_name: str, state_dict: dict[str, torch.Tensor],
+                                unwanted_adapter_names: list[str]) -> dict[str, torch.Tensor]:
+        """peft's entries of this adapter, with the parameters trained quantized packed under two keys as in
+        tn_peft's own format (:func:`tn_peft.io.checkpoint.pack_quantized`), ordered by their saved keys."""
+        from ..io import checkpoint as ckpt
+
+        tensors = super()._get_adapter_state_dict(model, config, adapter_name, state_dict, unwanted_adapter_names)
+        quantizers = {k: q for k, q in ckpt.state_quantizers(model).items() if k in tensors}
+        if not quantizers:
+            return tensors
+        return ckpt.encode_tensors(tensors, quantizers, order=lambda k: cls._saved_key(k, adapter_name))
+
+    @classmethod
+    def _remap_adapter_state_dict_for_load(cls, model: nn.Module, config, adapter_name: str,
+                                           state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A file's entries back to the model's keys; the packed quantized tensors first split and decoded to
+        the values the adapter trained with (files without them, older ones included, load as they are)."""
+        from ..io import checkpoint as ckpt
+
+        if ckpt.QUANTIZED_CODES in state_dict or ckpt.QUANTIZED_SCALES in state_dict:
+            live = model.state_dict(keep_vars=True)
+            quantizers, shapes = {}, {}
+            for key, quantizer in ckpt.state_quantizers(model).items():
+                saved = cls._saved_key(key, adapter_name)
+                if saved != key and key in live:   # this adapter's (the others keep their names)
+                    quantizers[saved], shapes[saved] = quantizer, tuple(live[key].shape)
+            state_dict = ckpt.decode_tensors(ckpt.WEIGHTS_NAME, state_dict, quantizers, shapes)
+        return super()._remap_adapter_state_dict_for_load(model, config, adapter_name, state_dict)
+
+    @classmethod
+    def _saved_key(cls, key: str, adapter_name: str) -> str:
+        """A model key as the file names it (:meth:`_remove_adapter_name_from_key`), always under PREFIX."""
+        from ..io import checkpoint as ckpt
+
+        saved = cls._remove_adapter_name_from_key(key, adapter_name)
+        return saved if saved.startswith(ckpt.PREFIX) or saved == key else ckpt.PREFIX + saved
+
     def _unload_and_optionally_merge(self, *args: Any, **kwargs: Any):
         model = super()._unload_and_optionally_merge(*args, **kwargs)
         self._engine._node_groups = {}

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError, TnPeftError, UsageError
-from ...io.atomic import atomic_write, atomic_write_text
+from ...io.atomic import atomic_write_text
 from . import frontier, runfolder, userdata
 from .data import Split, encode, load_dataset, model_path
 from .grid import HEAD_LR, Row, compare_rows, graph_rows
@@ -118,16 +118,9 @@ def methods_from_args(args: argparse.Namespace, train_size: int, rows: list[Row]
     return methods
 
 
-def _save(out: Path, name: str, wrapped: Any, classifier: Any) -> str:
-    from safetensors.torch import save_file
-
-    folder = out / name
-    if hasattr(wrapped, "save_pretrained"):
-        wrapped.save_pretrained(str(folder))
-    folder.mkdir(parents=True, exist_ok=True)
-    head = {k: v.detach().cpu().contiguous() for k, v in classifier.head.state_dict().items()}
-    atomic_write(folder / "head.safetensors", lambda tmp: save_file(head, str(tmp)))
-    return str(folder)
+def _save(out: Path, name: str, method: Method, wrapped: Any, classifier: Any) -> str:
+    """Save a trained model (its adapter and head; the head-only row: the head alone) under ``out/name``."""
+    return str(runfolder.save_model(out / name, None if method.kind == "head" else wrapped, classifier.head))
 
 
 def _folder_name(method: Method, seed: int, tag: str = "") -> str:
@@ -157,7 +150,7 @@ class Trainer:
         result["seed"] = seed
         if not args.no_save:
             t0 = time.perf_counter()
-            result["saved_to"] = _save(self.out, _folder_name(method, seed, tag), wrapped, classifier)
+            result["saved_to"] = _save(self.out, _folder_name(method, seed, tag), method, wrapped, classifier)
             result["save_seconds"] = time.perf_counter() - t0
         return result
 
@@ -311,7 +304,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "data": {"name": data.name, "labels": data.label_names, "split": split.sizes(),
                  "split_seed": args.split_seed, "grouped_by": "movie" if data.name == "rotten-tomatoes" else "group",
                  "max_length": args.seq_len, "summary": data_summary},
-        "model": str(folder),
+        "model": str(folder), "quantize_base": args.quantize_base,
         "threads": torch.get_num_threads(), "device": args.device, "batch_size": args.batch_size,
         "seeds": seeds, "runs": results, "summary": summary, "table": table,
     }

@@ -13,6 +13,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from ...errors import UsageError
 from ...io.atomic import atomic_write_text
@@ -21,6 +22,8 @@ from ...io.atomic import atomic_write_text
 MARKER = "INCOMPLETE"
 #: the file a finished run leaves
 METRICS = "metrics.json"
+#: the classifier head's file in each saved model's folder (``weight``, ``bias`` of its nn.Linear)
+HEAD_FILE = "head.safetensors"
 
 
 def is_incomplete(folder: str | Path) -> bool:
@@ -55,3 +58,21 @@ def mark_started(folder: str | Path, command: str | None) -> Path:
 def mark_finished(folder: str | Path) -> None:
     """Remove the :data:`MARKER`: every file of the run is written."""
     (Path(folder) / MARKER).unlink(missing_ok=True)
+
+
+def save_model(folder: str | Path, adapter: Any, head: Any) -> Path:
+    """Save one trained model of a run into ``folder``: the adapter as its library saves it
+    (``adapter.save_pretrained``: peft's format, or tn_peft's) and the head as :data:`HEAD_FILE`.
+    ``adapter`` is None for the head-only row: its encoder is the frozen base model, which the run's
+    ``metrics.json`` names, so only the head is written (never a copy of the base)."""
+    from safetensors.torch import save_file
+
+    from ...io.atomic import atomic_write
+
+    folder = Path(folder)
+    if adapter is not None:
+        adapter.save_pretrained(str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    atomic_write(folder / HEAD_FILE, lambda tmp: save_file(tensors, str(tmp)))
+    return folder

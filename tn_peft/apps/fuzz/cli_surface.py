@@ -28,7 +28,7 @@ VALUES = ("lora", "quantum_peft", "ttd", "svd", "tt", "quanta", "kron", "lotr", 
 WARM_UP = (("check", "lora"), ("check", "case.yaml"), ("check", "missing-dir"), ("draw", "lora", "-o", "out.png"),
            ("plan", "quantum_peft", "--in-features", "8", "--out-features", "8", "--rows", "4", "--train"),
            ("convert", "seed-lora", "-o", "converted", "--to", "svd"), ("export-lora", "seed-tn", "-o", "exported"),
-           ("inspect", "seed-tn"), ("inspect", "seed-lora"), ("frontier", "missing-dir"),
+           ("inspect", "seed-tn"), ("inspect", "seed-lora"), ("frontier", "missing-dir"), ("predict", "seed-tn", "--text", "x"),
            ("finetune", "--graph", "quantum_peft:layers=1,3", "--compare", "lora:r=1,2"), ("bench", "fuzz"), ())
 
 
