@@ -7,7 +7,8 @@ LoRA's ranks. What it removes, per adapted module m (each removal is structural:
 smaller, so the saved adapter holds only what is left and loads through its ``layer_graph_args`` and
 ``exclude_modules``, with nothing special):
 
-- a depth layer l: the l-th entangling layer of both circuits U and V (``layers`` L -> L - 1);
+- a depth layer l of one circuit: the l-th entangling layer of U (``out_layers`` L_U -> L_U - 1) or of V
+  (``in_layers``);
 - its last rank column: ``s[k-1]`` and the k-th columns of U and V (``rank`` k -> k - 1; ``alpha`` moves
   with it, ``alpha_m = alpha k_m / k``, so ``alpha / rank`` and every kept column are unchanged);
 - the module itself (dW_m = 0, it joins ``exclude_modules``).
@@ -16,7 +17,10 @@ Importance of a unit u is the first-order loss change its removal causes, from t
 of the module's node tensors T (U, s, V) and the tensors T_u the module has without u::
 
     dL_u ~ sum_T <G_T, T_u - T>     rank column: -s_{k-1} g_{k-1};   module: -sum_j s_j g_j;
-                                    depth l: <G_U, U_{-l} - U> + <G_V, V_{-l} - V>
+                                    depth l of U: <G_U, U_{-l} - U>   (of V: <G_V, V_{-l} - V>)
+
+Each unit changes one factor of ``dW = c U diag(s) V^T`` (dW is linear in each), so this is the first-order
+Taylor term in the change of dW, exact as that change goes to zero (with s: every change of dW is O(s)).
 
 smoothed over steps as AdaLoRA smooths its sensitivity, ``I_u <- beta I_u + (1 - beta) dL_u`` (beta 0.85).
 The schedule is AdaLoRA's cubic one: no pruning for the first ``warmup`` fraction of the steps, then the
@@ -44,20 +48,23 @@ FINAL = 0.3
 #: steps between two prune events (AdaLoRA's deltaT)
 EVERY = 10
 #: graph parameters the pruner changes per module
-PARAMS = ("budget", "layers", "rank", "alpha")
+PARAMS = ("budget", "rank", "alpha")
+#: circuit node -> the graph parameter of its depth (quantum_peft: -1 means ``layers``)
+DEPTH_PARAMS = {"U": "out_layers", "V": "in_layers"}
 
 
 @dataclass
 class ModuleState:
-    """One adapted module as the pruner sees it: depth L, rank k, its scale's alpha, the smoothed importance
-    of each unit (``depth[l]``, ``rank``, ``module``) and the shadow circuits that give ``U_{-l}``, ``V_{-l}``."""
+    """One adapted module as the pruner sees it: each circuit's depth, rank k, its scale's alpha, the smoothed
+    importance of each unit (``depth_score[U][l]``, ``rank``, ``module``) and the shadow circuits that give
+    ``U_{-l}``, ``V_{-l}``."""
 
     name: str
     layer: nn.Module
-    layers: int
+    depths: dict[str, int]
     rank: int
     alpha: float
-    depth_score: list[float] = field(default_factory=list)
+    depth_score: dict[str, list[float]] = field(default_factory=dict)
     rank_score: float = 0.0
     module_score: float = 0.0
     shadows: dict[str, list[nn.Module]] = field(default_factory=dict)  # pauli node name -> one node per l
@@ -65,11 +72,12 @@ class ModuleState:
 
 @dataclass(frozen=True)
 class Unit:
-    """A removable piece of one module: ``kind`` depth (``index`` = l) | rank | module."""
+    """A removable piece of one module: ``kind`` depth (layer ``index`` of circuit ``node``) | rank | module."""
 
     kind: str
     module: str
     index: int = -1
+    node: str = ""
 
 
 def find_engine(model: nn.Module) -> tuple[Any, list[Any]]:
@@ -134,8 +142,8 @@ class BudgetPruner:
             optimizer.step()
             pruner.step(step + 1, optimizer)  # prune on the schedule; the optimizer follows the new parameters
 
-    The graph must be made of ``pauli`` circuits (not csd) and one ``diagonal`` node with ``layers``,
-    ``rank`` and ``alpha`` parameters (``quantum_peft``), without frames or quantized angles.
+    The graph must be ``quantum_peft``'s form: circuits U and V (``pauli``, not csd; depths ``out_layers`` /
+    ``in_layers``) and one ``diagonal`` node, ``rank`` and ``alpha`` parameters, no frames or quantized angles.
     """
 
     def __init__(self, model: nn.Module, budget: int, total_steps: int, *, adapter_name: str = "default",
@@ -157,7 +165,7 @@ class BudgetPruner:
         self.final = min(round(final * total_steps), total_steps - self.warmup - 1)
         self.every, self.beta = every, beta
         network = engine.networks[adapter_name]
-        missing = [p for p in PARAMS if p not in network.params]
+        missing = [p for p in PARAMS + tuple(DEPTH_PARAMS.values()) if p not in network.params]
         if missing:
             raise SpecError(f"budget needs a graph with parameters {', '.join(PARAMS)}; graph {network.name!r} "
                             f"has no {missing[0]!r}", fix="use graph quantum_peft")
@@ -166,8 +174,8 @@ class BudgetPruner:
             if adapter_name in layer.tn_adapters:
                 self._check(name, layer.tn_adapters[adapter_name])
                 net = layer.tn_adapters[adapter_name].network
-                self.modules[name] = ModuleState(name, layer, int(net.params["layers"]), int(net.params["rank"]),
-                                                 float(net.params["alpha"]))
+                depths = {n: node.layers for n, node in self._circuits_of(layer.tn_adapters[adapter_name]).items()}
+                self.modules[name] = ModuleState(name, layer, depths, int(net.params["rank"]), float(net.params["alpha"]))
         self.start = self.count()
         self.captured: dict[str, list[torch.Tensor]] = {}
         self.removed: list[dict[str, Any]] = []   # every prune event: step, target, count after, units
@@ -183,7 +191,8 @@ class BudgetPruner:
     def _check(self, name: str, adapter: nn.Module) -> None:
         nodes = adapter.node_modules()
         kinds = sorted(node.kind for node in nodes.values())
-        if kinds.count("diagonal") != 1 or any(k not in ("pauli", "diagonal") for k in kinds):
+        if (kinds.count("diagonal") != 1 or any(k not in ("pauli", "diagonal") for k in kinds)
+                or sorted(n for n, node in nodes.items() if node.kind == "pauli") != sorted(DEPTH_PARAMS)):
             raise SpecError(f"budget needs circuits and one diagonal node per module; module {name!r} has {kinds}",
                             fix="use graph quantum_peft")
         for node in nodes.values():
@@ -207,7 +216,11 @@ class BudgetPruner:
         return state.layer.tn_adapters[self.adapter]
 
     def _circuits(self, state: ModuleState) -> dict[str, nn.Module]:
-        return {n: node for n, node in self._adapter(state).node_modules().items() if node.kind == "pauli"}
+        return self._circuits_of(self._adapter(state))
+
+    @staticmethod
+    def _circuits_of(adapter: nn.Module) -> dict[str, nn.Module]:
+        return {n: node for n, node in adapter.node_modules().items() if node.kind == "pauli"}
 
     def _diagonal(self, state: ModuleState) -> nn.Module:
         return next(node for node in self._adapter(state).node_modules().values() if node.kind == "diagonal")
@@ -215,16 +228,17 @@ class BudgetPruner:
     def _module_params(self, state: ModuleState) -> int:
         return sum(p.numel() for p in self._adapter(state).parameters())
 
-    def _depth_cost(self, state: ModuleState) -> int:
-        return sum(node.weights[0].numel() for node in self._circuits(state).values())
+    def _depth_cost(self, state: ModuleState, node: str) -> int:
+        return self._circuits(state)[node].weights[0].numel()
 
     def units(self) -> list[tuple[Unit, float, int]]:
         """Every removable unit now, with its smoothed importance and cost (parameters it frees)."""
         out = []
         for name, state in self.modules.items():
-            if state.layers and all(_is_circuit(n) for n in self._circuits(state).values()):
-                cost = self._depth_cost(state)
-                out += [(Unit("depth", name, l), state.depth_score[l], cost) for l in range(state.layers)]
+            for node, depth in state.depths.items():
+                if depth and node in state.shadows:
+                    cost = self._depth_cost(state, node)
+                    out += [(Unit("depth", name, l, node), state.depth_score[node][l], cost) for l in range(depth)]
             if state.rank > 1:
                 out.append((Unit("rank", name), state.rank_score, 1))
             out.append((Unit("module", name), state.module_score, self._module_params(state)))
@@ -272,10 +286,9 @@ class BudgetPruner:
                 sg = (values[diag] * grads[diag]).reshape(-1)
                 out[Unit("module", name)] = -float(sg.sum())
                 out[Unit("rank", name)] = -float(sg[-1])
-                for l in range(state.layers if state.shadows else 0):
-                    out[Unit("depth", name, l)] = float(sum(
-                        (grads[n] * (shadow_values[id(state.shadows[n][l])] - values[n])).sum()
-                        for n in state.shadows))
+                for n, shadows in state.shadows.items():
+                    for l, shadow in enumerate(shadows):
+                        out[Unit("depth", name, l, n)] = float((grads[n] * (shadow_values[id(shadow)] - values[n])).sum())
         return out
 
     def _shadow_tensors(self) -> dict[int, torch.Tensor]:
@@ -303,7 +316,8 @@ class BudgetPruner:
         for unit, value in raw.items():
             state = self.modules[unit.module]
             if unit.kind == "depth":
-                state.depth_score[unit.index] = b * state.depth_score[unit.index] + (1 - b) * value
+                scores = state.depth_score[unit.node]
+                scores[unit.index] = b * scores[unit.index] + (1 - b) * value
             elif unit.kind == "rank":
                 state.rank_score = b * state.rank_score + (1 - b) * value
             else:
@@ -338,8 +352,6 @@ class BudgetPruner:
             if unit.kind == "module":
                 count -= self._module_params(state) - sum(self._unit_cost(state, t) for t in taken)
                 taken[:] = [unit]
-            elif unit.kind == "depth" and sum(t.kind == "depth" for t in taken) >= state.layers:
-                continue
             else:
                 count -= self._unit_cost(state, unit)
                 taken.append(unit)
@@ -352,7 +364,7 @@ class BudgetPruner:
         return [u for us in per_module.values() for u in us]
 
     def _unit_cost(self, state: ModuleState, unit: Unit) -> int:
-        return self._depth_cost(state) if unit.kind == "depth" else 1
+        return self._depth_cost(state, unit.node) if unit.kind == "depth" else 1
 
     def finish(self, optimizer: torch.optim.Optimizer | None = None) -> list[Unit]:
         """Prune to the budget now (a loop that stopped before the schedule's end); usually removes nothing."""
@@ -368,11 +380,12 @@ class BudgetPruner:
             if optimizer is not None:
                 _retarget(optimizer, {id(p): None for p in old_params})
             return
-        gone = sorted({u.index for u in units if u.kind == "depth"})
-        kept = [l for l in range(state.layers) if l not in gone]
+        kept = {n: [l for l in range(depth) if Unit("depth", name, l, n) not in units]
+                for n, depth in state.depths.items()}
+        depths = {n: len(k) for n, k in kept.items()}
         rank = state.rank - sum(u.kind == "rank" for u in units)
         alpha = state.alpha * rank / state.rank
-        new = self._rebuilt(state, old, len(kept), rank, alpha)
+        new = self._rebuilt(state, old, depths, rank, alpha)
         moves: dict[int, tuple[nn.Parameter, Any] | None] = {}
         with torch.no_grad():
             for node_name, node in new.node_modules().items():
@@ -383,28 +396,28 @@ class BudgetPruner:
                 else:
                     node.initial.copy_(before.initial)
                     if node.weights.numel():   # layers 0: the mixed-radix weights are (0, 0), nothing to keep
-                        node.weights.copy_(before.weights[kept])
+                        node.weights.copy_(before.weights[kept[node_name]])
                     moves[id(before.initial)] = (node.initial, None)
-                    moves[id(before.weights)] = (node.weights, kept)
+                    moves[id(before.weights)] = (node.weights, kept[node_name])
         state.layer.tn_adapters[self.adapter] = new
-        state.layers, state.rank, state.alpha = len(kept), rank, alpha
-        state.depth_score = [state.depth_score[l] for l in kept]
-        self._set_config(name, {"layers": len(kept), "rank": rank, "alpha": alpha})
+        state.depths, state.rank, state.alpha = depths, rank, alpha
+        state.depth_score = {n: [state.depth_score[n][l] for l in k] for n, k in kept.items()}
+        self._set_config(name, {**{DEPTH_PARAMS[n]: d for n, d in depths.items()}, "rank": rank, "alpha": alpha})
         self._refresh()
         self._reset(state, keep_scores=True)
         if optimizer is not None:
             _retarget(optimizer, moves)
 
-    def _rebuilt(self, state: ModuleState, old: nn.Module, layers: int, rank: int, alpha: float) -> nn.Module:
+    def _rebuilt(self, state: ModuleState, old: nn.Module, depths: dict[str, int], rank: int, alpha: float) -> nn.Module:
         from ..adapter.adapter import Adapter
 
-        network = old.network.with_params(layers=layers, rank=rank, alpha=alpha)
+        network = old.network.with_params(rank=rank, alpha=alpha, **{DEPTH_PARAMS[n]: d for n, d in depths.items()})
         param = next(old.parameters())
         new = Adapter(network, old.in_features, old.out_features, dtype=param.dtype, device=param.device)
-        got = {n.layers for n in new.node_modules().values() if n.kind == "pauli"}
-        if got != {layers}:
-            raise SpecError(f"budget: rebuilding module {state.name!r} with layers={layers} gave circuits of "
-                            f"{sorted(got)} layers", fix="use graph quantum_peft (its circuits take layers: '{layers}')")
+        got = {n: node.layers for n, node in self._circuits_of(new).items()}
+        if got != depths:
+            raise SpecError(f"budget: rebuilding module {state.name!r} with depths {depths} gave circuits of {got}",
+                            fix="use graph quantum_peft (its circuits' layers follow out_layers / in_layers)")
         return new
 
     def _drop(self, state: ModuleState) -> None:
@@ -438,31 +451,34 @@ class BudgetPruner:
         self.engine._mark_trainable()
 
     def _reset(self, state: ModuleState, keep_scores: bool = False) -> None:
-        """(Re)build the module's shadow circuits (one per depth layer); zero its scores unless ``keep_scores``."""
+        """(Re)build the module's shadow circuits (one per depth layer of each circuit, that circuit one layer
+        shorter); zero its scores unless ``keep_scores``."""
         if not keep_scores:
-            state.depth_score = [0.0] * state.layers
+            state.depth_score = {n: [0.0] * d for n, d in state.depths.items()}
             state.rank_score = state.module_score = 0.0
         state.shadows = {}
-        circuits = self._circuits(state)
-        if not state.layers or not all(_is_circuit(n) for n in circuits.values()):
-            return
         from ..nodes.base import create_node
 
         adapter = self._adapter(state)
-        network = adapter.network.with_params(layers=state.layers - 1)
-        sizes = network.resolve(adapter.in_features, adapter.out_features)
         param = next(adapter.parameters())
-        for spec in network.nodes:
-            if spec.name in circuits:
-                shape = tuple(sizes[leg] for leg in spec.legs)
-                state.shadows[spec.name] = [
-                    create_node(spec.kind, spec.name, spec.legs, shape, spec.options, source=network.source,
-                                checked=True).to(dtype=param.dtype, device=param.device).requires_grad_(False)
-                    for _ in range(state.layers)]
+        for name, node in self._circuits(state).items():
+            depth = state.depths[name]
+            if not depth or not _is_circuit(node):
+                continue
+            network = adapter.network.with_params(**{DEPTH_PARAMS[name]: depth - 1})
+            sizes = network.resolve(adapter.in_features, adapter.out_features)
+            spec = next(s for s in network.nodes if s.name == name)
+            shape = tuple(sizes[leg] for leg in spec.legs)
+            state.shadows[name] = [
+                create_node(spec.kind, spec.name, spec.legs, shape, spec.options, source=network.source,
+                            checked=True).to(dtype=param.dtype, device=param.device).requires_grad_(False)
+                for _ in range(depth)]
 
     def allocation(self) -> dict[str, dict[str, int]]:
-        """Module name -> its ``layers`` and ``rank`` now (dropped modules are absent)."""
-        return {name: {"layers": s.layers, "rank": s.rank} for name, s in self.modules.items()}
+        """Module name -> its circuits' depths (``out_layers``, ``in_layers``) and ``rank`` now (dropped modules
+        are absent)."""
+        return {name: {**{DEPTH_PARAMS[n]: d for n, d in s.depths.items()}, "rank": s.rank}
+                for name, s in self.modules.items()}
 
     def summary(self) -> dict[str, Any]:
         """What the pruning did, for logs: start and final counts, budget, allocation, prune events."""
@@ -473,7 +489,7 @@ class BudgetPruner:
         """Remove the pruner's hooks from the model."""
         for hook in self._hooks:
             hook.remove()
-        self._hooks = []
+        self._hooks, self.captured = [], {}
 
 
 def _key(name: str) -> str:
