@@ -165,9 +165,10 @@ class BudgetPruner:
         self.final = min(round(final * total_steps), total_steps - self.warmup - 1)
         self.every, self.beta = every, beta
         network = engine.networks[adapter_name]
-        missing = [p for p in PARAMS + tuple(DEPTH_PARAMS.values()) if p not in network.params]
+        needed = PARAMS + tuple(DEPTH_PARAMS.values())
+        missing = [p for p in needed if p not in network.params]
         if missing:
-            raise SpecError(f"budget needs a graph with parameters {', '.join(PARAMS)}; graph {network.name!r} "
+            raise SpecError(f"budget needs a graph with parameters {', '.join(needed)}; graph {network.name!r} "
                             f"has no {missing[0]!r}", fix="use graph quantum_peft")
         self.modules: dict[str, ModuleState] = {}
         for name, layer in engine.tn_layers():
@@ -221,9 +222,6 @@ class BudgetPruner:
     @staticmethod
     def _circuits_of(adapter: nn.Module) -> dict[str, nn.Module]:
         return {n: node for n, node in adapter.node_modules().items() if node.kind == "pauli"}
-
-    def _diagonal(self, state: ModuleState) -> nn.Module:
-        return next(node for node in self._adapter(state).node_modules().values() if node.kind == "diagonal")
 
     def _module_params(self, state: ModuleState) -> int:
         return sum(p.numel() for p in self._adapter(state).parameters())
