@@ -205,3 +205,25 @@ def test_budget_errors_are_clear():
         BudgetPruner(base, 10, 10)
     with pytest.raises(UsageError, match="schedule"):
         pruner_for(peft_model(base, 50), 10, warmup=0.6, final=0.5)
+
+
+def test_peft_door_reloads_per_layer_depths_of_a_catalog_graph(tmp_path):
+    """A saved graph_spec has its parameters substituted into node options; per-layer depth overrides of a catalog
+    graph are expanded again from the catalog (tn_peft.model.peft_method._catalog_template_fits)."""
+    base = tiny_bert()
+    config = TnPeftConfig(graph="quantum_peft", graph_args={"layers": 2}, target_modules=["query", "value"],
+                          layer_graph_args={"value": {"out_layers": 0, "in_layers": 1}})
+    model = peft.get_peft_model(copy.deepcopy(base), config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("nodes.s.values"):
+                p.fill_(0.1)
+    model.save_pretrained(str(tmp_path))
+    loaded = peft.PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path))
+    depths = {n.rsplit(".", 1)[-1]: (layer.tn_adapters["default"].node("U").layers,
+                                     layer.tn_adapters["default"].node("V").layers)
+              for n, layer in loaded.base_model._engine.tn_layers()}
+    assert depths == {"query": (2, 2), "value": (0, 1)}
+    ids, mask, _ = batch(5)
+    with torch.no_grad():
+        torch.testing.assert_close(hidden(loaded, ids, mask), hidden(model, ids, mask), rtol=0, atol=1e-6)
