@@ -30,11 +30,11 @@ GRAPH = HERE / "pauli_left_dense_right.yaml"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """``tn-peft finetune``'s options with this script's defaults."""
-    from tn_peft.apps.finetune.run import add_arguments
+    from tn_peft.cli.finetune import add_arguments
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    parser.set_defaults(data=str(DATA), steps=30, batch_size=8, eval_every=10, max_length=48, out="runs/own-csv")
+    parser.set_defaults(data=str(DATA), steps=30, batch_size=8, eval_every=10, seq_len=48, output="runs/own-csv")
     args = parser.parse_args(argv)
     if args.graph is None:  # --graph appends: a default list would keep this graph beside the user's
         args.graph = [str(GRAPH)]

@@ -4,6 +4,8 @@
 - ``tn_peft.graph`` (structure) imports neither torch nor :mod:`tn_peft.model` when imported.
 - No library package imports the command line (``tn_peft.cli``) or the applications (``tn_peft.apps``).
 - No import cycle among the sub-packages, lazy (function-level) imports included.
+- Every sub-command's parser lives in ``tn_peft.cli``; the command line sits above the applications: the
+  applications import it only in :data:`CLI_DRIVERS`, the programs that run the whole command line.
 - Old import paths load the moved modules themselves, and warn once, naming the new path.
 """
 
@@ -22,11 +24,15 @@ from tn_peft.apps.bench import imports
 PACKAGE = Path(__file__).resolve().parents[1] / "tn_peft"
 #: sub-packages that are not the library: nothing in the library may import them
 OUTSIDE = ("cli", "apps")
+#: application files that drive the whole command line (the fuzzer's CLI surface; the GPU-image dry run),
+#: the only ones that may import :mod:`tn_peft.cli`; their edges to it are no dependency of the application
+CLI_DRIVERS = ("tn_peft/apps/fuzz/cli_surface.py", "tn_peft/apps/bench/device_image.py")
 
 
 def _run(code: str) -> str:
     """Run ``code`` in a fresh interpreter; its stdout, once it exited 0 (else the test fails with its stderr)."""
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
     return result.stdout
 
 
@@ -65,8 +71,9 @@ def unit_graph() -> dict[str, dict[str, str]]:
         if path == PACKAGE / "__init__.py":
             continue
         unit = _unit(path)
+        driver = str(path.relative_to(PACKAGE.parent)) in CLI_DRIVERS
         for other, line in imported_units(path).items():
-            if other != unit:
+            if other != unit and not (driver and other == "cli"):
                 graph.setdefault(unit, {}).setdefault(other, f"{path.relative_to(PACKAGE.parent)}:{line}")
     return graph
 
@@ -99,6 +106,25 @@ def test_planning_stays_outside_a_compiled_graph_once_an_adapter_exists():
 
 
 GRAPH_MODULES = sorted(f"tn_peft.graph.{p.stem}" for p in (PACKAGE / "graph").glob("*.py") if p.stem != "__init__")
+
+
+def test_checking_a_graph_imports_no_torch():
+    """Loading, validating and sizing every catalog graph, and refusing a bad option, is structure only."""
+    _run("import sys\n"
+         "from tn_peft.errors import SpecError\n"
+         "from tn_peft.graph.spec import catalog, load_graph\n"
+         "for name in catalog():\n"
+         "    net = load_graph(name)\n"
+         "    net.validate()\n"
+         "    net.resolve(64, 48)\n"
+         "try:\n"
+         "    load_graph({'nodes': [{'name': 'a', 'kind': 'dense', 'legs': ['out', 'in'], 'options': {'colour': 1}}],"
+         " 'open': {'out': 'out', 'in': 'in'}})\n"
+         "except SpecError as err:\n"
+         "    assert 'colour' in str(err), err\n"
+         "else:\n"
+         "    raise AssertionError('a bad option passed')\n"
+         "assert 'torch' not in sys.modules, 'checking a graph imported torch'\n")
 
 
 @pytest.mark.parametrize("module", GRAPH_MODULES)
@@ -141,6 +167,23 @@ def test_no_import_cycle_among_the_sub_packages():
     cycles = [c for c in (cycle_from(name, [name]) for name in sorted(graph)) if c]
     assert not cycles, "import cycles:\n" + "\n".join(
         " -> ".join(c) + "  (" + ", ".join(graph[a][b] for a, b in zip(c, c[1:])) + ")" for c in cycles)
+
+
+def test_every_parser_is_in_the_cli_and_applications_do_not_import_it():
+    """No ``add_argument`` outside :mod:`tn_peft.cli`; no application module but a driver imports the CLI."""
+    parsers, imports_cli = [], []
+    for path in PACKAGE.rglob("*.py"):
+        rel = str(path.relative_to(PACKAGE.parent))
+        if _unit(path) == "cli":
+            continue
+        tree = ast.parse(path.read_text())
+        parsers += [f"{rel}:{n.lineno}" for n in ast.walk(tree)
+                    if isinstance(n, ast.Attribute) and n.attr in ("add_argument", "add_parser", "ArgumentParser")]
+        if "cli" in imported_units(path) and rel not in CLI_DRIVERS:
+            imports_cli.append(f"{rel}:{imported_units(path)['cli']}")
+    assert not parsers, "argparse parsers outside tn_peft/cli: " + ", ".join(parsers)
+    assert not imports_cli, "applications importing the command line: " + ", ".join(imports_cli)
+    assert all((PACKAGE.parent / d).is_file() for d in CLI_DRIVERS)
 
 
 def test_the_unit_graph_sees_lazy_and_relative_imports():

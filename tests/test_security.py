@@ -43,7 +43,7 @@ def test_graph_file_with_code_in_a_leg_name_is_refused_and_runs_nothing(in_tmp, 
     with pytest.raises(SpecError, match=r"evil\.json: sizes key .* is not a name") as caught:
         tn_peft.load_graph(path).build(in_features=64, out_features=64)(torch.randn(8, 64))
     assert "\\n" in str(caught.value) and "\n" not in str(caught.value)  # the value shown escaped, on one line
-    assert main(["plan", str(path), "--in-features", "64", "--out-features", "64", "--tokens", "8", "--train"]) == 2
+    assert main(["plan", str(path), "--in-features", "64", "--out-features", "64", "--rows", "8", "--train"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a name" in err
     assert not (in_tmp / "pwned").exists()

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from tn_peft.cli import main
 
 
@@ -22,8 +24,10 @@ def test_errors_print_one_line_without_traceback(tmp_path):
 
 
 def test_bad_set_value(capsys):
-    assert main(["check", "lora", "--set", "rank"]) == 2
-    assert "KEY=VALUE" in capsys.readouterr().err
+    """--set is checked as the command line is read: a usage error (exit 2), one message."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "lora", "--set", "rank"])
+    assert exit_info.value.code == 2 and "KEY=VALUE" in capsys.readouterr().err
 
 
 def test_draw_writes_png(tmp_path):
@@ -44,10 +48,10 @@ def test_finetune_through_the_cli_records_its_command_line(monkeypatch):
         return 0
 
     monkeypatch.setattr(finetune_run, "run", fake_run)
-    assert main(["finetune", "--steps", "3", "--out", "my runs/a", "--set", "rank=8"]) == 0
+    assert main(["finetune", "--steps", "3", "-o", "my runs/a", "--set", "rank=8", "layers=2"]) == 0
     args = seen["args"]
-    assert args.command_line == "tn-peft finetune --steps 3 --out 'my runs/a' --set rank=8"
-    assert args.graph_args == [("rank", 8)]
+    assert args.command_line == "tn-peft finetune --steps 3 -o 'my runs/a' --set rank=8 layers=2"
+    assert args.overrides == [("rank", 8), ("layers", 2)] and args.output == "my runs/a"
 
 
 def test_out_means_one_thing_in_graph_commands(tmp_path, capsys):

@@ -31,7 +31,7 @@ def gpt2_lora(gpt2_base, tmp_path):
 def test_cli_convert_inspect_export(gpt2_lora, tmp_path, capsys):
     _, lora_dir = gpt2_lora
     before = digest(lora_dir)
-    assert main(["convert", str(lora_dir), str(tmp_path / "svd"), "--to", "svd", "--map", fast_map()]) == 0
+    assert main(["convert", str(lora_dir), "-o", str(tmp_path / "svd"), "--to", "svd", "--map", fast_map()]) == 0
     out = capsys.readouterr().out
     assert "svd: " in out and "exact" in out and "transformer.h.1.mlp.c_proj" in out
     assert main(["inspect", str(tmp_path / "svd")]) == 0
@@ -40,13 +40,19 @@ def test_cli_convert_inspect_export(gpt2_lora, tmp_path, capsys):
     assert main(["inspect", str(lora_dir), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["type"] == "PEFT LoRA" and len(info["layers"]) == 6
-    assert main(["export-lora", str(tmp_path / "svd"), str(tmp_path / "back"), "--rank", "0.999"]) == 0
+    assert main(["export-lora", str(tmp_path / "svd"), "-o", str(tmp_path / "back"), "--energy", "0.999"]) == 0
     assert (tmp_path / "back" / "adapter_model.safetensors").is_file()
-    # an existing non-empty OUT_DIR is refused (exit 2, one message), then replaced with --force
-    assert main(["convert", str(lora_dir), str(tmp_path / "svd")]) == 2
-    assert "--force" in capsys.readouterr().err
-    assert main(["convert", str(lora_dir), str(tmp_path / "svd"), "--force", "--map", fast_map()]) == 0
-    assert main(["convert", str(lora_dir), str(lora_dir), "--force"]) == 2  # never over the input
+    # an existing non-empty output folder is refused (exit 2, one message), then replaced with --overwrite
+    assert main(["convert", str(lora_dir), "-o", str(tmp_path / "svd")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["convert", str(lora_dir), "-o", str(tmp_path / "svd"), "--overwrite", "--map", fast_map()]) == 0
+    assert main(["convert", str(lora_dir), "-o", str(lora_dir), "--overwrite"]) == 2  # never over the input
+    capsys.readouterr()
+    # the old spellings still work, each with a one-line note naming the new one
+    assert main(["export-lora", str(tmp_path / "svd"), str(tmp_path / "back2"), "--rank", "2", "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "--rank is spelled --lora-rank now" in err and "--force is spelled --overwrite now" in err
+    assert "OUT_DIR (a second positional argument) is spelled -o/--output now" in err
     assert digest(lora_dir) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
@@ -123,3 +129,34 @@ def test_tt_rank_cap_is_a_fit(gpt2_lora, tmp_path):
     assert not capped.exact and capped.graph_args["rank"] == 2
     loose = from_lora(lora_dir, tmp_path / "tt_tol", "tt", tolerance=0.3)
     assert all(row.relative_error <= 0.3 + 1e-6 for row in loose.layers)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--to", "svd", "--max-bond", "4"], "--max-bond does not apply to --to svd (only to --to tt / ttd)"),
+    (["--to", "svd", "--rank", "4"], "--max-bond does not apply to --to svd"),  # the silent case
+    (["--to", "pauli", "--tolerance", "0.1"], "--tolerance does not apply to --to pauli"),
+    (["--to", "tt", "--depth", "2"], "--depth does not apply to --to tt (only to --to pauli)"),
+    (["--to", "tt", "--map", "cayley"], "--map does not apply to --to tt"),
+    (["--to", "svd", "--fit-steps", "5"], "--fit-steps does not apply to --to svd"),
+    (["--to", "tt", "--center", "1"], "--center does not apply to --to tt (only to --to ttd)"),
+])
+def test_convert_refuses_options_its_form_would_ignore(argv, words, tmp_path, capsys):
+    assert main(["convert", str(tmp_path / "no-lora"), "-o", str(tmp_path / "out"), *argv]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_from_lora_refuses_tt_options_for_other_forms(tmp_path):
+    from tn_peft.errors import UsageError
+
+    with pytest.raises(UsageError, match="to='svd'.* takes no rank"):
+        from_lora(tmp_path / "no-lora", tmp_path / "out", "svd", rank=4)
+
+
+def test_export_lora_takes_one_of_rank_and_energy(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["export-lora", str(tmp_path), "-o", str(tmp_path / "o"), "--lora-rank", "2", "--energy", "0.9"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export-lora", str(tmp_path), "-o", str(tmp_path / "o"), "--energy", "1.5"])
+    assert "fraction in (0, 1]" in capsys.readouterr().err

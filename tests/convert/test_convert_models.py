@@ -72,6 +72,8 @@ def test_tt_full_rank_is_exact(gpt2_base, tmp_path, to):
     extra = {"map": fast_map(), "center": 2} if to == "ttd" else {}
     report = round_trip(gpt2_base, lora, tmp_path, token_batch(), to=to, **extra)
     assert report.exact
+    # an exact TT form keeps every degree of freedom of dW's factorization: larger than the LoRA, and said so
+    assert report.parameters > report.source_parameters and report.warnings
 
 
 @pytest.mark.slow

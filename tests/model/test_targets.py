@@ -88,7 +88,7 @@ def _count_calls(monkeypatch):
     from tn_peft.graph import network as network_module
     from tn_peft.graph import spec as spec_module
     from tn_peft.model import targets as targets_module
-    from tn_peft.nodes import base as base_module
+    from tn_peft.nodes import kinds as kinds_module
 
     counts = collections.Counter()
 
@@ -103,7 +103,7 @@ def _count_calls(monkeypatch):
 
     counted(spec_module, "network_from_spec", "expand")
     counted(network_module.Network, "_check_structure", "validate")
-    counted(base_module, "check_options", "check_options")
+    counted(kinds_module, "check_options", "check_options")
     counted(targets_module, "layer_type", "layer_type")
     return counts
 

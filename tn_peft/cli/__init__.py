@@ -21,8 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("tn_peft.cli.check", "validate a graph and print its nodes, legs, sizes, parameters, einsum"),
     "draw": ("tn_peft.cli.draw", "render a graph as a tensor-network diagram (PNG)"),
     "plan": ("tn_peft.cli.plan", "print the contraction plan, its decisions, costs and generated source"),
-    "finetune": ("tn_peft.apps.finetune.run", "fine-tune a real model on real data: graph adapters beside peft methods"),
-    "frontier": ("tn_peft.apps.finetune.frontier", "accuracy vs adapter parameters from finetune run folders and saved frontiers"),
+    "finetune": ("tn_peft.cli.finetune", "fine-tune a real model on real data: graph adapters beside peft methods"),
+    "frontier": ("tn_peft.cli.frontier", "accuracy vs adapter parameters from finetune run folders and saved frontiers"),
     "convert": ("tn_peft.cli.convert:convert", "convert a PEFT LoRA checkpoint to a tn_peft adapter"),
     "export-lora": ("tn_peft.cli.convert:export_lora", "export a tn_peft adapter as a PEFT LoRA checkpoint"),
     "inspect": ("tn_peft.cli.convert:inspect", "describe an adapter folder: layers, parameters, dW norms"),
@@ -30,14 +30,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: benchmark name -> (module, help), run by ``tn-peft bench NAME``.
 BENCHMARKS: dict[str, tuple[str, str]] = {
-    "unitary": ("tn_peft.apps.bench.unitary", "unitary maps vs torch's orthogonal parametrization"),
-    "planner": ("tn_peft.apps.bench.planner", "our plans vs opt_einsum greedy/optimal and torch.einsum"),
-    "step": ("tn_peft.apps.bench.step", "train-step time of Quantum-PEFT vs peft's LoRA on MiniLM"),
-    "fuzz": ("tn_peft.apps.bench.fuzz", "random graph specs, checkpoints and command lines: counts by outcome, crashes saved"),
-    "kernels": ("tn_peft.apps.bench.kernels", "fused Triton kernels vs the torch programs they replace (CUDA; --check on CPU)"),
-    "import": ("tn_peft.apps.bench.imports", "import tn_peft and the command line's --help, beside import torch"),
-    "mixed": ("tn_peft.apps.bench.mixed", "mixed-adapter batches (adapter_names=) vs one adapter at a time and peft's mixed LoRA"),
-    "gpu": ("tn_peft.apps.bench.gpu", "every device check in one run: kernel and graph correctness, speed, memory (CUDA; --dry-run on CPU)"),
+    "unitary": ("tn_peft.cli.bench:unitary", "unitary maps vs torch's orthogonal parametrization"),
+    "planner": ("tn_peft.cli.bench:planner", "our plans vs opt_einsum greedy/optimal and torch.einsum"),
+    "step": ("tn_peft.cli.bench:step", "train-step time of Quantum-PEFT vs peft's LoRA on MiniLM"),
+    "fuzz": ("tn_peft.cli.bench:fuzz", "random graph specs, checkpoints and command lines: counts by outcome, crashes saved"),
+    "kernels": ("tn_peft.cli.bench:kernels", "fused Triton kernels vs the torch programs they replace (CUDA; --check on CPU)"),
+    "import": ("tn_peft.cli.bench:import", "import tn_peft and the command line's --help, beside import torch"),
+    "mixed": ("tn_peft.cli.bench:mixed", "mixed-adapter batches (adapter_names=) vs one adapter at a time and peft's mixed LoRA"),
+    "gpu": ("tn_peft.cli.bench:gpu", "every device check in one run: kernel and graph correctness, speed, memory (CUDA; --dry-run on CPU)"),
 }
 
 
@@ -57,6 +57,9 @@ def _add_commands(subparsers, table: dict[str, tuple[str, str]], wanted: str | N
         if name == wanted:
             add, run = _entry(target)
             add(cmd)
+            if not any("--verbose" in a.option_strings for a in cmd._actions):
+                cmd.add_argument("--verbose", action="store_true",
+                                 help="also show the third-party warnings tn_peft filters out (tn_peft/cli/quiet.py)")
             cmd.set_defaults(handler=run)
 
 
@@ -89,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         # the command as typed, for run records (finetune's metrics.json "command")
         args.command_line = "tn-peft " + shlex.join(argv)
+        from .quiet import quiet_third_party
+
+        quiet_third_party(getattr(args, "verbose", False))
         result = handler(args)
         return result if isinstance(result, int) else 0
     except TnPeftError as err:

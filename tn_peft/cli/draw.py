@@ -12,9 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_graph_arguments(parser)
     parser.add_argument("-o", "--output", required=True, help="image file to write (.png, .svg or .pdf)")
     parser.add_argument("--symbolic", action="store_true",
-                        help="label legs with their size expressions instead of the numbers for --in/--out")
+                        help="label legs with their size expressions instead of the numbers for --in-features/--out-features")
     parser.add_argument("--expand", action="store_true",
-                        help="also draw each circuit node's gates (RY rotations and CZs) for --in/--out")
+                        help="also draw each circuit node's gates (RY rotations and CZs) for --in-features/--out-features")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 import yaml
 
 from ..errors import SpecError
+from .vocabulary import add_option
 
 
 def add_graph_arguments(parser: argparse.ArgumentParser, *, sizes_required: bool = False) -> None:
@@ -18,11 +18,25 @@ def add_graph_arguments(parser: argparse.ArgumentParser, *, sizes_required: bool
     output *file* (``tn-peft draw tt --out tt.png``), which is ``-o/--output``."""
     parser.add_argument("graph", metavar="GRAPH", help="a catalog name (e.g. quantum_peft) or a path to a YAML file")
     for side, text in (("in", "input"), ("out", "output")):
-        parser.add_argument(f"--{side}-features", f"--{side}", dest=f"{side}_features", type=_layer_size(side),
-                            action=_OldSpelling, default=None if sizes_required else 1024, required=sizes_required,
-                            metavar="N", help=f"the layer's {text} size (default 1024; --{side} is the old spelling)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a graph parameter, e.g. --set rank=8 (repeatable)")
+        add_option(parser, f"--{side}-features", old=(f"--{side}",), dest=f"{side}_features", type=_layer_size(side),
+                   default=None if sizes_required else 1024, required=sizes_required, metavar="N",
+                   help=f"the layer's {text} size (default 1024)")
+    add_set(parser, "override graph parameters, e.g. --set rank=8 layers=3")
+
+
+def add_set(parser: argparse.ArgumentParser, text: str) -> None:
+    """``--set KEY=VALUE ...``: graph parameters, as (key, value) pairs (values parsed as YAML scalars)."""
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", type=key_value, default=[],
+                        metavar="KEY=VALUE", help=text + " (space-separated, or repeated)")
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """One ``--set key=value``, as an argparse type."""
+    try:
+        ((key, value),) = parse_overrides([text]).items()
+    except SpecError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return key, value
 
 
 def _layer_size(side: str):
@@ -40,15 +54,6 @@ def _layer_size(side: str):
     return parse
 
 
-class _OldSpelling(argparse.Action):
-    """Store the value; an option given by its old spelling prints a one-line note naming the new one."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if option_string is not None and option_string != self.option_strings[0]:
-            print(f"tn-peft: note: {option_string} is spelled {self.option_strings[0]} now", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["rank=8", "map=cayley"]`` -> ``{"rank": 8, "map": "cayley"}`` (values parsed as YAML scalars)."""
     out: dict[str, Any] = {}
@@ -64,4 +69,4 @@ def load_from_args(args: argparse.Namespace):
     """The Network named by GRAPH with the --set overrides."""
     from ..graph.spec import load_graph
 
-    return load_graph(args.graph, **parse_overrides(args.overrides))
+    return load_graph(args.graph, **dict(args.overrides))

@@ -1,4 +1,4 @@
-"""``tn-peft plan GRAPH --in N --out M --tokens T [--train]``: print a plan.
+"""``tn-peft plan GRAPH --in-features N --out-features M --rows T [--train]``: print a plan.
 
 Prints the decisions, the contraction tree (one line per step), the predicted FLOPs, bytes kept for
 backward, peak and time, the same numbers for opt_einsum's FLOP-optimal tree, and the generated
@@ -11,23 +11,24 @@ import argparse
 import dataclasses
 import time
 
+from ..errors import UsageError
 from .graph_options import add_graph_arguments, load_from_args
+from .vocabulary import add_device, add_rows, device_or_default
 
 DTYPES = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_graph_arguments(parser)
-    parser.add_argument("--tokens", type=int, default=None,
-                        help="T, the rows of x (batch x sequence); omit to plan dW itself")
+    add_rows(parser, None, many=False)
     parser.add_argument("--train", action="store_true",
                         help="plan a training step (node tensors need gradients); default: inference")
     parser.add_argument("--x-grad", action="store_true", help="x needs a gradient too (an adapter deeper in a model)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="element type (default float32)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cost profile (default cpu)")
+    add_device(parser, what="the device to plan for (its cost profile)")
     parser.add_argument("--optimize", choices=["auto", "greedy", "optimal"], default="auto",
                         help="auto: our cost model; greedy/optimal: opt_einsum's FLOP-only trees")
-    parser.add_argument("--family", action="store_true", help="also print the token ranges of each tree")
+    parser.add_argument("--family", action="store_true", help="also print the row ranges of each tree")
     parser.add_argument("--no-source", action="store_true", help="do not print the generated source")
 
 
@@ -87,7 +88,10 @@ def report(net, in_features: int, out_features: int, *, tokens: int | None, trai
 
 def run(args: argparse.Namespace) -> int:
     net = load_from_args(args)
-    print(report(net, args.in_features, args.out_features, tokens=args.tokens, train=args.train,
-                 x_grad=args.x_grad, itemsize=DTYPES[args.dtype], device=args.device, optimize=args.optimize,
+    device = device_or_default(args.device).split(":")[0]
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"--device {args.device}: plans have cost profiles for cpu and cuda. Fix: --device cpu or cuda")
+    print(report(net, args.in_features, args.out_features, tokens=args.rows, train=args.train,
+                 x_grad=args.x_grad, itemsize=DTYPES[args.dtype], device=device, optimize=args.optimize,
                  family=args.family, source=not args.no_source))
     return 0

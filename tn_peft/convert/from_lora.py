@@ -19,6 +19,7 @@ and ``rank`` to the layer's largest bond.
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 
 from ..io import checkpoint as ckpt
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UsageError
 from . import fill, tt
 from .linalg import lora_to_svd, relative_error
 from .lora_io import LoraCheckpoint, read_lora
@@ -63,6 +64,10 @@ def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map
 
     if to not in KINDS:
         raise CheckpointError(f"unknown conversion target {to!r}; use one of {', '.join(KINDS)}")
+    ignored = [name for name, value in (("rank", rank), ("tolerance", tolerance)) if value is not None]
+    if to in ("svd", "pauli") and ignored:
+        raise UsageError(f"from_lora(to={to!r}) takes no {' or '.join(ignored)}: they shape tt/ttd bonds, and the "
+                         f"{to} form keeps the LoRA's own rank. Fix: drop {', '.join(ignored)}, or convert to tt/ttd")
     check_output(out_dir, force=force, inputs=(lora_dir,))
     lora = read_lora(lora_dir)
     types = _check_base_model(lora, base_model)
@@ -120,6 +125,8 @@ def from_lora(lora_dir: str | Path, out_dir: str | Path, to: str = "svd", *, map
         tensors[f"{ckpt.PREFIX}{name}"] = tensor
     config = _tn_config(lora, config, network, networks, types)
     write_folder(out_dir, lambda tmp: ckpt.save_adapter_files(tmp, config, tensors), force=force, inputs=(lora_dir,))
+    for text in report.warnings:  # also in report.format() and to_dict()["warnings"]
+        warnings.warn(text, UserWarning, stacklevel=2)
     return report
 
 

@@ -55,9 +55,21 @@ class ConversionReport:
     def parameters(self) -> int:
         return sum(r.parameters for r in self.layers)
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know: an exact form larger than the LoRA it came from."""
+        if self.exact and self.parameters > self.source_parameters:
+            return [f"the exact {self.kind} form has {self.parameters:,} parameters, "
+                    f"{self.parameters / max(self.source_parameters, 1):.1f}x the {self.source_parameters:,} of the "
+                    "LoRA it came from: an exact form keeps every degree of freedom of dW's factorization; "
+                    + ("cap the bonds (--max-bond) or allow an error (--tolerance) for a smaller fit"
+                       if self.kind in ("tt", "ttd") else "convert --to svd for the smallest exact form")]
+        return []
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(max_error=self.max_error, source_parameters=self.source_parameters, parameters=self.parameters)
+        data.update(max_error=self.max_error, source_parameters=self.source_parameters, parameters=self.parameters,
+                    warnings=self.warnings)
         return data
 
     def format(self, *, per_layer: bool = True) -> str:
@@ -77,6 +89,7 @@ class ConversionReport:
                      f"{self.max_error:.2e}")
         if self.copied:
             lines.append(f"  copied through: {len(self.copied)} tensors of modules_to_save")
+        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 

@@ -35,7 +35,7 @@ def check_output(out_dir: str | Path, *, force: bool = False, inputs: tuple[str 
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise CheckpointError(f"{out}: exists and is not empty; pass --force (force=True) to replace it")
+        raise CheckpointError(f"{out}: exists and is not empty; pass --overwrite (force=True) to replace it")
     return out
 
 

@@ -179,7 +179,7 @@ def draw_network(net: Network, path: str | Path | None = None, *, sizes: Mapping
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..nodes.base import StiefelNode, node_kind
+    from ..nodes.kinds import kind_info
 
     where = net.legs()
     # one anchor per open leg: factor legs fan out top to bottom, in on the left, out on the right
@@ -232,8 +232,7 @@ def draw_network(net: Network, path: str | Path | None = None, *, sizes: Mapping
                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
         labels.append((text, curve))
     for spec in net.nodes:
-        cls = node_kind(spec.kind)
-        stiefel = issubclass(cls, StiefelNode)
+        stiefel = kind_info(spec.kind).stiefel
         marker = "^" if stiefel else _SHAPES.get(spec.kind, "s")
         color = _STIEFEL_COLOR if stiefel else _COLORS.get(spec.kind, "#cdb4db")
         x, y = pos[spec.name]

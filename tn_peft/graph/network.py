@@ -193,13 +193,12 @@ class Network:
                      [(n.name, n.kind, n.legs, n.options, n.shared) for n in self.nodes]))
 
     def _check_structure(self) -> None:
-        from ..nodes.base import check_options, node_kind
+        from ..nodes.kinds import check_options
 
         if not self.nodes:
             raise SpecError("the network has no nodes", source=self.source, fix="add at least one node")
         self._check_names()
         for n in self.nodes:
-            node_kind(n.kind, node=n.name, source=_where(self.source, n.line))
             check_options(n.kind, n.options, node=n.name, source=_where(self.source, n.line))
         where = self.legs()
         for group in OPEN_GROUPS:

@@ -18,6 +18,7 @@ on the node entry, and an option the kind does not take is a :class:`~tn_peft.er
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
+from .kinds import BUILTIN_KINDS, check_options, kind_info
 
 #: kind name -> class; filled by ``Node.__init_subclass__``.
 REGISTRY: dict[str, type[Node]] = {}
@@ -61,6 +63,11 @@ class Node(nn.Module):
             other = REGISTRY.get(kind)
             if other is not None and other.__qualname__ != cls.__qualname__:
                 raise ValueError(f"node kind {kind!r} is already registered by {other.__module__}.{other.__qualname__}")
+            builtin = BUILTIN_KINDS.get(kind)
+            if builtin is not None and cls.__module__ == builtin.module and cls.option_names() != builtin.options:
+                raise TypeError(f"node kind {kind!r}: the options of {cls.__qualname__}.__init__ "
+                                f"{cls.option_names()} differ from its row in tn_peft.nodes.kinds "
+                                f"{builtin.options}; change both together")
             cls.kind = kind
             REGISTRY[kind] = cls
 
@@ -113,25 +120,19 @@ class Node(nn.Module):
 
 
 def node_kind(kind: str, *, node: str | None = None, source: str | None = None) -> type[Node]:
-    """Look up a registered node kind, or raise a SpecError listing the known kinds."""
-    _load_builtin_kinds()
-    try:
-        return REGISTRY[kind]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise SpecError(f"unknown node kind {kind!r}", node=node, source=source,
-                        fix=f"use one of: {known}; or register a new kind by subclassing "
-                            f"tn_peft.nodes.Node with kind=...") from None
+    """The registered class of a kind (a built-in one's module is imported on first use), or a
+    SpecError listing the known kinds."""
+    info = kind_info(kind, node=node, source=source)
+    if kind not in REGISTRY:
+        importlib.import_module(info.module)
+    return REGISTRY[kind]
 
 
-def check_options(kind: str, options: dict[str, Any], *, node: str | None = None,
-                  source: str | None = None) -> None:
-    """Raise SpecError if ``options`` holds a key the node kind does not take."""
-    allowed = node_kind(kind, node=node, source=source).option_names()
-    for key in options:
-        if key not in allowed:
-            raise SpecError(f"node kind {kind!r} has no option {key!r}", node=node, source=source,
-                            fix=f"use one of: {', '.join(sorted(allowed)) or '(none)'}")
+def load_builtin_kinds() -> dict[str, type[Node]]:
+    """Import every built-in kind's module (registering its class); the registry, now complete."""
+    for info in BUILTIN_KINDS.values():
+        importlib.import_module(info.module)
+    return REGISTRY
 
 
 def create_node(kind: str, name: str, legs: Sequence[str], shape: Sequence[int],
@@ -154,11 +155,6 @@ def create_node(kind: str, name: str, legs: Sequence[str], shape: Sequence[int],
         given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "no options"
         raise SpecError(f"node kind {kind!r} cannot be built with {given}: {err}", source=source, node=name,
                         fix=f"give the options the types of their defaults ({cls.option_names()})") from None
-
-
-def _load_builtin_kinds() -> None:
-    # Importing the package registers every built-in kind.
-    from .. import nodes  # noqa: F401
 
 
 class MatrixNode(Node):

@@ -116,7 +116,7 @@ class Problem:
         """The same network applied to ``x`` of ``tokens`` rows: ``y[T, out] = x[T, in] dW^T``."""
         tokens = int(tokens)
         if tokens < 1:
-            raise SpecError(f"the token count must be >= 1, got {tokens}", fix="pass --tokens 1 or more")
+            raise SpecError(f"the token count must be >= 1, got {tokens}", fix="pass --rows 1 or more")
         sizes = dict(self.sizes)
         sizes[TOKENS] = tokens
         if self.has_x:

@@ -14,7 +14,7 @@ pytest.importorskip("triton")
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
 def test_check_runs_every_kernel_on_cpu(tmp_path):
     out = tmp_path / "kernels.json"
-    result = subprocess.run([sys.executable, "-m", "tn_peft.cli", "bench", "kernels", "--check", "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "tn_peft.cli", "bench", "kernels", "--check", "-o", str(out)],
                             check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     data = json.loads(out.read_text())
@@ -34,7 +34,7 @@ def test_timing_without_cuda_is_one_clear_message():
 def test_layer_shapes_parse_or_say_what_is_wrong():
     import argparse
 
-    from tn_peft.apps.bench import layer_shape
+    from tn_peft.cli.bench import layer_shape
 
     assert layer_shape("4096x1536") == (4096, 1536)
     for bad in ("4096", "0x8", "ax8", "8x8x8"):

@@ -7,7 +7,7 @@ from model_helpers import run_bench
 
 
 def test_bench_mixed_smoke(tmp_path, capsys):
-    printed, data = run_bench("mixed", ["--adapters", "1", "3", "--batch", "4", "--tokens", "8", "--rounds", "1"],
+    printed, data = run_bench("mixed", ["--adapters", "1", "3", "--batch-size", "4", "--seq-len", "8", "--repeats", "1"],
                               tmp_path, capsys)
     assert "| adapters loaded | distinct in batch |" in printed
     one, three = data["results"]

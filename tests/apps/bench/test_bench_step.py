@@ -8,7 +8,7 @@ from model_helpers import run_bench
 
 
 def test_bench_step_smoke(tmp_path, capsys):
-    printed, data = run_bench("step", ["--batch", "2", "--tokens", "8", "--rounds", "2", "--warmup", "1",
+    printed, data = run_bench("step", ["--batch-size", "2", "--seq-len", "8", "--repeats", "2", "--warmup", "1",
                                        "--no-unbatched"], tmp_path, capsys)
     assert "| lora r4 (peft) |" in printed and "| quantum_peft r4 L1 |" in printed
     lora, qp = data["results"]["lora r4 (peft)"], data["results"]["quantum_peft r4 L1"]
@@ -23,7 +23,7 @@ def test_bench_step_smoke(tmp_path, capsys):
 
 def test_bench_step_on_an_nf4_base(tmp_path, capsys):
     pytest.importorskip("bitsandbytes")
-    printed, data = run_bench("step", ["--batch", "2", "--tokens", "8", "--rounds", "1", "--warmup", "1",
+    printed, data = run_bench("step", ["--batch-size", "2", "--seq-len", "8", "--repeats", "1", "--warmup", "1",
                                        "--no-unbatched", "--quantize-base", "nf4"], tmp_path, capsys)
     assert "all-MiniLM-L6-v2, nf4 base" in printed
     assert data["config"]["quantize_base"] == "nf4"

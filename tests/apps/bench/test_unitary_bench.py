@@ -5,12 +5,13 @@ import json
 import pytest
 
 from tn_peft.apps.bench import unitary
+from tn_peft.cli import main
 
 
 def test_bench_unitary_tiny(tmp_path):
     out = tmp_path / "unitary.json"
-    code = unitary.main(["--sizes", "8", "--ranks", "2", "--rounds", "2", "--min-rounds", "1", "--budget", "1",
-                         "--taylor-orders", "1", "4", "--out", str(out)])
+    code = main(["bench", "unitary", "--sizes", "8", "--ranks", "2", "--repeats", "2", "--min-repeats", "1", "--budget", "1",
+              "--taylor-orders", "1", "4", "-o", str(out)])
     assert code == 0
     data = json.loads(out.read_text())
     maps = {r["map"]: r for r in data["results"]}

@@ -16,7 +16,8 @@ from tn_peft.errors import DataError, MissingDependencyError, UsageError
 from tn_peft.apps.finetune import data as data_module
 from tn_peft.apps.finetune.data import encode, group_split, load_rotten_tomatoes, model_path
 from tn_peft.apps.finetune.methods import Method, build_classifier, load_encoder
-from tn_peft.apps.finetune.run import add_arguments, run
+from tn_peft.apps.finetune.run import run
+from tn_peft.cli.finetune import add_arguments
 from tn_peft.apps.finetune.train import evaluate, train
 
 
@@ -78,22 +79,28 @@ def test_diverged_loss_is_a_data_error_with_a_fix(tiny):
 
 
 TINY = ["--train-size", "48", "--validation-size", "16", "--test-size", "32", "--steps", "3", "--batch-size", "16",
-        "--max-length", "32", "--eval-every", "3", "--threads", "1", "--no-progress"]
+        "--seq-len", "32", "--eval-every", "3", "--threads", "1", "--no-progress"]
 
 
 def test_pipeline_writes_run_folder(tmp_path):
     _assets_or_skip()
     parser = add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--compare", "lora", *TINY, "--out", str(tmp_path)])
+    args = parser.parse_args(["--compare", "lora", *TINY, "-o", str(tmp_path)])
     metrics = run(args)
     names = [r["method"]["name"] for r in metrics["runs"]]
-    # the default graph row adapts four modules per block, peft's rows query and value; the head-only floor is always a row
-    assert names == ["quantum_peft layers=3 on query,key,value,attention.output.dense", "lora r=4 alpha=8", "head"]
-    assert [r["adapter_parameters"] for r in metrics["runs"]] == [2880, 36864, 0]  # LoRA: 12 x 4 x (384 + 384)
+    # one rule: every row whose spec names no targets= adapts --targets (default query and value), the
+    # default graph as any other; the head-only floor is always a row
+    assert names == ["quantum_peft layers=3", "lora r=4 alpha=8", "head"]
+    assert [r["adapter_parameters"] for r in metrics["runs"]] == [1440, 36864, 0]  # LoRA: 12 x 4 x (384 + 384)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["data"]["split"] == {"train": 48, "validation": 16, "test": 32}
+    assert saved["settings"] == {"model": "all-MiniLM-L6-v2", "data": "rotten-tomatoes", "split": saved["data"]["split"],
+                                 "split_seed": 0, "grouped_by": "movie", "steps": 3}
+    table = (tmp_path / "table.txt").read_text().splitlines()
+    assert table[0].split()[:2] == ["method", "targets"]  # the targets of every row are printed
+    assert [" query,value " in line for line in table[2:]] == [True, True, False] and table[4].split()[:2] == ["head", "-"]
     assert (tmp_path / "curves.png").stat().st_size > 10_000
-    for folder in ("adapter-quantum_peft_layers=3_on_query_key_value_attention.output.dense-seed0",
+    for folder in ("adapter-quantum_peft_layers=3-seed0",
                    "adapter-lora_r=4_alpha=8-seed0"):
         assert (tmp_path / folder / "adapter_config.json").exists()
         assert (tmp_path / folder / "head.safetensors").exists()
@@ -107,7 +114,7 @@ def test_compare_harness_tunes_on_validation_and_writes_the_frontier(tmp_path):
     _assets_or_skip()
     parser = add_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["--graph", "quantum_peft:layers=1", "--compare", "ia3:lr=1e-2,1e-1", "fourierft:n=50",
-                              "--tune", "--seed", "0", "1", "--no-save", *TINY, "--out", str(tmp_path)])
+                              "--tune", "--seed", "0", "1", "--no-save", *TINY, "-o", str(tmp_path)])
     metrics = run(args)
     tuning = json.loads((tmp_path / "tuning.json").read_text())
     (ia3,) = [t for t in tuning["rows"] if t["method"] == "ia3"]
@@ -125,7 +132,7 @@ def test_compare_harness_tunes_on_validation_and_writes_the_frontier(tmp_path):
 
 def test_bad_compare_spec_fails_before_loading_anything(tmp_path):
     parser = add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--compare", "lora:rank=2", *TINY, "--out", str(tmp_path)])
+    args = parser.parse_args(["--compare", "lora:rank=2", *TINY, "-o", str(tmp_path)])
     with pytest.raises(DataError, match="LoraConfig has no field 'rank'"):
         run(args)
     assert not (tmp_path / "metrics.json").exists()
@@ -299,7 +306,7 @@ def test_own_csv_example_runs_as_written_and_keeps_its_results(tmp_path, capsys)
     # same folder is refused, --overwrite replaces it
     _assets_or_skip()
     example = _own_csv_example()
-    argv = ["--steps", "2", "--eval-every", "2", "--no-save", "--no-progress", "--threads", "1", "--out", str(tmp_path)]
+    argv = ["--steps", "2", "--eval-every", "2", "--no-save", "--no-progress", "--threads", "1", "-o", str(tmp_path)]
     metrics = example.main(argv)
     summary = metrics["data"]["summary"]
     assert summary["rows_used"] == 60 and summary["classes"] == {"negative": 30, "positive": 30}
@@ -324,7 +331,7 @@ def test_an_interrupted_run_leaves_its_folder_marked_incomplete(tmp_path, monkey
     monkeypatch.setattr(run_module, "train", interrupted)
     args = add_arguments(argparse.ArgumentParser()).parse_args(
         ["--data", str(_own_csv_example().DATA), "--steps", "2", "--no-progress", "--threads", "1",
-         "--out", str(tmp_path)])
+         "-o", str(tmp_path)])
     with pytest.raises(KeyboardInterrupt):
         run(args)
     assert (tmp_path / "INCOMPLETE").exists() and not (tmp_path / "metrics.json").exists()

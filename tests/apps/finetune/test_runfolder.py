@@ -18,7 +18,7 @@ def _run_folder(folder, acc=0.7, *, finished=True):
            "validation_accuracy": [acc], "mean_step_seconds": 0.1, "peak_memory_bytes": 2**20}
     (folder / runfolder.METRICS).write_text(json.dumps({"runs": [run]}))
     if not finished:
-        runfolder.mark_started(folder, "tn-peft finetune --out x")
+        runfolder.mark_started(folder, "tn-peft finetune -o x")
     return folder
 
 
@@ -71,17 +71,18 @@ def test_frontier_command_skips_an_incomplete_run(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     _run_folder(tmp_path / "stopped", finished=False)
     with pytest.warns(UserWarning, match="its run has not finished"):
-        assert main(["frontier", str(tmp_path / "stopped"), "--out", str(tmp_path / "f")]) == 2
+        assert main(["frontier", str(tmp_path / "stopped"), "-o", str(tmp_path / "f")]) == 2
     assert "no run with a test accuracy" in capsys.readouterr().err
 
 
 def test_finetune_refuses_the_folder_before_reading_anything(tmp_path):
-    from tn_peft.apps.finetune.run import add_arguments, run
+    from tn_peft.apps.finetune.run import run
+    from tn_peft.cli.finetune import add_arguments
 
     done = _run_folder(tmp_path / "done")
     before = (done / runfolder.METRICS).read_text()
     args = add_arguments(argparse.ArgumentParser()).parse_args(["--data", str(tmp_path / "missing.csv"),
-                                                                "--out", str(done)])
+                                                                "-o", str(done)])
     with pytest.raises(UsageError, match="holds an earlier run"):
         run(args)
     assert (done / runfolder.METRICS).read_text() == before

@@ -277,7 +277,7 @@ def test_the_issue_files_are_one_line_and_exit_2_on_the_command_line(tmp_path, c
     path = tmp_path / "mine.csv"
     if content is not None:
         _file(tmp_path, content, "mine.csv")
-    assert main(["finetune", "--data", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert main(["finetune", "--data", str(path), "-o", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"tn-peft: error: {path}") and message in err, err
     assert not (tmp_path / "run").exists()

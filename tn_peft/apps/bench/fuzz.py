@@ -13,14 +13,6 @@ from pathlib import Path
 SURFACES = ("spec", "checkpoint", "cli", "data")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--cases", type=int, default=200, help="cases per surface (default: %(default)s)")
-    parser.add_argument("--surface", choices=SURFACES, action="append", default=None,
-                        help="surface to fuzz (repeatable; default: all)")
-    parser.add_argument("--out", default="fuzz-crashes", help="folder for the first input of each crash class "
-                        "(default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a case counts as a hang")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
             module = importlib.import_module(f"tn_peft.apps.fuzz.{surface}_surface")
             folder = Path(work) / surface
             cases = module.make(folder)
-            report = run_cases(surface, cases, args.cases, Path(args.out), seconds=args.timeout, folder=folder)
+            report = run_cases(surface, cases, args.cases, Path(args.output), seconds=args.timeout, folder=folder)
             print(report.format(), flush=True)
             bad += report.bad
-    print(f"total crashes, hangs or effects: {bad}" + (f" (first inputs in {args.out}/)" if bad else ""))
+    print(f"total crashes, hangs or effects: {bad}" + (f" (first inputs in {args.output}/)" if bad else ""))
     return 1 if bad else 0

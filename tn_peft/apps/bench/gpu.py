@@ -78,14 +78,6 @@ DRY = Sizes(check_kernel_shapes=((24, 20),), check_graph_shapes=((44, 40),), che
             step_rounds=2, mixed_counts=(1, 2), mixed_rounds=1, scale_down=True)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dry-run", action="store_true",
-                        help="on a CPU: every section at small sizes, kernels under the Triton interpreter, "
-                             "as on the bare GPU image (packages it lacks blocked)")
-    parser.add_argument("-o", "--output", default="bench-results/gpu.json", help="JSON output path")
-    parser.add_argument("--budget", type=float, default=330.0,
-                        help="seconds for all sections (default 330: the whole run stays under 6 minutes)")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="what to run")
 
 
 # ---------------------------------------------------------------------- running as the device would

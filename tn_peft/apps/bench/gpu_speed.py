@@ -267,6 +267,6 @@ def mixed_rows(counts, device: torch.device, out_of_time, *, rounds: int, scale_
         return [], len(counts)
     with tempfile.TemporaryDirectory(prefix="tn-peft-gpu-") as folder:
         random_model("minilm", torch.device("cpu"), torch.float32, scale_down=scale_down).save_pretrained(folder)
-        args = argparse.Namespace(batch=8 if scale_down else 64, tokens=8 if scale_down else 32,
-                                  targets=["query", "value"], rounds=rounds)
+        args = argparse.Namespace(batch_size=8 if scale_down else 64, seq_len=8 if scale_down else 32,
+                                  targets=["query", "value"], repeats=rounds)
         return _budgeted(list(counts), out_of_time, lambda n: measure_count(folder, n, args, str(device)))

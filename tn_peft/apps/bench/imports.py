@@ -10,7 +10,7 @@ in an order that alternates between rounds, so machine load hits all alike. Case
   wrapper, the planner);
 - ``tn-peft --help`` and ``tn-peft check --help`` (``tn_peft.cli.main``).
 
-Reported: median seconds per case over ``--rounds``, and the two targets: ``--help`` and ``check
+Reported: median seconds per case over ``--repeats``, and the two targets: ``--help`` and ``check
 --help`` import no torch and take under ``HELP_TARGET_S``; the engine costs at most
 ``ENGINE_TARGET_S`` more than ``import torch``. Each ``--help`` case also checks, in its own process,
 that ``torch`` is not in ``sys.modules``.
@@ -48,8 +48,6 @@ CASES: dict[str, str] = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rounds", type=int, default=7, help="measured rounds (default %(default)s)")
 
 
 def _time(code: str) -> float:
@@ -89,6 +87,6 @@ def report(medians: dict[str, float]) -> tuple[list[str], bool]:
 
 
 def run(args: argparse.Namespace) -> int:
-    lines, _ = report(measure(args.rounds))
+    lines, _ = report(measure(args.repeats))
     print("\n".join(lines))
     return 0

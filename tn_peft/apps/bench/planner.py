@@ -1,7 +1,7 @@
 """``tn-peft bench planner``: our plans against opt_einsum's greedy / optimal paths and torch.einsum.
 
 For every catalog graph, layer shape (``--shapes``, default 4096x4096 and 384x1536) and token count
-(``--tokens``, default 1, 64, 4096) the training step of the adapter's contraction ``y = x dW^T``
+(``--rows``, default 1, 64, 4096) the training step of the adapter's contraction ``y = x dW^T``
 (node tensors need gradients, x does not) runs forward + backward four ways, interleaved in one
 process so machine noise hits all alike:
 
@@ -37,22 +37,10 @@ from ...planner.problem import TOKENS
 from ...planner.runtime.dispatch import PlanFamily, clear_caches
 from ...planner.search import exact_path
 from ...graph.spec import catalog, load_graph
-from . import layer_shape
 
 METHODS = ("ours", "greedy", "optimal", "einsum")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--graphs", nargs="+", default=None, help="catalog graphs (default: all)")
-    parser.add_argument("--shapes", nargs="+", type=layer_shape, default=[(4096, 4096), (384, 1536)],
-                        help="layers as OUTxIN (default 4096x4096 384x1536)")
-    parser.add_argument("--tokens", type=int, nargs="+", default=[1, 64, 4096], help="token counts T")
-    parser.add_argument("--repeat", type=int, default=30, help="most timed rounds per case")
-    parser.add_argument("--budget", type=float, default=3.0, help="seconds per case after which rounds stop")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--no-peak", action="store_true", help="skip the peak-memory runs")
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    parser.add_argument("--out", default="bench-results/planner.json", help="JSON output path")
 
 
 # ------------------------------------------------------------------ one case
@@ -128,7 +116,7 @@ def run_case(graph: str, out_features: int, in_features: int, tokens: int, args)
         planning[method] = p
     x = torch.randn(tokens, in_features)
     args_list = [[x, *tensors] for _ in METHODS]
-    times = measure.time_forward_backward([fns[m] for m in METHODS], args_list, repeat=args.repeat,
+    times = measure.time_forward_backward([fns[m] for m in METHODS], args_list, repeat=args.repeats,
                                           budget_s=args.budget)
     row: dict[str, Any] = {"graph": graph, "out": out_features, "in": in_features, "tokens": tokens,
                            "operands": len(problem.operands), "decisions": plan.decisions,
@@ -154,7 +142,7 @@ def tt_memory_case(args) -> dict[str, Any]:
     x = torch.randn(1024, 4096)
     names = list(plans)
     times = measure.time_forward_backward([plans[n].program for n in names], [[x, *tensors] for _ in names],
-                                          repeat=args.repeat, budget_s=args.budget * 2)
+                                          repeat=args.repeats, budget_s=args.budget * 2)
     out = {}
     for name, t in zip(names, times):
         saved = measure.saved_bytes(plans[name].program, [x, *tensors], exclude=tensors)
@@ -287,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for graph in graphs:
         for out_features, in_features in args.shapes:
-            for tokens in args.tokens:
+            for tokens in args.rows:
                 row = run_case(graph, out_features, in_features, tokens, args)
                 rows.append(row)
                 print(table([row])[-1], flush=True)
@@ -318,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: program {r['program_s'] * 1e6:.1f} us, apply {r['apply_s'] * 1e6:.1f} us (dispatch "
               f"{r['dispatch_s'] * 1e6:.2f} us), forward with node tensors {r['forward_s'] * 1e6:.1f} us")
     print(f"\nsummary: {summary}")
-    out = Path(args.out)
+    out = Path(args.output)
     meta = {"torch": torch.__version__, "opt_einsum": opt_einsum.__version__, "threads": torch.get_num_threads(),
             "machine": platform.machine(), "processor": platform.processor() or platform.platform(),
             "cost_model": CostModel.for_device("cpu").to_dict()}

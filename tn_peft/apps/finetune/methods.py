@@ -155,6 +155,79 @@ def peft_config(method: Method):
         raise DataError(f"{method.name}: peft's {cls.__name__} refused {kwargs}: {err}") from None
 
 
+def check_method(method: Method, hidden: int | None = None) -> None:
+    """Build ``method``'s adapter config without a model, so that a bad setting fails before any training:
+    a peft method's config (with each given field's value checked against the field's type, which peft
+    itself checks only when it builds layers); a graph's network, loaded, and its TnPeftConfig, and with
+    ``hidden`` (the model's hidden size, from its config.json) its adapter built for a hidden x hidden layer."""
+    if method.kind == "peft":
+        import typing
+
+        from .grid import peft_config_class, peft_fields
+
+        cls = peft_config_class(method.peft_type)
+        hints = typing.get_type_hints(cls)
+        for field_name, value in peft_fields(method.peft_type, method.peft_args).items():
+            if field_name in hints and not _fits(value, hints[field_name]):
+                raise DataError(f"{method.name}: {field_name}={value!r} is not a valid value of peft's "
+                                f"{cls.__name__}.{field_name} ({_type_name(hints[field_name])}). Fix: give it a "
+                                f"{_type_name(hints[field_name])}")
+        peft_config(method)
+    elif method.kind == "graph":
+        from ...graph.spec import load_graph
+        from ...model.peft_method import TnPeftConfig
+
+        network = load_graph(method.graph, **dict(method.graph_args))
+        if hidden:
+            network.build(hidden, hidden)
+        TnPeftConfig(graph=method.graph, graph_args=dict(method.graph_args), target_modules=list(method.targets))
+    elif method.kind != "head":
+        raise DataError(f"unknown method kind {method.kind!r}: use graph, peft or head")
+
+
+def hidden_size(folder: str | Path) -> int | None:
+    """A model folder's hidden size from its ``config.json`` (no weights read); None when it has none."""
+    import json
+
+    try:
+        value = json.loads((Path(folder) / "config.json").read_text()).get("hidden_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the type ``hint`` of a config field (int, float, str, bool, Optional, Union,
+    Literal, list / dict of them); a type this does not know fits anything (peft checks it later)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):  # peft computes with either (lora_alpha: int takes 0.5 in practice)
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, set):
+        return isinstance(value, (list, tuple, set))
+    if origin is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
 def adapter_bits(method: Method) -> str:
     """The adapter's precision for tables: ``32`` (float32), or ``angles/diagonal`` bits of a quantized
     graph (its ``angle_bits`` / ``diagonal_bits`` parameters; 32 where one is not quantized)."""

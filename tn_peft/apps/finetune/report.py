@@ -12,7 +12,7 @@ from typing import Any
 from ...errors import DataError, warn
 from ...io.atomic import atomic_write, write_json
 
-COLUMNS = ("method", "adapter params", "bits", "adapter bytes", "test acc", "mean step", "peak mem")
+COLUMNS = ("method", "targets", "adapter params", "bits", "adapter bytes", "test acc", "mean step", "peak mem")
 
 
 def _fmt_params(n: int) -> str:
@@ -25,12 +25,14 @@ def _fmt_bytes(n: int | None) -> str:
 
 
 def table_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
-    """One row per method: name, trainable adapter parameters, their bits and file bytes, test accuracy,
-    step time, peak memory."""
+    """One row per method: name, the modules it adapts, trainable adapter parameters, their bits and file
+    bytes, test accuracy, step time, peak memory."""
     rows = []
     for r in results:
         acc = r.get("test_accuracy")
-        rows.append([r["method"]["name"], _fmt_params(r["adapter_parameters"]), r.get("bits", "32"),
+        method = r["method"]
+        targets = "-" if method.get("kind") == "head" else ",".join(method.get("targets") or DEFAULT_TARGETS)
+        rows.append([method["name"], targets, _fmt_params(r["adapter_parameters"]), r.get("bits", "32"),
                      _fmt_bytes(r.get("adapter_bytes")),
                      "-" if acc is None else f"{100 * acc:.2f}%",
                      f"{1000 * r['mean_step_seconds']:.0f} ms",

@@ -32,14 +32,14 @@ def check_free(folder: str | Path, overwrite: bool = False) -> None:
     """Refuse ``folder`` when it holds an earlier run (finished or not), unless ``overwrite``."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--out {folder} is a file, not a folder. Fix: choose another --out")
+        raise UsageError(f"--output {folder} is a file, not a folder. Fix: choose another --output")
     if overwrite:
         return
     if is_incomplete(folder):
-        raise UsageError(f"--out {folder} holds a run that did not finish ({MARKER}). Fix: choose another --out, "
+        raise UsageError(f"--output {folder} holds a run that did not finish ({MARKER}). Fix: choose another --output, "
                         "or pass --overwrite to replace it")
     if (folder / METRICS).exists():
-        raise UsageError(f"--out {folder} holds an earlier run ({METRICS}). Fix: choose another --out, or pass "
+        raise UsageError(f"--output {folder} holds an earlier run ({METRICS}). Fix: choose another --output, or pass "
                         "--overwrite to replace its results")
 
 

@@ -460,7 +460,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     longer = summary.get("longer_than_max_length")
     if longer:
         lines.append(f"  {longer['texts']:,} of the {longer['of']:,} texts in the splits are longer than "
-                     f"--max-length {longer['max_length']} tokens (truncated)")
+                     f"--seq-len {longer['max_length']} tokens (truncated)")
     for part, n in summary["texts_also_in_train"].items():
         if n:
             lines.append(f"  {'warning: ' if part == 'test' else ''}{n:,} texts of the {part} split are also in train")

@@ -26,8 +26,8 @@ VALUES = ("lora", "quantum_peft", "ttd", "svd", "tt", "quanta", "kron", "lotr", 
 
 #: one known-good (and one refused) command line per command, run before the watched cases
 WARM_UP = (("check", "lora"), ("check", "case.yaml"), ("check", "missing-dir"), ("draw", "lora", "-o", "out.png"),
-           ("plan", "quantum_peft", "--in-features", "8", "--out-features", "8", "--tokens", "4", "--train"),
-           ("convert", "seed-lora", "converted", "--to", "svd"), ("export-lora", "seed-tn", "exported"),
+           ("plan", "quantum_peft", "--in-features", "8", "--out-features", "8", "--rows", "4", "--train"),
+           ("convert", "seed-lora", "-o", "converted", "--to", "svd"), ("export-lora", "seed-tn", "-o", "exported"),
            ("inspect", "seed-tn"), ("inspect", "seed-lora"), ("frontier", "missing-dir"),
            ("finetune", "--graph", "quantum_peft:layers=1,3", "--compare", "lora:r=1,2"), ("bench", "fuzz"), ())
 
