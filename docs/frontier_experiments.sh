@@ -43,7 +43,7 @@ tn-peft frontier runs/deb-head runs/deb-qp runs/deb-fourierft-n100 runs/deb-lora
 # B parameters during training (tn_peft.model.budget). Start: all six linear layers, rank 8, the depth L whose count
 # (744 + 1200 L + 36 k for MiniLM) is about 1.5 B; quantum_peft's learning rates (lr 0.03, lr_diag 0.1, no grid, so
 # no --tune). One process at a time, as the queue /work/runs-budget/queue.sh ran them (that script skips finished folders).
-ALL6=query,key,value,attention.output.dense,intermediate.dense,output.dense
+ALL6="query key value attention.output.dense intermediate.dense output.dense"
 for data in rotten-tomatoes bbc-news debates-2016; do
   tag=$(case $data in rotten-tomatoes) echo rt;; bbc-news) echo bbc;; debates-2016) echo deb;; esac)
   $F -o runs/$tag-qp-budget1500 --data $data --graph quantum_peft:budget=1500 --set layers=1 --set rank=8 --targets $ALL6 --seed 0 1 2
