@@ -140,8 +140,26 @@ def _adapter_config(self) -> AdapterConfig:
     values = {f.name: getattr(self, f.name) for f in dataclasses.fields(AdapterConfig) if hasattr(self, f.name)}
     values["modules_to_save"] = None
     if self.graph_spec is not None:
-        values["graph"] = self.graph_spec
+        values["graph"] = self.graph if _catalog_template_fits(values, self.graph_spec) else self.graph_spec
     return AdapterConfig(**values)
+
+
+def _catalog_template_fits(values: dict[str, Any], graph_spec: Any) -> bool:
+    """A saved config with ``layer_graph_args`` whose ``graph`` is a catalog name that still expands (with its
+    ``graph_args`` and ``alpha``) to exactly the saved ``graph_spec``: then the catalog template is the graph, so a
+    per-layer override of a parameter that shapes nodes (``layers`` of a circuit) is expanded again for its layers.
+    The saved ``graph_spec`` has its parameters substituted into node options and could not (a pruned
+    ``budget`` adapter, tn_peft.model.budget, has per-module ``layers``)."""
+    from ..graph.spec import catalog
+
+    graph = values.get("graph")
+    if not values.get("layer_graph_args") or not isinstance(graph, str) or graph not in catalog():
+        return False
+    try:
+        plain = AdapterConfig(**{**values, "graph": graph, "layer_graph_args": {}})
+        return plain.network().to_spec() == graph_spec
+    except SpecError:
+        return False
 
 
 def _to_dict(self) -> dict[str, Any]:

@@ -154,7 +154,7 @@ def summarize_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({"method": name, "family": method.get("family") or kind, "kind": kind,
                      "learning_rates": {k: v for k, v in lrs if v is not None and (kind != "head" or k == "lr_head")},
                      "runs": len(group), "seeds": sorted(r["seed"] for r in group),
-                     "adapter_parameters": group[0]["adapter_parameters"],
+                     "adapter_parameters": max(r["adapter_parameters"] for r in group),  # a budget's seeds may differ
                      "bits": group[0].get("bits", "32"), "adapter_bytes": group[0].get("adapter_bytes"),
                      "test": mean_std(test) if test else None, "validation": mean_std(val) if val else None,
                      "mean_step_seconds": statistics.fmean(r["mean_step_seconds"] for r in group),

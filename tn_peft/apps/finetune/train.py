@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ...errors import DataError
+from ...model.budget import pruner_for
 from .data import Encoded
 from .methods import (
     Classifier,
@@ -85,6 +86,7 @@ class History:
     peak_memory_bytes: int = 0
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    budget: dict[str, Any] | None = None  # a ``budget`` graph's pruning (tn_peft.model.budget.BudgetPruner.summary)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -211,6 +213,10 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
     initialize_gradient_frames(model, train_data, batch_size, seed, device)
     optimizer = torch.optim.AdamW(parameter_groups(model, method), weight_decay=0.0)
     decay = CircularDecay(model, method.angle_decay)
+    pruner = pruner_for(model.encoder, method.steps) if method.kind == "graph" else None
+    if pruner is not None and method.angle_decay:
+        raise DataError(f"{method.name}: a graph budget prunes the circuits it would pull back; "
+                        "Fix: drop --angle-decay or the budget")
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     generator = torch.Generator().manual_seed(seed)
     batches: list[torch.Tensor] = []
@@ -230,7 +236,11 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
             loss = nn.functional.cross_entropy(model(ids, mask), labels)
             optimizer.zero_grad(set_to_none=True)
             (loss + decay()).backward()
+            if pruner is not None:
+                pruner.observe()
             optimizer.step()
+            if pruner is not None:
+                pruner.step(step + 1, optimizer)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             step_times.append(time.perf_counter() - start)
@@ -251,6 +261,10 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
                 history.validation_accuracy.append(acc)
                 history.validation_loss.append(val_loss)
                 bar.set_postfix(loss=f"{value:.3f}", val_acc=f"{acc:.3f}")
+    if pruner is not None:  # the saved adapter is the pruned one: count it
+        pruner.finish(optimizer)
+        pruner.close()
+        history.adapter_parameters, history.budget = adapter_parameter_count(model), pruner.summary()
     # the first steps pay one-time costs (allocator growth, lazy init); leave them out of the mean
     timed = step_times[2:] if len(step_times) > 4 else step_times
     history.mean_step_seconds = sum(timed) / max(len(timed), 1)
