@@ -90,6 +90,22 @@ def perturb(model, adapter_name: str | None = None, seed: int = 0, scale: float 
                 tensor.add_(scale * torch.randn(tensor.shape, generator=g, dtype=tensor.dtype))
 
 
+def mlp_with_adapters(graph: str, graph_args: dict, names, seeds, scale: float = 0.1):
+    """A two-linear MLP (16 -> 16 -> 16) with one adapter of ``graph`` per name on both linears, each
+    perturbed with its own seed (so every adapter's dW differs), in eval mode."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16))
+    config = lambda: tn_peft.AdapterConfig(graph=graph, graph_args=dict(graph_args), target_modules=["0", "2"])
+    model = tn_peft.get_model(net, config(), names[0])
+    for name in names[1:]:
+        model.add_adapter(name, config())
+    for name, seed in zip(names, seeds):
+        perturb(model, name, seed=seed, scale=scale)
+    return model.eval()
+
+
 def run_bench(name: str, argv: list[str], tmp_path, capsys) -> tuple[str, dict]:
     """Run ``tn-peft bench NAME`` with ``argv`` on the real MiniLM (or skip); ``(printed, its JSON)``."""
     import argparse

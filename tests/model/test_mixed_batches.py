@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_helpers import perturb, tiny_gpt2, token_batch
-from torch import nn
+from model_helpers import mlp_with_adapters, perturb, tiny_gpt2, token_batch
 
 import tn_peft
 from tn_peft.errors import ShapeError, UsageError
@@ -16,15 +15,7 @@ GRAPHS = {"quantum_peft": {}, "lora": {"rank": 2}, "lotr": {"rank": 2}}
 
 
 def _model(graph="quantum_peft", names=("default", "b", "c")):
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16))
-    config = lambda: tn_peft.AdapterConfig(graph=graph, graph_args=GRAPHS[graph], target_modules=["0", "2"])
-    model = tn_peft.get_model(net, config(), names[0])
-    for name in names[1:]:
-        model.add_adapter(name, config())
-    for name in names:
-        perturb(model, name, seed=len(name))
-    return model.eval()
+    return mlp_with_adapters(graph, GRAPHS[graph], names, seeds=[len(name) for name in names])
 
 
 def _alone(model, x, name):

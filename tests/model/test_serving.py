@@ -6,25 +6,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_helpers import perturb
-from torch import nn
+from model_helpers import mlp_with_adapters, perturb
 
-import tn_peft
 from tn_peft.errors import UsageError
 
 GRAPHS = {"quantum_peft": {}, "lora": {"rank": 2}, "tt": {}}
 
 
 def _model(graph="quantum_peft", names=("a", "b")):
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16))
-    config = lambda: tn_peft.AdapterConfig(graph=graph, graph_args=GRAPHS[graph], target_modules=["0", "2"])
-    model = tn_peft.get_model(net, config(), names[0])
-    for name in names[1:]:
-        model.add_adapter(name, config())
-    for i, name in enumerate(names):
-        perturb(model, name, seed=i + 1, scale=0.3)
-    return model.eval()
+    return mlp_with_adapters(graph, GRAPHS[graph], names, seeds=range(1, len(names) + 1), scale=0.3)
 
 
 def _fresh(model, x, **kwargs):
