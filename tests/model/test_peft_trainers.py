@@ -161,6 +161,15 @@ def test_a_4bit_base_trains_through_prepare_model_for_kbit_training(tmp_path):
     assert all(step > 0 for step in steps) and max(steps) < 2 ** -9, steps
 
 
+def _free_port() -> int:
+    """A TCP port nothing listens on now (a fixed port may be held by another run on the machine)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_ddp_under_torchrun_saves_the_adapter_of_one_process_on_the_global_batch(tmp_path):
     """``torchrun --nproc_per_node 2`` (gloo) of a plain Trainer: one adapter folder, equal to a one-process
@@ -177,7 +186,7 @@ def test_ddp_under_torchrun_saves_the_adapter_of_one_process_on_the_global_batch
                          timeout=600, env=env, check=False)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29517", str(script), str(tmp_path / "two"), "2"], capture_output=True, text=True,
+                          str(_free_port()), str(script), str(tmp_path / "two"), "2"], capture_output=True, text=True,
                          timeout=600, env=env, check=False)
     assert two.returncode == 0, two.stderr[-3000:]
     want = load_file(tmp_path / "one" / "final" / "adapter_model.safetensors")
