@@ -277,9 +277,11 @@ EXAMPLES: dict[str, list[str]] = {
 }
 #: pytest files in examples/, run with pytest as the README says
 EXAMPLE_TESTS = ["test_my_graph.py"]
-#: the ones over ~10 s under load; the default suite keeps the rest, and runs finetune_own_csv.py in
-#: tests/apps/finetune/test_predict.py (its run folder is what the loader, predict and export are tested on)
-SLOW_EXAMPLES = {"trl_sft.py", "convert_minilm_lora.py", "finetune_own_csv.py"}
+#: slow here, and run in the default suite elsewhere: trl_sft and hf_trainer through
+#: tests/model/test_peft_examples.py (which checks what they save), finetune_own_csv through
+#: tests/apps/finetune/test_predict.py (its run folder is what the loader, predict and export are tested on);
+#: convert_minilm_lora is over ~10 s under load
+SLOW_EXAMPLES = {"trl_sft.py", "hf_trainer.py", "convert_minilm_lora.py", "finetune_own_csv.py"}
 
 
 def test_every_example_is_run():

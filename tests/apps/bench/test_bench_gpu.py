@@ -14,6 +14,8 @@ import torch
 
 pytest.importorskip("triton")
 
+from cli_helpers import tn_peft  # noqa: E402
+
 from tn_peft.apps.bench import device_image, gpu_checks
 from tn_peft.graph.spec import catalog
 
@@ -21,8 +23,7 @@ from tn_peft.graph.spec import catalog
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
 def test_the_dry_run_passes_every_section_as_on_the_device_image(tmp_path):
     out = tmp_path / "gpu.json"
-    result = subprocess.run([sys.executable, "-m", "tn_peft.cli", "bench", "gpu", "--dry-run", "-o", str(out)],
-                            check=False, capture_output=True, text=True, timeout=600)
+    result = tn_peft("bench", "gpu", "--dry-run", "-o", str(out), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "bench gpu --dry-run: ok (all checks passed, 0 rows raised)" in result.stdout
     data = json.loads(out.read_text())
@@ -50,16 +51,14 @@ def test_the_dry_run_passes_every_section_as_on_the_device_image(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
 def test_without_cuda_the_device_run_is_one_clear_message():
-    result = subprocess.run([sys.executable, "-m", "tn_peft.cli", "bench", "gpu"], check=False,
-                            capture_output=True, text=True, timeout=120)
+    result = tn_peft("bench", "gpu", timeout=120)
     assert result.returncode == 2
     assert "CUDA" in result.stdout and "--dry-run" in result.stdout and "Traceback" not in result.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
 def test_an_output_that_cannot_be_written_fails_at_once(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tn_peft.cli", "bench", "gpu", "--dry-run", "--sections", "floor",
-                             "-o", str(tmp_path)], check=False, capture_output=True, text=True, timeout=300)
+    result = tn_peft("bench", "gpu", "--dry-run", "--sections", "floor", "-o", str(tmp_path), timeout=300)
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"cannot write --output {tmp_path}" in result.stderr and "Traceback" not in result.stderr
     assert "adapter term" not in result.stdout   # nothing was measured

@@ -2,20 +2,19 @@
 under the Triton interpreter against its torch counterpart; timing needs CUDA and says so."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 pytest.importorskip("triton")
 
+from cli_helpers import tn_peft  # noqa: E402
+
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
 def test_check_runs_every_kernel_on_cpu(tmp_path):
     out = tmp_path / "kernels.json"
-    result = subprocess.run([sys.executable, "-m", "tn_peft.cli", "bench", "kernels", "--check", "-o", str(out)],
-                            check=False, capture_output=True, text=True, timeout=300)
+    result = tn_peft("bench", "kernels", "--check", "-o", str(out), timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     data = json.loads(out.read_text())
     assert data["ok"] and data["meta"]["check"]
@@ -25,8 +24,7 @@ def test_check_runs_every_kernel_on_cpu(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
 def test_timing_without_cuda_is_one_clear_message():
-    result = subprocess.run([sys.executable, "-m", "tn_peft.cli", "bench", "kernels"], check=False,
-                            capture_output=True, text=True, timeout=120)
+    result = tn_peft("bench", "kernels", timeout=120)
     assert result.returncode == 2
     assert "CUDA" in result.stdout and "--check" in result.stdout and "Traceback" not in result.stderr
 
