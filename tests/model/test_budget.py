@@ -11,59 +11,12 @@ import torch
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
+from budget_helpers import ALL6, FOUR, batch, grow_model, hidden, peft_model, tiny_bert, train_pruned, trainable
+
 from tn_peft import AdapterConfig, SpecError, UsageError, get_model
 from tn_peft.model import TnPeftModel
-from tn_peft.model.budget import BudgetPruner, Unit, budget_of, cubic_target, pruner_for
+from tn_peft.model.budget import BudgetPruner, Unit, allocator_for, budget_of, cubic_target
 from tn_peft.model.peft_method import TnPeftConfig
-
-ALL6 = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
-#: what the pruning tests adapt (5 modules: "output.dense" also matches attention.output.dense), few for speed
-FOUR = ["query", "value", "intermediate.dense", "output.dense"]
-
-
-def tiny_bert(hidden: int = 48, layers: int = 1):
-    """A random BERT: 48 = 3 x 16 (mixed-radix circuits), 96 = 3 x 32; 32: qubit circuits."""
-    transformers.logging.set_verbosity_error()
-    config = transformers.BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers,
-                                     num_attention_heads=2, intermediate_size=2 * hidden)
-    torch.manual_seed(0)
-    return transformers.BertModel(config).eval()
-
-
-def trainable(model) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def batch(seed: int, size: int = 8):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, 100, (size, 10), generator=g)
-    return ids, torch.ones_like(ids), ids[:, 0] % 2
-
-
-def hidden(model, ids, mask):
-    return model(input_ids=ids, attention_mask=mask).last_hidden_state.mean(1)
-
-
-def train_pruned(model, pruner, head, steps: int, lr: float = 0.05):
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + list(head.parameters()), lr=lr)
-    model.train()
-    for step in range(steps):
-        ids, mask, labels = batch(step)
-        loss = torch.nn.functional.cross_entropy(head(hidden(model, ids, mask)), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        pruner.observe()
-        optimizer.step()
-        pruner.step(step + 1, optimizer)
-    pruner.finish(optimizer)
-    model.eval()
-    return optimizer
-
-
-def peft_model(base, budget: int, layers: int = 3, rank: int = 4, targets=FOUR):
-    config = TnPeftConfig(graph="quantum_peft", graph_args={"layers": layers, "rank": rank, "budget": budget},
-                          target_modules=targets)
-    return peft.get_peft_model(copy.deepcopy(base), config)
 
 
 def test_cubic_schedule_starts_wide_and_ends_at_the_budget():
@@ -78,7 +31,7 @@ def test_budget_is_respected_and_counted_as_the_frontier_counts(hidden_size, bud
     base = tiny_bert(hidden_size)
     model = peft_model(base, budget)
     head = torch.nn.Linear(hidden_size, 2)
-    pruner = pruner_for(model, 12, every=3)
+    pruner = allocator_for(model, 12, every=3)
     start = trainable(model)
     assert pruner.start == start > 1.5 * budget
     optimizer = train_pruned(model, pruner, head, 12)
@@ -97,7 +50,7 @@ def test_budget_is_respected_and_counted_as_the_frontier_counts(hidden_size, bud
 def test_pruned_adapter_reloads_through_peft_with_identical_outputs(tmp_path):
     base = tiny_bert()
     model = peft_model(base, 200)
-    pruner = pruner_for(model, 12, every=3)
+    pruner = allocator_for(model, 12, every=3)
     modules = len(pruner.modules)
     train_pruned(model, pruner, torch.nn.Linear(48, 2), 12)
     pruned = trainable(model)
@@ -130,7 +83,7 @@ def test_pruned_adapter_reloads_through_the_engine_with_identical_outputs(tmp_pa
     config = AdapterConfig(graph="quantum_peft", graph_args={"layers": 3, "rank": 4, "budget": 120},
                            target_modules=FOUR)
     model = get_model(copy.deepcopy(base), config)
-    pruner = pruner_for(model, 12, every=3)
+    pruner = allocator_for(model, 12, every=3)
     train_pruned(model, pruner, torch.nn.Linear(48, 2), 12)
     ids, mask, _ = batch(7)
     with torch.no_grad():
@@ -158,7 +111,7 @@ def test_importance_is_the_first_order_loss_change_of_each_prune():
         for name, p in model.named_parameters():
             if name.endswith("nodes.s.values"):
                 p.copy_(1e-2 * torch.randn(p.shape))
-    pruner = pruner_for(model, 20)
+    pruner = allocator_for(model, 20)
     ids, mask, labels = batch(3, size=16)
     model.train()   # no dropout in the adapters; BERT's dropout off for an exact comparison
     for m in model.modules():
@@ -186,7 +139,7 @@ def test_importance_is_the_first_order_loss_change_of_each_prune():
 
 def test_budget_errors_are_clear():
     base = tiny_bert()
-    assert pruner_for(peft_model(base, 0), 10) is None                      # budget 0: none
+    assert allocator_for(peft_model(base, 0), 10) is None                      # budget 0: none
     assert budget_of(torch.nn.Linear(2, 2)) == 0                           # not a tn_peft model
     with pytest.raises(SpecError, match="budget"):
         get_model(copy.deepcopy(base), AdapterConfig(graph="lora", graph_args={"budget": 10}, target_modules=["query"]))
@@ -197,14 +150,14 @@ def test_budget_errors_are_clear():
                                                           graph_args={"budget": 50, "frame": "weight"},
                                                           target_modules=["query"]))
     with pytest.raises(SpecError, match="frames"):
-        pruner_for(framed, 10)
+        allocator_for(framed, 10)
     lora = get_model(copy.deepcopy(base), AdapterConfig(graph="lora", target_modules=["query"]))
     with pytest.raises(SpecError, match="parameters budget"):
         BudgetPruner(lora, 10, 10)
     with pytest.raises(UsageError, match="tn_peft model"):
         BudgetPruner(base, 10, 10)
     with pytest.raises(UsageError, match="schedule"):
-        pruner_for(peft_model(base, 50), 10, warmup=0.6, final=0.5)
+        allocator_for(peft_model(base, 50), 10, warmup=0.6, final=0.5)
 
 
 def test_peft_door_reloads_per_layer_depths_of_a_catalog_graph(tmp_path):
@@ -227,3 +180,34 @@ def test_peft_door_reloads_per_layer_depths_of_a_catalog_graph(tmp_path):
     ids, mask, _ = batch(5)
     with torch.no_grad():
         torch.testing.assert_close(hidden(loaded, ids, mask), hidden(model, ids, mask), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("build", [peft_model, grow_model], ids=["prune", "grow"])
+def test_no_grad_forwards_after_a_rebuild_read_the_new_modules(build):
+    """Evaluating between prune (grow) events fills the inference node cache and its index of adapter modules;
+    the rebuilt modules must replace them there (a stale index evaluated the old, larger adapter)."""
+    base = tiny_bert()
+    model = build(base, 150)
+    allocator = allocator_for(model, 20, every=3)
+    head = torch.nn.Linear(48, 2)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + list(head.parameters()), lr=0.05)
+    ids, mask, _ = batch(97)
+    for step in range(20):
+        model.train()
+        x, m, labels = batch(step)
+        loss = torch.nn.functional.cross_entropy(head(hidden(model, x, m)), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        allocator.observe()
+        optimizer.step()
+        allocator.step(step + 1, optimizer)
+        if step in (2, 8):                          # before and between rebuilds, as validation runs in finetune
+            model.eval()
+            with torch.no_grad():
+                hidden(model, ids, mask)
+    allocator.finish(optimizer)
+    model.eval()
+    with torch.no_grad():
+        cached = hidden(model, ids, mask)
+    fresh = hidden(model, ids, mask).detach()       # a forward with gradients computes from the live modules
+    torch.testing.assert_close(cached, fresh, rtol=0, atol=1e-6)

@@ -49,6 +49,8 @@ FINAL = 0.3
 EVERY = 10
 #: graph parameters the pruner changes per module
 PARAMS = ("budget", "rank", "alpha")
+#: how a budget is reached: ``prune`` a wide start (BudgetPruner) or ``grow`` a small one (budget_grow.BudgetGrower)
+MODES = ("prune", "grow")
 #: circuit node -> the graph parameter of its depth (quantum_peft: -1 means ``layers``)
 DEPTH_PARAMS = {"U": "out_layers", "V": "in_layers"}
 
@@ -106,25 +108,48 @@ def budget_of(model: nn.Module, adapter_name: str = "default") -> int:
     return budget
 
 
-def pruner_for(model: nn.Module, total_steps: int, adapter_name: str = "default", **options: Any) -> BudgetPruner | None:
-    """A :class:`BudgetPruner` when the model's adapter has a ``budget`` (else None)."""
+def budget_mode_of(model: nn.Module, adapter_name: str = "default") -> str:
+    """The ``budget_mode`` graph parameter of the model's adapter: ``prune`` (the default) or ``grow``."""
+    engine, _ = find_engine(model)
+    network = engine.networks[adapter_name]
+    mode = network.params.get("budget_mode", "prune")
+    if mode not in MODES:
+        raise SpecError(f"budget_mode must be one of {', '.join(MODES)}, got {mode!r} (graph {network.name!r})",
+                        fix="use budget_mode=prune (start wide, cut down) or budget_mode=grow (start small, add)")
+    return mode
+
+
+def allocator_for(model: nn.Module, total_steps: int, adapter_name: str = "default",
+                  **options: Any) -> BudgetPruner | None:
+    """What spends the model adapter's ``budget`` during training: a :class:`BudgetPruner` (``budget_mode:
+    prune``) or a :class:`~tn_peft.model.budget_grow.BudgetGrower` (``grow``); None without a budget."""
     budget = budget_of(model, adapter_name)
-    return BudgetPruner(model, budget, total_steps, adapter_name=adapter_name, **options) if budget else None
+    if not budget:
+        return None
+    if budget_mode_of(model, adapter_name) == "grow":
+        from .budget_grow import BudgetGrower
+
+        return BudgetGrower(model, budget, total_steps, adapter_name=adapter_name, **options)
+    return BudgetPruner(model, budget, total_steps, adapter_name=adapter_name, **options)
 
 
 def cubic_target(step: int, start: int, budget: int, total: int, warmup: int, final: int) -> int:
     """AdaLoRA's budget schedule: ``start`` up to step ``warmup``, ``budget`` from step ``total - final``, the
-    cubic ``budget + (start - budget) (1 - (step - warmup) / (total - final - warmup))^3`` between.
+    cubic ``budget + (start - budget) (1 - (step - warmup) / (total - final - warmup))^3`` between (falling
+    when pruning, ``start > budget``; rising when growing, ``start < budget``; never past ``budget``).
 
     >>> [cubic_target(s, 1000, 100, 100, 10, 30) for s in (0, 10, 20, 40, 69, 70, 100)]
     [1000, 1000, 620, 212, 100, 100, 100]
+    >>> [cubic_target(s, 100, 1000, 100, 10, 30) for s in (0, 10, 20, 40, 69, 70, 100)]
+    [100, 100, 479, 887, 999, 1000, 1000]
     """
     if step <= warmup:
         return start
     if step >= total - final:
         return budget
     left = 1 - (step - warmup) / max(1, total - final - warmup)
-    return max(budget, int(budget + (start - budget) * left ** 3))
+    value = int(budget + (start - budget) * left ** 3)
+    return max(budget, value) if start >= budget else min(budget, value)
 
 
 def _is_circuit(node: nn.Module) -> bool:
@@ -145,6 +170,11 @@ class BudgetPruner:
     The graph must be ``quantum_peft``'s form: circuits U and V (``pauli``, not csd; depths ``out_layers`` /
     ``in_layers``) and one ``diagonal`` node, ``rank`` and ``alpha`` parameters, no frames or quantized angles.
     """
+
+    #: the budget_mode this class carries out (summary()["mode"])
+    mode = "prune"
+    #: each module keeps shadow circuits (its circuits less one layer) for the depth units' importance
+    shadowed = True
 
     def __init__(self, model: nn.Module, budget: int, total_steps: int, *, adapter_name: str = "default",
                  warmup: float = WARMUP, final: float = FINAL, every: int = EVERY, beta: float = BETA) -> None:
@@ -177,14 +207,20 @@ class BudgetPruner:
                 net = layer.tn_adapters[adapter_name].network
                 depths = {n: node.layers for n, node in self._circuits_of(layer.tn_adapters[adapter_name]).items()}
                 self.modules[name] = ModuleState(name, layer, depths, int(net.params["rank"]), float(net.params["alpha"]))
-        self.start = self.count()
         self.captured: dict[str, list[torch.Tensor]] = {}
-        self.removed: list[dict[str, Any]] = []   # every prune event: step, target, count after, units
+        self.events: list[dict[str, Any]] = []   # every prune (grow) event: step, target, count after, units
         self._installed: set[str] = set()
         self.done = False   # past the schedule's last prune: no more importance to gather
         for state in self.modules.values():
             self._reset(state)
-        self._hooks = [state.layer.register_forward_pre_hook(self._capture) for state in self.modules.values()]
+        self._hooks: list[Any] = []
+        self._begin()
+        self.start = self.count()
+
+    def _begin(self) -> None:
+        """Start watching the adapter: forward hooks that keep each forward's node tensors (their gradients
+        are the importance's)."""
+        self._hooks += [state.layer.register_forward_pre_hook(self._capture) for state in self.modules.values()]
         self._hooks += [state.layer.register_forward_hook(self._release) for state in self.modules.values()]
         self._names = {id(state.layer): name for name, state in self.modules.items()}
 
@@ -357,7 +393,7 @@ class BudgetPruner:
         for name, taken in per_module.items():
             if taken:
                 self.remove(name, taken, optimizer)
-        self.removed.append({"step": step, "target": target, "count": self.count(),
+        self.events.append({"step": step, "target": target, "count": self.count(),
                              "units": [(u.kind, u.module, u.index) for us in per_module.values() for u in us]})
         return [u for us in per_module.values() for u in us]
 
@@ -445,7 +481,8 @@ class BudgetPruner:
         return [configs[self.adapter] for configs in self.configs if self.adapter in configs]
 
     def _refresh(self) -> None:
-        self.engine._node_groups = {}
+        """After a module was rebuilt or dropped: the engine forgets the old modules, the new ones train."""
+        self.engine.adapter_modules_replaced([self.adapter])
         self.engine._mark_trainable()
 
     def _reset(self, state: ModuleState, keep_scores: bool = False) -> None:
@@ -455,6 +492,8 @@ class BudgetPruner:
             state.depth_score = {n: [0.0] * d for n, d in state.depths.items()}
             state.rank_score = state.module_score = 0.0
         state.shadows = {}
+        if not self.shadowed:
+            return
         from ..nodes.base import create_node
 
         adapter = self._adapter(state)
@@ -480,8 +519,8 @@ class BudgetPruner:
 
     def summary(self) -> dict[str, Any]:
         """What the pruning did, for logs: start and final counts, budget, allocation, prune events."""
-        return {"budget": self.budget, "start": self.start, "final": self.count(), "allocation": self.allocation(),
-                "events": self.removed}
+        return {"mode": self.mode, "budget": self.budget, "start": self.start, "final": self.count(), "allocation": self.allocation(),
+                "events": self.events}
 
     def close(self) -> None:
         """Remove the pruner's hooks from the model."""
@@ -517,4 +556,4 @@ def _retarget(optimizer: torch.optim.Optimizer, moves: dict[int, tuple[nn.Parame
         group["params"] = params
 
 
-__all__ = ["BudgetPruner", "Unit", "budget_of", "cubic_target", "find_engine", "pruner_for"]
+__all__ = ["BudgetPruner", "Unit", "allocator_for", "budget_mode_of", "budget_of", "cubic_target", "find_engine"]

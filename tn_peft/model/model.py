@@ -669,6 +669,13 @@ class TnPeftModel(nn.Module):
                 "cached_adapters": cache["adapters"], "cache_bytes": cache["bytes"],
                 "cache_bytes_per_cached_adapter": cache["bytes_per_adapter"]}
 
+    def adapter_modules_replaced(self, names: Sequence[str] | None = None) -> None:
+        """Forget everything derived from adapter modules or their tensors (node groups, the inference node cache
+        and its index) after code outside the engine replaced some: a budget's rebuilt modules, re-cast
+        parameters. Without it the next no-grad forward would read the old modules."""
+        self._node_groups = {}
+        self._serve_forget(None if names is None else list(names), structure=True)
+
     def _serve_forget(self, names: Sequence[str] | None, *, structure: bool = False) -> None:
         """Drop cached node tensors of ``names`` (None: all); ``structure``: adapters or layers changed."""
         self._serve_cache.drop(None if names is None else list(names))

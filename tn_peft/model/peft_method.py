@@ -267,7 +267,7 @@ def _restore_adapter_dtype(engine: TnPeftModel) -> None:
                 param.data = param.data.to(want)
                 cast += 1
     if cast:
-        engine._node_groups = {}
+        engine.adapter_modules_replaced()
         warn(f"{cast} tn_peft adapter parameters had been cast to 16-bit floats (TRL does so for k-bit models); "
              "they train in float32 (a circuit angle's bfloat16 step of 2**-7 would swallow its updates), so they "
              "were cast back")

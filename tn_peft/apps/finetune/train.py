@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ...errors import DataError
-from ...model.budget import pruner_for
+from ...model.budget import allocator_for
 from .data import Encoded
 from .methods import (
     Classifier,
@@ -213,7 +213,7 @@ def train(model: Classifier, method: Method, train_data: Encoded, validation: En
     initialize_gradient_frames(model, train_data, batch_size, seed, device)
     optimizer = torch.optim.AdamW(parameter_groups(model, method), weight_decay=0.0)
     decay = CircularDecay(model, method.angle_decay)
-    pruner = pruner_for(model.encoder, method.steps) if method.kind == "graph" else None
+    pruner = allocator_for(model.encoder, method.steps) if method.kind == "graph" else None
     if pruner is not None and method.angle_decay:
         raise DataError(f"{method.name}: a graph budget prunes the circuits it would pull back; "
                         "Fix: drop --angle-decay or the budget")
