@@ -42,7 +42,9 @@ tn-peft frontier runs/deb-head runs/deb-qp runs/deb-fourierft-n100 runs/deb-lora
 # Budget-adaptive Quantum-PEFT (issue 26; README "A parameter budget"): `budget: B` prunes a wider start to at most
 # B parameters during training (tn_peft.model.budget). Start: all six linear layers, rank 8, the depth L whose count
 # (744 + 1200 L + 36 k for MiniLM) is about 1.5 B; quantum_peft's learning rates (lr 0.03, lr_diag 0.1, no grid, so
-# no --tune). One process at a time, as the queue /work/runs-budget/queue.sh ran them (that script skips finished folders).
+# no --tune). `budget_mode=grow` (tn_peft.model.budget_grow) starts at depth 0, rank 1 and grows to B, at most rank 8
+# and the even depth given. Run after ec8a4e6 (the fix of the stale evaluation after a prune), two processes at a time
+# as /work/runs-budget/lanes.sh ran them (that script skips finished folders).
 ALL6="query key value attention.output.dense intermediate.dense output.dense"
 for data in rotten-tomatoes bbc-news debates-2016; do
   tag=$(case $data in rotten-tomatoes) echo rt;; bbc-news) echo bbc;; debates-2016) echo deb;; esac)
@@ -51,8 +53,11 @@ for data in rotten-tomatoes bbc-news debates-2016; do
   $F -o runs/$tag-qp-budget5000 --data $data --graph quantum_peft:budget=5000 --set layers=5 --set rank=8 --targets $ALL6 --seed 0 1 2
   $F -o runs/$tag-qp-budget9000 --data $data --graph quantum_peft:budget=9000 --set layers=10 --set rank=8 --targets $ALL6 --seed 0 1 2
 done
+# prune against grow, Rotten Tomatoes
+$F -o runs/rt-qp-grow1500 --graph quantum_peft:budget=1500:budget_mode=grow --set layers=2 --set rank=8 --targets $ALL6 --seed 0 1 2
+$F -o runs/rt-qp-grow5000 --graph quantum_peft:budget=5000:budget_mode=grow --set layers=6 --set rank=8 --targets $ALL6 --seed 0 1 2
 # pooled into the saved frontiers (each finished folder; see docs/finetune.md for which ran)
-tn-peft frontier docs/frontier-rotten-tomatoes/frontier.json runs/rt-qp-budget* -o docs/frontier-rotten-tomatoes --title "Rotten Tomatoes (by movie): MiniLM, 200 steps, query+value, 3 seeds"
+tn-peft frontier docs/frontier-rotten-tomatoes/frontier.json runs/rt-qp-budget* runs/rt-qp-grow* -o docs/frontier-rotten-tomatoes --title "Rotten Tomatoes (by movie): MiniLM, 200 steps, query+value, 3 seeds"
 tn-peft frontier docs/frontier-bbc-news/frontier.json runs/bbc-qp-budget* -o docs/frontier-bbc-news --title "BBC News: MiniLM, 200 steps, query+value, 3 seeds"
 tn-peft frontier docs/frontier-debates-2016/frontier.json runs/deb-qp-budget* -o docs/frontier-debates-2016 --title "2016 debates, who said it (9 speakers): MiniLM, 200 steps, query+value, 3 seeds"
 # the importance check (docs/budget_importance.png / .json)
