@@ -103,3 +103,8 @@ def test_grow_errors_are_clear():
     bad = TnPeftConfig(graph="quantum_peft", graph_args={"budget": 50, "budget_mode": "shrink"}, target_modules=["query"])
     with pytest.raises(SpecError, match="budget_mode must be one of prune, grow"):
         allocator_for(peft.get_peft_model(copy.deepcopy(base), bad), 10)
+    # a per-module depth (layer_graph_args) is checked when the grower starts
+    odd = TnPeftConfig(graph="quantum_peft", graph_args={"layers": 2, "budget": 500, "budget_mode": "grow"},
+                       target_modules=["query", "value"], layer_graph_args={"value": {"in_layers": 1}})
+    with pytest.raises(SpecError, match="circuit V of module .*value.* has 1 layers"):
+        allocator_for(peft.get_peft_model(copy.deepcopy(base), odd), 10)

@@ -96,27 +96,38 @@ def find_engine(model: nn.Module) -> tuple[Any, list[Any]]:
     return None, []
 
 
+def budget_settings(network: Any) -> tuple[int, str]:
+    """``(budget, budget_mode)`` of a graph (a loaded network), checked: budget an integer >= 0 (0: none), the
+    mode one of :data:`MODES` and used only with a budget, and for ``grow`` even circuit depths. Needs no model,
+    so a bad setting fails before one loads (``tn-peft finetune`` checks every spec first)."""
+    params = network.params
+    budget, mode = params.get("budget", 0), params.get("budget_mode", "prune")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise SpecError(f"budget must be an integer >= 0 (0: no budget), got {budget!r} (graph {network.name!r})",
+                        fix="use e.g. --graph quantum_peft:budget=3000 or graph_args={'budget': 3000}")
+    if mode not in MODES:
+        raise SpecError(f"budget_mode must be one of {', '.join(MODES)}, got {mode!r} (graph {network.name!r})",
+                        fix="use budget_mode=prune (start wide, cut down) or budget_mode=grow (start small, add)")
+    if mode == "grow" and not budget:
+        raise SpecError(f"budget_mode=grow needs a budget (graph {network.name!r} has budget 0: none)",
+                        fix="add one, e.g. --graph quantum_peft:budget=3000:budget_mode=grow")
+    if mode == "grow":
+        for node, param in (("U", "out_layers"), ("V", "in_layers")):
+            depth = params.get(param, -1)
+            depth = params.get("layers", 0) if isinstance(depth, int) and depth < 0 else depth
+            if isinstance(depth, int) and depth % 2:
+                raise SpecError(f"budget_mode=grow adds depth layers in pairs (two zero-angle layers are the "
+                                f"identity), but circuit {node} of graph {network.name!r} has {depth} layers",
+                                fix="use an even layers (out_layers / in_layers), e.g. --set layers=4")
+    return budget, mode
+
+
 def budget_of(model: nn.Module, adapter_name: str = "default") -> int:
     """The ``budget`` graph parameter of the model's adapter (0: none, or not a tn_peft model)."""
     engine, _ = find_engine(model)
     if engine is None or adapter_name not in engine.networks:
         return 0
-    budget = engine.networks[adapter_name].params.get("budget", 0)
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise SpecError(f"budget must be an integer >= 0 (0: no budget), got {budget!r}",
-                        fix="use e.g. --graph quantum_peft:budget=3000 or graph_args={'budget': 3000}")
-    return budget
-
-
-def budget_mode_of(model: nn.Module, adapter_name: str = "default") -> str:
-    """The ``budget_mode`` graph parameter of the model's adapter: ``prune`` (the default) or ``grow``."""
-    engine, _ = find_engine(model)
-    network = engine.networks[adapter_name]
-    mode = network.params.get("budget_mode", "prune")
-    if mode not in MODES:
-        raise SpecError(f"budget_mode must be one of {', '.join(MODES)}, got {mode!r} (graph {network.name!r})",
-                        fix="use budget_mode=prune (start wide, cut down) or budget_mode=grow (start small, add)")
-    return mode
+    return budget_settings(engine.networks[adapter_name])[0]
 
 
 def allocator_for(model: nn.Module, total_steps: int, adapter_name: str = "default",
@@ -126,7 +137,7 @@ def allocator_for(model: nn.Module, total_steps: int, adapter_name: str = "defau
     budget = budget_of(model, adapter_name)
     if not budget:
         return None
-    if budget_mode_of(model, adapter_name) == "grow":
+    if budget_settings(find_engine(model)[0].networks[adapter_name])[1] == "grow":
         from .budget_grow import BudgetGrower
 
         return BudgetGrower(model, budget, total_steps, adapter_name=adapter_name, **options)
@@ -556,4 +567,4 @@ def _retarget(optimizer: torch.optim.Optimizer, moves: dict[int, tuple[nn.Parame
         group["params"] = params
 
 
-__all__ = ["BudgetPruner", "Unit", "allocator_for", "budget_mode_of", "budget_of", "cubic_target", "find_engine"]
+__all__ = ["BudgetPruner", "Unit", "allocator_for", "budget_of", "budget_settings", "cubic_target", "find_engine"]

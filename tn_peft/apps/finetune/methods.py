@@ -177,7 +177,10 @@ def check_method(method: Method, hidden: int | None = None) -> None:
         from ...graph.spec import load_graph
         from ...model.peft_method import TnPeftConfig
 
+        from ...model.budget import budget_settings
+
         network = load_graph(method.graph, **dict(method.graph_args))
+        budget_settings(network)
         if hidden:
             network.build(hidden, hidden)
         TnPeftConfig(graph=method.graph, graph_args=dict(method.graph_args), target_modules=list(method.targets))
