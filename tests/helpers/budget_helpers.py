@@ -41,11 +41,13 @@ def hidden(model, ids, mask):
     return model(input_ids=ids, attention_mask=mask).last_hidden_state.mean(1)
 
 
-def train_pruned(model, pruner, head, steps: int, lr: float = 0.05):
-    """Train ``steps`` steps with ``pruner`` (a BudgetPruner or BudgetGrower) observing and stepping; finish it."""
+def train_pruned(model, pruner, head, steps: int, lr: float = 0.05, *, finish: bool = True, after_step=None):
+    """Train ``steps`` steps with ``pruner`` (a BudgetPruner or BudgetGrower) observing and stepping, calling
+    ``after_step(step)`` after each (it may evaluate: each step starts in train mode); then finish it (unless
+    ``finish`` is False). Returns the optimizer."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + list(head.parameters()), lr=lr)
-    model.train()
     for step in range(steps):
+        model.train()
         ids, mask, labels = batch(step)
         loss = torch.nn.functional.cross_entropy(head(hidden(model, ids, mask)), labels)
         optimizer.zero_grad()
@@ -53,7 +55,10 @@ def train_pruned(model, pruner, head, steps: int, lr: float = 0.05):
         pruner.observe()
         optimizer.step()
         pruner.step(step + 1, optimizer)
-    pruner.finish(optimizer)
+        if after_step is not None:
+            after_step(step)
+    if finish:
+        pruner.finish(optimizer)
     model.eval()
     return optimizer
 

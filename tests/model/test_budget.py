@@ -189,23 +189,15 @@ def test_no_grad_forwards_after_a_rebuild_read_the_new_modules(build):
     base = tiny_bert()
     model = build(base, 150)
     allocator = allocator_for(model, 20, every=3)
-    head = torch.nn.Linear(48, 2)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + list(head.parameters()), lr=0.05)
     ids, mask, _ = batch(97)
-    for step in range(20):
-        model.train()
-        x, m, labels = batch(step)
-        loss = torch.nn.functional.cross_entropy(head(hidden(model, x, m)), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        allocator.observe()
-        optimizer.step()
-        allocator.step(step + 1, optimizer)
-        if step in (2, 8):                          # before and between rebuilds, as validation runs in finetune
+
+    def evaluate(step):                             # before and between rebuilds, as validation runs in finetune
+        if step in (2, 8):
             model.eval()
             with torch.no_grad():
                 hidden(model, ids, mask)
-    allocator.finish(optimizer)
+
+    train_pruned(model, allocator, torch.nn.Linear(48, 2), 20, after_step=evaluate)
     model.eval()
     with torch.no_grad():
         cached = hidden(model, ids, mask)

@@ -45,17 +45,8 @@ def test_dormant_units_stay_zero_and_change_no_output(hidden_size):
     base = tiny_bert(hidden_size)
     model = grow_model(base, 400 if hidden_size == 48 else 300, layers=4)
     grower = allocator_for(model, 100, every=3)
-    head = torch.nn.Linear(hidden_size, 2)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + list(head.parameters()), lr=0.05)
-    model.train()
-    for step in range(16):                                # grows at 12 and 15 (warmup 10), far from T - t_f = 70
-        ids, mask, labels = batch(step)
-        loss = torch.nn.functional.cross_entropy(head(hidden(model, ids, mask)), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        grower.observe()
-        optimizer.step()
-        grower.step(step + 1, optimizer)
+    # grows at steps 12 and 15 (warmup 10), far from T - t_f = 70
+    optimizer = train_pruned(model, grower, torch.nn.Linear(hidden_size, 2), 16, finish=False)
     for name, state in grower.modules.items():
         adapter = state.layer.tn_adapters["default"]
         assert torch.all(adapter.node("s").values[grower.rank_on[name]:] == 0)
