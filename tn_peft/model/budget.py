@@ -116,10 +116,15 @@ def budget_settings(network: Any) -> tuple[int, str]:
             depth = params.get(param, -1)
             depth = params.get("layers", 0) if isinstance(depth, int) and depth < 0 else depth
             if isinstance(depth, int) and depth % 2:
-                raise SpecError(f"budget_mode=grow adds depth layers in pairs (two zero-angle layers are the "
-                                f"identity), but circuit {node} of graph {network.name!r} has {depth} layers",
-                                fix="use an even layers (out_layers / in_layers), e.g. --set layers=4")
+                raise odd_depth_error(node, f"graph {network.name!r}", depth)
     return budget, mode
+
+
+def odd_depth_error(node: str, owner: str, depth: int) -> SpecError:
+    """The error for a circuit of odd depth under ``budget_mode: grow`` (``owner``: the graph or module)."""
+    return SpecError(f"budget_mode=grow adds depth layers in pairs (two zero-angle layers are the identity), but "
+                     f"circuit {node} of {owner} has {depth} layers",
+                     fix="use an even layers (out_layers / in_layers), e.g. --set layers=4")
 
 
 def budget_of(model: nn.Module, adapter_name: str = "default") -> int:
@@ -567,4 +572,4 @@ def _retarget(optimizer: torch.optim.Optimizer, moves: dict[int, tuple[nn.Parame
         group["params"] = params
 
 
-__all__ = ["BudgetPruner", "Unit", "allocator_for", "budget_of", "budget_settings", "cubic_target", "find_engine"]
+__all__ = ["BudgetPruner", "Unit", "allocator_for", "budget_of", "budget_settings", "odd_depth_error", "cubic_target", "find_engine"]

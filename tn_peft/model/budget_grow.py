@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from .budget import BudgetPruner, ModuleState, Unit
+from .budget import BudgetPruner, ModuleState, Unit, odd_depth_error
 
 
 class BudgetGrower(BudgetPruner):
@@ -63,9 +63,7 @@ class BudgetGrower(BudgetPruner):
         for name, state in self.modules.items():
             for node, depth in state.depths.items():
                 if depth % 2:
-                    raise SpecError(f"budget_mode=grow adds depth layers in pairs (two zero-angle layers are the "
-                                    f"identity), but circuit {node} of module {name!r} has {depth} layers",
-                                    fix="use an even layers (out_layers / in_layers), e.g. --set layers=4")
+                    raise odd_depth_error(node, f"module {name!r}", depth)
             self.rank_on[name] = 1
             self.pairs_on[name] = {node: set() for node in state.depths}
             self.column_score[name] = torch.zeros(state.rank)
