@@ -11,11 +11,27 @@ import torch
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
-from budget_helpers import ALL6, FOUR, batch, grow_model, hidden, peft_model, tiny_bert, train_pruned, trainable
+from budget_helpers import (
+    ALL6,
+    FOUR,
+    batch,
+    grow_model,
+    hidden,
+    peft_model,
+    tiny_bert,
+    train_pruned,
+    trainable,
+)
 
 from tn_peft import AdapterConfig, SpecError, UsageError, get_model
 from tn_peft.model import TnPeftModel
-from tn_peft.model.budget import BudgetPruner, Unit, allocator_for, budget_of, cubic_target
+from tn_peft.model.budget import (
+    BudgetPruner,
+    Unit,
+    allocator_for,
+    budget_of,
+    cubic_target,
+)
 from tn_peft.model.peft_method import TnPeftConfig
 
 

@@ -572,4 +572,4 @@ def _retarget(optimizer: torch.optim.Optimizer, moves: dict[int, tuple[nn.Parame
         group["params"] = params
 
 
-__all__ = ["BudgetPruner", "Unit", "allocator_for", "budget_of", "budget_settings", "odd_depth_error", "cubic_target", "find_engine"]
+__all__ = ["BudgetPruner", "Unit", "allocator_for", "budget_of", "budget_settings", "cubic_target", "find_engine", "odd_depth_error"]

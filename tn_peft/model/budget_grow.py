@@ -188,7 +188,7 @@ class BudgetGrower(BudgetPruner):
             fits = [(score, unit, cost) for unit, score, cost in self.units() if count + cost <= target]
             if not fits:
                 break
-            score, unit, cost = max(fits, key=lambda f: (f[0], -f[2], f[1].module, f[1].node, -f[1].index))
+            _, unit, cost = max(fits, key=lambda f: (f[0], -f[2], f[1].module, f[1].node, -f[1].index))
             if unit.kind == "rank":
                 self.rank_on[unit.module] += 1
             else:
