@@ -53,12 +53,17 @@ for data in rotten-tomatoes bbc-news debates-2016; do
   $F -o runs/$tag-qp-budget5000 --data $data --graph quantum_peft:budget=5000 --set layers=5 --set rank=8 --targets $ALL6 --seed 0 1 2
   $F -o runs/$tag-qp-budget9000 --data $data --graph quantum_peft:budget=9000 --set layers=10 --set rank=8 --targets $ALL6 --seed 0 1 2
 done
-# prune against grow, Rotten Tomatoes
-$F -o runs/rt-qp-grow1500 --graph quantum_peft:budget=1500:budget_mode=grow --set layers=2 --set rank=8 --targets $ALL6 --seed 0 1 2
-$F -o runs/rt-qp-grow5000 --graph quantum_peft:budget=5000:budget_mode=grow --set layers=6 --set rank=8 --targets $ALL6 --seed 0 1 2
+# prune against grow (budget_mode=grow: most depth L = 2, 4, 6, 10 for B = 1,500, 3,000, 5,000, 9,000; rank 8):
+# every budget on Rotten Tomatoes, and the budgets the CPU time allowed on BBC News and the debates
+grow() {  # grow TAG DATA B L
+  $F -o runs/$1-qp-grow$3 --data $2 --graph quantum_peft:budget=$3:budget_mode=grow --set layers=$4 --set rank=8 --targets $ALL6 --seed 0 1 2
+}
+grow rt rotten-tomatoes 1500 2; grow rt rotten-tomatoes 3000 4; grow rt rotten-tomatoes 5000 6; grow rt rotten-tomatoes 9000 10
+grow bbc bbc-news 1500 2
+grow deb debates-2016 1500 2; grow deb debates-2016 3000 4; grow deb debates-2016 5000 6
 # pooled into the saved frontiers (each finished folder; see docs/finetune.md for which ran)
 tn-peft frontier docs/frontier-rotten-tomatoes/frontier.json runs/rt-qp-budget* runs/rt-qp-grow* -o docs/frontier-rotten-tomatoes --title "Rotten Tomatoes (by movie): MiniLM, 200 steps, query+value, 3 seeds"
-tn-peft frontier docs/frontier-bbc-news/frontier.json runs/bbc-qp-budget* -o docs/frontier-bbc-news --title "BBC News: MiniLM, 200 steps, query+value, 3 seeds"
-tn-peft frontier docs/frontier-debates-2016/frontier.json runs/deb-qp-budget* -o docs/frontier-debates-2016 --title "2016 debates, who said it (9 speakers): MiniLM, 200 steps, query+value, 3 seeds"
+tn-peft frontier docs/frontier-bbc-news/frontier.json runs/bbc-qp-budget* runs/bbc-qp-grow* -o docs/frontier-bbc-news --title "BBC News: MiniLM, 200 steps, query+value, 3 seeds"
+tn-peft frontier docs/frontier-debates-2016/frontier.json runs/deb-qp-budget* runs/deb-qp-grow* -o docs/frontier-debates-2016 --title "2016 debates, who said it (9 speakers): MiniLM, 200 steps, query+value, 3 seeds"
 # the importance check (docs/budget_importance.png / .json)
 python docs/budget_importance.py 100
