@@ -59,8 +59,8 @@ grow() {  # grow TAG DATA B L
   $F -o runs/$1-qp-grow$3 --data $2 --graph quantum_peft:budget=$3:budget_mode=grow --set layers=$4 --set rank=8 --targets $ALL6 --seed 0 1 2
 }
 grow rt rotten-tomatoes 1500 2; grow rt rotten-tomatoes 3000 4; grow rt rotten-tomatoes 5000 6; grow rt rotten-tomatoes 9000 10
-grow bbc bbc-news 1500 2
-grow deb debates-2016 1500 2; grow deb debates-2016 3000 4; grow deb debates-2016 5000 6
+grow bbc bbc-news 1500 2; grow bbc bbc-news 3000 4
+grow deb debates-2016 1500 2; grow deb debates-2016 3000 4; grow deb debates-2016 5000 6; grow deb debates-2016 9000 10
 # pooled into the saved frontiers (each finished folder; see docs/finetune.md for which ran)
 tn-peft frontier docs/frontier-rotten-tomatoes/frontier.json runs/rt-qp-budget* runs/rt-qp-grow* -o docs/frontier-rotten-tomatoes --title "Rotten Tomatoes (by movie): MiniLM, 200 steps, query+value, 3 seeds"
 tn-peft frontier docs/frontier-bbc-news/frontier.json runs/bbc-qp-budget* runs/bbc-qp-grow* -o docs/frontier-bbc-news --title "BBC News: MiniLM, 200 steps, query+value, 3 seeds"
