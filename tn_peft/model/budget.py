@@ -139,10 +139,13 @@ def allocator_for(model: nn.Module, total_steps: int, adapter_name: str = "defau
                   **options: Any) -> BudgetPruner | None:
     """What spends the model adapter's ``budget`` during training: a :class:`BudgetPruner` (``budget_mode:
     prune``) or a :class:`~tn_peft.model.budget_grow.BudgetGrower` (``grow``); None without a budget."""
-    budget = budget_of(model, adapter_name)
+    engine, _ = find_engine(model)
+    if engine is None or adapter_name not in engine.networks:
+        return None
+    budget, mode = budget_settings(engine.networks[adapter_name])
     if not budget:
         return None
-    if budget_settings(find_engine(model)[0].networks[adapter_name])[1] == "grow":
+    if mode == "grow":
         from .budget_grow import BudgetGrower
 
         return BudgetGrower(model, budget, total_steps, adapter_name=adapter_name, **options)

@@ -32,7 +32,14 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from .budget import BudgetPruner, ModuleState, Unit, odd_depth_error
+from .budget import (
+    DEPTH_PARAMS,
+    BudgetPruner,
+    ModuleState,
+    Unit,
+    cubic_target,
+    odd_depth_error,
+)
 
 
 class BudgetGrower(BudgetPruner):
@@ -60,6 +67,7 @@ class BudgetGrower(BudgetPruner):
         self.column_score: dict[str, torch.Tensor] = {}       # module -> smoothed score of each column
         self.pair_score: dict[str, dict[str, torch.Tensor]] = {}
         self._pending: dict[tuple[str, str], torch.Tensor] = {}  # this step's squared gradients, per (module, node)
+        self._masks: dict[tuple[str, str], torch.Tensor] = {}    # (module, node) -> dormant-entry mask
         for name, state in self.modules.items():
             for node, depth in state.depths.items():
                 if depth % 2:
@@ -85,8 +93,12 @@ class BudgetGrower(BudgetPruner):
     def _diagonal(self, state: ModuleState) -> nn.Module:
         return next(n for n in self._adapter(state).node_modules().values() if n.kind == "diagonal")
 
-    def _dormant(self, name: str, node: str, shape: torch.Size) -> torch.Tensor:
-        """Mask (1: dormant) over a parameter of module ``name``: s's columns from k on, a circuit's dormant layers."""
+    def _dormant(self, name: str, node: str, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        """Mask (1: dormant) over a parameter of module ``name``: s's columns from k on, a circuit's dormant layers.
+        Kept in ``_masks`` until the grown set changes (:meth:`grow_to` drops it), not rebuilt per backward."""
+        key = (name, node)
+        if key in self._masks:
+            return self._masks[key]
         mask = torch.zeros(shape, dtype=torch.bool)
         if node == "s":
             mask[self.rank_on[name]:] = True
@@ -94,6 +106,7 @@ class BudgetGrower(BudgetPruner):
             for i in range(shape[0] // 2):
                 if i not in self.pairs_on[name][node]:
                     mask[2 * i: 2 * i + 2] = True
+        self._masks[key] = mask = mask.to(device)
         return mask
 
     def _masker(self, name: str, node: str):
@@ -104,7 +117,7 @@ class BudgetGrower(BudgetPruner):
             squared = grad.detach().float().pow(2).cpu()
             key = (name, node)
             self._pending[key] = squared if key not in self._pending else self._pending[key] + squared
-            return grad.masked_fill(self._dormant(name, node, grad.shape).to(grad.device), 0)
+            return grad.masked_fill(self._dormant(name, node, grad.shape, grad.device), 0)
         return hook
 
     # ------------------------------------------------------------------ counts and scores
@@ -176,8 +189,6 @@ class BudgetGrower(BudgetPruner):
 
     def target(self, step: int) -> int:
         """The most parameters allowed after ``step`` steps: the cubic schedule run upward to the budget."""
-        from .budget import cubic_target
-
         return cubic_target(step, min(self.start, self.budget), self.budget, self.total, self.warmup, self.final)
 
     def grow_to(self, target: int, *, step: int = -1) -> list[Unit]:
@@ -195,6 +206,7 @@ class BudgetGrower(BudgetPruner):
                 self.pairs_on[unit.module][unit.node].add(unit.index)
             count += cost
             added.append(unit)
+            self._masks.pop((unit.module, "s" if unit.kind == "rank" else unit.node), None)
         self.events.append({"step": step, "target": target, "count": count,
                             "units": [(u.kind, u.module, u.index) for u in added]})
         return added
@@ -223,8 +235,6 @@ class BudgetGrower(BudgetPruner):
         """Module name -> its circuits' depths (``out_layers``, ``in_layers``) and ``rank`` as grown so far."""
         if self.done:
             return super().allocation()
-        from .budget import DEPTH_PARAMS
-
         return {name: {**{DEPTH_PARAMS[n]: 2 * len(p) for n, p in self.pairs_on[name].items()},
                        "rank": self.rank_on[name]} for name in self.modules}
 
